@@ -1,0 +1,57 @@
+# invdeploy developer entry points. `make up` and `make test` are the two
+# commands README promises on a fresh machine with Go and Docker.
+SHELL := /bin/bash
+GO ?= go
+export GOFLAGS ?= -buildvcs=false
+GIT_SHA := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/invdeploy/invdeploy/internal/version.Version=$(VERSION) -X github.com/invdeploy/invdeploy/internal/version.Revision=$(GIT_SHA)
+TEST_TIMEOUT ?= 75m
+
+.PHONY: all build up down test unit e2e images deps lint fmt bench-api bench-deploy bench-remote clean
+
+all: build
+
+## build: bin/invdeploy and bin/invoicing-api
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/invdeploy ./cmd/invdeploy
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/invoicing-api ./cmd/invoicing-api
+
+## deps: Debian packages the tests and the test bed need (idempotent, quick when present)
+deps:
+	bash scripts/deps.sh
+
+## images: every image the bundled stack, the Dockerfile and the tests need, in the local engine
+images: deps
+	bash test/images/build.sh
+
+## up: build invdeploy and bring up the bundled stack (prints the URL)
+up: build images
+	./bin/invdeploy up
+
+## down: stop the bundled stack (keeps its data volume)
+down: build
+	./bin/invdeploy down
+
+## test: unit + integration + end-to-end, against the real engine, PostgreSQL and test bed
+test: deps images
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## unit: the fast tests only (no Docker, no test bed)
+unit:
+	$(GO) test -count=1 -short ./...
+
+## e2e: only the end-to-end tests
+e2e: deps images
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./test/...
+
+## lint: gofmt + go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that the tests, the test bed and the benchmarks
+# need. Idempotent and quick when everything is present; needs root (or sudo).
+set -euo pipefail
+
+PKGS=(
+  debootstrap          # builds the base image the local golang/postgres images derive from
+  postgresql-15        # PostgreSQL for the API's integration tests and pgbench
+  postgresql-contrib-15
+  openssh-server       # sshd of the simulated EC2 host
+  openssh-client
+  docker-registry      # the authenticated registry of the test bed
+  apache2-utils        # htpasswd for that registry
+  iproute2             # ip netns / veth for the simulated EC2 host
+  util-linux           # nsenter
+  iptables
+  wrk                  # HTTP load for make bench-api
+  ca-certificates
+  git
+  curl
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# Third-party apt sources may be unreachable here; Debian's own are what we need.
+$SUDO apt-get update -o Acquire::Retries=3 >/dev/null 2>&1 || $SUDO apt-get update -o Acquire::Retries=3 || true
+$SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+# The Debian packages start services we do not want: the tests start their own.
+for svc in docker-registry postgresql ssh; do
+  $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
+done
