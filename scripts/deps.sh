@@ -6,7 +6,6 @@ set -euo pipefail
 PKGS=(
   debootstrap          # builds the base image the local golang/postgres images derive from
   postgresql-15        # PostgreSQL for the API's integration tests and pgbench
-  postgresql-contrib-15
   openssh-server       # sshd of the simulated EC2 host
   openssh-client
   docker-registry      # the authenticated registry of the test bed
