@@ -1,0 +1,279 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// SSHOptions say how to log in to an ssh:// host. The zero value of each
+// field means the usual default.
+type SSHOptions struct {
+	// KnownHostsFile is the known_hosts file; default ~/.ssh/known_hosts.
+	KnownHostsFile string
+	// AcceptNewHostKey appends the key of a host not yet in KnownHostsFile.
+	// A changed key is refused regardless.
+	AcceptNewHostKey bool
+	// IdentityFiles are private keys to offer first (--identity). When set,
+	// the default ~/.ssh/id_* files are not tried.
+	IdentityFiles []string
+	// AgentSocket is the ssh-agent socket (SSH_AUTH_SOCK); empty: no agent.
+	AgentSocket string
+	// HomeDir locates ~/.ssh; default the user's home directory.
+	HomeDir string
+	// ConnectTimeout bounds resolution, TCP connect and the SSH handshake;
+	// default 20s.
+	ConnectTimeout time.Duration
+	// KeepAlive is the interval of keepalive requests; default 15s,
+	// negative disables them.
+	KeepAlive time.Duration
+	// Notices receives one-line messages for the user (an added host key,
+	// a skipped identity); nil discards them.
+	Notices io.Writer
+	// LookupHost resolves a host name; nil uses net.DefaultResolver. A test seam.
+	LookupHost func(ctx context.Context, host string) ([]string, error)
+}
+
+// Stats counts what went over a connection to a remote engine.
+type Stats struct {
+	// BytesSent and BytesReceived count bytes on the wire (TCP payload,
+	// including SSH or TLS framing).
+	BytesSent, BytesReceived int64
+	// Dials is the number of Engine API connections opened (SSH channels for
+	// ssh://); the number of SSH connections is always one.
+	Dials int64
+}
+
+// SSHConn is the one SSH connection of an invdeploy run to a remote host.
+// DialContext opens a channel to the remote engine's socket over it; it is
+// safe for concurrent use.
+type SSHConn struct {
+	ep     Endpoint
+	client *ssh.Client
+	wire   *countingConn
+	dials  atomic.Int64
+
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+// DialSSH logs in to ep and checks that the Docker socket can be opened.
+// The steps (name resolution, TCP connect, host key, authentication, Docker
+// socket) fail with a *ConnectError naming the step.
+func DialSSH(ctx context.Context, ep Endpoint, opts SSHOptions) (*SSHConn, error) {
+	if ep.Scheme != "ssh" {
+		return nil, &ConnectError{Step: StepParse, Host: ep.String(), Err: errors.New("not an ssh:// URL")}
+	}
+	opts = withSSHDefaults(opts)
+	fail := func(step Step, err error, hint string) error {
+		return &ConnectError{Step: step, Host: ep.Address(), Err: err, Hint: hint}
+	}
+	user := ep.User
+	if user == "" {
+		user = currentUser()
+	}
+
+	signers, notes, closeAgent, err := credentials(opts)
+	defer closeAgent() // signers from the agent are used during the handshake only
+	for _, n := range notes {
+		fmt.Fprintln(opts.Notices, "ssh: "+n)
+	}
+	if err != nil {
+		return nil, fail(StepCredential, err, "start ssh-agent and ssh-add your key, or pass --identity FILE")
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
+	defer cancel()
+
+	addrs := []string{ep.Host}
+	if net.ParseIP(ep.Host) == nil {
+		addrs, err = opts.LookupHost(ctx, ep.Host)
+		if err == nil && len(addrs) == 0 {
+			err = errors.New("no addresses")
+		}
+		if err != nil {
+			return nil, fail(StepResolve, fmt.Errorf("look up %s: %w", ep.Host, err), "check the host name (or use the instance's public IP address)")
+		}
+	}
+
+	var raw net.Conn
+	var dialErrs []string
+	for _, a := range addrs {
+		var d net.Dialer
+		raw, err = d.DialContext(ctx, "tcp", net.JoinHostPort(a, fmt.Sprint(ep.Port)))
+		if err == nil {
+			break
+		}
+		dialErrs = append(dialErrs, err.Error())
+	}
+	if raw == nil {
+		return nil, fail(StepTCP, errors.New(strings.Join(dialErrs, "; ")),
+			fmt.Sprintf("is sshd running on port %d, and does the host's firewall (EC2 security group) allow SSH from this address?", ep.Port))
+	}
+	wire := &countingConn{Conn: raw}
+
+	keys := newHostKeys(opts.KnownHostsFile, opts.AcceptNewHostKey, opts.Notices)
+	config := &ssh.ClientConfig{
+		User:              user,
+		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signers...)},
+		HostKeyCallback:   keys.check,
+		HostKeyAlgorithms: keys.algorithms(ep.Address()),
+		Timeout:           opts.ConnectTimeout,
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		raw.SetDeadline(dl)
+	}
+	// Close the socket if ctx ends mid-handshake: NewClientConn does not watch ctx.
+	handshakeDone := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			raw.Close()
+		case <-handshakeDone:
+		}
+	}()
+	sconn, chans, reqs, err := ssh.NewClientConn(wire, ep.Address(), config)
+	close(handshakeDone)
+	if err != nil {
+		raw.Close()
+		keys.mu.Lock()
+		refused := keys.refused
+		keys.mu.Unlock()
+		if refused != nil {
+			return nil, fail(StepHostKey, refused, "")
+		}
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			return nil, fail(StepAuth, fmt.Errorf("user %q: the server accepted none of %d key(s) offered", user, len(signers)),
+				fmt.Sprintf("add your public key to ~%s/.ssh/authorized_keys on the host, or pass the right key with --identity", user))
+		}
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (after %s)", err, opts.ConnectTimeout)
+		}
+		return nil, fail(StepHandshake, err, "is it an SSH server on that port?")
+	}
+	raw.SetDeadline(time.Time{})
+
+	c := &SSHConn{ep: ep, client: ssh.NewClient(sconn, chans, reqs), wire: wire, stop: make(chan struct{})}
+	if opts.KeepAlive > 0 {
+		go c.keepAlive(opts.KeepAlive)
+	}
+	// Prove the socket can be opened now, so a wrong path fails here, named.
+	probe, err := c.DialContext(ctx, "unix", ep.Socket)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	probe.Close()
+	c.dials.Store(0)
+	return c, nil
+}
+
+func withSSHDefaults(o SSHOptions) SSHOptions {
+	if o.HomeDir == "" {
+		o.HomeDir, _ = os.UserHomeDir()
+	}
+	if o.KnownHostsFile == "" {
+		o.KnownHostsFile = filepath.Join(o.HomeDir, ".ssh", "known_hosts")
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 20 * time.Second
+	}
+	if o.KeepAlive == 0 {
+		o.KeepAlive = 15 * time.Second
+	}
+	if o.Notices == nil {
+		o.Notices = io.Discard
+	}
+	if o.LookupHost == nil {
+		o.LookupHost = net.DefaultResolver.LookupHost
+	}
+	return o
+}
+
+func currentUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return os.Getenv("USER")
+}
+
+// DialContext opens a new stream to the remote engine's socket over the one
+// SSH connection. network and addr are ignored: the socket is the one in the
+// host URL. It fits client.WithDialContext.
+func (c *SSHConn) DialContext(ctx context.Context, _, _ string) (net.Conn, error) {
+	c.dials.Add(1)
+	conn, err := c.client.DialContext(ctx, "unix", c.ep.Socket)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		var oce *ssh.OpenChannelError
+		hint := "check that Docker runs on the host, that the socket path is right (ssh://user@host/path/to/docker.sock), that the user may open it (docker group), and that sshd allows AllowStreamLocalForwarding"
+		if errors.As(err, &oce) {
+			err = fmt.Errorf("sshd could not open %s: %s", c.ep.Socket, oce.Message)
+			if oce.Message == "" {
+				err = fmt.Errorf("sshd could not open %s: %s", c.ep.Socket, oce.Reason)
+			}
+		}
+		return nil, &ConnectError{Step: StepSocket, Host: c.ep.Address(), Err: err, Hint: hint}
+	}
+	return conn, nil
+}
+
+// Stats reports the bytes on the SSH connection and the streams opened.
+func (c *SSHConn) Stats() Stats {
+	return Stats{BytesSent: c.wire.sent.Load(), BytesReceived: c.wire.received.Load(), Dials: c.dials.Load()}
+}
+
+// Endpoint returns the host this connection goes to.
+func (c *SSHConn) Endpoint() Endpoint { return c.ep }
+
+// Close ends the SSH connection and every stream on it.
+func (c *SSHConn) Close() error {
+	c.stopOnce.Do(func() { close(c.stop) })
+	return c.client.Close()
+}
+
+func (c *SSHConn) keepAlive(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			if _, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// countingConn counts the bytes read and written on a connection.
+type countingConn struct {
+	net.Conn
+	sent, received atomic.Int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.received.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.sent.Add(int64(n))
+	return n, err
+}

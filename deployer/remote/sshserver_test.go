@@ -1,0 +1,211 @@
+package remote
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"encoding/pem"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// testSSHServer is an in-process SSH server on 127.0.0.1 that accepts
+// public-key logins and forwards direct-streamlocal channels to unix sockets,
+// like sshd with AllowStreamLocalForwarding. It counts TCP connections.
+type testSSHServer struct {
+	addr     string
+	port     int
+	hostKey  ssh.Signer
+	accepted atomic.Int64 // TCP connections accepted
+	logins   atomic.Int64 // successful authentications
+	channels atomic.Int64 // streamlocal channels opened
+}
+
+func newKey(t testing.TB) ssh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// writeKey writes priv as an OpenSSH private key file and returns its path.
+func writeKey(t testing.TB, dir, name string, passphrase []byte) (string, ssh.Signer) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var block *pem.Block
+	if passphrase != nil {
+		block, err = ssh.MarshalPrivateKeyWithPassphrase(priv, "", passphrase)
+	} else {
+		block, err = ssh.MarshalPrivateKey(priv, "")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, s
+}
+
+func startSSHServer(t testing.TB, authorized ...ssh.PublicKey) *testSSHServer {
+	t.Helper()
+	srv := &testSSHServer{hostKey: newKey(t)}
+	config := &ssh.ServerConfig{
+		PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+			for _, a := range authorized {
+				if string(a.Marshal()) == string(key.Marshal()) {
+					return nil, nil
+				}
+			}
+			return nil, errUnauthorized
+		},
+	}
+	config.AddHostKey(srv.hostKey)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.addr = ln.Addr().String()
+	srv.port = ln.Addr().(*net.TCPAddr).Port
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			srv.accepted.Add(1)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				srv.serve(c, config)
+			}()
+		}
+	}()
+	return srv
+}
+
+var errUnauthorized = errors.New("key not authorized")
+
+func (s *testSSHServer) serve(c net.Conn, config *ssh.ServerConfig) {
+	defer c.Close()
+	sconn, chans, reqs, err := ssh.NewServerConn(c, config)
+	if err != nil {
+		return
+	}
+	defer sconn.Close()
+	s.logins.Add(1)
+	go ssh.DiscardRequests(reqs)
+	for nc := range chans {
+		if nc.ChannelType() != "direct-streamlocal@openssh.com" {
+			nc.Reject(ssh.UnknownChannelType, "only streamlocal here")
+			continue
+		}
+		var msg struct {
+			Path      string
+			Reserved0 string
+			Reserved1 uint32
+		}
+		if err := ssh.Unmarshal(nc.ExtraData(), &msg); err != nil {
+			nc.Reject(ssh.ConnectionFailed, "bad payload")
+			continue
+		}
+		target, err := net.Dial("unix", msg.Path)
+		if err != nil {
+			nc.Reject(ssh.ConnectionFailed, "open failed")
+			continue
+		}
+		ch, creqs, err := nc.Accept()
+		if err != nil {
+			target.Close()
+			continue
+		}
+		s.channels.Add(1)
+		go ssh.DiscardRequests(creqs)
+		go func() {
+			io.Copy(ch, target)
+			ch.CloseWrite()
+			ch.Close()
+		}()
+		go func() {
+			io.Copy(target, ch)
+			if uc, ok := target.(*net.UnixConn); ok {
+				uc.CloseWrite()
+			}
+		}()
+	}
+}
+
+// fakeEngine serves /_ping on a unix socket, counting requests.
+type fakeEngine struct {
+	socket string
+	pings  atomic.Int64
+}
+
+func startFakeEngine(t testing.TB) *fakeEngine {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "eng") // short path: unix socket paths are limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	e := &fakeEngine{socket: filepath.Join(dir, "docker.sock")}
+	ln, err := net.Listen("unix", e.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/_ping" {
+			e.pings.Add(1)
+			io.WriteString(w, "OK")
+			return
+		}
+		http.NotFound(w, r)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return e
+}
+
+// knownHosts writes a known_hosts file with key for the server and returns its path.
+func knownHostsFor(t testing.TB, dir string, srv *testSSHServer, key ssh.PublicKey) string {
+	t.Helper()
+	path := filepath.Join(dir, "known_hosts")
+	line := "[127.0.0.1]:" + itoa(srv.port) + " " + string(ssh.MarshalAuthorizedKey(key))
+	if err := os.WriteFile(path, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func ed25519GenerateKey() (ed25519.PublicKey, ed25519.PrivateKey, error) {
+	return ed25519.GenerateKey(rand.Reader)
+}
