@@ -3,8 +3,8 @@ package remote
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"errors"
 	"encoding/pem"
+	"errors"
 	"io"
 	"net"
 	"net/http"
