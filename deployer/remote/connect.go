@@ -1,0 +1,167 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/docker/docker/client"
+)
+
+// TLSOptions are the client certificate files for a tcp:// host. Empty
+// fields fall back to ca.pem, cert.pem and key.pem in CertPath
+// (DOCKER_CERT_PATH).
+type TLSOptions struct {
+	CACert, Cert, Key string
+	CertPath          string
+}
+
+// Options say how to reach a remote engine.
+type Options struct {
+	SSH SSHOptions
+	TLS TLSOptions
+}
+
+// Conn is an open route to a remote engine: ClientOpts configure a Docker
+// client to use it. Close it when the run ends.
+type Conn struct {
+	// Endpoint is the parsed host URL.
+	Endpoint Endpoint
+	// Secure says the Engine API traffic is encrypted and authenticated
+	// (SSH or mutual TLS), as opposed to plain tcp to loopback.
+	Secure bool
+
+	ssh   *SSHConn
+	opts  []client.Opt
+	wire  *wireCounter // tcp:// only
+	close func() error
+}
+
+// Connect parses rawURL and opens the route to its engine: for ssh:// the one
+// SSH connection of the run; for tcp:// a checked TLS configuration (plain
+// tcp is allowed only to a loopback address).
+func Connect(ctx context.Context, rawURL string, o Options) (*Conn, error) {
+	ep, err := ParseHost(rawURL)
+	if err != nil {
+		return nil, &ConnectError{Step: StepParse, Host: rawURL, Err: err}
+	}
+	switch ep.Scheme {
+	case "ssh":
+		sc, err := DialSSH(ctx, ep, o.SSH)
+		if err != nil {
+			return nil, err
+		}
+		return &Conn{
+			Endpoint: ep,
+			Secure:   true,
+			ssh:      sc,
+			opts: []client.Opt{
+				// A fresh transport drops whatever FromEnv set up (TLS from
+				// DOCKER_CERT_PATH, proxies): the SSH channel is the transport.
+				client.WithHTTPClient(&http.Client{Transport: &http.Transport{}}),
+				client.WithHost("unix://" + ep.Socket),
+				client.WithDialContext(sc.DialContext),
+			},
+			close: sc.Close,
+		}, nil
+	default:
+		return connectTCP(ep, o.TLS)
+	}
+}
+
+func connectTCP(ep Endpoint, t TLSOptions) (*Conn, error) {
+	fail := func(err error, hint string) error {
+		return &ConnectError{Step: StepTLS, Host: ep.Address(), Err: err, Hint: hint}
+	}
+	pick := func(explicit, name string) string {
+		if explicit != "" || t.CertPath == "" {
+			return explicit
+		}
+		return filepath.Join(t.CertPath, name)
+	}
+	ca, cert, key := pick(t.CACert, "ca.pem"), pick(t.Cert, "cert.pem"), pick(t.Key, "key.pem")
+	w := &wireCounter{}
+	c := &Conn{Endpoint: ep, wire: w, close: func() error { return nil }}
+	c.opts = []client.Opt{
+		client.WithHTTPClient(&http.Client{Transport: &http.Transport{}}),
+		client.WithHost("tcp://" + ep.Address()),
+	}
+	if ca == "" && cert == "" && key == "" {
+		if !ep.IsLoopback() {
+			return nil, fail(errors.New("plain tcp:// to a non-loopback address would expose the Engine API (root on that host) unencrypted and unauthenticated; refusing"),
+				"use ssh://user@"+ep.Host+", or give --tlscacert, --tlscert and --tlskey (or DOCKER_CERT_PATH) for an engine listening with --tlsverify on 2376")
+		}
+	} else {
+		for flag, f := range map[string]string{"--tlscacert": ca, "--tlscert": cert, "--tlskey": key} {
+			if f == "" {
+				return nil, fail(fmt.Errorf("%s is missing", flag), "mutual TLS needs all three: the CA, the client certificate and its key")
+			}
+			if _, err := os.Stat(f); err != nil {
+				return nil, fail(fmt.Errorf("%s: %w", flag, err), "")
+			}
+		}
+		c.opts = append(c.opts, client.WithTLSClientConfig(ca, cert, key))
+		c.Secure = true
+	}
+	d := &net.Dialer{Timeout: 20 * time.Second, KeepAlive: 30 * time.Second}
+	c.opts = append(c.opts, client.WithDialContext(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		w.dials.Add(1)
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, &ConnectError{Step: StepTCP, Host: ep.Address(), Err: err}
+		}
+		return &countingTCP{Conn: conn, w: w}, nil
+	}))
+	return c, nil
+}
+
+// ClientOpts configure a Docker client (after any defaults) to reach the
+// remote engine through this connection.
+func (c *Conn) ClientOpts() []client.Opt { return c.opts }
+
+// Stats reports the traffic to the remote engine so far.
+func (c *Conn) Stats() Stats {
+	if c.ssh != nil {
+		return c.ssh.Stats()
+	}
+	return Stats{BytesSent: c.wire.sent.Load(), BytesReceived: c.wire.received.Load(), Dials: c.wire.dials.Load()}
+}
+
+// Close ends the connection (the SSH connection for ssh://).
+func (c *Conn) Close() error { return c.close() }
+
+// String names the remote engine for messages.
+func (c *Conn) String() string {
+	if c.Endpoint.Scheme == "ssh" {
+		return c.Endpoint.String()
+	}
+	return "tcp://" + net.JoinHostPort(c.Endpoint.Host, strconv.Itoa(c.Endpoint.Port))
+}
+
+type wireCounter struct {
+	sent, received, dials atomic.Int64
+}
+
+type countingTCP struct {
+	net.Conn
+	w *wireCounter
+}
+
+func (c *countingTCP) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.w.received.Add(int64(n))
+	return n, err
+}
+
+func (c *countingTCP) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.w.sent.Add(int64(n))
+	return n, err
+}
