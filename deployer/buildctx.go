@@ -1,0 +1,209 @@
+package deployer
+
+import (
+	"archive/tar"
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
+)
+
+// contextFilter decides which files of a build context are sent to the
+// engine, from the context's .dockerignore, as the docker CLI does.
+type contextFilter struct {
+	pm         *patternmatcher.PatternMatcher
+	dockerfile string // relative path, always included
+}
+
+func newContextFilter(dir, dockerfile string) (*contextFilter, error) {
+	var patterns []string
+	f, err := os.Open(filepath.Join(dir, ".dockerignore"))
+	switch {
+	case err == nil:
+		patterns, err = ignorefile.ReadAll(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, ".dockerignore"), err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("open .dockerignore: %w", err)
+	}
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", filepath.Join(dir, ".dockerignore"), err)
+	}
+	return &contextFilter{pm: pm, dockerfile: filepath.ToSlash(dockerfile)}, nil
+}
+
+// Excluded reports whether rel (slash-separated, relative to the context) is
+// left out of the build context.
+func (c *contextFilter) Excluded(rel string) (bool, error) {
+	rel = filepath.ToSlash(rel)
+	if rel == c.dockerfile || rel == ".dockerignore" {
+		return false, nil
+	}
+	return c.pm.MatchesOrParentMatches(rel)
+}
+
+// walkContext calls fn for every file and directory of the context dir that
+// is not dockerignored, in lexical order. Excluded directories are skipped
+// whole unless the ignore file has exclusions (!pattern) that may re-include
+// something below them.
+func walkContext(dir string, filter *contextFilter, fn func(rel string, d fs.DirEntry) error) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		if rel == "." {
+			return nil
+		}
+		ex, err := filter.Excluded(rel)
+		if err != nil {
+			return fmt.Errorf("match %s against .dockerignore: %w", rel, err)
+		}
+		if ex {
+			if d.IsDir() && !filter.pm.Exclusions() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		return fn(filepath.ToSlash(rel), d)
+	})
+}
+
+// contextEpoch is the modification time of every file in the build context
+// tar, so that COPY layers do not depend on checkout times.
+var contextEpoch = time.Unix(0, 0)
+
+// writeContextTar writes the build context of dir to w as a tar stream,
+// honouring .dockerignore.
+func writeContextTar(w io.Writer, dir, dockerfile string) error {
+	filter, err := newContextFilter(dir, dockerfile)
+	if err != nil {
+		return err
+	}
+	tw := tar.NewWriter(w)
+	err = walkContext(dir, filter, func(rel string, d fs.DirEntry) error {
+		path := filepath.Join(dir, filepath.FromSlash(rel))
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		link := ""
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(path); err != nil {
+				return err
+			}
+		}
+		if !fi.Mode().IsRegular() && !fi.IsDir() && fi.Mode()&fs.ModeSymlink == 0 {
+			return nil // sockets, devices, fifos never enter a context
+		}
+		hdr, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name = rel
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = contextEpoch, time.Time{}, time.Time{}
+		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
+		hdr.Format = tar.FormatPAX
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			f, err := os.Open(path)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(tw, bufio.NewReader(f))
+			f.Close()
+			if err != nil {
+				return fmt.Errorf("add %s: %w", rel, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("pack build context %s: %w", dir, err)
+	}
+	return tw.Close()
+}
+
+// dockerfileInfo is what preflight and build need from a Dockerfile.
+type dockerfileInfo struct {
+	// BaseImages are the FROM images that are neither earlier stages nor
+	// scratch nor parameterised.
+	BaseImages []string
+	// Args are the names declared with ARG.
+	Args map[string]bool
+}
+
+func parseDockerfile(r io.Reader) (dockerfileInfo, error) {
+	info := dockerfileInfo{Args: map[string]bool{}}
+	stages := map[string]bool{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	var logical strings.Builder
+	handle := func(line string) {
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			return
+		}
+		switch strings.ToUpper(fields[0]) {
+		case "FROM":
+			args := fields[1:]
+			for len(args) > 0 && strings.HasPrefix(args[0], "--") {
+				args = args[1:]
+			}
+			if len(args) == 0 {
+				return
+			}
+			img := args[0]
+			if len(args) >= 3 && strings.EqualFold(args[1], "AS") {
+				stages[strings.ToLower(args[2])] = true
+			}
+			if strings.EqualFold(img, "scratch") || strings.Contains(img, "$") || stages[strings.ToLower(img)] {
+				return
+			}
+			info.BaseImages = append(info.BaseImages, img)
+		case "ARG":
+			for _, a := range fields[1:] {
+				name, _, _ := strings.Cut(a, "=")
+				info.Args[name] = true
+			}
+		}
+	}
+	for sc.Scan() {
+		line := sc.Text()
+		trimmed := strings.TrimSpace(line)
+		if logical.Len() == 0 && (trimmed == "" || strings.HasPrefix(trimmed, "#")) {
+			continue
+		}
+		if strings.HasSuffix(trimmed, "\\") {
+			logical.WriteString(strings.TrimSuffix(trimmed, "\\"))
+			logical.WriteString(" ")
+			continue
+		}
+		logical.WriteString(trimmed)
+		handle(logical.String())
+		logical.Reset()
+	}
+	if logical.Len() > 0 {
+		handle(logical.String())
+	}
+	return info, sc.Err()
+}

@@ -1,0 +1,78 @@
+package deployer
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+)
+
+// Deployer runs the verbs of invdeploy against one engine.
+type Deployer struct {
+	engine Engine
+	out    *Progress
+}
+
+// New returns a Deployer over engine that reports progress to out (nil: none).
+func New(engine Engine, out *Progress) *Deployer {
+	if out == nil {
+		out = Discard()
+	}
+	return &Deployer{engine: engine, out: out}
+}
+
+// Engine returns the engine the Deployer talks to.
+func (d *Deployer) Engine() Engine { return d.engine }
+
+// projectContainers lists the containers of a project (all states), sorted by
+// service then number.
+func (d *Deployer) projectContainers(ctx context.Context, project string, services ...string) ([]container.Summary, error) {
+	f := filters.NewArgs(filters.Arg("label", LabelProject+"="+project))
+	if len(services) == 1 {
+		f.Add("label", LabelService+"="+services[0])
+	}
+	cs, err := d.engine.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list containers of %s: %w", project, err)
+	}
+	if len(services) > 1 {
+		want := map[string]bool{}
+		for _, s := range services {
+			want[s] = true
+		}
+		kept := cs[:0]
+		for _, c := range cs {
+			if want[c.Labels[LabelService]] {
+				kept = append(kept, c)
+			}
+		}
+		cs = kept
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		si, sj := cs[i].Labels[LabelService], cs[j].Labels[LabelService]
+		if si != sj {
+			return si < sj
+		}
+		ni, _ := strconv.Atoi(cs[i].Labels[LabelContainerNumber])
+		nj, _ := strconv.Atoi(cs[j].Labels[LabelContainerNumber])
+		return ni < nj
+	})
+	return cs, nil
+}
+
+func containerName(c container.Summary) string {
+	if len(c.Names) > 0 {
+		n := c.Names[0]
+		if len(n) > 0 && n[0] == '/' {
+			n = n[1:]
+		}
+		return n
+	}
+	if len(c.ID) > 12 {
+		return c.ID[:12]
+	}
+	return c.ID
+}

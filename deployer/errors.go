@@ -1,0 +1,54 @@
+package deployer
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// ErrPreflight is wrapped by every refusal of preflight: nothing was created
+// or changed (exit code 3).
+var ErrPreflight = errors.New("preflight refused")
+
+// ErrUnhealthy is wrapped when the stack was deployed but a container did not
+// become healthy in time (exit code 4).
+var ErrUnhealthy = errors.New("deployed but unhealthy")
+
+// ErrNotFound is wrapped when a project or service has nothing deployed.
+var ErrNotFound = errors.New("not found")
+
+// Problem is one preflight finding.
+type Problem struct {
+	// Rule names the check, e.g. "port", "secret", "image", "engine", "file".
+	Rule string
+	// Subject is what the finding is about: "127.0.0.1:8000", "db_password".
+	Subject string
+	// Message says what is wrong and how to fix it. Never holds a secret value.
+	Message string
+}
+
+func (p Problem) String() string { return p.Rule + " " + p.Subject + ": " + p.Message }
+
+// PreflightError lists the refusals of one preflight run.
+type PreflightError struct {
+	Problems []Problem
+}
+
+func (e *PreflightError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "preflight refused (nothing was created or changed):")
+	for _, p := range e.Problems {
+		b.WriteString("\n  - ")
+		b.WriteString(p.String())
+	}
+	return b.String()
+}
+
+// Unwrap makes errors.Is(err, ErrPreflight) true.
+func (e *PreflightError) Unwrap() error { return ErrPreflight }
+
+// IsPreflight reports whether err is a preflight refusal.
+func IsPreflight(err error) bool { return errors.Is(err, ErrPreflight) }
+
+// IsUnhealthy reports whether err means deployed but unhealthy.
+func IsUnhealthy(err error) bool { return errors.Is(err, ErrUnhealthy) }

@@ -1,0 +1,105 @@
+package deployer
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// gitRevision is the short (12 hex digits) commit of the git checkout holding
+// dir, read from .git without running git; "" when there is none.
+func gitRevision(dir string) string {
+	gitDir := findGitDir(dir)
+	if gitDir == "" {
+		return ""
+	}
+	head, err := os.ReadFile(filepath.Join(gitDir, "HEAD"))
+	if err != nil {
+		return ""
+	}
+	h := strings.TrimSpace(string(head))
+	if ref, ok := strings.CutPrefix(h, "ref: "); ok {
+		h = resolveRef(gitDir, ref)
+	}
+	if len(h) < 12 {
+		return ""
+	}
+	return h[:12]
+}
+
+func findGitDir(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return ""
+	}
+	for {
+		p := filepath.Join(abs, ".git")
+		if fi, err := os.Stat(p); err == nil {
+			if fi.IsDir() {
+				return p
+			}
+			// A worktree or submodule: "gitdir: PATH".
+			b, err := os.ReadFile(p)
+			if err == nil {
+				if g, ok := strings.CutPrefix(strings.TrimSpace(string(b)), "gitdir: "); ok {
+					if !filepath.IsAbs(g) {
+						g = filepath.Join(abs, g)
+					}
+					return g
+				}
+			}
+			return ""
+		}
+		parent := filepath.Dir(abs)
+		if parent == abs {
+			return ""
+		}
+		abs = parent
+	}
+}
+
+func resolveRef(gitDir, ref string) string {
+	dirs := []string{gitDir}
+	if b, err := os.ReadFile(filepath.Join(gitDir, "commondir")); err == nil {
+		c := strings.TrimSpace(string(b))
+		if !filepath.IsAbs(c) {
+			c = filepath.Join(gitDir, c)
+		}
+		dirs = append(dirs, c)
+	}
+	for _, d := range dirs {
+		if b, err := os.ReadFile(filepath.Join(d, filepath.FromSlash(ref))); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+		f, err := os.Open(filepath.Join(d, "packed-refs"))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if sha, name, ok := strings.Cut(sc.Text(), " "); ok && name == ref {
+				f.Close()
+				return sha
+			}
+		}
+		f.Close()
+	}
+	return ""
+}
+
+// gitTracked reports whether path is tracked by the git checkout holding it.
+// Without a git binary or a checkout it reports false.
+func gitTracked(path string) bool {
+	dir := filepath.Dir(path)
+	if findGitDir(dir) == "" {
+		return false
+	}
+	git, err := exec.LookPath("git")
+	if err != nil {
+		return false
+	}
+	cmd := exec.Command(git, "-C", dir, "ls-files", "--error-unmatch", "--", filepath.Base(path))
+	return cmd.Run() == nil
+}

@@ -1,0 +1,495 @@
+package deployer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/versions"
+)
+
+// MinAPIVersion is the oldest Engine API invdeploy supports (Docker 20.10).
+const MinAPIVersion = "1.41"
+
+// CheckOptions control preflight.
+type CheckOptions struct {
+	// Remote means the engine is on another host: weak literal passwords
+	// refuse instead of warn, and host ports are not probed by listening here.
+	Remote bool
+	// ConfigDir holds generated secrets; "" means ConfigDir(project).
+	ConfigDir string
+	// Build says images with a build section will be (re)built even when
+	// present, so their Dockerfile's base images must be available.
+	Build bool
+}
+
+// Report is the outcome of preflight.
+type Report struct {
+	// Warnings do not stop a deploy (unsupported fields, weak literal
+	// passwords on a local engine).
+	Warnings []string
+	// Problems refuse a deploy.
+	Problems []Problem
+}
+
+// Err is a *PreflightError when there are problems, else nil.
+func (r *Report) Err() error {
+	if len(r.Problems) == 0 {
+		return nil
+	}
+	return &PreflightError{Problems: r.Problems}
+}
+
+// Check runs preflight: it changes nothing except pulling images that are
+// missing (to learn whether they are pullable). The returned error is a
+// *PreflightError (errors.Is ErrPreflight) when something refuses.
+func (d *Deployer) Check(ctx context.Context, st *Stack, o CheckOptions) (*Report, error) {
+	r := &Report{Warnings: append([]string{}, st.Warnings...)}
+	add := func(rule, subject, format string, args ...any) {
+		r.Problems = append(r.Problems, Problem{Rule: rule, Subject: subject, Message: fmt.Sprintf(format, args...)})
+	}
+	p := st.Project
+
+	d.checkSecrets(p, o, add)
+	d.checkFiles(st, add)
+	r.Warnings = append(r.Warnings, checkLiteralPasswords(p, o.Remote, add)...)
+
+	engineOK := true
+	if _, err := d.engine.Ping(ctx); err != nil {
+		engineOK = false
+		add("engine", d.engine.DaemonHost(), "the Docker engine does not answer (%v); start it, or point -H/DOCKER_HOST at one", err)
+	} else if v, err := d.engine.ServerVersion(ctx); err != nil {
+		engineOK = false
+		add("engine", d.engine.DaemonHost(), "cannot read the engine version: %v", err)
+	} else if versions.LessThan(v.APIVersion, MinAPIVersion) {
+		engineOK = false
+		add("engine", d.engine.DaemonHost(), "engine API %s (Docker %s) is too old; invdeploy needs API %s (Docker 20.10) or newer", v.APIVersion, v.Version, MinAPIVersion)
+	}
+	if engineOK {
+		if err := d.checkPorts(ctx, p, o, add); err != nil {
+			return r, err
+		}
+		if err := d.checkImages(ctx, p, o, add); err != nil {
+			return r, err
+		}
+	}
+	return r, r.Err()
+}
+
+// weakPasswords are well-known defaults and examples; a secret with one of
+// these values (case-insensitive) or shorter than 8 characters is refused.
+var weakPasswords = map[string]bool{
+	"password": true, "passw0rd": true, "password1": true, "postgres": true, "secret": true,
+	"changeme": true, "change-me": true, "admin": true, "root": true, "123456": true,
+	"12345678": true, "example": true, "test": true, "letmein": true, "qwerty": true,
+	"default": true, "pass": true, "mysecretpassword": true, "invoicing": true, "toor": true,
+}
+
+func isWeak(v string) bool {
+	v = strings.TrimSpace(v)
+	return weakPasswords[strings.ToLower(v)] || len(v) < 8
+}
+
+func (d *Deployer) checkSecrets(p *types.Project, o CheckOptions, add func(rule, subject, format string, args ...any)) {
+	srcs, err := secretSources(p, o.ConfigDir)
+	if err != nil {
+		add("secret", "secrets", "%v", err)
+		return
+	}
+	for _, name := range usedSecrets(p) {
+		src, ok := srcs[name]
+		if !ok {
+			add("secret", name, "used by a service but not defined under top-level secrets")
+			continue
+		}
+		switch {
+		case src.File != "":
+			fi, err := os.Stat(src.File)
+			if err != nil {
+				add("secret", name, "file %s is missing; create it with the secret value (mode 0600)", src.File)
+				continue
+			}
+			if fi.Mode().Perm()&0o004 != 0 {
+				add("secret", name, "file %s is world-readable (mode %04o); run chmod 600 %s", src.File, fi.Mode().Perm(), src.File)
+				continue
+			}
+		case src.Env != "":
+			if v := p.Environment[src.Env]; v == "" && src.Generate {
+				fi, err := os.Stat(src.Stored)
+				if errors.Is(err, fs.ErrNotExist) {
+					continue // generated on the first up
+				}
+				if err == nil && fi.Mode().Perm()&0o044 != 0 {
+					add("secret", name, "stored file %s is readable by others (mode %04o); run chmod 600 %s", src.Stored, fi.Mode().Perm(), src.Stored)
+					continue
+				}
+			}
+		}
+		v, err := readSecret(p, src, false)
+		if err != nil {
+			if src.Env != "" && !src.Generate {
+				add("secret", name, "environment variable %s is not set; export it or put it in a .env file that is not tracked by git", src.Env)
+			} else {
+				add("secret", name, "%v", err)
+			}
+			continue
+		}
+		if len(strings.TrimSpace(string(v))) == 0 {
+			add("secret", name, "is empty; set a strong value")
+			continue
+		}
+		if isWeak(string(v)) {
+			add("secret", name, "is a known weak default or shorter than 8 characters; set a strong value")
+		}
+	}
+}
+
+// checkFiles refuses a .env or secret file that is tracked by git or would
+// enter a build context, and secret-looking files a build context would send.
+func (d *Deployer) checkFiles(st *Stack, add func(rule, subject, format string, args ...any)) {
+	p := st.Project
+	sensitive := map[string]string{} // path -> what it is
+	if env := filepath.Join(p.WorkingDir, ".env"); fileExists(env) {
+		sensitive[env] = ".env"
+	}
+	for _, sec := range p.Secrets {
+		if sec.File != "" {
+			f := sec.File
+			if !filepath.IsAbs(f) {
+				f = filepath.Join(p.WorkingDir, f)
+			}
+			sensitive[f] = "secret file"
+		}
+	}
+	paths := make([]string, 0, len(sensitive))
+	for f := range sensitive {
+		paths = append(paths, f)
+	}
+	sort.Strings(paths)
+	for _, f := range paths {
+		if gitTracked(f) {
+			add("file", f, "%s is tracked by git; run git rm --cached %s, add it to .gitignore and rotate the values it held", sensitive[f], f)
+		}
+	}
+	for _, name := range p.ServiceNames() {
+		s := p.Services[name]
+		if s.Build == nil {
+			continue
+		}
+		dir := buildContextDir(p, s)
+		if strings.Contains(s.Build.Context, "://") {
+			continue
+		}
+		filter, err := newContextFilter(dir, dockerfileName(s))
+		if err != nil {
+			add("file", dir, "%v", err)
+			continue
+		}
+		for _, f := range paths {
+			rel, err := filepath.Rel(dir, f)
+			if err != nil || strings.HasPrefix(rel, "..") {
+				continue
+			}
+			if ex, _ := filter.Excluded(rel); !ex {
+				add("file", f, "%s would enter the build context of services.%s (%s); add %s to %s", sensitive[f], name, dir, filepath.ToSlash(rel), filepath.Join(dir, ".dockerignore"))
+			}
+		}
+		var found []string
+		_ = walkContext(dir, filter, func(rel string, de fs.DirEntry) error {
+			if de.IsDir() {
+				if de.Name() == ".git" {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if secretLooking(de.Name()) && sensitive[filepath.Join(dir, rel)] == "" {
+				found = append(found, rel)
+			}
+			if len(found) >= 5 {
+				return fs.SkipAll
+			}
+			return nil
+		})
+		for _, rel := range found {
+			add("file", filepath.Join(dir, rel), "looks like a secret and would enter the build context of services.%s; add %s to %s", name, rel, filepath.Join(dir, ".dockerignore"))
+		}
+	}
+}
+
+// secretLooking is true for file names that usually hold credentials.
+func secretLooking(name string) bool {
+	n := strings.ToLower(name)
+	switch n {
+	case ".env", ".netrc", ".npmrc", ".pypirc", ".pgpass", "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519", "credentials.json":
+		return true
+	case ".env.example", ".env.sample", ".env.template", ".env.dist":
+		return false
+	}
+	if strings.HasPrefix(n, ".env.") {
+		return true
+	}
+	for _, ext := range []string{".pem", ".key", ".p12", ".pfx", ".kdbx", ".jks"} {
+		if strings.HasSuffix(n, ext) {
+			return true
+		}
+	}
+	return false
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir()
+}
+
+// passwordKey matches environment keys that hold a credential.
+func passwordKey(k string) bool {
+	k = strings.ToUpper(k)
+	if strings.HasSuffix(k, "_FILE") {
+		return false
+	}
+	for _, w := range []string{"PASSWORD", "PASSWD", "SECRET", "TOKEN", "API_KEY"} {
+		if strings.Contains(k, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkLiteralPasswords warns (local) or refuses (remote) a weak literal
+// password in a service's environment; the value is never repeated.
+func checkLiteralPasswords(p *types.Project, remote bool, add func(rule, subject, format string, args ...any)) []string {
+	var warns []string
+	for _, name := range p.ServiceNames() {
+		env := p.Services[name].Environment
+		keys := make([]string, 0, len(env))
+		for k := range env {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			v := env[k]
+			if v == nil || !passwordKey(k) || !isWeak(*v) {
+				continue
+			}
+			subject := fmt.Sprintf("services.%s.environment.%s", name, k)
+			if remote {
+				add("secret", subject, "is a weak literal password, refused on a remote engine; use a secret (secrets: with file: or environment:)")
+			} else {
+				warns = append(warns, subject+" is a weak literal password (allowed on a local engine only); prefer a secret")
+			}
+		}
+	}
+	return warns
+}
+
+type hostPort struct {
+	ip    string
+	port  int
+	proto string
+	svc   string
+}
+
+func (d *Deployer) checkPorts(ctx context.Context, p *types.Project, o CheckOptions, add func(rule, subject, format string, args ...any)) error {
+	var want []hostPort
+	seen := map[string]string{}
+	for _, name := range p.ServiceNames() {
+		for _, port := range p.Services[name].Ports {
+			if port.Published == "" {
+				continue
+			}
+			n, err := strconv.Atoi(port.Published)
+			if err != nil {
+				add("port", port.Published, "services.%s.ports: published port is not a number", name)
+				continue
+			}
+			proto := port.Protocol
+			if proto == "" {
+				proto = "tcp"
+			}
+			key := fmt.Sprintf("%d/%s", n, proto)
+			if other, dup := seen[key]; dup {
+				add("port", key, "published by both services.%s and services.%s", other, name)
+				continue
+			}
+			seen[key] = name
+			want = append(want, hostPort{ip: port.HostIP, port: n, proto: proto, svc: name})
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	running, err := d.engine.ContainerList(ctx, container.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("preflight: list containers: %w", err)
+	}
+	for _, hp := range want {
+		subject := net.JoinHostPort(displayIP(hp.ip), strconv.Itoa(hp.port))
+		ours, held := false, false
+		for _, c := range running {
+			for _, cp := range c.Ports {
+				if int(cp.PublicPort) != hp.port || cp.Type != hp.proto || !ipOverlap(cp.IP, hp.ip) {
+					continue
+				}
+				if c.Labels[LabelProject] == p.Name && c.Labels[LabelService] == hp.svc {
+					ours = true
+					continue
+				}
+				held = true
+				add("port", subject, "is held by container %s (services.%s wants it); stop that container or set another port", containerName(c), hp.svc)
+			}
+			if held {
+				break
+			}
+		}
+		if held || ours || o.Remote || hp.proto != "tcp" {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(listenIP(hp.ip), strconv.Itoa(hp.port)))
+		if err != nil {
+			holder := portHolder(hp.port)
+			if holder != "" {
+				holder = " by " + holder
+			}
+			add("port", subject, "is held%s (services.%s wants it); stop it or set another port", holder, hp.svc)
+			continue
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+func displayIP(ip string) string {
+	if ip == "" {
+		return "0.0.0.0"
+	}
+	return ip
+}
+
+func listenIP(ip string) string {
+	if ip == "" || ip == "::" {
+		return "0.0.0.0"
+	}
+	return ip
+}
+
+func ipOverlap(a, b string) bool {
+	any := func(ip string) bool { return ip == "" || ip == "0.0.0.0" || ip == "::" }
+	return any(a) || any(b) || a == b
+}
+
+// portHolder names the process listening on a local TCP port ("name (pid
+// N)"), from /proc; "" when it cannot tell.
+func portHolder(port int) string {
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		fh, err := os.Open(f)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 10 || fields[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			_, hexPort, ok := strings.Cut(fields[1], ":")
+			if !ok {
+				continue
+			}
+			if n, err := strconv.ParseInt(hexPort, 16, 32); err == nil && int(n) == port {
+				inodes[fields[9]] = true
+			}
+		}
+		fh.Close()
+	}
+	if len(inodes) == 0 {
+		return ""
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, pe := range procs {
+		pid := pe.Name()
+		if _, err := strconv.Atoi(pid); err != nil {
+			continue
+		}
+		fds, err := os.ReadDir(filepath.Join("/proc", pid, "fd"))
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			link, err := os.Readlink(filepath.Join("/proc", pid, "fd", fd.Name()))
+			if err != nil || !strings.HasPrefix(link, "socket:[") {
+				continue
+			}
+			if inodes[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] {
+				comm, _ := os.ReadFile(filepath.Join("/proc", pid, "comm"))
+				return fmt.Sprintf("%s (pid %s)", strings.TrimSpace(string(comm)), pid)
+			}
+		}
+	}
+	return ""
+}
+
+// checkImages refuses an image that is neither present nor buildable nor
+// pullable. Missing images without a build section are pulled here.
+func (d *Deployer) checkImages(ctx context.Context, p *types.Project, o CheckOptions, add func(rule, subject, format string, args ...any)) error {
+	checked := map[string]bool{}
+	for _, name := range p.ServiceNames() {
+		s := p.Services[name]
+		ref := ImageRef(p.Name, s)
+		id, err := d.imageID(ctx, ref)
+		if err != nil {
+			return fmt.Errorf("preflight: %w", err)
+		}
+		if s.Build != nil {
+			if id != "" && !o.Build {
+				continue
+			}
+			dir := buildContextDir(p, s)
+			info, err := readDockerfile(dir, dockerfileName(s))
+			if err != nil {
+				add("image", ref, "services.%s is not built yet and its Dockerfile cannot be read: %v", name, err)
+				continue
+			}
+			for _, base := range info.BaseImages {
+				if checked[base] {
+					continue
+				}
+				checked[base] = true
+				if err := d.ensurePresent(ctx, base); err != nil {
+					add("image", base, "base image of services.%s (%s) is not present and cannot be pulled: %v; build or load it (make images)", name, dockerfileName(s), err)
+				}
+			}
+			continue
+		}
+		if id != "" || checked[ref] {
+			continue
+		}
+		checked[ref] = true
+		if s.PullPolicy == types.PullPolicyNever {
+			add("image", ref, "services.%s: image is not present and pull_policy is never", name)
+			continue
+		}
+		if err := d.pull(ctx, ref); err != nil {
+			add("image", ref, "services.%s: image is not present and cannot be pulled: %v", name, err)
+		}
+	}
+	return nil
+}
+
+func (d *Deployer) ensurePresent(ctx context.Context, ref string) error {
+	id, err := d.imageID(ctx, ref)
+	if err != nil || id != "" {
+		return err
+	}
+	return d.pull(ctx, ref)
+}

@@ -1,0 +1,243 @@
+package deployer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/invdeploy/invdeploy/stacks"
+)
+
+// Stack is a loaded compose project and what loading it found.
+type Stack struct {
+	// Project is the compose model, interpolated and normalized by compose-go.
+	Project *types.Project
+	// Bundled is true for the embedded default stack (stacks/invoicing).
+	Bundled bool
+	// Source names where the stack came from: the compose file paths, or the
+	// bundled stack's name.
+	Source string
+	// Warnings name compose fields invdeploy does not implement; they are
+	// reported, never dropped silently.
+	Warnings []string
+}
+
+// LoadOptions say where a stack comes from.
+type LoadOptions struct {
+	// Files are the compose files (-f). Empty: a compose file in WorkingDir
+	// (compose.yaml, compose.yml, docker-compose.yml, docker-compose.yaml),
+	// and when there is none, the bundled invoicing stack.
+	Files []string
+	// ProjectName overrides the project name (-p).
+	ProjectName string
+	// WorkingDir is where relative paths resolve and .env is read. Empty: the
+	// directory of the first file, or the current directory for the bundled
+	// stack (the build context of its api service).
+	WorkingDir string
+	// Env holds KEY=VALUE pairs that override the process environment for
+	// interpolation, e.g. INVOICING_API_BIND=0.0.0.0 on a remote host.
+	Env []string
+}
+
+// Load reads and validates a stack with compose-go, the way docker compose
+// does (OS environment, .env, project name precedence).
+func Load(ctx context.Context, o LoadOptions) (*Stack, error) {
+	files := o.Files
+	wd := o.WorkingDir
+	if len(files) == 0 {
+		dir := wd
+		if dir == "" {
+			var err error
+			if dir, err = os.Getwd(); err != nil {
+				return nil, fmt.Errorf("load stack: %w", err)
+			}
+		}
+		for _, name := range cli.DefaultFileNames {
+			if fi, err := os.Stat(filepath.Join(dir, name)); err == nil && !fi.IsDir() {
+				files = []string{filepath.Join(dir, name)}
+				break
+			}
+		}
+		if len(files) == 0 {
+			return loadBundled(ctx, dir, o)
+		}
+	}
+	popts := []cli.ProjectOptionsFn{}
+	if wd != "" {
+		popts = append(popts, cli.WithWorkingDirectory(wd))
+	}
+	popts = append(popts, cli.WithOsEnv, cli.WithEnv(o.Env), cli.WithEnvFiles(), cli.WithDotEnv)
+	if o.ProjectName != "" {
+		popts = append(popts, cli.WithName(o.ProjectName))
+	}
+	po, err := cli.NewProjectOptions(files, popts...)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", strings.Join(files, ", "), err)
+	}
+	p, err := po.LoadProject(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: %w", strings.Join(files, ", "), err)
+	}
+	return newStack(p, false, strings.Join(files, ", "))
+}
+
+func loadBundled(ctx context.Context, dir string, o LoadOptions) (*Stack, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load bundled stack: %w", err)
+	}
+	popts := []cli.ProjectOptionsFn{cli.WithWorkingDirectory(abs), cli.WithOsEnv, cli.WithEnv(o.Env), cli.WithEnvFiles(), cli.WithDotEnv}
+	po, err := cli.NewProjectOptions(nil, popts...)
+	if err != nil {
+		return nil, fmt.Errorf("load bundled stack: %w", err)
+	}
+	name := o.ProjectName
+	if name == "" {
+		name = po.Environment["COMPOSE_PROJECT_NAME"]
+	}
+	p, err := loader.LoadWithContext(ctx, types.ConfigDetails{
+		WorkingDir:  abs,
+		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(abs, "compose.yaml"), Content: stacks.Invoicing}},
+		Environment: po.Environment,
+	}, func(lo *loader.Options) {
+		if name != "" {
+			lo.SetProjectName(loader.NormalizeProjectName(name), true)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load bundled stack %s: %w", stacks.InvoicingPath, err)
+	}
+	return newStack(p, true, stacks.InvoicingPath+" (bundled)")
+}
+
+func newStack(p *types.Project, bundled bool, source string) (*Stack, error) {
+	s := &Stack{Project: p, Bundled: bundled, Source: source}
+	warns, err := unsupported(p)
+	if err != nil {
+		return nil, err
+	}
+	s.Warnings = warns
+	return s, nil
+}
+
+// Supported compose keys. Anything else set in a stack is named in a warning.
+var (
+	supportedServiceKeys = keySet("build", "image", "command", "entrypoint", "environment", "env_file",
+		"labels", "label_file", "user", "working_dir", "hostname", "domainname", "ports", "expose", "volumes",
+		"tmpfs", "read_only", "cap_add", "cap_drop", "security_opt", "privileged", "mem_limit",
+		"mem_reservation", "memswap_limit", "pids_limit", "cpus", "cpu_shares", "ulimits", "restart", "deploy",
+		"healthcheck", "depends_on", "networks", "secrets", "stop_grace_period", "stop_signal", "init",
+		"extra_hosts", "dns", "dns_search", "dns_opt", "shm_size", "sysctls", "logging", "tty", "stdin_open",
+		"container_name", "scale", "profiles", "pull_policy", "group_add", "network_mode", "oom_score_adj")
+	supportedDeployKeys    = keySet("resources", "restart_policy", "replicas")
+	supportedResourceKeys  = keySet("cpus", "memory", "pids")
+	supportedBuildKeys     = keySet("context", "dockerfile", "args", "target", "labels", "no_cache", "pull", "tags", "shm_size", "extra_hosts", "network", "cache_from")
+	supportedNetworkKeys   = keySet("name", "driver", "driver_opts", "internal", "labels", "external", "attachable")
+	supportedVolumeKeys    = keySet("name", "driver", "driver_opts", "labels", "external")
+	supportedSecretKeys    = keySet("name", "file", "environment")
+	supportedSvcSecretKeys = keySet("source", "target", "mode")
+)
+
+func keySet(keys ...string) map[string]bool {
+	m := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		m[k] = true
+	}
+	return m
+}
+
+// unsupported lists, by compose path, every field set in p that invdeploy
+// does not implement. Fields whose absence would make the stack unsafe or
+// wrong (external or swarm-only secrets, ...) are errors instead.
+func unsupported(p *types.Project) ([]string, error) {
+	var warns []string
+	extra := func(path string, v any, ok map[string]bool) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			warns = append(warns, fmt.Sprintf("%s: cannot inspect (%v)", path, err))
+			return
+		}
+		var m map[string]json.RawMessage
+		if json.Unmarshal(b, &m) != nil {
+			return
+		}
+		for k, raw := range m {
+			if ok[k] || string(raw) == "null" || string(raw) == "false" || string(raw) == "{}" || string(raw) == "[]" || string(raw) == `""` || string(raw) == "0" {
+				continue
+			}
+			warns = append(warns, fmt.Sprintf("%s.%s is not supported by invdeploy and is ignored", path, k))
+		}
+	}
+	for _, name := range p.ServiceNames() {
+		s := p.Services[name]
+		path := "services." + name
+		extra(path, s, supportedServiceKeys)
+		if s.Build != nil {
+			extra(path+".build", s.Build, supportedBuildKeys)
+		}
+		if s.Deploy != nil {
+			extra(path+".deploy", s.Deploy, supportedDeployKeys)
+			if s.Deploy.Resources.Limits != nil {
+				extra(path+".deploy.resources.limits", s.Deploy.Resources.Limits, supportedResourceKeys)
+			}
+			if s.Deploy.Resources.Reservations != nil {
+				extra(path+".deploy.resources.reservations", s.Deploy.Resources.Reservations, keySet("memory"))
+			}
+		}
+		for i, sec := range s.Secrets {
+			extra(fmt.Sprintf("%s.secrets[%d]", path, i), sec, supportedSvcSecretKeys)
+			if t := sec.Target; t != "" && strings.HasPrefix(t, "/") && !strings.HasPrefix(t, "/run/secrets/") {
+				return nil, fmt.Errorf("%s.secrets[%d].target %q: secrets are delivered under /run/secrets/ only", path, i, t)
+			}
+			if strings.Contains(strings.TrimPrefix(sec.Target, "/run/secrets/"), "/") || strings.Contains(sec.Target, "..") {
+				return nil, fmt.Errorf("%s.secrets[%d].target %q: must be a plain file name under /run/secrets/", path, i, sec.Target)
+			}
+		}
+		if nm := s.NetworkMode; strings.HasPrefix(nm, "service:") || strings.HasPrefix(nm, "container:") {
+			return nil, fmt.Errorf("%s.network_mode %q is not supported by invdeploy", path, nm)
+		}
+		for i, v := range s.Volumes {
+			switch v.Type {
+			case types.VolumeTypeVolume, types.VolumeTypeBind, types.VolumeTypeTmpfs:
+			default:
+				return nil, fmt.Errorf("%s.volumes[%d].type %q is not supported by invdeploy", path, i, v.Type)
+			}
+		}
+		for i, port := range s.Ports {
+			if port.Mode == "ingress" && port.Published == "" {
+				continue
+			}
+			if strings.Contains(port.Published, "-") {
+				return nil, fmt.Errorf("%s.ports[%d].published %q: port ranges are not supported by invdeploy", path, i, port.Published)
+			}
+		}
+	}
+	for name, n := range p.Networks {
+		extra("networks."+name, n, supportedNetworkKeys)
+	}
+	for name, v := range p.Volumes {
+		extra("volumes."+name, v, supportedVolumeKeys)
+	}
+	for name, sec := range p.Secrets {
+		if sec.External {
+			return nil, fmt.Errorf("secrets.%s.external: external (swarm) secrets are not supported by invdeploy; use file: or environment:", name)
+		}
+		extra("secrets."+name, sec, supportedSecretKeys)
+	}
+	if len(p.Configs) > 0 {
+		warns = append(warns, "configs is not supported by invdeploy and is ignored")
+	}
+	if len(p.Models) > 0 {
+		warns = append(warns, "models is not supported by invdeploy and is ignored")
+	}
+	sort.Strings(warns)
+	return warns, nil
+}

@@ -1,0 +1,84 @@
+package deployer
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/errdefs"
+)
+
+// ContainerStatus is one line of `invdeploy status`.
+type ContainerStatus struct {
+	Name    string    `json:"name"`
+	Service string    `json:"service"`
+	State   string    `json:"state"`
+	Health  string    `json:"health"`
+	Ports   []string  `json:"ports"`
+	Image   string    `json:"image"`
+	Created time.Time `json:"created"`
+}
+
+// Status lists the containers of a project with their state and health.
+func (d *Deployer) Status(ctx context.Context, project string) ([]ContainerStatus, error) {
+	cs, err := d.projectContainers(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ContainerStatus, 0, len(cs))
+	for _, c := range cs {
+		st := ContainerStatus{
+			Name:    containerName(c),
+			Service: c.Labels[LabelService],
+			State:   c.State,
+			Health:  "",
+			Image:   c.Image,
+			Created: time.Unix(c.Created, 0).UTC(),
+			Ports:   formatPorts(c.Ports),
+		}
+		ins, err := d.engine.ContainerInspect(ctx, c.ID)
+		if err != nil && !errdefs.IsNotFound(err) {
+			return nil, fmt.Errorf("inspect %s: %w", st.Name, err)
+		}
+		if err == nil && ins.State != nil {
+			st.State = ins.State.Status
+			if ins.State.Health != nil {
+				st.Health = ins.State.Health.Status
+			}
+			if ins.Config != nil {
+				st.Image = ins.Config.Image
+			}
+			if t, err := time.Parse(time.RFC3339Nano, ins.Created); err == nil {
+				st.Created = t.UTC()
+			}
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func formatPorts(ps []container.Port) []string {
+	out := []string{}
+	seen := map[string]bool{}
+	for _, p := range ps {
+		var s string
+		if p.PublicPort != 0 {
+			ip := p.IP
+			if strings.Contains(ip, ":") {
+				ip = "[" + ip + "]"
+			}
+			s = fmt.Sprintf("%s:%d->%d/%s", ip, p.PublicPort, p.PrivatePort, p.Type)
+		} else {
+			s = fmt.Sprintf("%d/%s", p.PrivatePort, p.Type)
+		}
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,660 @@
+package deployer
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/errdefs"
+
+	"github.com/invdeploy/invdeploy/internal/version"
+)
+
+// UpOptions control Up.
+type UpOptions struct {
+	// Build rebuilds images that have a build section even when present.
+	Build bool
+	// WaitTimeout bounds the wait for dependencies and health; 0 means 3 min.
+	WaitTimeout time.Duration
+	// Remote means the engine is on another host (see CheckOptions.Remote).
+	Remote bool
+	// ConfigDir holds generated secrets; "" means ConfigDir(project).
+	ConfigDir string
+	// Getenv is passed to Build; nil means os.Getenv.
+	Getenv func(string) string
+}
+
+// Action is what Up did to one container.
+type Action string
+
+// Actions of the plan.
+const (
+	ActionCreate   Action = "create"
+	ActionKeep     Action = "keep"
+	ActionRecreate Action = "recreate"
+	ActionStart    Action = "start"
+	ActionRemove   Action = "remove"
+)
+
+// Step is one container's part of a plan.
+type Step struct {
+	Service   string
+	Container string
+	Action    Action
+	// Reason says why a container is recreated.
+	Reason string
+}
+
+// UpResult is what Up did.
+type UpResult struct {
+	Steps []Step
+	// Report is the preflight report (warnings).
+	Report *Report
+	// Elapsed is the wall time of Up.
+	Elapsed time.Duration
+}
+
+// Changed reports whether Up created, recreated, started or removed anything.
+func (r *UpResult) Changed() bool {
+	for _, s := range r.Steps {
+		if s.Action != ActionKeep {
+			return true
+		}
+	}
+	return false
+}
+
+// Up deploys a stack: preflight (refusal: nothing created, ErrPreflight),
+// build of missing images, networks and volumes, then each service in
+// dependency order once its dependencies meet their depends_on condition;
+// an unchanged container is left running untouched, a changed one recreated.
+// It returns when every container is running and every healthcheck healthy,
+// or with ErrUnhealthy and the failing container's last 20 log lines.
+func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, error) {
+	start := time.Now()
+	res := &UpResult{}
+	timeout := o.WaitTimeout
+	if timeout == 0 {
+		timeout = 3 * time.Minute
+	}
+	for _, w := range st.Warnings {
+		d.out.Event("warning: %s", w)
+	}
+	rep, err := d.Check(ctx, st, CheckOptions{Remote: o.Remote, ConfigDir: o.ConfigDir, Build: o.Build})
+	res.Report = rep
+	for _, w := range rep.Warnings[len(st.Warnings):] {
+		d.out.Event("warning: %s", w)
+	}
+	if err != nil {
+		return res, err
+	}
+	p := st.Project
+
+	// Secret values, generated on first use; never printed.
+	srcs, err := secretSources(p, o.ConfigDir)
+	if err != nil {
+		return res, err
+	}
+	values := map[string][]byte{}
+	for _, name := range usedSecrets(p) {
+		v, err := readSecret(p, srcs[name], true)
+		if err != nil {
+			return res, err
+		}
+		values[name] = v
+	}
+
+	// Images: build what has a build section and is missing (or --build).
+	order, err := dependencyOrder(p)
+	if err != nil {
+		return res, err
+	}
+	imageIDs := map[string]string{}
+	for _, name := range order {
+		s := p.Services[name]
+		ref := ImageRef(p.Name, s)
+		id, err := d.imageID(ctx, ref)
+		if err != nil {
+			return res, err
+		}
+		if s.Build != nil && (id == "" || o.Build) {
+			if _, err := d.buildService(ctx, p, s, BuildOptions{Getenv: o.Getenv}); err != nil {
+				return res, err
+			}
+			if id, err = d.imageID(ctx, ref); err != nil {
+				return res, err
+			}
+		}
+		if id == "" {
+			return res, fmt.Errorf("image %s of services.%s is not present after preflight", ref, name)
+		}
+		imageIDs[name] = id
+	}
+
+	if err := d.ensureNetworks(ctx, p); err != nil {
+		return res, err
+	}
+	if err := d.ensureVolumes(ctx, p); err != nil {
+		return res, err
+	}
+
+	deadline := time.Now().Add(timeout)
+	for _, name := range order {
+		s := p.Services[name]
+		if err := d.waitDependencies(ctx, p, s, deadline); err != nil {
+			return res, err
+		}
+		steps, err := d.reconcile(ctx, p, s, imageIDs[name], values)
+		res.Steps = append(res.Steps, steps...)
+		if err != nil {
+			return res, err
+		}
+	}
+	if err := d.waitHealthy(ctx, p, order, deadline); err != nil {
+		return res, err
+	}
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+// dependencyOrder sorts services so that every service comes after what it
+// depends on; ties by name. A cycle is an error.
+func dependencyOrder(p *types.Project) ([]string, error) {
+	var order []string
+	state := map[string]int{} // 1 visiting, 2 done
+	var visit func(name string, path []string) error
+	visit = func(name string, path []string) error {
+		switch state[name] {
+		case 1:
+			return fmt.Errorf("services: depends_on cycle %s", strings.Join(append(path, name), " -> "))
+		case 2:
+			return nil
+		}
+		s, ok := p.Services[name]
+		if !ok {
+			return nil // an optional dependency that is not enabled
+		}
+		state[name] = 1
+		deps := make([]string, 0, len(s.DependsOn))
+		for dep := range s.DependsOn {
+			deps = append(deps, dep)
+		}
+		sort.Strings(deps)
+		for _, dep := range deps {
+			if err := visit(dep, append(path, name)); err != nil {
+				return err
+			}
+		}
+		state[name] = 2
+		order = append(order, name)
+		return nil
+	}
+	names := p.ServiceNames()
+	sort.Strings(names)
+	for _, n := range names {
+		if err := visit(n, nil); err != nil {
+			return nil, err
+		}
+	}
+	return order, nil
+}
+
+func (d *Deployer) ensureNetworks(ctx context.Context, p *types.Project) error {
+	used := map[string]bool{}
+	for _, s := range p.Services {
+		if s.NetworkMode == "" {
+			for k := range s.Networks {
+				used[k] = true
+			}
+		}
+	}
+	keys := make([]string, 0, len(used))
+	for k := range used {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		nc := p.Networks[key]
+		list, err := d.engine.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", nc.Name))})
+		if err != nil {
+			return fmt.Errorf("list networks: %w", err)
+		}
+		exists := false
+		for _, n := range list {
+			if n.Name == nc.Name {
+				exists = true
+			}
+		}
+		if exists {
+			continue
+		}
+		if nc.External {
+			return fmt.Errorf("networks.%s: external network %s does not exist; create it first", key, nc.Name)
+		}
+		labels := map[string]string{LabelProject: p.Name, LabelNetwork: key, LabelManagedBy: "invdeploy", LabelVersion: version.Version}
+		for k, v := range nc.Labels {
+			labels[k] = v
+		}
+		if _, err := d.engine.NetworkCreate(ctx, nc.Name, network.CreateOptions{
+			Driver: nc.Driver, Options: nc.DriverOpts, Internal: nc.Internal, Attachable: nc.Attachable, Labels: labels,
+		}); err != nil {
+			return fmt.Errorf("create network %s: %w", nc.Name, err)
+		}
+		d.out.Event("Network %s created", nc.Name)
+	}
+	return nil
+}
+
+func (d *Deployer) ensureVolumes(ctx context.Context, p *types.Project) error {
+	names := make([]string, 0, len(p.Volumes))
+	for k := range p.Volumes {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	list, err := d.engine.VolumeList(ctx, volume.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list volumes: %w", err)
+	}
+	have := map[string]bool{}
+	for _, v := range list.Volumes {
+		have[v.Name] = true
+	}
+	for _, key := range names {
+		vc := p.Volumes[key]
+		if have[vc.Name] {
+			continue
+		}
+		if vc.External {
+			return fmt.Errorf("volumes.%s: external volume %s does not exist; create it first", key, vc.Name)
+		}
+		labels := map[string]string{LabelProject: p.Name, LabelVolume: key, LabelManagedBy: "invdeploy", LabelVersion: version.Version}
+		for k, v := range vc.Labels {
+			labels[k] = v
+		}
+		if _, err := d.engine.VolumeCreate(ctx, volume.CreateOptions{Name: vc.Name, Driver: vc.Driver, DriverOpts: vc.DriverOpts, Labels: labels}); err != nil {
+			return fmt.Errorf("create volume %s: %w", vc.Name, err)
+		}
+		d.out.Event("Volume %s created", vc.Name)
+	}
+	return nil
+}
+
+// plan decides, for each container a service should have, whether to create,
+// keep (start if stopped) or recreate it, and which extra ones to remove.
+func plan(p *types.Project, s types.ServiceConfig, hash, imageID string, existing []container.Summary) []Step {
+	byNumber := map[int]container.Summary{}
+	var extra []container.Summary
+	for _, c := range existing {
+		n, err := strconv.Atoi(c.Labels[LabelContainerNumber])
+		if err != nil || n < 1 {
+			extra = append(extra, c)
+			continue
+		}
+		if _, dup := byNumber[n]; dup {
+			extra = append(extra, c)
+			continue
+		}
+		byNumber[n] = c
+	}
+	scale := s.GetScale()
+	var steps []Step
+	for n := 1; n <= scale; n++ {
+		name := ContainerName(p.Name, s, n)
+		c, ok := byNumber[n]
+		delete(byNumber, n)
+		switch {
+		case !ok:
+			steps = append(steps, Step{Service: s.Name, Container: name, Action: ActionCreate})
+		case c.Labels[LabelConfigHash] != hash:
+			steps = append(steps, Step{Service: s.Name, Container: containerName(c), Action: ActionRecreate, Reason: "configuration changed"})
+		case imageID != "" && c.ImageID != imageID:
+			steps = append(steps, Step{Service: s.Name, Container: containerName(c), Action: ActionRecreate, Reason: "image changed"})
+		case c.State != "running":
+			steps = append(steps, Step{Service: s.Name, Container: containerName(c), Action: ActionStart, Reason: "was " + c.State})
+		default:
+			steps = append(steps, Step{Service: s.Name, Container: containerName(c), Action: ActionKeep})
+		}
+	}
+	for _, c := range byNumber {
+		extra = append(extra, c)
+	}
+	sort.Slice(extra, func(i, j int) bool { return containerName(extra[i]) < containerName(extra[j]) })
+	for _, c := range extra {
+		steps = append(steps, Step{Service: s.Name, Container: containerName(c), Action: ActionRemove, Reason: "beyond scale"})
+	}
+	return steps
+}
+
+func (d *Deployer) reconcile(ctx context.Context, p *types.Project, s types.ServiceConfig, imageID string, secrets map[string][]byte) ([]Step, error) {
+	hash, err := ConfigHash(s)
+	if err != nil {
+		return nil, err
+	}
+	existing, err := d.projectContainers(ctx, p.Name, s.Name)
+	if err != nil {
+		return nil, err
+	}
+	ids := map[string]string{}
+	for _, c := range existing {
+		ids[containerName(c)] = c.ID
+	}
+	steps := plan(p, s, hash, imageID, existing)
+	n := 0
+	for _, st := range steps {
+		switch st.Action {
+		case ActionKeep:
+			n++
+			d.out.Event("Container %s unchanged", st.Container)
+		case ActionStart:
+			n++
+			if err := d.engine.ContainerStart(ctx, ids[st.Container], container.StartOptions{}); err != nil {
+				return steps, fmt.Errorf("start %s: %w", st.Container, err)
+			}
+			d.out.Event("Container %s started", st.Container)
+		case ActionRemove:
+			if err := d.removeContainer(ctx, ids[st.Container], st.Container, s); err != nil {
+				return steps, err
+			}
+			d.out.Event("Container %s removed (%s)", st.Container, st.Reason)
+		case ActionRecreate, ActionCreate:
+			n++
+			if st.Action == ActionRecreate {
+				if err := d.removeContainer(ctx, ids[st.Container], st.Container, s); err != nil {
+					return steps, err
+				}
+			}
+			num := n
+			if err := d.createAndStart(ctx, p, s, num, hash, secrets); err != nil {
+				return steps, err
+			}
+			if st.Action == ActionRecreate {
+				d.out.Event("Container %s recreated (%s)", st.Container, st.Reason)
+			} else {
+				d.out.Event("Container %s created and started", st.Container)
+			}
+		}
+	}
+	return steps, nil
+}
+
+func (d *Deployer) removeContainer(ctx context.Context, id, name string, s types.ServiceConfig) error {
+	var timeout *int
+	if s.StopGracePeriod != nil {
+		t := int(time.Duration(*s.StopGracePeriod).Seconds())
+		timeout = &t
+	}
+	if err := d.engine.ContainerStop(ctx, id, container.StopOptions{Timeout: timeout}); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("stop %s: %w", name, err)
+	}
+	// RemoveVolumes removes anonymous volumes only (the /run/secrets one),
+	// never named volumes.
+	if err := d.engine.ContainerRemove(ctx, id, container.RemoveOptions{RemoveVolumes: true, Force: true}); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	return nil
+}
+
+func (d *Deployer) createAndStart(ctx context.Context, p *types.Project, s types.ServiceConfig, n int, hash string, secrets map[string][]byte) error {
+	spec, err := convert(p, s, n, hash)
+	if err != nil {
+		return err
+	}
+	created, err := d.engine.ContainerCreate(ctx, spec.Config, spec.Host, spec.Network, nil, spec.Name)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", spec.Name, err)
+	}
+	cleanup := func(cause error) error {
+		_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{RemoveVolumes: true, Force: true})
+		return cause
+	}
+	netNames := make([]string, 0, len(spec.Connect))
+	for k := range spec.Connect {
+		netNames = append(netNames, k)
+	}
+	sort.Strings(netNames)
+	for _, nn := range netNames {
+		if err := d.engine.NetworkConnect(ctx, nn, created.ID, spec.Connect[nn]); err != nil {
+			return cleanup(fmt.Errorf("connect %s to network %s: %w", spec.Name, nn, err))
+		}
+	}
+	if err := d.deliverSecrets(ctx, created.ID, s, secrets); err != nil {
+		return cleanup(err)
+	}
+	if err := d.engine.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		return fmt.Errorf("start %s: %w", spec.Name, err)
+	}
+	return nil
+}
+
+// containerState is what the health wait needs of a container.
+type containerState struct {
+	Name     string
+	Service  string
+	ID       string
+	Status   string // created, running, exited, ...
+	ExitCode int
+	Health   string // "" when the container has no healthcheck
+	Restart  bool   // a restart policy may bring it back
+	LastLog  string // last healthcheck output
+}
+
+func (d *Deployer) serviceStates(ctx context.Context, project, service string) ([]containerState, error) {
+	cs, err := d.projectContainers(ctx, project, service)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]containerState, 0, len(cs))
+	for _, c := range cs {
+		ins, err := d.engine.ContainerInspect(ctx, c.ID)
+		if err != nil {
+			if errdefs.IsNotFound(err) {
+				continue
+			}
+			return nil, fmt.Errorf("inspect %s: %w", containerName(c), err)
+		}
+		st := containerState{Name: containerName(c), Service: service, ID: c.ID}
+		if ins.State != nil {
+			st.Status = ins.State.Status
+			st.ExitCode = ins.State.ExitCode
+			if ins.State.Health != nil {
+				st.Health = ins.State.Health.Status
+				if l := ins.State.Health.Log; len(l) > 0 {
+					st.LastLog = strings.TrimSpace(l[len(l)-1].Output)
+				}
+			}
+		}
+		if ins.HostConfig != nil {
+			rp := ins.HostConfig.RestartPolicy
+			st.Restart = rp.Name == container.RestartPolicyAlways || rp.Name == container.RestartPolicyUnlessStopped ||
+				(rp.Name == container.RestartPolicyOnFailure && st.ExitCode != 0 && (rp.MaximumRetryCount == 0 || ins.RestartCount < rp.MaximumRetryCount))
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// ready reports whether a container meets cond; failed means it never will.
+func ready(st containerState, cond string) (ok, failed bool, why string) {
+	switch cond {
+	case types.ServiceConditionCompletedSuccessfully:
+		if st.Status == "exited" {
+			if st.ExitCode == 0 {
+				return true, false, ""
+			}
+			return false, true, fmt.Sprintf("exited with code %d", st.ExitCode)
+		}
+		return false, false, st.Status
+	case types.ServiceConditionHealthy:
+		if st.Health == "" {
+			if st.Status == "running" {
+				return false, true, "has no healthcheck (depends_on condition service_healthy)"
+			}
+		}
+		if st.Health == "healthy" && st.Status == "running" {
+			return true, false, ""
+		}
+	default:
+		if st.Status == "running" && (st.Health == "" || cond == types.ServiceConditionStarted) {
+			return true, false, ""
+		}
+		if st.Status == "running" && st.Health == "healthy" {
+			return true, false, ""
+		}
+	}
+	if st.Health == "unhealthy" {
+		why := "unhealthy"
+		if st.LastLog != "" {
+			why += ": " + st.LastLog
+		}
+		return false, true, why
+	}
+	if (st.Status == "exited" || st.Status == "dead") && !st.Restart {
+		return false, true, fmt.Sprintf("exited with code %d", st.ExitCode)
+	}
+	if st.Health != "" {
+		return false, false, st.Health
+	}
+	return false, false, st.Status
+}
+
+func (d *Deployer) waitDependencies(ctx context.Context, p *types.Project, s types.ServiceConfig, deadline time.Time) error {
+	deps := make([]string, 0, len(s.DependsOn))
+	for dep := range s.DependsOn {
+		if _, ok := p.Services[dep]; ok {
+			deps = append(deps, dep)
+		}
+	}
+	sort.Strings(deps)
+	for _, dep := range deps {
+		cond := s.DependsOn[dep].Condition
+		if cond == "" {
+			cond = types.ServiceConditionStarted
+		}
+		if err := d.waitService(ctx, p.Name, dep, cond, deadline, "for "+s.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitHealthy waits until every service meets its final condition: running,
+// and healthy when it has a healthcheck (one-shot services that exited 0 and
+// that others wait for with service_completed_successfully are done too).
+func (d *Deployer) waitHealthy(ctx context.Context, p *types.Project, order []string, deadline time.Time) error {
+	oneShot := map[string]bool{}
+	for _, s := range p.Services {
+		for dep, c := range s.DependsOn {
+			if c.Condition == types.ServiceConditionCompletedSuccessfully {
+				oneShot[dep] = true
+			}
+		}
+	}
+	for _, name := range order {
+		cond := "healthy-if-any"
+		if oneShot[name] {
+			cond = types.ServiceConditionCompletedSuccessfully
+		}
+		if err := d.waitService(ctx, p.Name, name, cond, deadline, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Deployer) waitService(ctx context.Context, project, service, cond string, deadline time.Time, purpose string) error {
+	start := time.Now()
+	delay := 100 * time.Millisecond
+	for {
+		states, err := d.serviceStates(ctx, project, service)
+		if err != nil {
+			return err
+		}
+		allOK := len(states) > 0
+		var waiting []string
+		for _, st := range states {
+			ok, failed, why := ready(st, cond)
+			if failed {
+				d.out.Done()
+				return d.unhealthy(ctx, st, why)
+			}
+			if !ok {
+				allOK = false
+				waiting = append(waiting, st.Name+" "+why)
+			}
+		}
+		if allOK {
+			d.out.Done()
+			if cond != types.ServiceConditionStarted {
+				for _, st := range states {
+					if st.Health == "healthy" {
+						d.out.Event("Container %s healthy", st.Name)
+					}
+				}
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			d.out.Done()
+			if len(states) == 0 {
+				return fmt.Errorf("%w: service %s has no container", ErrUnhealthy, service)
+			}
+			for _, st := range states {
+				if ok, _, why := ready(st, cond); !ok {
+					return d.unhealthy(ctx, st, "not ready after the wait timeout ("+why+")")
+				}
+			}
+		}
+		msg := "Waiting for " + strings.Join(waiting, ", ")
+		if purpose != "" {
+			msg += " (" + purpose + ")"
+		}
+		d.out.Live(fmt.Sprintf("%s %ds", msg, int(time.Since(start).Seconds())))
+		select {
+		case <-ctx.Done():
+			d.out.Done()
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		if delay < 500*time.Millisecond {
+			delay += 100 * time.Millisecond
+		}
+	}
+}
+
+// unhealthy builds the ErrUnhealthy error with the container's last 20 log
+// lines.
+func (d *Deployer) unhealthy(ctx context.Context, st containerState, why string) error {
+	logs, err := d.tailLogs(ctx, st.ID, 20)
+	if err != nil {
+		logs = "(logs unavailable: " + err.Error() + ")"
+	}
+	if strings.TrimSpace(logs) == "" {
+		logs = "(no output)"
+	}
+	return &UnhealthyError{Container: st.Name, Service: st.Service, Reason: why, Logs: logs}
+}
+
+// UnhealthyError says which container failed its health gate and why.
+type UnhealthyError struct {
+	Container string
+	Service   string
+	Reason    string
+	// Logs are the container's last 20 log lines.
+	Logs string
+}
+
+func (e *UnhealthyError) Error() string {
+	return fmt.Sprintf("%v: container %s (service %s) %s\nlast 20 log lines of %s:\n%s", ErrUnhealthy, e.Container, e.Service, e.Reason, e.Container, strings.TrimRight(e.Logs, "\n"))
+}
+
+// Unwrap makes errors.Is(err, ErrUnhealthy) true.
+func (e *UnhealthyError) Unwrap() error { return ErrUnhealthy }
+
