@@ -1,0 +1,336 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	dockertypes "github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/pkg/stdcopy"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/invdeploy/invdeploy/deployer"
+)
+
+// PreflightEngine is the part of the Engine API the remote preflight uses;
+// *client.Client implements it.
+type PreflightEngine interface {
+	ServerVersion(ctx context.Context) (dockertypes.Version, error)
+	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
+	ContainerCreate(ctx context.Context, cfg *container.Config, host *container.HostConfig, net *network.NetworkingConfig, platform *ocispec.Platform, name string) (container.CreateResponse, error)
+	ContainerStart(ctx context.Context, id string, opts container.StartOptions) error
+	ContainerWait(ctx context.Context, id string, cond container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
+	ContainerLogs(ctx context.Context, id string, opts container.LogsOptions) (io.ReadCloser, error)
+	ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error
+}
+
+// worldForbidden are host ports that must never be reachable from outside:
+// the Docker Engine API (plain and TLS) and PostgreSQL.
+var worldForbidden = map[int]string{
+	2375: "the Docker Engine API without TLS (root on the host for anyone who reaches it)",
+	2376: "the Docker Engine API",
+	5432: "PostgreSQL",
+}
+
+// PreflightOptions are the inputs of the remote-only checks.
+type PreflightOptions struct {
+	// ProbeImage has the port-probe binary (the transferred app image).
+	ProbeImage string
+	// ProbeCommand runs the probe; the ports to check are appended.
+	// Default: /invoicing-api probe-ports.
+	ProbeCommand []string
+	// AppCIDR is who may reach the published app ports (--allow-from).
+	AppCIDR string
+	// AdminCIDR is who may reach SSH (--admin-cidr).
+	AdminCIDR string
+	// SSHPort is the host's SSH port, for the SSH ingress rule (0: none, e.g. tcp://).
+	SSHPort int
+}
+
+// IngressRule is one EC2 security-group ingress rule the stack needs.
+type IngressRule struct {
+	Port    int
+	CIDR    string // may be a placeholder when the user gave none
+	Purpose string
+}
+
+// AWSCommand is the rule as an aws CLI command (the group id left for the user).
+func (r IngressRule) AWSCommand() string {
+	return fmt.Sprintf("aws ec2 authorize-security-group-ingress --group-id <sg-id> --protocol tcp --port %d --cidr %s", r.Port, r.CIDR)
+}
+
+// Findings are the outcome of the remote preflight.
+type Findings struct {
+	// Engine describes the remote engine: "Docker 20.10.24 (API 1.41) linux/amd64".
+	Engine string
+	// Probed are the host ports checked with the probe container.
+	Probed []int
+	// Problems refuse the deploy (exit 3).
+	Problems []deployer.Problem
+	// Rules are the security-group ingress rules to print.
+	Rules []IngressRule
+	// Notes are hints for the user (no refusal).
+	Notes []string
+}
+
+// Err is a *deployer.PreflightError when there are problems, else nil.
+func (f *Findings) Err() error {
+	if len(f.Problems) == 0 {
+		return nil
+	}
+	return &deployer.PreflightError{Problems: f.Problems}
+}
+
+// Preflight runs the checks only a remote deploy needs, before anything of
+// the stack is created: the engine version; host ports published to the
+// world that must never be (2375, 2376, 5432, or any port of Postgres);
+// published ports held by a process on the host that is not a container,
+// found by running the probe in a short-lived container in the host's
+// network namespace (no shell on the host needed); and the security-group
+// rules the stack needs. Ports held by containers, and weak secrets, are
+// checked by deployer.Check with Remote set.
+func Preflight(ctx context.Context, eng PreflightEngine, st *deployer.Stack, o PreflightOptions) (*Findings, error) {
+	f := &Findings{}
+	v, err := eng.ServerVersion(ctx)
+	if err != nil {
+		return f, fmt.Errorf("remote preflight: engine version: %w", err)
+	}
+	f.Engine = fmt.Sprintf("Docker %s (API %s) %s/%s", v.Version, v.APIVersion, v.Os, v.Arch)
+
+	p := st.Project
+	var want []int
+	for _, name := range p.ServiceNames() {
+		s := p.Services[name]
+		for _, port := range s.Ports {
+			n, err := strconv.Atoi(port.Published)
+			if err != nil || port.Published == "" {
+				continue
+			}
+			proto := port.Protocol
+			if proto == "" {
+				proto = "tcp"
+			}
+			subject := fmt.Sprintf("services.%s.ports %s:%d", name, displayHost(port.HostIP), n)
+			world := !isLoopback(port.HostIP)
+			if world {
+				if what, bad := worldForbidden[n]; bad {
+					f.Problems = append(f.Problems, deployer.Problem{Rule: "exposure", Subject: subject,
+						Message: fmt.Sprintf("would publish %s to the world; remove the port or bind it to 127.0.0.1", what)})
+					continue
+				}
+				if port.Target == 5432 || isPostgres(s) {
+					f.Problems = append(f.Problems, deployer.Problem{Rule: "exposure", Subject: subject,
+						Message: "would publish PostgreSQL to the world; on a remote host the database is reached only by the app over the stack's network"})
+					continue
+				}
+			}
+			if proto != "tcp" {
+				continue
+			}
+			if world {
+				cidr := o.AppCIDR
+				if cidr == "" {
+					cidr = "<CIDR>"
+				}
+				f.Rules = append(f.Rules, IngressRule{Port: n, CIDR: cidr, Purpose: "services." + name})
+			}
+			want = append(want, n)
+		}
+	}
+	if o.SSHPort > 0 {
+		cidr := o.AdminCIDR
+		if cidr == "" {
+			cidr = "<your-admin-ip>/32"
+		}
+		f.Rules = append(f.Rules, IngressRule{Port: o.SSHPort, CIDR: cidr, Purpose: "SSH for invdeploy (admin only)"})
+	}
+	if o.AppCIDR == "" && len(f.Rules) > 0 {
+		f.Notes = append(f.Notes, "give --allow-from CIDR to fill in who may reach the app port")
+	}
+	if err := checkCIDR(o.AppCIDR, "--allow-from"); err != nil {
+		return f, err
+	}
+	if err := checkCIDR(o.AdminCIDR, "--admin-cidr"); err != nil {
+		return f, err
+	}
+
+	// Ports published by running containers are judged by deployer.Check
+	// (ours are fine, others refuse); probe only the rest.
+	running, err := eng.ContainerList(ctx, container.ListOptions{})
+	if err != nil {
+		return f, fmt.Errorf("remote preflight: list containers: %w", err)
+	}
+	published := map[int]bool{}
+	for _, c := range running {
+		for _, cp := range c.Ports {
+			if cp.Type == "tcp" && cp.PublicPort != 0 {
+				published[int(cp.PublicPort)] = true
+			}
+		}
+	}
+	var probe []int
+	for _, n := range uniqInts(want) {
+		if !published[n] {
+			probe = append(probe, n)
+		}
+	}
+	if len(probe) == 0 {
+		return f, nil
+	}
+	if o.ProbeImage == "" {
+		return f, fmt.Errorf("remote preflight: no image to run the port probe with")
+	}
+	held, err := ProbePorts(ctx, eng, o.ProbeImage, o.ProbeCommand, probe)
+	if err != nil {
+		return f, fmt.Errorf("remote preflight: %w", err)
+	}
+	f.Probed = probe
+	for _, n := range held {
+		f.Problems = append(f.Problems, deployer.Problem{Rule: "port", Subject: strconv.Itoa(n),
+			Message: "is held by a process on the remote host (not a container); stop it there, or publish the app on another port (--port)"})
+	}
+	return f, nil
+}
+
+// ProbePorts runs the probe command in a short-lived container sharing the
+// host's network namespace and returns the ports it reports held. The
+// container runs as root with only NET_BIND_SERVICE (to probe ports below
+// 1024), a read-only root filesystem and no new privileges, and is always
+// removed.
+func ProbePorts(ctx context.Context, eng PreflightEngine, img string, cmd []string, ports []int) ([]int, error) {
+	if len(cmd) == 0 {
+		cmd = []string{"/invoicing-api", "probe-ports"}
+	}
+	args := append([]string{}, cmd[1:]...)
+	for _, p := range ports {
+		args = append(args, strconv.Itoa(p))
+	}
+	var suffix [4]byte
+	rand.Read(suffix[:])
+	name := "invdeploy-port-probe-" + hex.EncodeToString(suffix[:])
+	created, err := eng.ContainerCreate(ctx,
+		&container.Config{Image: img, Entrypoint: cmd[:1], Cmd: args, User: "0:0",
+			Labels: map[string]string{deployer.LabelManagedBy: "invdeploy", "io.invdeploy.role": "port-probe"}},
+		&container.HostConfig{NetworkMode: "host", ReadonlyRootfs: true, CapDrop: []string{"ALL"},
+			CapAdd: []string{"NET_BIND_SERVICE"}, SecurityOpt: []string{"no-new-privileges:true"}},
+		nil, nil, name)
+	if err != nil {
+		return nil, fmt.Errorf("port probe: create container from %s: %w", img, err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		eng.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true})
+	}()
+	waitC, errC := eng.ContainerWait(ctx, created.ID, container.WaitConditionNextExit)
+	if err := eng.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		return nil, fmt.Errorf("port probe: start: %w", err)
+	}
+	var code int64
+	select {
+	case w := <-waitC:
+		code = w.StatusCode
+		if w.Error != nil {
+			return nil, fmt.Errorf("port probe: wait: %s", w.Error.Message)
+		}
+	case err := <-errC:
+		return nil, fmt.Errorf("port probe: wait: %w", err)
+	case <-time.After(60 * time.Second):
+		return nil, fmt.Errorf("port probe: did not finish in 60s")
+	}
+	logs, err := eng.ContainerLogs(ctx, created.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return nil, fmt.Errorf("port probe: read output: %w", err)
+	}
+	defer logs.Close()
+	var stdout, stderr bytes.Buffer
+	if _, err := stdcopy.StdCopy(&stdout, &stderr, logs); err != nil {
+		return nil, fmt.Errorf("port probe: read output: %w", err)
+	}
+	held, err := parseProbeOutput(stdout.String(), ports)
+	if err != nil || (code != 0 && len(held) == 0) {
+		return nil, fmt.Errorf("port probe exited %d: %s %s", code, strings.TrimSpace(stdout.String()), strings.TrimSpace(stderr.String()))
+	}
+	return held, nil
+}
+
+// parseProbeOutput reads the probe's report: one line per port, "PORT held"
+// or "PORT free" (a bare number means held). Ports not asked for are an error.
+func parseProbeOutput(out string, asked []int) ([]int, error) {
+	ask := map[int]bool{}
+	for _, p := range asked {
+		ask[p] = true
+	}
+	var held []int
+	for _, line := range strings.Split(out, "\n") {
+		fields := strings.Fields(strings.ReplaceAll(line, ":", " "))
+		if len(fields) == 0 {
+			continue
+		}
+		n, err := strconv.Atoi(fields[0])
+		if err != nil {
+			continue
+		}
+		if !ask[n] {
+			return nil, fmt.Errorf("probe reported port %d, which was not asked for", n)
+		}
+		if len(fields) == 1 || strings.EqualFold(fields[1], "held") || strings.EqualFold(fields[1], "taken") || strings.EqualFold(fields[1], "in-use") {
+			held = append(held, n)
+		}
+	}
+	return uniqInts(held), nil
+}
+
+func isLoopback(hostIP string) bool {
+	ip := net.ParseIP(hostIP)
+	return ip != nil && ip.IsLoopback()
+}
+
+func displayHost(hostIP string) string {
+	if hostIP == "" {
+		return "0.0.0.0"
+	}
+	return hostIP
+}
+
+func isPostgres(s types.ServiceConfig) bool {
+	img := s.Image
+	if i := strings.LastIndexByte(img, '/'); i >= 0 {
+		img = img[i+1:]
+	}
+	return img == "postgres" || strings.HasPrefix(img, "postgres:") || strings.HasPrefix(img, "postgres@")
+}
+
+func checkCIDR(s, flag string) error {
+	if s == "" {
+		return nil
+	}
+	if _, _, err := net.ParseCIDR(s); err != nil {
+		return fmt.Errorf("%s %q is not a CIDR like 203.0.113.0/24", flag, s)
+	}
+	return nil
+}
+
+func uniqInts(in []int) []int {
+	seen := map[int]bool{}
+	var out []int
+	for _, n := range in {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
