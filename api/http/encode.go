@@ -1,0 +1,217 @@
+package http
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/invdeploy/invdeploy/api"
+)
+
+// statusOf maps every error code to its HTTP status.
+var statusOf = map[string]int{
+	api.EMALFORMED:         http.StatusBadRequest,
+	api.ENOTFOUND:          http.StatusNotFound,
+	api.EMETHOD:            http.StatusMethodNotAllowed,
+	api.EINVALIDSTATE:      http.StatusConflict,
+	api.EIDEMPOTENCYINUSE:  http.StatusConflict,
+	api.EPRECONDITION:      http.StatusPreconditionFailed,
+	api.ETOOLARGE:          http.StatusRequestEntityTooLarge,
+	api.EUNSUPPORTEDMEDIA:  http.StatusUnsupportedMediaType,
+	api.EVALIDATION:        http.StatusUnprocessableEntity,
+	api.EIDEMPOTENCYREUSED: http.StatusUnprocessableEntity,
+	api.EINTERNAL:          http.StatusInternalServerError,
+	api.EUNAVAILABLE:       http.StatusServiceUnavailable,
+}
+
+// titleOf is the short, code-specific summary of each problem type.
+var titleOf = map[string]string{
+	api.EMALFORMED:         "Malformed JSON",
+	api.ENOTFOUND:          "Not found",
+	api.EMETHOD:            "Method not allowed",
+	api.EINVALIDSTATE:      "Invalid state",
+	api.EIDEMPOTENCYINUSE:  "Idempotency key in use",
+	api.EPRECONDITION:      "Precondition failed",
+	api.ETOOLARGE:          "Payload too large",
+	api.EUNSUPPORTEDMEDIA:  "Unsupported media type",
+	api.EVALIDATION:        "Validation failed",
+	api.EIDEMPOTENCYREUSED: "Idempotency key reused",
+	api.EINTERNAL:          "Internal error",
+	api.EUNAVAILABLE:       "Service unavailable",
+}
+
+// problem is an RFC 9457 problem details object with our extensions.
+type problem struct {
+	Type      string           `json:"type"`
+	Title     string           `json:"title"`
+	Status    int              `json:"status"`
+	Detail    string           `json:"detail"`
+	Code      string           `json:"code"`
+	RequestID string           `json:"request_id"`
+	Errors    []api.FieldError `json:"errors,omitempty"`
+}
+
+// ProblemTypeBase prefixes the code in a problem's type URI.
+const ProblemTypeBase = "urn:invdeploy:problem:"
+
+// writeJSON writes v as JSON with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"code":"internal"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// writeError writes err as a problem. Errors that are not *api.Error are
+// logged and hidden behind a generic 500: no internals reach a client.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := api.ErrorCode(err)
+	status, ok := statusOf[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	if code == api.EINTERNAL {
+		s.logger.ErrorContext(r.Context(), "request failed", "request_id", requestID(r.Context()), "error", err.Error())
+	}
+	p := problem{
+		Type:      ProblemTypeBase + code,
+		Title:     titleOf[code],
+		Status:    status,
+		Detail:    api.ErrorMessage(err),
+		Code:      code,
+		RequestID: requestID(r.Context()),
+	}
+	var e *api.Error
+	if errors.As(err, &e) {
+		p.Errors = e.Fields
+	}
+	b, _ := json.Marshal(p)
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// writeInvoice writes an invoice with its ETag.
+func writeInvoice(w http.ResponseWriter, status int, inv *api.Invoice) {
+	w.Header().Set("ETag", api.ETag(inv.Version))
+	writeJSON(w, status, inv)
+}
+
+// writeOutcome writes the result of a change, or replays a stored one.
+func writeOutcome(w http.ResponseWriter, status int, out api.Outcome) {
+	if rp := out.Replay; rp != nil {
+		h := w.Header()
+		h.Set("Idempotent-Replayed", "true")
+		if rp.ETag != "" {
+			h.Set("ETag", rp.ETag)
+		}
+		if rp.Location != "" {
+			h.Set("Location", rp.Location)
+		}
+		h.Set("Content-Type", "application/json")
+		w.WriteHeader(rp.Status)
+		_, _ = w.Write(rp.Body)
+		return
+	}
+	if status == http.StatusCreated {
+		w.Header().Set("Location", "/v1/invoices/"+out.Invoice.ID)
+	}
+	writeInvoice(w, status, out.Invoice)
+}
+
+// jsonMediaTypes are the Content-Types accepted for bodies.
+var jsonMediaTypes = map[string]bool{"application/json": true}
+
+// patchMediaTypes also accept JSON Merge Patch, which PATCH bodies are.
+var patchMediaTypes = map[string]bool{"application/json": true, "application/merge-patch+json": true}
+
+// readBody reads a request body of at most MaxBodyBytes. A required body
+// must carry one of the accepted media types; an optional one (actions) may
+// be empty, and is checked only when present.
+func readBody(r *http.Request, accepted map[string]bool, required bool) ([]byte, error) {
+	ct := r.Header.Get("Content-Type")
+	if required {
+		if err := checkMediaType(ct, accepted); err != nil {
+			return nil, err
+		}
+	}
+	if r.ContentLength > MaxBodyBytes {
+		return nil, api.Errorf(api.ETOOLARGE, "The body must be at most %d bytes.", MaxBodyBytes)
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		return nil, api.Errorf(api.EMALFORMED, "The body could not be read.")
+	}
+	if len(b) > MaxBodyBytes {
+		return nil, api.Errorf(api.ETOOLARGE, "The body must be at most %d bytes.", MaxBodyBytes)
+	}
+	if !required && len(b) > 0 {
+		if err := checkMediaType(ct, accepted); err != nil {
+			return nil, err
+		}
+	}
+	if required && len(bytes.TrimSpace(b)) == 0 {
+		return nil, api.Errorf(api.EMALFORMED, "The body is empty; send a JSON object.")
+	}
+	return b, nil
+}
+
+func checkMediaType(ct string, accepted map[string]bool) error {
+	mt, params, err := mime.ParseMediaType(ct)
+	if err == nil && accepted[mt] {
+		if cs, ok := params["charset"]; !ok || strings.EqualFold(cs, "utf-8") {
+			return nil
+		}
+	}
+	return api.Errorf(api.EUNSUPPORTEDMEDIA, "Send the body as Content-Type: application/json.")
+}
+
+// writeOptions reads If-Match and Idempotency-Key. The fingerprint of an
+// idempotent request covers its method, path and body.
+func writeOptions(r *http.Request, body []byte, status int) (api.WriteOptions, error) {
+	var opts api.WriteOptions
+	if v := r.Header.Values("If-Match"); len(v) > 0 {
+		opts.IfMatch = parseETags(strings.Join(v, ","))
+	}
+	if v, ok := r.Header[http.CanonicalHeaderKey("Idempotency-Key")]; ok && r.Method != http.MethodDelete {
+		key := strings.Join(v, ",")
+		if len(key) < 1 || len(key) > 255 {
+			return opts, &api.Error{Code: api.EVALIDATION, Message: "The request is invalid; see errors.",
+				Fields: []api.FieldError{{Param: "Idempotency-Key", Code: "invalid_value", Detail: "must be 1 to 255 characters"}}}
+		}
+		h := sha256.New()
+		h.Write([]byte(r.Method + " " + r.URL.Path + "\n"))
+		h.Write(body)
+		opts.Idempotency = &api.Idempotency{Key: key, Fingerprint: h.Sum(nil), Status: status}
+	}
+	return opts, nil
+}
+
+// parseETags splits an If-Match / If-None-Match list into its tags.
+func parseETags(v string) []string {
+	tags := []string{}
+	for _, t := range strings.Split(v, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			tags = append(tags, t)
+		}
+	}
+	return tags
+}
+
+// noneMatch reports whether If-None-Match matches etag (weak comparison).
+func noneMatch(header, etag string) bool {
+	for _, t := range parseETags(header) {
+		if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,75 @@
+// Package http exposes api.InvoiceService over HTTP/JSON: the routes of the
+// v1 contract (routes.go), one place that decodes requests and encodes
+// responses and RFC 9457 problems (encode.go), request logging, metrics and
+// readiness.
+package http
+
+import (
+	"context"
+	_ "embed"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/invdeploy/invdeploy/api"
+)
+
+// OpenAPI is the OpenAPI 3.1 document of the API, served at /openapi.json.
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
+// MaxBodyBytes is the largest request body accepted (1 MiB); larger is 413.
+const MaxBodyBytes = 1 << 20
+
+// Server is the HTTP handler of the invoicing API.
+type Server struct {
+	svc      api.InvoiceService
+	logger   *slog.Logger
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+	draining atomic.Bool
+	router   chi.Router
+}
+
+// Config holds the dependencies of a Server.
+type Config struct {
+	// Service stores invoices.
+	Service api.InvoiceService
+	// Logger receives one JSON line per request; required.
+	Logger *slog.Logger
+	// Registry receives the server's metrics and is served at /metrics; a
+	// new registry when nil.
+	Registry *prometheus.Registry
+}
+
+// NewServer returns the handler with every route of the contract.
+func NewServer(cfg Config) *Server {
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s := &Server{svc: cfg.Service, logger: cfg.Logger, metrics: newMetrics(reg), gatherer: reg}
+	s.router = s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+// Drain makes /readyz answer 503 from now on, so load balancers stop
+// sending traffic while in-flight requests finish.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+func (s *Server) ready(ctx context.Context) error {
+	if s.draining.Load() {
+		return api.Errorf(api.EUNAVAILABLE, "The server is shutting down.")
+	}
+	if err := s.svc.Ready(ctx); err != nil {
+		return api.Errorf(api.EUNAVAILABLE, "The database is not ready.")
+	}
+	return nil
+}

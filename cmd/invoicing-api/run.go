@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	apihttp "github.com/invdeploy/invdeploy/api/http"
+	"github.com/invdeploy/invdeploy/api/postgres"
+	"github.com/invdeploy/invdeploy/internal/portprobe"
+	"github.com/invdeploy/invdeploy/internal/version"
+)
+
+const usage = `usage: invoicing-api [serve | migrate | healthcheck | probe-ports PORT... | version]
+
+environment:
+  DATABASE_URL, DATABASE_URL_FILE  postgres://USER@HOST:PORT/DB?sslmode=disable (else libpq PG* variables)
+  DATABASE_PASSWORD, DATABASE_PASSWORD_FILE  the database password (overrides one in the URL)
+  PORT            listen port, default 8000
+  SHUTDOWN_DELAY  how long /readyz reports 503 before the server stops accepting, default 1s`
+
+// shutdownTimeout bounds how long in-flight requests may take after SIGTERM.
+const shutdownTimeout = 10 * time.Second
+
+// run is the whole program; main only wires the process to it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 1 {
+		cmd = args[1]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, getenv, stdout)
+	case "migrate":
+		return migrate(ctx, getenv, stdout)
+	case "healthcheck":
+		return healthcheck(ctx, getenv)
+	case "probe-ports":
+		return probePorts(args[2:], stdout)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "invoicing-api", version.String())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintln(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+func listenAddr(getenv func(string) string) (string, error) {
+	port := getenv("PORT")
+	if port == "" {
+		port = "8000"
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", fmt.Errorf("PORT=%q is not a TCP port", port)
+	}
+	return ":" + port, nil
+}
+
+// openPool connects to the database, retrying for up to a minute so the
+// server may start before its database is ready.
+func openPool(ctx context.Context, getenv func(string) string, logger *slog.Logger) (*pgxpool.Pool, error) {
+	cfg, err := postgres.ParseConfig(postgres.Env{Getenv: getenv, ReadFile: os.ReadFile})
+	if err != nil {
+		return nil, fmt.Errorf("database configuration: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("database configuration: %s", postgres.Redact(cfg, err.Error()))
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = pool.Ping(pctx)
+		cancel()
+		if err == nil {
+			logger.Info("database connected", "host", cfg.ConnConfig.Host, "port", cfg.ConnConfig.Port,
+				"database", cfg.ConnConfig.Database, "user", cfg.ConnConfig.User)
+			return pool, nil
+		}
+		msg := postgres.Redact(cfg, err.Error())
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			pool.Close()
+			return nil, fmt.Errorf("connect to database: %s", msg)
+		}
+		logger.Warn("database not reachable yet; retrying", "error", msg)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	logger := slog.New(slog.NewJSONHandler(stdout, nil))
+	pool, err := openPool(ctx, getenv, logger)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	n, err := postgres.Migrate(ctx, pool)
+	if err != nil {
+		return err
+	}
+	logger.Info("migrations applied", "count", n, "version", postgres.LatestVersion())
+	return nil
+}
+
+func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	logger := slog.New(slog.NewJSONHandler(stdout, nil))
+	addr, err := listenAddr(getenv)
+	if err != nil {
+		return err
+	}
+	delay := time.Second
+	if v := getenv("SHUTDOWN_DELAY"); v != "" {
+		if delay, err = time.ParseDuration(v); err != nil || delay < 0 {
+			return fmt.Errorf("SHUTDOWN_DELAY=%q is not a duration such as 1s", v)
+		}
+	}
+	pool, err := openPool(ctx, getenv, logger)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	n, err := postgres.Migrate(ctx, pool)
+	if err != nil {
+		return err
+	}
+	logger.Info("migrations applied", "count", n, "version", postgres.LatestVersion())
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(postgres.NewPoolCollector(pool))
+	api := apihttp.NewServer(apihttp.Config{Service: postgres.NewStore(pool), Logger: logger, Registry: reg})
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// Requests keep running to completion after SIGTERM cancels ctx.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "version", version.Version, "revision", version.Revision)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: readiness off, draining", "delay", delay.String())
+	api.Drain()
+	time.Sleep(delay)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("in-flight requests did not finish in time; closing", "timeout", shutdownTimeout.String())
+		_ = srv.Close()
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// healthcheck is the container's HEALTHCHECK: no shell or curl in the image.
+func healthcheck(ctx context.Context, getenv func(string) string) error {
+	addr, err := listenAddr(getenv)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	url := "http://127.0.0.1" + addr + "/healthz"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s answered %s", url, resp.Status)
+	}
+	return nil
+}
+
+func probePorts(args []string, stdout io.Writer) error {
+	ports, err := portprobe.ParsePorts(args)
+	if err != nil {
+		return fmt.Errorf("probe-ports: %w", err)
+	}
+	held, err := portprobe.Held(ports)
+	if err != nil {
+		return err
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	s := make([]string, len(held))
+	for i, p := range held {
+		s[i] = strconv.Itoa(p)
+		fmt.Fprintln(stdout, p)
+	}
+	return fmt.Errorf("ports in use: %s", strings.Join(s, " "))
+}
