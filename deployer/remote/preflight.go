@@ -45,11 +45,6 @@ var worldForbidden = map[int]string{
 
 // PreflightOptions are the inputs of the remote-only checks.
 type PreflightOptions struct {
-	// ProbeImage has the port-probe binary (the transferred app image).
-	ProbeImage string
-	// ProbeCommand runs the probe; the ports to check are appended.
-	// Default: /invoicing-api probe-ports.
-	ProbeCommand []string
 	// AppCIDR is who may reach the published app ports (--allow-from).
 	AppCIDR string
 	// AdminCIDR is who may reach SSH (--admin-cidr).
@@ -74,8 +69,9 @@ func (r IngressRule) AWSCommand() string {
 type Findings struct {
 	// Engine describes the remote engine: "Docker 20.10.24 (API 1.41) linux/amd64".
 	Engine string
-	// Probed are the host ports checked with the probe container.
-	Probed []int
+	// ToProbe are published host ports no container holds: Probe checks
+	// whether a process on the host does.
+	ToProbe []int
 	// Problems refuse the deploy (exit 3).
 	Problems []deployer.Problem
 	// Rules are the security-group ingress rules to print.
@@ -92,14 +88,14 @@ func (f *Findings) Err() error {
 	return &deployer.PreflightError{Problems: f.Problems}
 }
 
-// Preflight runs the checks only a remote deploy needs, before anything of
-// the stack is created: the engine version; host ports published to the
-// world that must never be (2375, 2376, 5432, or any port of Postgres);
-// published ports held by a process on the host that is not a container,
-// found by running the probe in a short-lived container in the host's
-// network namespace (no shell on the host needed); and the security-group
-// rules the stack needs. Ports held by containers, and weak secrets, are
-// checked by deployer.Check with Remote set.
+// Preflight runs the checks only a remote deploy needs, before anything is
+// sent or created: the engine version; host ports published to the world
+// that must never be (2375, 2376, 5432, or any port of Postgres); and the
+// security-group rules the stack needs. It lists in ToProbe the published
+// ports that no container holds; Findings.Probe then checks them on the host
+// from a short-lived container in the host's network namespace (no shell on
+// the host needed). Ports held by containers, and weak secrets, are checked
+// by deployer.Check with Remote set.
 func Preflight(ctx context.Context, eng PreflightEngine, st *deployer.Stack, o PreflightOptions) (*Findings, error) {
 	f := &Findings{}
 	v, err := eng.ServerVersion(ctx)
@@ -166,7 +162,7 @@ func Preflight(ctx context.Context, eng PreflightEngine, st *deployer.Stack, o P
 	}
 
 	// Ports published by running containers are judged by deployer.Check
-	// (ours are fine, others refuse); probe only the rest.
+	// (ours are fine, others refuse); the rest are left for Probe.
 	running, err := eng.ContainerList(ctx, container.ListOptions{})
 	if err != nil {
 		return f, fmt.Errorf("remote preflight: list containers: %w", err)
@@ -179,28 +175,30 @@ func Preflight(ctx context.Context, eng PreflightEngine, st *deployer.Stack, o P
 			}
 		}
 	}
-	var probe []int
 	for _, n := range uniqInts(want) {
 		if !published[n] {
-			probe = append(probe, n)
+			f.ToProbe = append(f.ToProbe, n)
 		}
 	}
-	if len(probe) == 0 {
-		return f, nil
+	return f, nil
+}
+
+// Probe checks the ports in ToProbe with the probe command run from img
+// (which must be on the remote engine: call it after the transfer) and adds
+// a problem for each port a process on the host holds.
+func (f *Findings) Probe(ctx context.Context, eng PreflightEngine, img string, cmd []string) error {
+	if len(f.ToProbe) == 0 {
+		return nil
 	}
-	if o.ProbeImage == "" {
-		return f, fmt.Errorf("remote preflight: no image to run the port probe with")
-	}
-	held, err := ProbePorts(ctx, eng, o.ProbeImage, o.ProbeCommand, probe)
+	held, err := ProbePorts(ctx, eng, img, cmd, f.ToProbe)
 	if err != nil {
-		return f, fmt.Errorf("remote preflight: %w", err)
+		return fmt.Errorf("remote preflight: %w", err)
 	}
-	f.Probed = probe
 	for _, n := range held {
 		f.Problems = append(f.Problems, deployer.Problem{Rule: "port", Subject: strconv.Itoa(n),
 			Message: "is held by a process on the remote host (not a container); stop it there, or publish the app on another port (--port)"})
 	}
-	return f, nil
+	return nil
 }
 
 // ProbePorts runs the probe command in a short-lived container sharing the

@@ -85,7 +85,7 @@ func TestPreflightRefusesWorldExposure(t *testing.T) {
 		svc("db", "postgres:15", port("", "15432", 5432)),
 		svc("db2", "postgres:15", port("127.0.0.1", "5432", 5432)),
 	)
-	f, err := Preflight(context.Background(), &fakeHost{}, st, PreflightOptions{ProbeImage: "invoicing-api:latest", AppCIDR: "198.51.100.0/24", AdminCIDR: "192.0.2.10/32", SSHPort: 22})
+	f, err := Preflight(context.Background(), &fakeHost{}, st, PreflightOptions{AppCIDR: "198.51.100.0/24", AdminCIDR: "192.0.2.10/32", SSHPort: 22})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,8 +118,14 @@ func TestPreflightProbesPortsNotPublishedByContainers(t *testing.T) {
 		heldPorts: map[string]bool{"80": true},
 		running:   []container.Summary{{Ports: []container.Port{{PublicPort: 9000, Type: "tcp"}}}},
 	}
-	f, err := Preflight(context.Background(), host, st, PreflightOptions{ProbeImage: "invoicing-api:latest"})
+	f, err := Preflight(context.Background(), host, st, PreflightOptions{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if host.cfg != nil {
+		t.Fatal("Preflight ran the probe before Probe was called")
+	}
+	if err := f.Probe(context.Background(), host, "invoicing-api:latest", nil); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(host.cfg.Cmd, " ") != "probe-ports 80 8000" || host.cfg.Entrypoint[0] != "/invoicing-api" {

@@ -1,0 +1,217 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+
+	"github.com/invdeploy/invdeploy/deployer"
+	"github.com/invdeploy/invdeploy/deployer/registry"
+)
+
+// Engine is what a remote deploy needs of the remote engine; *client.Client
+// implements it.
+type Engine interface {
+	deployer.Engine
+	ImageEngine
+	PreflightEngine
+}
+
+var _ Engine = (*client.Client)(nil)
+
+// Ways images reach the remote engine.
+const (
+	ViaSSH      = "ssh"
+	ViaRegistry = "registry"
+)
+
+// RegistryRoute is how --via registry pushes and pulls.
+type RegistryRoute struct {
+	// Repository is where the app image is pushed, e.g. 127.0.0.1:5000/invoicing-api.
+	Repository string
+	// Tags are pushed (the git revision, latest).
+	Tags []string
+	// Credentials are used by the local push and sent, in the pull request
+	// only, to the remote engine.
+	Credentials registry.Credentials
+	// PullRepository is the same repository as the remote engine reaches
+	// it, when that differs (a registry the local engine knows by another
+	// address); "" means Repository.
+	PullRepository string
+	// RecordDir is where the pushed digest is recorded ("" : not recorded).
+	RecordDir string
+}
+
+// UpOptions control a remote deploy.
+type UpOptions struct {
+	// Via is ViaSSH (default) or ViaRegistry.
+	Via string
+	// Registry is required with ViaRegistry.
+	Registry *RegistryRoute
+	// Preflight are the remote-only checks' inputs.
+	Preflight PreflightOptions
+	// ProbeCommand runs the port probe in the app image; nil: the default.
+	ProbeCommand []string
+	// Deploy are the options of the remote deployer.Up; Remote is forced on
+	// and Build off (images are built locally and moved).
+	Deploy deployer.UpOptions
+	// Rebuild rebuilds images with a build section locally even when present.
+	Rebuild bool
+}
+
+// UpReport is what a remote deploy did.
+type UpReport struct {
+	Findings *Findings
+	Transfer TransferResult
+	Pushed   *registry.Result
+	Up       *deployer.UpResult
+}
+
+// Up deploys st to the remote engine: remote-only preflight, local build of
+// missing images, moving images (streamed, or pushed and pulled by digest),
+// the port probe on the host, then deployer.Up with the remote engine (its
+// own preflight, order, health gating, secrets through the API,
+// idempotency). A refusal wraps deployer.ErrPreflight; the stack on the
+// host is then unchanged (images may have been added).
+func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, remote *deployer.Deployer, eng Engine, st *deployer.Stack, o UpOptions, rep Reporter) (*UpReport, error) {
+	if rep == nil {
+		rep = nopReporter{}
+	}
+	res := &UpReport{}
+	via := o.Via
+	if via == "" {
+		via = ViaSSH
+	}
+	if via != ViaSSH && via != ViaRegistry {
+		return res, fmt.Errorf("--via %q: want ssh or registry", via)
+	}
+	if via == ViaRegistry && (o.Registry == nil || o.Registry.Repository == "") {
+		return res, errors.New("--via registry needs a registry (--registry)")
+	}
+
+	f, err := Preflight(ctx, eng, st, o.Preflight)
+	res.Findings = f
+	if err != nil {
+		return res, err
+	}
+	rep.Event("Remote engine: %s", f.Engine)
+	if err := f.Err(); err != nil {
+		return res, err
+	}
+
+	p := st.Project
+	names := p.ServiceNames()
+	sort.Strings(names)
+	var built, others []string
+	for _, name := range names {
+		s := p.Services[name]
+		ref := deployer.ImageRef(p.Name, s)
+		if s.Build == nil {
+			others = append(others, ref)
+			continue
+		}
+		_, err := localImages.ImageInspect(ctx, ref)
+		missing := errdefs.IsNotFound(err)
+		if err != nil && !missing {
+			return res, fmt.Errorf("inspect local image %s: %w", ref, err)
+		}
+		if missing || o.Rebuild {
+			rep.Event("Building %s locally", ref)
+			if _, err := local.Build(ctx, st, deployer.BuildOptions{Services: []string{name}}); err != nil {
+				return res, err
+			}
+		}
+		built = append(built, ref)
+	}
+
+	var send []string
+	for _, ref := range uniq(others) {
+		if _, err := localImages.ImageInspect(ctx, ref); err == nil {
+			send = append(send, ref)
+		} else if !errdefs.IsNotFound(err) {
+			return res, fmt.Errorf("inspect local image %s: %w", ref, err)
+		} // absent here: the remote engine pulls it during its preflight
+	}
+	if via == ViaSSH {
+		send = append(send, built...)
+	} else {
+		for _, ref := range uniq(built) {
+			pushed, err := pushAndPull(ctx, localImages, eng, ref, o.Registry, rep)
+			if err != nil {
+				return res, err
+			}
+			res.Pushed = pushed
+		}
+	}
+	if len(send) > 0 {
+		res.Transfer, err = TransferSSH(ctx, localImages, eng, send, rep)
+		if err != nil {
+			return res, err
+		}
+		rep.Event("%s", res.Transfer.Summary())
+	}
+
+	if len(built) > 0 {
+		if err := f.Probe(ctx, eng, built[0], o.ProbeCommand); err != nil {
+			return res, err
+		}
+		if err := f.Err(); err != nil {
+			return res, err
+		}
+	} else if len(f.ToProbe) > 0 {
+		rep.Event("note: ports %v not probed for host processes (no image of this stack carries the probe)", f.ToProbe)
+	}
+
+	uo := o.Deploy
+	uo.Remote, uo.Build = true, false
+	up, err := remote.Up(ctx, st, uo)
+	res.Up = up
+	return res, err
+}
+
+// pushAndPull pushes ref to the registry (unless the last recorded push
+// already holds this image) and has the remote engine pull it by digest,
+// tagged back as ref.
+func pushAndPull(ctx context.Context, localImages ImageEngine, eng Engine, ref string, r *RegistryRoute, rep Reporter) (*registry.Result, error) {
+	li, err := localImages.ImageInspect(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("inspect local image %s: %w", ref, err)
+	}
+	if ri, err := eng.ImageInspect(ctx, ref); err == nil && ri.ID == li.ID {
+		rep.Event("%s is already on the remote engine", ref)
+		return nil, nil
+	}
+	var pushed registry.Result
+	if rec, ok, err := registry.LoadRecord(r.RecordDir); err == nil && ok && rec.ImageID == li.ID && rec.Repository == r.Repository {
+		rep.Event("Using the recorded push %s", rec.Reference)
+		pushed = rec.Result
+	} else {
+		pe, ok := localImages.(registry.Engine)
+		if !ok {
+			return nil, errors.New("the local engine client cannot push")
+		}
+		pushed, err = registry.Push(ctx, pe, registry.PushOptions{Source: ref, Repository: r.Repository, Tags: r.Tags, Credentials: r.Credentials, Progress: rep})
+		if err != nil {
+			return nil, err
+		}
+		rep.Event("Pushed %s", pushed.Reference())
+		if r.RecordDir != "" {
+			if err := registry.SaveRecord(r.RecordDir, pushed, time.Now()); err != nil {
+				return nil, err
+			}
+		}
+	}
+	pullRepo := r.PullRepository
+	if pullRepo == "" {
+		pullRepo = pushed.Repository
+	}
+	if err := PullOnRemote(ctx, eng, pullRepo+"@"+pushed.Digest, r.Credentials, []string{ref}, rep); err != nil {
+		return nil, err
+	}
+	return &pushed, nil
+}
