@@ -50,7 +50,7 @@ type Conn struct {
 func Connect(ctx context.Context, rawURL string, o Options) (*Conn, error) {
 	ep, err := ParseHost(rawURL)
 	if err != nil {
-		return nil, &ConnectError{Step: StepParse, Host: rawURL, Err: err}
+		return nil, &ConnectError{Step: StepParse, Host: Redact(rawURL), Err: err}
 	}
 	switch ep.Scheme {
 	case "ssh":

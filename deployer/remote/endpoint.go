@@ -67,8 +67,15 @@ func ParseHost(raw string) (Endpoint, error) {
 	if strings.TrimSpace(raw) != raw || raw == "" {
 		return ep, errors.New("host URL is empty or has surrounding spaces")
 	}
+	if _, has := passwordOf(raw); has {
+		return ep, fmt.Errorf("host URL: a password in the URL is not accepted; use an SSH key (ssh-agent or --identity)")
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return ep, fmt.Errorf("host URL %q: %w", raw, err)
 	}
 	if u.Opaque != "" || u.Host == "" {
@@ -76,9 +83,6 @@ func ParseHost(raw string) (Endpoint, error) {
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
 		return ep, fmt.Errorf("host URL %q: a query or fragment is not allowed", raw)
-	}
-	if _, has := u.User.Password(); has {
-		return ep, fmt.Errorf("host URL: a password in the URL is not accepted; use an SSH key (ssh-agent or --identity)")
 	}
 	ep.Scheme = strings.ToLower(u.Scheme)
 	ep.Host = u.Hostname()
@@ -126,4 +130,31 @@ func ParseHost(raw string) (Endpoint, error) {
 		return ep, fmt.Errorf("host URL %q: scheme %q not supported; use ssh:// or tcp:// (with TLS)", raw, u.Scheme)
 	}
 	return ep, nil
+}
+
+// passwordOf finds a user:password@ part in a URL-like string without
+// parsing it fully (it may be malformed), so no message ever quotes it.
+func passwordOf(raw string) (string, bool) {
+	rest := raw
+	if i := strings.Index(rest, "://"); i >= 0 {
+		rest = rest[i+3:]
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return "", false
+	}
+	_, pw, has := strings.Cut(rest[:at], ":")
+	return pw, has
+}
+
+// Redact returns raw with any password replaced, for messages.
+func Redact(raw string) string {
+	pw, has := passwordOf(raw)
+	if !has || pw == "" {
+		return raw
+	}
+	return strings.Replace(raw, ":"+pw+"@", ":xxxxx@", 1)
 }

@@ -33,6 +33,8 @@ func TestParseHost(t *testing.T) {
 		"ec2.example.test":            "want ssh://",
 		"http://h:2375":               "not supported",
 		"ssh://u:hunter2@h":           "password",
+		"ssh://u:hunter2@h:bad port":  "password",
+		"ssh://u:hunter2@h?x=1":       "password",
 		"ssh://u@h:0":                 "port",
 		"ssh://u@h:99999":             "port",
 		"ssh://u@h:":                  "empty port",
@@ -73,8 +75,18 @@ func FuzzParseHost(f *testing.F) {
 	for _, s := range []string{"ssh://u@h", "ssh://u@h:2222/run/docker.sock", "tcp://h:2376", "ssh://u:p@h", "ssh://[::1]:22", "tcp://%zz", "ssh://u@h/a/../b"} {
 		f.Add(s)
 	}
+	f.Add("ssh://u:hunter2@h:bad")
+	f.Add("ssh://u:hunter2@h?q")
 	f.Fuzz(func(t *testing.T, s string) {
 		ep, err := ParseHost(s)
+		if pw, has := passwordOf(s); has && len(pw) > 3 {
+			if err == nil {
+				t.Fatalf("accepted a URL with a password: %q", s)
+			}
+			if strings.Contains(err.Error(), ":"+pw+"@") || strings.Contains(Redact(s), ":"+pw+"@") {
+				t.Fatalf("message shows the password: %v", err)
+			}
+		}
 		if err != nil {
 			return
 		}
