@@ -279,4 +279,3 @@ func (d *Deployer) pull(ctx context.Context, ref string) error {
 	}
 	return nil
 }
-

@@ -14,6 +14,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
+	"strings"
 
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/build"
@@ -73,4 +76,26 @@ func NewClient(host string, extra ...client.Opt) (*client.Client, error) {
 		return nil, fmt.Errorf("docker client for %q: %w", host, err)
 	}
 	return c, nil
+}
+
+// IsRemoteHost reports whether an engine address (-H, DOCKER_HOST) names
+// another machine: anything but a unix socket, a named pipe or a loopback
+// tcp address. "" (the local default) is not remote.
+func IsRemoteHost(host string) bool {
+	if host == "" || strings.HasPrefix(host, "unix://") || strings.HasPrefix(host, "npipe://") {
+		return false
+	}
+	u, err := url.Parse(host)
+	if err != nil {
+		return true
+	}
+	if u.Scheme != "tcp" && u.Scheme != "http" && u.Scheme != "https" {
+		return true
+	}
+	h := u.Hostname()
+	if h == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(h)
+	return ip == nil || !ip.IsLoopback()
 }

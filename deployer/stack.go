@@ -82,7 +82,7 @@ func Load(ctx context.Context, o LoadOptions) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", strings.Join(files, ", "), err)
 	}
-	p, err := po.LoadProject(ctx)
+	p, err := safeLoad(func() (*types.Project, error) { return po.LoadProject(ctx) })
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", strings.Join(files, ", "), err)
 	}
@@ -103,19 +103,37 @@ func loadBundled(ctx context.Context, dir string, o LoadOptions) (*Stack, error)
 	if name == "" {
 		name = po.Environment["COMPOSE_PROJECT_NAME"]
 	}
-	p, err := loader.LoadWithContext(ctx, types.ConfigDetails{
-		WorkingDir:  abs,
-		ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(abs, "compose.yaml"), Content: stacks.Invoicing}},
-		Environment: po.Environment,
-	}, func(lo *loader.Options) {
-		if name != "" {
-			lo.SetProjectName(loader.NormalizeProjectName(name), true)
-		}
-	})
+	p, err := loadContent(ctx, stacks.Invoicing, abs, po.Environment, name)
 	if err != nil {
 		return nil, fmt.Errorf("load bundled stack %s: %w", stacks.InvoicingPath, err)
 	}
 	return newStack(p, true, stacks.InvoicingPath+" (bundled)")
+}
+
+// loadContent loads a compose file held in memory.
+func loadContent(ctx context.Context, content []byte, dir string, env types.Mapping, name string, opts ...func(*loader.Options)) (*types.Project, error) {
+	return safeLoad(func() (*types.Project, error) {
+		return loader.LoadWithContext(ctx, types.ConfigDetails{
+			WorkingDir:  dir,
+			ConfigFiles: []types.ConfigFile{{Filename: filepath.Join(dir, "compose.yaml"), Content: content}},
+			Environment: env,
+		}, append([]func(*loader.Options){func(lo *loader.Options) {
+			if name != "" {
+				lo.SetProjectName(loader.NormalizeProjectName(name), true)
+			}
+		}}, opts...)...)
+	})
+}
+
+// safeLoad turns a panic of compose-go on malformed input (found by
+// FuzzLoadAndConvert) into an error.
+func safeLoad(load func() (*types.Project, error)) (p *types.Project, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("malformed compose file (the compose loader failed: %v)", r)
+		}
+	}()
+	return load()
 }
 
 func newStack(p *types.Project, bundled bool, source string) (*Stack, error) {

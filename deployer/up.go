@@ -657,4 +657,3 @@ func (e *UnhealthyError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrUnhealthy) true.
 func (e *UnhealthyError) Unwrap() error { return ErrUnhealthy }
-

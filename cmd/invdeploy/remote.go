@@ -1,0 +1,426 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/spf13/cobra"
+
+	"github.com/invdeploy/invdeploy/deployer"
+	"github.com/invdeploy/invdeploy/deployer/registry"
+	"github.com/invdeploy/invdeploy/deployer/remote"
+)
+
+// remoteOptions are the connection flags of every remote subcommand.
+type remoteOptions struct {
+	identities     []string
+	knownHosts     string
+	acceptNew      bool
+	tlsCA, tlsCert string
+	tlsKey         string
+	connectTimeout time.Duration
+}
+
+func (o *remoteOptions) bind(cmd *cobra.Command) {
+	pf := cmd.PersistentFlags()
+	pf.StringArrayVarP(&o.identities, "identity", "i", nil, "SSH private key to log in with (default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa)")
+	pf.StringVar(&o.knownHosts, "known-hosts", "", "known_hosts file (default ~/.ssh/known_hosts)")
+	pf.BoolVar(&o.acceptNew, "accept-new-host-key", false, "add an unknown host's key to known_hosts (a changed key is always refused)")
+	pf.StringVar(&o.tlsCA, "tlscacert", "", "tcp:// only: CA certificate of the engine (default $DOCKER_CERT_PATH/ca.pem)")
+	pf.StringVar(&o.tlsCert, "tlscert", "", "tcp:// only: client certificate (default $DOCKER_CERT_PATH/cert.pem)")
+	pf.StringVar(&o.tlsKey, "tlskey", "", "tcp:// only: client key (default $DOCKER_CERT_PATH/key.pem)")
+	pf.DurationVar(&o.connectTimeout, "connect-timeout", 20*time.Second, "bound on resolving, connecting and logging in")
+}
+
+// session is one remote run: the connection (one SSH connection for
+// ssh://) and the Docker client that uses it.
+type session struct {
+	conn   *remote.Conn
+	client *client.Client
+}
+
+// connect opens the run's connection to the --host engine.
+func (o *remoteOptions) connect(ctx context.Context, g *globalOptions) (*session, error) {
+	host := g.Host
+	if host == "" {
+		host = os.Getenv("DOCKER_HOST")
+	}
+	if host == "" {
+		return nil, usagef("remote needs --host ssh://user@host[:port] (or tcp://host:2376 with TLS)")
+	}
+	conn, err := remote.Connect(ctx, host, remote.Options{
+		SSH: remote.SSHOptions{
+			KnownHostsFile:   o.knownHosts,
+			AcceptNewHostKey: o.acceptNew,
+			IdentityFiles:    o.identities,
+			AgentSocket:      os.Getenv("SSH_AUTH_SOCK"),
+			ConnectTimeout:   o.connectTimeout,
+			Notices:          g.stderr,
+		},
+		TLS: remote.TLSOptions{CACert: o.tlsCA, Cert: o.tlsCert, Key: o.tlsKey, CertPath: os.Getenv("DOCKER_CERT_PATH")},
+	})
+	if err != nil {
+		if remote.FailedStep(err) == remote.StepParse {
+			return nil, usageError{err}
+		}
+		return nil, err
+	}
+	c, err := deployer.NewClient("", conn.ClientOpts()...)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &session{conn: conn, client: c}, nil
+}
+
+// close ends the run's connection and reports its traffic.
+func (s *session) close(g *globalOptions) {
+	s.client.Close()
+	st := s.conn.Stats()
+	s.conn.Close()
+	if g.Quiet {
+		return
+	}
+	kind := "tcp"
+	if s.conn.Endpoint.Scheme == "ssh" {
+		kind = "1 SSH connection"
+	}
+	fmt.Fprintf(g.stderr, "remote: %s to %s, %d API streams, sent %d bytes, received %d bytes\n",
+		kind, s.conn.Endpoint.Host, st.Dials, st.BytesSent, st.BytesReceived)
+}
+
+func newRemoteCommand(g *globalOptions) *cobra.Command {
+	o := &remoteOptions{}
+	cmd := &cobra.Command{
+		Use:   "remote up|down|status|logs --host URL",
+		Short: "Deploy to a Docker host over one SSH connection (or TLS)",
+		Long: `remote runs up, down, status and logs against the Docker engine of another host,
+such as an EC2 instance, given by --host (or DOCKER_HOST):
+
+  ssh://user@host[:port][/path/to/docker.sock]   one SSH connection for the whole
+      run; every Engine API request is a stream-local channel to the engine's socket,
+      so the host needs only sshd and Docker. Host keys are checked against
+      known_hosts: an unknown key refuses (showing its SHA256 fingerprint) unless
+      --accept-new-host-key, a changed key always refuses. Keys come from ssh-agent
+      and ~/.ssh/id_* or --identity.
+  tcp://host:2376   mutual TLS with --tlscacert/--tlscert/--tlskey or DOCKER_CERT_PATH;
+      plain tcp is refused unless the address is loopback.
+
+Connection errors name the step that failed: name resolution, TCP connect, host
+key, SSH authentication, or the Docker socket.`,
+		Example: `  invdeploy remote up --host ssh://admin@203.0.113.7 --allow-from 0.0.0.0/0
+  invdeploy remote status --host ssh://admin@203.0.113.7
+  invdeploy remote down --host ssh://admin@203.0.113.7 --volumes`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usagef("remote needs a subcommand: up, down, status or logs")
+		},
+	}
+	o.bind(cmd)
+	cmd.AddCommand(newRemoteUpCommand(g, o), newRemoteDownCommand(g, o), newRemoteStatusCommand(g, o), newRemoteLogsCommand(g, o))
+	return cmd
+}
+
+func newRemoteUpCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
+	var stack stackOptions
+	var login loginOptions
+	var via, allowFrom, adminCIDR, service string
+	var port int
+	var waitTimeout time.Duration
+	var rebuild bool
+	cmd := &cobra.Command{
+		Use:   "up --host URL [--via ssh|registry] [--port N] [--allow-from CIDR]",
+		Short: "Move images to the host, preflight there, start the stack and wait until healthy",
+		Long: `remote up deploys the stack to the --host engine with the semantics of up:
+preflight, dependency order, health gating, secrets copied through the Engine API
+(files under /run/secrets, never env or bind mounts), idempotency, labels, exit codes.
+
+Images are built locally when missing, then reach the host either --via ssh (the
+default: streamed over the same connection, skipping images the host already has)
+or --via registry (pushed, then pulled by digest by the host's engine, with the
+login sent only in that request). The host needs nothing but Docker and sshd.
+
+Before anything of the stack is created it checks, besides what up checks: the
+engine version; that no port 2375, 2376 or 5432 (or Postgres at all) would be
+published to the world; that no process on the host holds a published port (probed
+from a short-lived container in the host's network namespace); secrets present and
+strong (a weak literal password refuses). It prints the EC2 security-group ingress
+rules the stack needs: the app port from --allow-from, SSH from --admin-cidr.
+
+On the bundled stack the API is published on all interfaces of the host, port 8000
+unless --port; Postgres is never published.`,
+		Example: `  invdeploy remote up --host ssh://admin@203.0.113.7 --allow-from 0.0.0.0/0 --admin-cidr 198.51.100.4/32
+  invdeploy remote up --host ssh://admin@ec2.example.com --via registry --registry alice`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if via != remote.ViaSSH && via != remote.ViaRegistry {
+				return usagef("--via %q: want ssh or registry", via)
+			}
+			if port < 1 || port > 65535 {
+				return usagef("--port %d: want 1..65535", port)
+			}
+			env := []string{}
+			if os.Getenv("INVOICING_API_BIND") == "" {
+				env = append(env, "INVOICING_API_BIND=0.0.0.0")
+			}
+			if cmd.Flags().Changed("port") || os.Getenv("INVOICING_API_PORT") == "" {
+				env = append(env, fmt.Sprintf("INVOICING_API_PORT=%d", port))
+			}
+			st, err := deployer.Load(ctx, deployer.LoadOptions{Files: stack.Files, ProjectName: stack.Project, Env: env})
+			if err != nil {
+				return err
+			}
+			uo := remote.UpOptions{
+				Via:       via,
+				Rebuild:   rebuild,
+				Preflight: remote.PreflightOptions{AppCIDR: allowFrom, AdminCIDR: adminCIDR},
+				Deploy:    deployer.UpOptions{WaitTimeout: waitTimeout},
+			}
+			if via == remote.ViaRegistry {
+				creds, err := login.credentials(g)
+				if err != nil {
+					return err
+				}
+				app, err := findAppImage(st.Project, service)
+				if err != nil {
+					return err
+				}
+				repo, err := registryRepository(login.registry, creds.Username, app.name)
+				if err != nil {
+					return err
+				}
+				dir, err := deployer.ConfigDir(st.Project.Name)
+				if err != nil {
+					return err
+				}
+				uo.Registry = &remote.RegistryRoute{Repository: repo, Tags: pushTags("", app.sha), Credentials: creds, RecordDir: dir}
+			}
+
+			local, err := deployer.NewClient(localEngineHost())
+			if err != nil {
+				return err
+			}
+			defer local.Close()
+			s, err := ro.connect(ctx, g)
+			if err != nil {
+				return err
+			}
+			defer s.close(g)
+			if s.conn.Endpoint.Scheme == "ssh" {
+				uo.Preflight.SSHPort = s.conn.Endpoint.Port
+			}
+			prog := g.progress()
+			res, err := remote.Up(ctx, deployer.New(local, prog), local, deployer.New(s.client, prog), s.client, st, uo, prog)
+			if res != nil && res.Findings != nil {
+				printFindings(g, res.Findings)
+			}
+			if err != nil {
+				return err
+			}
+			return printRemoteUp(g, s, st, res)
+		},
+	}
+	stack.bind(cmd, true)
+	login.bind(cmd)
+	cmd.Flags().StringVar(&via, "via", remote.ViaSSH, "how images reach the host: ssh (streamed over the connection) or registry (push, then pull by digest)")
+	cmd.Flags().IntVar(&port, "port", 8000, "host port the API is published on (bundled stack)")
+	cmd.Flags().StringVar(&allowFrom, "allow-from", "", "CIDR allowed to reach the app port, for the printed security-group rule")
+	cmd.Flags().StringVar(&adminCIDR, "admin-cidr", "", "CIDR of the admin machine, for the printed SSH rule")
+	cmd.Flags().StringVar(&service, "service", "", "with --via registry: the service whose image is pushed (default: the one with a build section)")
+	cmd.Flags().BoolVar(&rebuild, "build", false, "rebuild images with a build section locally even when present")
+	durationFlag(cmd, &waitTimeout, "wait-timeout", 3*time.Minute, "how long to wait for dependencies and health")
+	return cmd
+}
+
+// localEngineHost is the engine images are built in and sent from: the
+// unix socket of DOCKER_HOST, else the default socket (DOCKER_HOST may name
+// the remote host itself).
+func localEngineHost() string {
+	if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
+		return h
+	}
+	return "unix:///var/run/docker.sock"
+}
+
+// registryRepository is registry.Repository with a usage error.
+func registryRepository(reg, user, name string) (string, error) {
+	repo, err := registry.Repository(reg, user, name)
+	if err != nil {
+		return "", usageError{err}
+	}
+	return repo, nil
+}
+
+func printFindings(g *globalOptions, f *remote.Findings) {
+	if g.Quiet || len(f.Rules) == 0 {
+		return
+	}
+	fmt.Fprintln(g.stderr, "EC2 security group: the stack needs these ingress rules (and no others):")
+	for _, r := range f.Rules {
+		fmt.Fprintf(g.stderr, "  tcp %-5d from %-18s %s\n", r.Port, r.CIDR, r.Purpose)
+	}
+	for _, r := range f.Rules {
+		fmt.Fprintf(g.stderr, "  %s\n", r.AWSCommand())
+	}
+	for _, n := range f.Notes {
+		fmt.Fprintf(g.stderr, "  note: %s\n", n)
+	}
+}
+
+func printRemoteUp(g *globalOptions, s *session, st *deployer.Stack, res *remote.UpReport) error {
+	p := st.Project
+	stats := s.conn.Stats()
+	if g.Output == "json" {
+		out := map[string]any{
+			"project": p.Name, "host": s.conn.Endpoint.Host, "steps": res.Up.Steps,
+			"elapsed_seconds": res.Up.Elapsed.Seconds(),
+			"transfer":        map[string]any{"present": res.Transfer.Present, "tagged": res.Transfer.Tagged, "sent": res.Transfer.Sent, "bytes": res.Transfer.Bytes},
+			"connection":      map[string]any{"bytes_sent": stats.BytesSent, "bytes_received": stats.BytesReceived, "streams": stats.Dials},
+		}
+		if res.Pushed != nil {
+			out["pushed"] = res.Pushed.Reference()
+		}
+		return writeJSON(g.stdout, out)
+	}
+	verb := "is up"
+	if !res.Up.Changed() {
+		verb = "is up, nothing changed"
+	}
+	fmt.Fprintf(g.stdout, "Stack %s %s on %s (%.1fs)\n", p.Name, verb, s.conn.Endpoint.Host, res.Up.Elapsed.Seconds())
+	names := p.ServiceNames()
+	sort.Strings(names)
+	for _, name := range names {
+		for _, pc := range p.Services[name].Ports {
+			if pc.Published == "" || (pc.Protocol != "" && pc.Protocol != "tcp") {
+				continue
+			}
+			host := pc.HostIP
+			if host == "" || host == "0.0.0.0" || host == "::" {
+				host = s.conn.Endpoint.Host
+			}
+			fmt.Fprintf(g.stdout, "  %s: http://%s/\n", name, net.JoinHostPort(host, pc.Published))
+		}
+	}
+	return nil
+}
+
+// remoteProject loads the stack only for its project name (-p wins).
+func remoteProject(ctx context.Context, g *globalOptions, stack *stackOptions) (string, error) {
+	return stack.projectName(ctx, g)
+}
+
+func newRemoteDownCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
+	var stack stackOptions
+	var volumes bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:     "down --host URL [--volumes]",
+		Short:   "Remove the stack's containers and networks on the host (volumes kept unless --volumes)",
+		Example: `  invdeploy remote down --host ssh://admin@203.0.113.7`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			name, err := remoteProject(cmd.Context(), g, &stack)
+			if err != nil {
+				return err
+			}
+			s, err := ro.connect(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			defer s.close(g)
+			res, err := deployer.New(s.client, g.progress()).Down(cmd.Context(), name, deployer.DownOptions{Volumes: volumes, Timeout: timeout})
+			if err != nil {
+				return err
+			}
+			if g.Output == "json" {
+				return writeJSON(g.stdout, map[string]any{"project": name, "host": s.conn.Endpoint.Host, "containers": res.Containers, "networks": res.Networks, "volumes": res.Volumes})
+			}
+			kept := ""
+			if !volumes {
+				kept = " (volumes kept; --volumes removes them)"
+			}
+			fmt.Fprintf(g.stdout, "Stack %s is down on %s: removed %d containers, %d networks, %d volumes%s\n", name, s.conn.Endpoint.Host, res.Containers, res.Networks, res.Volumes, kept)
+			return nil
+		},
+	}
+	stack.bind(cmd, true)
+	cmd.Flags().BoolVarP(&volumes, "volumes", "v", false, "also remove the project's named volumes (deletes its data)")
+	durationFlag(cmd, &timeout, "timeout", 0, "stop grace period per container (default: each service's stop_grace_period)")
+	return cmd
+}
+
+func newRemoteStatusCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
+	var stack stackOptions
+	cmd := &cobra.Command{
+		Use:     "status --host URL",
+		Short:   "Show the stack's containers on the host: state, health, ports, image",
+		Example: `  invdeploy remote status --host ssh://admin@203.0.113.7 --output json`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			name, err := remoteProject(cmd.Context(), g, &stack)
+			if err != nil {
+				return err
+			}
+			s, err := ro.connect(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			defer s.close(g)
+			sts, err := deployer.New(s.client, g.progress()).Status(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			if g.Output == "json" {
+				return writeJSON(g.stdout, sts)
+			}
+			if len(sts) == 0 {
+				fmt.Fprintf(g.stdout, "No containers in project %s on %s (run invdeploy remote up)\n", name, s.conn.Endpoint.Host)
+				return nil
+			}
+			return printStatus(g.stdout, sts)
+		},
+	}
+	stack.bind(cmd, true)
+	return cmd
+}
+
+func newRemoteLogsCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
+	var stack stackOptions
+	var follow bool
+	var tail int
+	cmd := &cobra.Command{
+		Use:     "logs --host URL [SERVICE...] [-f] [--tail N]",
+		Short:   "Print the stack's logs from the host",
+		Example: `  invdeploy remote logs --host ssh://admin@203.0.113.7 api -f --tail 50`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if tail < -1 {
+				return usagef("--tail %d: want a number of lines, or -1 for all", tail)
+			}
+			name, err := remoteProject(cmd.Context(), g, &stack)
+			if err != nil {
+				return err
+			}
+			s, err := ro.connect(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			defer s.close(g)
+			err = deployer.New(s.client, g.progress()).Logs(cmd.Context(), name, deployer.LogsOptions{Services: args, Follow: follow, Tail: tail, Out: g.stdout})
+			if follow && cmd.Context().Err() != nil {
+				return nil
+			}
+			return err
+		},
+	}
+	stack.bind(cmd, false)
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the output")
+	cmd.Flags().IntVarP(&tail, "tail", "n", -1, "lines from the end of each container's log (-1: all)")
+	return cmd
+}

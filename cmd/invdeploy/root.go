@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/invdeploy/invdeploy/deployer"
+	"github.com/invdeploy/invdeploy/internal/version"
+)
+
+// globalOptions are the flags every command shares, and the process's I/O.
+type globalOptions struct {
+	// Host is the engine address (-H): "" means $DOCKER_HOST, then the local socket.
+	Host string
+	// Output is text or json.
+	Output string
+	// Quiet prints only results and errors, no progress.
+	Quiet bool
+
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// commands are invdeploy's subcommands, one constructor per file.
+var commands = []func(*globalOptions) *cobra.Command{
+	newUpCommand,
+	newDownCommand,
+	newStatusCommand,
+	newLogsCommand,
+	newCheckCommand,
+	newBuildCommand,
+	newCompletionCommand,
+}
+
+func newRootCommand(g *globalOptions) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "invdeploy",
+		Short: "Build, check and run the Invoicing API stack through the Docker Engine API",
+		Long: `invdeploy deploys a stack - the bundled Invoicing API and its PostgreSQL, or any
+compose file - through the Docker Engine API: it checks ports and secrets first
+and refuses with a clear message, builds images, starts services in dependency
+order and returns when everything is healthy.
+
+Exit codes: 0 ok; 1 failure; 2 usage; 3 preflight refused (nothing changed);
+4 deployed but unhealthy.`,
+		Example: `  invdeploy up                 # the bundled stack, from the repository root
+  invdeploy status --output json
+  invdeploy -H ssh://admin@203.0.113.7 status`,
+		Version:           version.String(),
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if g.Output != "text" && g.Output != "json" {
+				return usagef("--output %q: want text or json", g.Output)
+			}
+			return nil
+		},
+	}
+	root.SetIn(g.stdin)
+	root.SetOut(g.stdout)
+	root.SetErr(g.stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.Host, "host", "H", "", "Docker engine address (default $DOCKER_HOST, then the local socket)")
+	pf.StringVarP(&g.Output, "output", "o", "text", "output format: text or json")
+	pf.BoolVarP(&g.Quiet, "quiet", "q", false, "print results and errors only, no progress")
+	for _, newCmd := range commands {
+		root.AddCommand(newCmd(g))
+	}
+	return root
+}
+
+// deployer connects to the engine and returns a Deployer reporting progress
+// on stderr.
+func (g *globalOptions) deployer() (*deployer.Deployer, func(), error) {
+	c, err := deployer.NewClient(g.Host)
+	if err != nil {
+		return nil, nil, err
+	}
+	return deployer.New(c, g.progress()), func() { c.Close() }, nil
+}
+
+func (g *globalOptions) progress() *deployer.Progress {
+	return deployer.NewProgress(g.stderr, g.Quiet)
+}
+
+// remote reports whether the engine is on another host, where preflight is
+// stricter (see deployer.CheckOptions.Remote).
+func (g *globalOptions) remote() bool {
+	h := g.Host
+	if h == "" {
+		h = os.Getenv("DOCKER_HOST")
+	}
+	return deployer.IsRemoteHost(h)
+}
+
+// stackOptions are the flags that select a stack.
+type stackOptions struct {
+	Files   []string
+	Project string
+}
+
+func (s *stackOptions) bind(cmd *cobra.Command, fileShorthand bool) {
+	if fileShorthand {
+		cmd.Flags().StringArrayVarP(&s.Files, "file", "f", nil, "compose file (default: compose.yaml etc. in the working directory, else the bundled stack)")
+	} else {
+		cmd.Flags().StringArrayVar(&s.Files, "file", nil, "compose file (default: compose.yaml etc. in the working directory, else the bundled stack)")
+	}
+	cmd.Flags().StringVarP(&s.Project, "project-name", "p", "", "project name (default: the compose file's name:, else its directory)")
+}
+
+func (s *stackOptions) load(ctx context.Context, g *globalOptions) (*deployer.Stack, error) {
+	st, err := deployer.Load(ctx, deployer.LoadOptions{Files: s.Files, ProjectName: s.Project})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// projectName is -p, else the name of the stack that would be loaded.
+func (s *stackOptions) projectName(ctx context.Context, g *globalOptions) (string, error) {
+	if s.Project != "" {
+		return s.Project, nil
+	}
+	st, err := s.load(ctx, g)
+	if err != nil {
+		return "", fmt.Errorf("find the project name (or give -p): %w", err)
+	}
+	return st.Project.Name, nil
+}
+
+func warn(g *globalOptions, st *deployer.Stack) {
+	if g.Quiet {
+		return
+	}
+	for _, w := range st.Warnings {
+		fmt.Fprintf(g.stderr, "warning: %s\n", w)
+	}
+}
+
+func durationFlag(cmd *cobra.Command, p *time.Duration, name string, value time.Duration, usage string) {
+	cmd.Flags().DurationVar(p, name, value, usage)
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"sort"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/invdeploy/invdeploy/deployer"
+)
+
+type upOptions struct {
+	stack       stackOptions
+	waitTimeout time.Duration
+	build       bool
+}
+
+func newUpCommand(g *globalOptions) *cobra.Command {
+	o := &upOptions{}
+	cmd := &cobra.Command{
+		Use:   "up [-f FILE] [-p NAME] [--wait-timeout D] [--build]",
+		Short: "Preflight, build if needed, start the stack and wait until it is healthy",
+		Long: `up deploys a stack. Preflight runs first and refuses (exit 3, nothing created)
+when a port is taken, a secret is missing or weak, a .env or secret file is tracked
+by git or would enter a build context, an image is unavailable, or the engine does
+not answer. Images with a build section are built when missing (or with --build).
+Services start in dependency order (depends_on conditions are honoured); up returns
+when every container runs and every healthcheck passes, else exits 4 with the
+failing container's last 20 log lines.
+
+up is idempotent: an unchanged service is left running untouched, a changed one is
+recreated. Without -f and with no compose file in the working directory it deploys
+the bundled Invoicing stack, whose build context is the working directory; its
+database password is generated on the first up and kept, mode 0600, under
+$XDG_CONFIG_HOME/invdeploy/<project>/ (set INVOICING_DB_PASSWORD to choose one).`,
+		Example: `  invdeploy up                                   # bundled stack, API on 127.0.0.1:8000
+  INVOICING_API_PORT=8080 invdeploy up
+  invdeploy up -f docker-compose.yml -p shop --wait-timeout 5m`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.waitTimeout <= 0 {
+				return usagef("--wait-timeout must be positive")
+			}
+			st, err := o.stack.load(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			d, closeFn, err := g.deployer()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			res, err := d.Up(cmd.Context(), st, deployer.UpOptions{Build: o.build, WaitTimeout: o.waitTimeout, Remote: g.remote()})
+			if err != nil {
+				return err
+			}
+			return printUp(g, st, d, cmd, res)
+		},
+	}
+	o.stack.bind(cmd, true)
+	durationFlag(cmd, &o.waitTimeout, "wait-timeout", 3*time.Minute, "how long to wait for dependencies and health")
+	cmd.Flags().BoolVar(&o.build, "build", false, "rebuild images that have a build section even when present")
+	return cmd
+}
+
+func printUp(g *globalOptions, st *deployer.Stack, d *deployer.Deployer, cmd *cobra.Command, res *deployer.UpResult) error {
+	p := st.Project
+	status, err := d.Status(cmd.Context(), p.Name)
+	if err != nil {
+		return err
+	}
+	if g.Output == "json" {
+		return writeJSON(g.stdout, map[string]any{"project": p.Name, "steps": res.Steps, "containers": status, "elapsed_seconds": res.Elapsed.Seconds()})
+	}
+	verb := "is up"
+	if !res.Changed() {
+		verb = "is up, nothing changed"
+	}
+	fmt.Fprintf(g.stdout, "Stack %s %s: %d containers healthy or running (%.1fs)\n", p.Name, verb, len(status), res.Elapsed.Seconds())
+	names := p.ServiceNames()
+	sort.Strings(names)
+	for _, name := range names {
+		for _, port := range p.Services[name].Ports {
+			if port.Published == "" || (port.Protocol != "" && port.Protocol != "tcp") {
+				continue
+			}
+			host := port.HostIP
+			if host == "" || host == "0.0.0.0" || host == "::" {
+				host = "127.0.0.1"
+			}
+			fmt.Fprintf(g.stdout, "  %s: http://%s/\n", name, net.JoinHostPort(host, port.Published))
+		}
+	}
+	if st.Bundled {
+		fmt.Fprintf(g.stdout, "Logs: invdeploy logs -f    Status: invdeploy status    Stop: invdeploy down (keeps the data)\n")
+	}
+	return nil
+}

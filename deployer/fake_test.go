@@ -1,0 +1,399 @@
+package deployer
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/errdefs"
+	"github.com/docker/go-connections/nat"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// fakeEngine is an in-memory Engine for unit tests of our own logic: it keeps
+// containers, networks, volumes and images, and records every mutating call.
+type fakeEngine struct {
+	mu         sync.Mutex
+	pingErr    error
+	apiVersion string
+	images     map[string]string // ref -> id
+	pullable   map[string]bool
+	containers map[string]*fakeContainer
+	networks   map[string]network.Summary
+	volumes    map[string]volume.Volume
+	calls      []string
+	// health is the health status a started container with a healthcheck
+	// reports, by service ("" means healthy).
+	health map[string]string
+	// builds records the build options of each ImageBuild.
+	builds []build.ImageBuildOptions
+	// buildFiles are the file names of the last build context.
+	buildFiles []string
+	seq        int
+}
+
+type fakeContainer struct {
+	id      string
+	name    string
+	cfg     container.Config
+	host    container.HostConfig
+	state   string
+	health  string
+	created time.Time
+	imageID string
+	// files copied in with CopyToContainer: path -> header + content
+	files map[string]fakeFile
+}
+
+type fakeFile struct {
+	hdr     tar.Header
+	content string
+	opts    container.CopyToContainerOptions
+}
+
+func newFakeEngine() *fakeEngine {
+	return &fakeEngine{
+		apiVersion: "1.41",
+		images:     map[string]string{},
+		pullable:   map[string]bool{},
+		containers: map[string]*fakeContainer{},
+		networks:   map[string]network.Summary{},
+		volumes:    map[string]volume.Volume{},
+		health:     map[string]string{},
+	}
+}
+
+func (f *fakeEngine) record(format string, args ...any) {
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+
+// mutations are the recorded calls that create or change something.
+func (f *fakeEngine) mutations() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string{}, f.calls...)
+}
+
+func (f *fakeEngine) countCalls(prefix string) int {
+	n := 0
+	for _, c := range f.mutations() {
+		if strings.HasPrefix(c, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func (f *fakeEngine) Ping(context.Context) (types.Ping, error) {
+	return types.Ping{APIVersion: f.apiVersion}, f.pingErr
+}
+
+func (f *fakeEngine) ServerVersion(context.Context) (types.Version, error) {
+	return types.Version{APIVersion: f.apiVersion, Version: "20.10.24"}, f.pingErr
+}
+
+func (f *fakeEngine) DaemonHost() string { return "unix:///fake.sock" }
+
+func (f *fakeEngine) ImageInspect(_ context.Context, ref string, _ ...client.ImageInspectOption) (image.InspectResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if id, ok := f.images[ref]; ok {
+		return image.InspectResponse{ID: id}, nil
+	}
+	return image.InspectResponse{}, errdefs.NotFound(fmt.Errorf("No such image: %s", ref))
+}
+
+func (f *fakeEngine) ImagePull(_ context.Context, ref string, _ image.PullOptions) (io.ReadCloser, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("pull %s", ref)
+	if !f.pullable[ref] {
+		return nil, errors.New("pull access denied: no registry answers")
+	}
+	f.images[ref] = "sha256:pulled-" + ref
+	return io.NopCloser(strings.NewReader(`{"status":"Pulled"}` + "\n")), nil
+}
+
+func (f *fakeEngine) ImageBuild(_ context.Context, r io.Reader, o build.ImageBuildOptions) (build.ImageBuildResponse, error) {
+	tr := tar.NewReader(r)
+	var files []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return build.ImageBuildResponse{}, err
+		}
+		files = append(files, h.Name)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq++
+	id := fmt.Sprintf("sha256:built%d", f.seq)
+	for _, t := range o.Tags {
+		f.images[t] = id
+	}
+	f.builds = append(f.builds, o)
+	f.buildFiles = files
+	f.record("build %s", strings.Join(o.Tags, ","))
+	return build.ImageBuildResponse{Body: io.NopCloser(strings.NewReader(`{"stream":"Step 1/1 : FROM scratch\n"}` + "\n"))}, nil
+}
+
+func (f *fakeEngine) ImageTag(_ context.Context, src, target string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.images[target] = f.images[src]
+	return nil
+}
+
+func (f *fakeEngine) summary(c *fakeContainer) container.Summary {
+	s := container.Summary{ID: c.id, Names: []string{"/" + c.name}, Labels: c.cfg.Labels, State: c.state, Image: c.cfg.Image, ImageID: c.imageID, Created: c.created.Unix()}
+	for port, bs := range c.host.PortBindings {
+		for _, b := range bs {
+			pub := 0
+			fmt.Sscan(b.HostPort, &pub)
+			s.Ports = append(s.Ports, container.Port{IP: b.HostIP, PrivatePort: uint16(port.Int()), PublicPort: uint16(pub), Type: port.Proto()})
+		}
+	}
+	return s
+}
+
+func (f *fakeEngine) ContainerList(_ context.Context, o container.ListOptions) ([]container.Summary, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []container.Summary
+	for _, c := range f.containers {
+		if !o.All && c.state != "running" {
+			continue
+		}
+		if !matchLabels(o.Filters, c.cfg.Labels) {
+			continue
+		}
+		out = append(out, f.summary(c))
+	}
+	return out, nil
+}
+
+func matchLabels(fs filters.Args, labels map[string]string) bool {
+	for _, l := range fs.Get("label") {
+		k, v, _ := strings.Cut(l, "=")
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *fakeEngine) ContainerInspect(_ context.Context, id string) (container.InspectResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return container.InspectResponse{}, errdefs.NotFound(fmt.Errorf("No such container: %s", id))
+	}
+	st := &container.State{Status: c.state, Running: c.state == "running"}
+	if c.cfg.Healthcheck != nil && c.state == "running" {
+		st.Health = &container.Health{Status: c.health, Log: []*container.HealthcheckResult{{Output: "check output " + c.health}}}
+	}
+	cfg := c.cfg
+	host := c.host
+	return container.InspectResponse{
+		ContainerJSONBase: &container.ContainerJSONBase{ID: c.id, Name: "/" + c.name, State: st, HostConfig: &host, Created: c.created.Format(time.RFC3339Nano)},
+		Config:            &cfg,
+	}, nil
+}
+
+func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, host *container.HostConfig, _ *network.NetworkingConfig, _ *ocispec.Platform, name string) (container.CreateResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.containers {
+		if c.name == name {
+			return container.CreateResponse{}, errdefs.Conflict(fmt.Errorf("name %s in use", name))
+		}
+	}
+	imgID, ok := f.images[cfg.Image]
+	if !ok {
+		return container.CreateResponse{}, errdefs.NotFound(fmt.Errorf("No such image: %s", cfg.Image))
+	}
+	f.seq++
+	id := fmt.Sprintf("c%04d", f.seq)
+	f.containers[id] = &fakeContainer{id: id, name: name, cfg: *cfg, host: *host, state: "created", created: time.Now(), imageID: imgID, files: map[string]fakeFile{}}
+	f.record("create %s", name)
+	return container.CreateResponse{ID: id}, nil
+}
+
+func (f *fakeEngine) ContainerStart(_ context.Context, id string, _ container.StartOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return errdefs.NotFound(fmt.Errorf("No such container: %s", id))
+	}
+	c.state = "running"
+	c.health = "healthy"
+	if h := f.health[c.cfg.Labels[LabelService]]; h != "" {
+		c.health = h
+	}
+	f.record("start %s", c.name)
+	return nil
+}
+
+func (f *fakeEngine) ContainerStop(_ context.Context, id string, _ container.StopOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return errdefs.NotFound(fmt.Errorf("No such container: %s", id))
+	}
+	c.state = "exited"
+	f.record("stop %s", c.name)
+	return nil
+}
+
+func (f *fakeEngine) ContainerRemove(_ context.Context, id string, _ container.RemoveOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return errdefs.NotFound(fmt.Errorf("No such container: %s", id))
+	}
+	delete(f.containers, id)
+	f.record("remove %s", c.name)
+	return nil
+}
+
+func (f *fakeEngine) ContainerLogs(context.Context, string, container.LogsOptions) (io.ReadCloser, error) {
+	return io.NopCloser(strings.NewReader("")), nil
+}
+
+func (f *fakeEngine) CopyToContainer(_ context.Context, id, dst string, r io.Reader, o container.CopyToContainerOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return errdefs.NotFound(fmt.Errorf("No such container: %s", id))
+	}
+	if c.state != "created" {
+		return fmt.Errorf("copy into %s in state %s: secrets must arrive before start", c.name, c.state)
+	}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		var b bytes.Buffer
+		io.Copy(&b, tr)
+		c.files[dst+"/"+h.Name] = fakeFile{hdr: *h, content: b.String(), opts: o}
+	}
+	f.record("copy %s %s", c.name, dst)
+	return nil
+}
+
+func (f *fakeEngine) NetworkList(_ context.Context, o network.ListOptions) ([]network.Summary, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []network.Summary
+	for _, n := range f.networks {
+		if names := o.Filters.Get("name"); len(names) > 0 && !strings.Contains(n.Name, names[0]) {
+			continue
+		}
+		if !matchLabels(o.Filters, n.Labels) {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func (f *fakeEngine) NetworkCreate(_ context.Context, name string, o network.CreateOptions) (network.CreateResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.networks[name] = network.Summary{ID: "n-" + name, Name: name, Labels: o.Labels}
+	f.record("network-create %s", name)
+	return network.CreateResponse{ID: "n-" + name}, nil
+}
+
+func (f *fakeEngine) NetworkConnect(_ context.Context, netID, id string, _ *network.EndpointSettings) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("network-connect %s %s", netID, id)
+	return nil
+}
+
+func (f *fakeEngine) NetworkRemove(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k, n := range f.networks {
+		if n.ID == id {
+			delete(f.networks, k)
+		}
+	}
+	f.record("network-remove %s", id)
+	return nil
+}
+
+func (f *fakeEngine) VolumeList(_ context.Context, o volume.ListOptions) (volume.ListResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out volume.ListResponse
+	for _, v := range f.volumes {
+		if !matchLabels(o.Filters, v.Labels) {
+			continue
+		}
+		v := v
+		out.Volumes = append(out.Volumes, &v)
+	}
+	return out, nil
+}
+
+func (f *fakeEngine) VolumeCreate(_ context.Context, o volume.CreateOptions) (volume.Volume, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v := volume.Volume{Name: o.Name, Labels: o.Labels}
+	f.volumes[o.Name] = v
+	f.record("volume-create %s", o.Name)
+	return v, nil
+}
+
+func (f *fakeEngine) VolumeRemove(_ context.Context, name string, _ bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.volumes, name)
+	f.record("volume-remove %s", name)
+	return nil
+}
+
+// runningContainer adds a running container that is not part of any stack,
+// publishing hostPort.
+func (f *fakeEngine) runningContainer(name string, labels map[string]string, hostIP string, hostPort string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq++
+	id := fmt.Sprintf("x%04d", f.seq)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	f.containers[id] = &fakeContainer{id: id, name: name, state: "running", cfg: container.Config{Labels: labels, Image: "other"},
+		host: container.HostConfig{PortBindings: nat.PortMap{"80/tcp": {{HostIP: hostIP, HostPort: hostPort}}}}, files: map[string]fakeFile{}}
+}
+
+var _ Engine = (*fakeEngine)(nil)
