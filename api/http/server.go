@@ -73,3 +73,6 @@ func (s *Server) ready(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Router exposes the route table of s (for documentation checks).
+func Router(s *Server) chi.Routes { return s.router }

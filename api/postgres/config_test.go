@@ -1,0 +1,70 @@
+package postgres
+
+import (
+	"errors"
+	"io/fs"
+	"strings"
+	"testing"
+)
+
+func fakeEnv(vars map[string]string, files map[string]string) Env {
+	return Env{
+		Getenv: func(k string) string { return vars[k] },
+		ReadFile: func(name string) ([]byte, error) {
+			if c, ok := files[name]; ok {
+				return []byte(c), nil
+			}
+			return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+		},
+	}
+}
+
+const canary = "canary-Pw-7f3a9"
+
+func TestParseConfig(t *testing.T) {
+	cfg, err := ParseConfig(fakeEnv(map[string]string{
+		"DATABASE_URL":           "postgres://invoicing@db:5432/invoicing?sslmode=disable",
+		"DATABASE_PASSWORD_FILE": "/run/secrets/db_password",
+	}, map[string]string{"/run/secrets/db_password": canary + "\n"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.ConnConfig
+	if c.Host != "db" || c.Port != 5432 || c.User != "invoicing" || c.Database != "invoicing" || c.Password != canary {
+		t.Fatalf("config %s@%s:%d/%s password %q", c.User, c.Host, c.Port, c.Database, c.Password)
+	}
+	if c.RuntimeParams["application_name"] != "invoicing-api" {
+		t.Fatal("application_name not set")
+	}
+	if got := Redact(cfg, "x "+canary+" y"); strings.Contains(got, canary) {
+		t.Fatalf("Redact left the password: %s", got)
+	}
+	// The URL from a file; the password in the URL is overridden.
+	cfg, err = ParseConfig(fakeEnv(map[string]string{"DATABASE_URL_FILE": "/u", "DATABASE_PASSWORD": "second"},
+		map[string]string{"/u": "postgres://u:first@h:1/d\n"}))
+	if err != nil || cfg.ConnConfig.Password != "second" || cfg.ConnConfig.Host != "h" {
+		t.Fatalf("URL file: %v %+v", err, cfg)
+	}
+}
+
+func TestParseConfigErrorsHideSecrets(t *testing.T) {
+	for name, env := range map[string]Env{
+		"bad URL":        fakeEnv(map[string]string{"DATABASE_URL": "postgres://u:" + canary + "@h:notaport/d"}, nil),
+		"bad URL scheme": fakeEnv(map[string]string{"DATABASE_URL": "host=h password=" + canary + " port=x"}, nil),
+		"both set":       fakeEnv(map[string]string{"DATABASE_PASSWORD": canary, "DATABASE_PASSWORD_FILE": "/p"}, nil),
+		"missing file":   fakeEnv(map[string]string{"DATABASE_PASSWORD_FILE": "/run/secrets/nope"}, nil),
+	} {
+		_, err := ParseConfig(env)
+		if err == nil {
+			t.Errorf("%s: no error", name)
+			continue
+		}
+		if strings.Contains(err.Error(), canary) {
+			t.Errorf("%s: error leaks the secret: %v", name, err)
+		}
+	}
+	_, err := ParseConfig(fakeEnv(map[string]string{"DATABASE_PASSWORD_FILE": "/run/secrets/nope"}, nil))
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "DATABASE_PASSWORD_FILE") {
+		t.Errorf("missing file error should name the variable and cause: %v", err)
+	}
+}
