@@ -151,7 +151,7 @@ func Preflight(ctx context.Context, eng PreflightEngine, st *deployer.Stack, o P
 		}
 		f.Rules = append(f.Rules, IngressRule{Port: o.SSHPort, CIDR: cidr, Purpose: "SSH for invdeploy (admin only)"})
 	}
-	if o.AppCIDR == "" && len(f.Rules) > 0 {
+	if o.AppCIDR == "" && len(f.Rules) > 0 && f.Rules[0].CIDR == "<CIDR>" {
 		f.Notes = append(f.Notes, "give --allow-from CIDR to fill in who may reach the app port")
 	}
 	if err := checkCIDR(o.AppCIDR, "--allow-from"); err != nil {

@@ -219,7 +219,7 @@ func (c *SSHConn) DialContext(ctx context.Context, _, _ string) (net.Conn, error
 			return nil, err
 		}
 		var oce *ssh.OpenChannelError
-		hint := "check that Docker runs on the host, that the socket path is right (ssh://user@host/path/to/docker.sock), that the user may open it (docker group), and that sshd allows AllowStreamLocalForwarding"
+		hint := "check that Docker runs on the host, that the socket path is right (ssh://user@host/path/to/docker.sock), that the user may open it (docker group), and that sshd_config does not set AllowStreamLocalForwarding or AllowTcpForwarding to no (either refuses the stream to the socket)"
 		if errors.As(err, &oce) {
 			err = fmt.Errorf("sshd could not open %s: %s", c.ep.Socket, oce.Message)
 			if oce.Message == "" {
