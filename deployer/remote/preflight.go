@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/nat"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/invdeploy/invdeploy/deployer"
@@ -191,6 +193,11 @@ func (f *Findings) Probe(ctx context.Context, eng PreflightEngine, img string, c
 		return nil
 	}
 	held, err := ProbePorts(ctx, eng, img, cmd, f.ToProbe)
+	if errors.Is(err, errNoProbe) {
+		// The image has no probe subcommand (a stack other than the
+		// bundled one): fall back to asking the engine to bind each port.
+		held, err = probeByBinding(ctx, eng, img, f.ToProbe)
+	}
 	if err != nil {
 		return fmt.Errorf("remote preflight: %w", err)
 	}
@@ -233,6 +240,9 @@ func ProbePorts(ctx context.Context, eng PreflightEngine, img string, cmd []stri
 	}()
 	waitC, errC := eng.ContainerWait(ctx, created.ID, container.WaitConditionNextExit)
 	if err := eng.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		if notFoundExec(err.Error()) {
+			return nil, fmt.Errorf("%w: %s: %v", errNoProbe, cmd[0], err)
+		}
 		return nil, fmt.Errorf("port probe: start: %w", err)
 	}
 	var code int64
@@ -257,8 +267,53 @@ func ProbePorts(ctx context.Context, eng PreflightEngine, img string, cmd []stri
 		return nil, fmt.Errorf("port probe: read output: %w", err)
 	}
 	held, err := parseProbeOutput(stdout.String(), ports)
+	if code == 127 || code == 126 || (code != 0 && strings.Contains(stderr.String(), "unknown command")) {
+		return nil, fmt.Errorf("%w: %s exited %d", errNoProbe, strings.Join(cmd, " "), code)
+	}
 	if err != nil || (code != 0 && len(held) == 0) {
 		return nil, fmt.Errorf("port probe exited %d: %s %s", code, strings.TrimSpace(stdout.String()), strings.TrimSpace(stderr.String()))
+	}
+	return held, nil
+}
+
+// errNoProbe means the image lacks the probe command.
+var errNoProbe = errors.New("the image has no port-probe command")
+
+func notFoundExec(msg string) bool {
+	msg = strings.ToLower(msg)
+	return strings.Contains(msg, "executable file not found") || strings.Contains(msg, "no such file or directory") || strings.Contains(msg, "not found in $path")
+}
+
+// probeByBinding asks the engine to publish each port on all interfaces for
+// a container from img whose entrypoint does not exist: the engine binds the
+// port (and fails with "address already in use" when a process holds it)
+// before it tries to run the process, which then fails harmlessly. The
+// container never runs; it is removed.
+func probeByBinding(ctx context.Context, eng PreflightEngine, img string, ports []int) ([]int, error) {
+	var held []int
+	for _, p := range ports {
+		port := nat.Port(strconv.Itoa(p) + "/tcp")
+		var suffix [4]byte
+		rand.Read(suffix[:])
+		created, err := eng.ContainerCreate(ctx,
+			&container.Config{Image: img, Entrypoint: []string{"/.invdeploy-port-probe-does-not-exist"}, ExposedPorts: nat.PortSet{port: {}},
+				Labels: map[string]string{deployer.LabelManagedBy: "invdeploy", "io.invdeploy.role": "port-probe"}},
+			&container.HostConfig{PortBindings: nat.PortMap{port: {{HostIP: "0.0.0.0", HostPort: strconv.Itoa(p)}}},
+				ReadonlyRootfs: true, CapDrop: []string{"ALL"}, SecurityOpt: []string{"no-new-privileges:true"}, NetworkMode: "bridge"},
+			nil, nil, "invdeploy-port-probe-"+hex.EncodeToString(suffix[:]))
+		if err != nil {
+			return nil, fmt.Errorf("port probe: create container from %s: %w", img, err)
+		}
+		err = eng.ContainerStart(ctx, created.ID, container.StartOptions{})
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		eng.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true})
+		cancel()
+		if err != nil {
+			msg := strings.ToLower(err.Error())
+			if strings.Contains(msg, "address already in use") || strings.Contains(msg, "port is already allocated") {
+				held = append(held, p)
+			}
+		}
 	}
 	return held, nil
 }
