@@ -50,6 +50,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+## bench-deploy: time to all-healthy, invdeploy up vs docker-compose up -d + polling, and a no-op up
+bench-deploy: build images
+	bash test/e2e/bench-deploy.sh
+
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 

@@ -146,16 +146,31 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 		return res, err
 	}
 
-	deadline := time.Now().Add(timeout)
+	// Create every container first (in dependency order), so that creating
+	// one never waits on another's health; then start each service once its
+	// dependencies meet their condition.
+	pending := map[string][]pendingStart{}
 	for _, name := range order {
-		s := p.Services[name]
-		if err := d.waitDependencies(ctx, p, s, deadline); err != nil {
-			return res, err
-		}
-		steps, err := d.reconcile(ctx, p, s, imageIDs[name], values)
+		steps, starts, err := d.prepare(ctx, p, p.Services[name], imageIDs[name], values)
 		res.Steps = append(res.Steps, steps...)
 		if err != nil {
 			return res, err
+		}
+		pending[name] = starts
+	}
+	deadline := time.Now().Add(timeout)
+	for _, name := range order {
+		if len(pending[name]) == 0 {
+			continue
+		}
+		if err := d.waitDependencies(ctx, p, p.Services[name], deadline); err != nil {
+			return res, err
+		}
+		for _, ps := range pending[name] {
+			if err := d.engine.ContainerStart(ctx, ps.id, container.StartOptions{}); err != nil {
+				return res, fmt.Errorf("start %s: %w", ps.name, err)
+			}
+			d.out.Event("Container %s %s", ps.name, ps.verb)
 		}
 	}
 	if err := d.waitHealthy(ctx, p, order, deadline); err != nil {
@@ -333,20 +348,29 @@ func plan(p *types.Project, s types.ServiceConfig, hash, imageID string, existin
 	return steps
 }
 
-func (d *Deployer) reconcile(ctx context.Context, p *types.Project, s types.ServiceConfig, imageID string, secrets map[string][]byte) ([]Step, error) {
+// pendingStart is a container prepare left created but not started.
+type pendingStart struct {
+	id, name, verb string
+}
+
+// prepare carries out a service's plan up to start: it removes what goes
+// away, creates new containers with their networks and secrets, and returns
+// the containers to start.
+func (d *Deployer) prepare(ctx context.Context, p *types.Project, s types.ServiceConfig, imageID string, secrets map[string][]byte) ([]Step, []pendingStart, error) {
 	hash, err := ConfigHash(s)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	existing, err := d.projectContainers(ctx, p.Name, s.Name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ids := map[string]string{}
 	for _, c := range existing {
 		ids[containerName(c)] = c.ID
 	}
 	steps := plan(p, s, hash, imageID, existing)
+	var starts []pendingStart
 	n := 0
 	for _, st := range steps {
 		switch st.Action {
@@ -355,34 +379,29 @@ func (d *Deployer) reconcile(ctx context.Context, p *types.Project, s types.Serv
 			d.out.Event("Container %s unchanged", st.Container)
 		case ActionStart:
 			n++
-			if err := d.engine.ContainerStart(ctx, ids[st.Container], container.StartOptions{}); err != nil {
-				return steps, fmt.Errorf("start %s: %w", st.Container, err)
-			}
-			d.out.Event("Container %s started", st.Container)
+			starts = append(starts, pendingStart{id: ids[st.Container], name: st.Container, verb: "started (" + st.Reason + ")"})
 		case ActionRemove:
 			if err := d.removeContainer(ctx, ids[st.Container], st.Container, s); err != nil {
-				return steps, err
+				return steps, starts, err
 			}
 			d.out.Event("Container %s removed (%s)", st.Container, st.Reason)
 		case ActionRecreate, ActionCreate:
 			n++
+			verb := "created and started"
 			if st.Action == ActionRecreate {
 				if err := d.removeContainer(ctx, ids[st.Container], st.Container, s); err != nil {
-					return steps, err
+					return steps, starts, err
 				}
+				verb = "recreated (" + st.Reason + ")"
 			}
-			num := n
-			if err := d.createAndStart(ctx, p, s, num, hash, secrets); err != nil {
-				return steps, err
+			id, name, err := d.create(ctx, p, s, n, hash, secrets)
+			if err != nil {
+				return steps, starts, err
 			}
-			if st.Action == ActionRecreate {
-				d.out.Event("Container %s recreated (%s)", st.Container, st.Reason)
-			} else {
-				d.out.Event("Container %s created and started", st.Container)
-			}
+			starts = append(starts, pendingStart{id: id, name: name, verb: verb})
 		}
 	}
-	return steps, nil
+	return steps, starts, nil
 }
 
 func (d *Deployer) removeContainer(ctx context.Context, id, name string, s types.ServiceConfig) error {
@@ -402,18 +421,20 @@ func (d *Deployer) removeContainer(ctx context.Context, id, name string, s types
 	return nil
 }
 
-func (d *Deployer) createAndStart(ctx context.Context, p *types.Project, s types.ServiceConfig, n int, hash string, secrets map[string][]byte) error {
+// create creates container n of a service, joins its further networks and
+// delivers its secrets; the container is not started.
+func (d *Deployer) create(ctx context.Context, p *types.Project, s types.ServiceConfig, n int, hash string, secrets map[string][]byte) (id, name string, err error) {
 	spec, err := convert(p, s, n, hash)
 	if err != nil {
-		return err
+		return "", "", err
 	}
 	created, err := d.engine.ContainerCreate(ctx, spec.Config, spec.Host, spec.Network, nil, spec.Name)
 	if err != nil {
-		return fmt.Errorf("create %s: %w", spec.Name, err)
+		return "", "", fmt.Errorf("create %s: %w", spec.Name, err)
 	}
-	cleanup := func(cause error) error {
+	cleanup := func(cause error) (string, string, error) {
 		_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{RemoveVolumes: true, Force: true})
-		return cause
+		return "", "", cause
 	}
 	netNames := make([]string, 0, len(spec.Connect))
 	for k := range spec.Connect {
@@ -428,10 +449,7 @@ func (d *Deployer) createAndStart(ctx context.Context, p *types.Project, s types
 	if err := d.deliverSecrets(ctx, created.ID, s, secrets); err != nil {
 		return cleanup(err)
 	}
-	if err := d.engine.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		return fmt.Errorf("start %s: %w", spec.Name, err)
-	}
-	return nil
+	return created.ID, spec.Name, nil
 }
 
 // containerState is what the health wait needs of a container.
@@ -571,7 +589,9 @@ func (d *Deployer) waitHealthy(ctx context.Context, p *types.Project, order []st
 
 func (d *Deployer) waitService(ctx context.Context, project, service, cond string, deadline time.Time, purpose string) error {
 	start := time.Now()
-	delay := 100 * time.Millisecond
+	// Poll often: a local inspect costs about a millisecond, and health
+	// changes should be seen at once (the benchmark against docker-compose).
+	delay := 50 * time.Millisecond
 	for {
 		states, err := d.serviceStates(ctx, project, service)
 		if err != nil {
@@ -623,8 +643,10 @@ func (d *Deployer) waitService(ctx context.Context, project, service, cond strin
 			return ctx.Err()
 		case <-time.After(delay):
 		}
-		if delay < 500*time.Millisecond {
-			delay += 100 * time.Millisecond
+		if time.Since(start) > 30*time.Second {
+			delay = 500 * time.Millisecond
+		} else if delay < 100*time.Millisecond {
+			delay += 10 * time.Millisecond
 		}
 	}
 }

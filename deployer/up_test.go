@@ -86,8 +86,8 @@ func TestUpBundledCreatesThenKeeps(t *testing.T) {
 	}
 	// The database starts before the API (depends_on service_healthy).
 	calls := strings.Join(f.mutations(), "\n")
-	if strings.Index(calls, "start inv-db-1") > strings.Index(calls, "create inv-api-1") {
-		t.Fatalf("api created before db started:\n%s", calls)
+	if strings.Index(calls, "start inv-db-1") > strings.Index(calls, "start inv-api-1") {
+		t.Fatalf("api started before db:\n%s", calls)
 	}
 	if !res.Changed() {
 		t.Fatal("first up reports no change")
@@ -224,8 +224,8 @@ func TestUpUnhealthyExits4WithLogs(t *testing.T) {
 	if ue.Container != "inv-db-1" || !strings.Contains(err.Error(), "last 20 log lines") {
 		t.Fatalf("error does not name the container and its logs: %v", err)
 	}
-	if f.countCalls("create inv-api-1") != 0 {
-		t.Fatal("api was created although its dependency db never became healthy")
+	if f.countCalls("start inv-api-1") != 0 {
+		t.Fatal("api was started although its dependency db never became healthy")
 	}
 }
 

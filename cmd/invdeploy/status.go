@@ -68,6 +68,7 @@ func printStatus(w io.Writer, sts []deployer.ContainerStatus) error {
 
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }

@@ -1,0 +1,209 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// remoteRun is invdeploy remote SUBCOMMAND ... against h with the test's key
+// and known_hosts.
+func remoteRun(t *testing.T, h *remoteHost, env []string, args ...string) cliResult {
+	t.Helper()
+	full := append([]string{"remote"}, args...)
+	full = append(full, "--host", h.URL(), "--identity", h.Key, "--known-hosts", h.KnownHosts)
+	return invdeploy(t, env, "", full...)
+}
+
+func mustCode(t *testing.T, r cliResult, want int, what string) {
+	t.Helper()
+	if r.Code != want {
+		t.Fatalf("%s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", what, r.Code, want, tail(r.Stdout, 30), tail(r.Stderr, 40))
+	}
+}
+
+var sentBytes = regexp.MustCompile(`1 SSH connection to \S+, \d+ API streams, sent (\d+) bytes`)
+
+// wireBytes is what the run sent over its SSH connection.
+func wireBytes(t *testing.T, r cliResult) int64 {
+	t.Helper()
+	m := sentBytes.FindStringSubmatch(r.Stderr)
+	if m == nil {
+		t.Fatalf("no connection summary in stderr:\n%s", tail(r.Stderr, 10))
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	return n
+}
+
+func httpJSON(t *testing.T, method, url, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	var v map[string]any
+	json.NewDecoder(resp.Body).Decode(&v)
+	return resp.StatusCode, v
+}
+
+// TestRemoteOverSSH deploys the bundled stack to a simulated EC2 host that
+// starts with no images, over one SSH connection per run.
+func TestRemoteOverSSH(t *testing.T) {
+	h := startRemoteHost(t, 0)
+	env := []string{"XDG_CONFIG_HOME=" + t.TempDir()}
+	if imgs := strings.TrimSpace(h.Docker(t, "images", "-q")); imgs != "" {
+		t.Fatalf("the host should start with no images, has:\n%s", imgs)
+	}
+	runs, start := 0, h.Accepted(t)
+	api := "http://" + h.Addr + ":8000"
+
+	t.Run("unknown host key refuses", func(t *testing.T) {
+		kh := filepath.Join(t.TempDir(), "known_hosts")
+		before := h.Accepted(t)
+		r := invdeploy(t, env, "", "remote", "status", "--host", h.URL(), "--identity", h.Key, "--known-hosts", kh)
+		mustCode(t, r, 1, "status with an unknown host key")
+		fp := strings.Fields(run(t, "ssh-keygen", "-lf", filepath.Join(h.dir, "hostkey.pub")))[1]
+		for _, want := range []string{"host key verification failed", fp, "--accept-new-host-key"} {
+			if !strings.Contains(r.Stderr, want) {
+				t.Errorf("stderr lacks %q:\n%s", want, r.Stderr)
+			}
+		}
+		if h.Accepted(t) != before {
+			t.Error("logged in although the host key was refused")
+		}
+		if _, err := os.Stat(kh); err == nil {
+			t.Error("known_hosts written without --accept-new-host-key")
+		}
+	})
+
+	var coldBytes int64
+	t.Run("cold up transfers images and publishes the API", func(t *testing.T) {
+		r := remoteRun(t, h, env, "up", "--allow-from", "0.0.0.0/0", "--admin-cidr", h.GatewayIP+"/32")
+		runs++
+		mustCode(t, r, 0, "cold remote up")
+		coldBytes = wireBytes(t, r)
+		t.Logf("cold remote up: %s, %d bytes sent", r.Elapsed.Round(time.Millisecond), coldBytes)
+		for _, want := range []string{"--port 8000 --cidr 0.0.0.0/0", "--port 22 --cidr " + h.GatewayIP + "/32", "2 sent"} {
+			if !strings.Contains(r.Stderr, want) {
+				t.Errorf("stderr lacks %q:\n%s", want, tail(r.Stderr, 30))
+			}
+		}
+		if !strings.Contains(r.Stdout, api+"/") {
+			t.Errorf("stdout does not show %s:\n%s", api, r.Stdout)
+		}
+		if coldBytes < 1<<20 {
+			t.Errorf("cold deploy sent only %d bytes: images were not transferred", coldBytes)
+		}
+		// Postgres is never published on the host.
+		if ports := h.Docker(t, "ps", "--filter", "label=com.docker.compose.service=db", "--format", "{{.Ports}}"); strings.Contains(ports, "->") {
+			t.Errorf("db publishes a port on the host: %s", ports)
+		}
+		// The generated database password appears in no output.
+		pw, err := os.ReadFile(filepath.Join(strings.TrimPrefix(env[0], "XDG_CONFIG_HOME="), "invdeploy", "invoicing", "db_password"))
+		if err == nil && len(pw) > 0 && (strings.Contains(r.Stdout+r.Stderr, strings.TrimSpace(string(pw)))) {
+			t.Error("the database password appears in the output")
+		}
+	})
+
+	var id string
+	t.Run("API answers on the host address", func(t *testing.T) {
+		if code, _ := httpJSON(t, "GET", api+"/healthz", ""); code != 200 {
+			t.Fatalf("healthz: %d", code)
+		}
+		code, inv := httpJSON(t, "POST", api+"/v1/invoices", `{"currency":"EUR","customer":{"name":"ACME"},"line_items":[{"description":"remote","quantity":"2","unit_amount":1500}]}`)
+		if code != 201 {
+			t.Fatalf("create invoice: %d %v", code, inv)
+		}
+		id, _ = inv["id"].(string)
+		if id == "" {
+			t.Fatalf("no id in %v", inv)
+		}
+	})
+
+	t.Run("unchanged redeploy transfers no image bytes", func(t *testing.T) {
+		r := remoteRun(t, h, env, "up")
+		runs++
+		mustCode(t, r, 0, "warm remote up")
+		warm := wireBytes(t, r)
+		t.Logf("warm remote up: %s, %d bytes sent", r.Elapsed.Round(time.Millisecond), warm)
+		if !strings.Contains(r.Stderr, "0 sent (0 B)") || !strings.Contains(r.Stdout, "nothing changed") {
+			t.Errorf("warm deploy moved images or changed containers:\n%s\n%s", r.Stdout, tail(r.Stderr, 20))
+		}
+		if warm > 1<<20 {
+			t.Errorf("warm deploy sent %d bytes", warm)
+		}
+	})
+
+	t.Run("down then up keeps the invoice", func(t *testing.T) {
+		mustCode(t, remoteRun(t, h, env, "down"), 0, "remote down")
+		runs++
+		if ps := strings.TrimSpace(h.Docker(t, "ps", "-aq", "--filter", "label=com.docker.compose.project=invoicing")); ps != "" {
+			t.Fatalf("containers left after down: %s", ps)
+		}
+		mustCode(t, remoteRun(t, h, env, "up"), 0, "remote up after down")
+		runs++
+		if code, inv := httpJSON(t, "GET", api+"/v1/invoices/"+id, ""); code != 200 || inv["id"] != id {
+			t.Fatalf("invoice %s after down/up: %d %v", id, code, inv)
+		}
+		r := remoteRun(t, h, env, "status")
+		runs++
+		mustCode(t, r, 0, "remote status")
+		if !strings.Contains(r.Stdout, "invoicing-api-1") && !strings.Contains(r.Stdout, "api") {
+			t.Errorf("status:\n%s", r.Stdout)
+		}
+	})
+
+	t.Run("a port taken on the host refuses with exit 3", func(t *testing.T) {
+		mustCode(t, remoteRun(t, h, env, "down"), 0, "remote down")
+		runs++
+		l := h.InNetns("python3", "-m", "http.server", "8000", "--bind", "0.0.0.0")
+		if err := l.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { l.Process.Kill(); l.Wait() }()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if resp, err := http.Get(api + "/"); err == nil {
+				resp.Body.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("listener on the host did not start")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		r := remoteRun(t, h, env, "up")
+		runs++
+		mustCode(t, r, 3, "remote up with port 8000 held on the host")
+		if !strings.Contains(r.Stderr, "held by a process on the remote host") {
+			t.Errorf("stderr:\n%s", tail(r.Stderr, 10))
+		}
+		if ps := strings.TrimSpace(h.Docker(t, "ps", "-aq", "--filter", "label=com.docker.compose.project=invoicing")); ps != "" {
+			t.Errorf("a refused up created containers: %s", ps)
+		}
+	})
+
+	t.Run("down --volumes removes the data", func(t *testing.T) {
+		mustCode(t, remoteRun(t, h, env, "down", "--volumes"), 0, "remote down --volumes")
+		runs++
+		if vols := h.Docker(t, "volume", "ls", "-q", "--filter", "label=com.docker.compose.project=invoicing"); strings.TrimSpace(vols) != "" {
+			t.Errorf("volumes left: %s", vols)
+		}
+	})
+
+	if got := h.Accepted(t) - start; got != runs {
+		t.Errorf("sshd accepted %d connections for %d invdeploy runs, want exactly one each", got, runs)
+	}
+}
