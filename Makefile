@@ -50,6 +50,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+## bench-remote: remote up to a simulated EC2 host over SSH, cold and warm: seconds and bytes sent
+bench-remote: deps images
+	set -o pipefail; INVDEPLOY_BENCH_REMOTE=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchRemote$$' -v ./test/e2e | grep -v -e '^=== RUN' -e '^--- ' -e '^PASS' -e '^ok'
+
 ## bench-deploy: time to all-healthy, invdeploy up vs docker-compose up -d + polling, and a no-op up
 bench-deploy: build images
 	bash test/e2e/bench-deploy.sh

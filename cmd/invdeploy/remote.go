@@ -130,7 +130,7 @@ key, SSH authentication, or the Docker socket.`,
 func newRemoteUpCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 	var stack stackOptions
 	var login loginOptions
-	var via, allowFrom, adminCIDR, service string
+	var via, allowFrom, adminCIDR, service, pullRegistry string
 	var port int
 	var waitTimeout time.Duration
 	var rebuild bool
@@ -201,6 +201,11 @@ unless --port; Postgres is never published.`,
 					return err
 				}
 				uo.Registry = &remote.RegistryRoute{Repository: repo, Tags: pushTags("", app.sha), Credentials: creds, RecordDir: dir}
+				if pullRegistry != "" {
+					if uo.Registry.PullRepository, err = registry.Repository(pullRegistry, creds.Username, app.name); err != nil {
+						return usageError{fmt.Errorf("--pull-registry: %w", err)}
+					}
+				}
 			}
 
 			local, err := deployer.NewClient(localEngineHost())
@@ -233,6 +238,7 @@ unless --port; Postgres is never published.`,
 	cmd.Flags().IntVar(&port, "port", 8000, "host port the API is published on (bundled stack)")
 	cmd.Flags().StringVar(&allowFrom, "allow-from", "", "CIDR allowed to reach the app port, for the printed security-group rule")
 	cmd.Flags().StringVar(&adminCIDR, "admin-cidr", "", "CIDR of the admin machine, for the printed SSH rule")
+	cmd.Flags().StringVar(&pullRegistry, "pull-registry", "", "with --via registry: the same registry as the host reaches it, when its address differs there (e.g. a VPC endpoint)")
 	cmd.Flags().StringVar(&service, "service", "", "with --via registry: the service whose image is pushed (default: the one with a build section)")
 	cmd.Flags().BoolVar(&rebuild, "build", false, "rebuild images with a build section locally even when present")
 	durationFlag(cmd, &waitTimeout, "wait-timeout", 3*time.Minute, "how long to wait for dependencies and health")

@@ -68,6 +68,10 @@ func TestRemoteOverSSH(t *testing.T) {
 	}
 	runs, start := 0, h.Accepted(t)
 	api := "http://" + h.Addr + ":8000"
+	rr := func(t *testing.T, args ...string) cliResult {
+		t.Helper()
+		return remoteRun(t, h, env, args...)
+	}
 
 	t.Run("unknown host key refuses", func(t *testing.T) {
 		kh := filepath.Join(t.TempDir(), "known_hosts")
@@ -90,8 +94,7 @@ func TestRemoteOverSSH(t *testing.T) {
 
 	var coldBytes int64
 	t.Run("cold up transfers images and publishes the API", func(t *testing.T) {
-		r := remoteRun(t, h, env, "up", "--allow-from", "0.0.0.0/0", "--admin-cidr", h.GatewayIP+"/32")
-		runs++
+		r := rr(t, "up", "--allow-from", "0.0.0.0/0", "--admin-cidr", h.GatewayIP+"/32")
 		mustCode(t, r, 0, "cold remote up")
 		coldBytes = wireBytes(t, r)
 		t.Logf("cold remote up: %s, %d bytes sent", r.Elapsed.Round(time.Millisecond), coldBytes)
@@ -133,8 +136,7 @@ func TestRemoteOverSSH(t *testing.T) {
 	})
 
 	t.Run("unchanged redeploy transfers no image bytes", func(t *testing.T) {
-		r := remoteRun(t, h, env, "up")
-		runs++
+		r := rr(t, "up")
 		mustCode(t, r, 0, "warm remote up")
 		warm := wireBytes(t, r)
 		t.Logf("warm remote up: %s, %d bytes sent", r.Elapsed.Round(time.Millisecond), warm)
@@ -147,18 +149,15 @@ func TestRemoteOverSSH(t *testing.T) {
 	})
 
 	t.Run("down then up keeps the invoice", func(t *testing.T) {
-		mustCode(t, remoteRun(t, h, env, "down"), 0, "remote down")
-		runs++
+		mustCode(t, rr(t, "down"), 0, "remote down")
 		if ps := strings.TrimSpace(h.Docker(t, "ps", "-aq", "--filter", "label=com.docker.compose.project=invoicing")); ps != "" {
 			t.Fatalf("containers left after down: %s", ps)
 		}
-		mustCode(t, remoteRun(t, h, env, "up"), 0, "remote up after down")
-		runs++
+		mustCode(t, rr(t, "up"), 0, "remote up after down")
 		if code, inv := httpJSON(t, "GET", api+"/v1/invoices/"+id, ""); code != 200 || inv["id"] != id {
 			t.Fatalf("invoice %s after down/up: %d %v", id, code, inv)
 		}
-		r := remoteRun(t, h, env, "status")
-		runs++
+		r := rr(t, "status")
 		mustCode(t, r, 0, "remote status")
 		if !strings.Contains(r.Stdout, "invoicing-api-1") && !strings.Contains(r.Stdout, "api") {
 			t.Errorf("status:\n%s", r.Stdout)
@@ -166,8 +165,7 @@ func TestRemoteOverSSH(t *testing.T) {
 	})
 
 	t.Run("a port taken on the host refuses with exit 3", func(t *testing.T) {
-		mustCode(t, remoteRun(t, h, env, "down"), 0, "remote down")
-		runs++
+		mustCode(t, rr(t, "down"), 0, "remote down")
 		l := h.InNetns("python3", "-m", "http.server", "8000", "--bind", "0.0.0.0")
 		if err := l.Start(); err != nil {
 			t.Fatal(err)
@@ -184,8 +182,7 @@ func TestRemoteOverSSH(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		r := remoteRun(t, h, env, "up")
-		runs++
+		r := rr(t, "up")
 		mustCode(t, r, 3, "remote up with port 8000 held on the host")
 		if !strings.Contains(r.Stderr, "held by a process on the remote host") {
 			t.Errorf("stderr:\n%s", tail(r.Stderr, 10))
@@ -196,8 +193,7 @@ func TestRemoteOverSSH(t *testing.T) {
 	})
 
 	t.Run("down --volumes removes the data", func(t *testing.T) {
-		mustCode(t, remoteRun(t, h, env, "down", "--volumes"), 0, "remote down --volumes")
-		runs++
+		mustCode(t, rr(t, "down", "--volumes"), 0, "remote down --volumes")
 		if vols := h.Docker(t, "volume", "ls", "-q", "--filter", "label=com.docker.compose.project=invoicing"); strings.TrimSpace(vols) != "" {
 			t.Errorf("volumes left: %s", vols)
 		}
