@@ -70,6 +70,7 @@ func TestRemoteOverSSH(t *testing.T) {
 	api := "http://" + h.Addr + ":8000"
 	rr := func(t *testing.T, args ...string) cliResult {
 		t.Helper()
+		runs++
 		return remoteRun(t, h, env, args...)
 	}
 
