@@ -150,7 +150,9 @@ func (d *Deployer) buildService(ctx context.Context, p *types.Project, s types.S
 			args[k] = v
 		}
 	}
-	labels := map[string]string{LabelProject: p.Name, LabelService: s.Name, LabelManagedBy: "invdeploy"}
+	// Only the stack's own build labels: a project label would make the
+	// image differ between projects that share it.
+	labels := map[string]string{}
 	for k, v := range s.Build.Labels {
 		labels[k] = v
 	}

@@ -14,6 +14,8 @@ import (
 type Deployer struct {
 	engine Engine
 	out    *Progress
+	// announced remembers containers already reported healthy.
+	announced map[string]bool
 }
 
 // New returns a Deployer over engine that reports progress to out (nil: none).
@@ -21,7 +23,7 @@ func New(engine Engine, out *Progress) *Deployer {
 	if out == nil {
 		out = Discard()
 	}
-	return &Deployer{engine: engine, out: out}
+	return &Deployer{engine: engine, out: out, announced: map[string]bool{}}
 }
 
 // Engine returns the engine the Deployer talks to.

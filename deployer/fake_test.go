@@ -308,6 +308,25 @@ func (f *fakeEngine) CopyToContainer(_ context.Context, id, dst string, r io.Rea
 	return nil
 }
 
+// CopyFromContainer serves /etc/passwd and /etc/group with root, postgres
+// (999) and nonroot (65532).
+func (f *fakeEngine) CopyFromContainer(_ context.Context, id, path string) (io.ReadCloser, container.PathStat, error) {
+	files := map[string]string{
+		"/etc/passwd": "root:x:0:0:root:/root:/bin/bash\npostgres:x:999:999::/var/lib/postgresql:/bin/bash\nnonroot:x:65532:65532::/nonexistent:/sbin/nologin\n",
+		"/etc/group":  "root:x:0:\npostgres:x:999:\nnonroot:x:65532:\n",
+	}
+	content, ok := files[path]
+	if !ok {
+		return nil, container.PathStat{}, errdefs.NotFound(fmt.Errorf("no such file %s", path))
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: path[strings.LastIndex(path, "/")+1:], Mode: 0o644, Size: int64(len(content))})
+	tw.Write([]byte(content))
+	tw.Close()
+	return io.NopCloser(&buf), container.PathStat{Name: path, Size: int64(len(content))}, nil
+}
+
 func (f *fakeEngine) NetworkList(_ context.Context, o network.ListOptions) ([]network.Summary, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

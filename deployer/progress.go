@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Progress reports what a long operation is doing: on a terminal a live
@@ -84,4 +85,17 @@ func (p *Progress) Done() {
 		fmt.Fprint(p.w, "\r\033[K")
 	}
 	p.live = ""
+}
+
+// LiveTimed shows a transient status with its elapsed time on a terminal;
+// elsewhere the line is printed only when msg changes, not every second.
+func (p *Progress) LiveTimed(msg string, elapsed time.Duration) {
+	if p == nil || p.quiet {
+		return
+	}
+	if p.tty {
+		p.Live(fmt.Sprintf("%s %ds", msg, int(elapsed.Seconds())))
+		return
+	}
+	p.Live(msg)
 }

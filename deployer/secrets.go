@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -140,9 +142,10 @@ func generateSecret(path string) ([]byte, error) {
 }
 
 // secretTar is a tar stream of a service's secrets as files for
-// /run/secrets, mode 0400 unless the stack says otherwise. Ownership is set
-// by the engine to the container's user (CopyUIDGID).
-func secretTar(s types.ServiceConfig, values map[string][]byte) (*bytes.Buffer, error) {
+// /run/secrets, owned by uid:gid (the container's user unless the stack says
+// otherwise) with mode 0400 unless the stack says otherwise. The engine keeps
+// the owner from the tar header.
+func secretTar(s types.ServiceConfig, values map[string][]byte, uid, gid int) (*bytes.Buffer, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, ref := range s.Secrets {
@@ -159,7 +162,22 @@ func secretTar(s types.ServiceConfig, values map[string][]byte) (*bytes.Buffer, 
 		if ref.Mode != nil {
 			mode = int64(*ref.Mode)
 		}
-		hdr := &tar.Header{Name: name, Mode: mode, Size: int64(len(v)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}
+		u, g := uid, gid
+		if ref.UID != "" {
+			n, err := strconv.Atoi(ref.UID)
+			if err != nil {
+				return nil, fmt.Errorf("services.%s.secrets: uid %q is not a number", s.Name, ref.UID)
+			}
+			u = n
+		}
+		if ref.GID != "" {
+			n, err := strconv.Atoi(ref.GID)
+			if err != nil {
+				return nil, fmt.Errorf("services.%s.secrets: gid %q is not a number", s.Name, ref.GID)
+			}
+			g = n
+		}
+		hdr := &tar.Header{Name: name, Mode: mode, Size: int64(len(v)), Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0), Uid: u, Gid: g}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, fmt.Errorf("pack secret %s: %w", ref.Source, err)
 		}
@@ -179,12 +197,88 @@ func (d *Deployer) deliverSecrets(ctx context.Context, id string, s types.Servic
 	if len(s.Secrets) == 0 {
 		return nil
 	}
-	buf, err := secretTar(s, values)
+	ins, err := d.engine.ContainerInspect(ctx, id)
+	if err != nil {
+		return fmt.Errorf("deliver secrets to %s: %w", s.Name, err)
+	}
+	user := ""
+	if ins.Config != nil {
+		user = ins.Config.User // the service's user:, else the image's USER
+	}
+	uid, gid, err := d.resolveUser(ctx, id, user)
+	if err != nil {
+		return fmt.Errorf("deliver secrets to %s: %w", s.Name, err)
+	}
+	buf, err := secretTar(s, values, uid, gid)
 	if err != nil {
 		return err
 	}
-	if err := d.engine.CopyToContainer(ctx, id, secretsDir, buf, container.CopyToContainerOptions{CopyUIDGID: true}); err != nil {
+	// Not CopyUIDGID: engines before 25 resolve the user in the host's
+	// passwd database, not the container's; the tar header's owner is kept.
+	if err := d.engine.CopyToContainer(ctx, id, secretsDir, buf, container.CopyToContainerOptions{}); err != nil {
 		return fmt.Errorf("deliver secrets to %s: %w", s.Name, err)
 	}
 	return nil
+}
+
+// resolveUser turns a container user spec (name or uid, optionally :group)
+// into numeric ids, reading /etc/passwd and /etc/group from the created
+// container when names need resolving. A numeric uid without a group gets the
+// passwd entry's group, else 0, as the runtime does.
+func (d *Deployer) resolveUser(ctx context.Context, id, spec string) (uid, gid int, err error) {
+	if spec == "" {
+		return 0, 0, nil
+	}
+	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
+	var passwd, group []byte
+	readFile := func(path string) []byte {
+		rc, _, err := d.engine.CopyFromContainer(ctx, id, path)
+		if err != nil {
+			return nil
+		}
+		defer rc.Close()
+		tr := tar.NewReader(rc)
+		if _, err := tr.Next(); err != nil {
+			return nil
+		}
+		b, _ := io.ReadAll(io.LimitReader(tr, 4<<20))
+		return b
+	}
+	uid, uidErr := strconv.Atoi(userPart)
+	passwd = readFile("/etc/passwd")
+	gid = 0
+	found := false
+	for _, line := range strings.Split(string(passwd), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) < 4 {
+			continue
+		}
+		if (uidErr != nil && f[0] == userPart) || (uidErr == nil && f[2] == userPart) {
+			u, err1 := strconv.Atoi(f[2])
+			g, err2 := strconv.Atoi(f[3])
+			if err1 == nil && err2 == nil {
+				uid, gid, found = u, g, true
+				break
+			}
+		}
+	}
+	if uidErr != nil && !found {
+		return 0, 0, fmt.Errorf("user %q is not in the container's /etc/passwd", userPart)
+	}
+	if !hasGroup {
+		return uid, gid, nil
+	}
+	if g, err := strconv.Atoi(groupPart); err == nil {
+		return uid, g, nil
+	}
+	group = readFile("/etc/group")
+	for _, line := range strings.Split(string(group), "\n") {
+		f := strings.Split(line, ":")
+		if len(f) >= 3 && f[0] == groupPart {
+			if g, err := strconv.Atoi(f[2]); err == nil {
+				return uid, g, nil
+			}
+		}
+	}
+	return 0, 0, fmt.Errorf("group %q is not in the container's /etc/group", groupPart)
 }

@@ -161,7 +161,7 @@ var (
 	supportedNetworkKeys   = keySet("name", "driver", "driver_opts", "internal", "labels", "external", "attachable")
 	supportedVolumeKeys    = keySet("name", "driver", "driver_opts", "labels", "external")
 	supportedSecretKeys    = keySet("name", "file", "environment")
-	supportedSvcSecretKeys = keySet("source", "target", "mode")
+	supportedSvcSecretKeys = keySet("source", "target", "mode", "uid", "gid")
 )
 
 func keySet(keys ...string) map[string]bool {

@@ -614,7 +614,8 @@ func (d *Deployer) waitService(ctx context.Context, project, service, cond strin
 			d.out.Done()
 			if cond != types.ServiceConditionStarted {
 				for _, st := range states {
-					if st.Health == "healthy" {
+					if st.Health == "healthy" && !d.announced[st.ID] {
+						d.announced[st.ID] = true
 						d.out.Event("Container %s healthy", st.Name)
 					}
 				}
@@ -636,7 +637,7 @@ func (d *Deployer) waitService(ctx context.Context, project, service, cond strin
 		if purpose != "" {
 			msg += " (" + purpose + ")"
 		}
-		d.out.Live(fmt.Sprintf("%s %ds", msg, int(time.Since(start).Seconds())))
+		d.out.LiveTimed(msg, time.Since(start))
 		select {
 		case <-ctx.Done():
 			d.out.Done()

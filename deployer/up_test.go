@@ -147,8 +147,9 @@ func TestUpDeliversSecretsBeforeStartNeverInEnvOrLabels(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s: no /run/secrets/db_password delivered (files %v)", c.name, c.files)
 		}
-		if file.content != canary || file.hdr.Mode != 0o400 || !file.opts.CopyUIDGID {
-			t.Fatalf("%s: secret delivered with mode %o, CopyUIDGID %v, right content %v", c.name, file.hdr.Mode, file.opts.CopyUIDGID, file.content == canary)
+		wantUID := map[string]int{"inv-api-1": 65532, "inv-db-1": 999}[c.name]
+		if file.content != canary || file.hdr.Mode != 0o400 || file.hdr.Uid != wantUID || file.opts.CopyUIDGID {
+			t.Fatalf("%s: secret delivered with mode %o, owner %d (want %d), CopyUIDGID %v, right content %v", c.name, file.hdr.Mode, file.hdr.Uid, wantUID, file.opts.CopyUIDGID, file.content == canary)
 		}
 		if _, ok := c.cfg.Volumes["/run/secrets"]; !ok {
 			t.Fatalf("%s: /run/secrets is not a volume, CopyToContainer fails on a read-only rootfs", c.name)
