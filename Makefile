@@ -58,6 +58,10 @@ bench-remote: deps images
 bench-deploy: build images
 	bash test/e2e/bench-deploy.sh
 
+## bench-api: the API and pgbench on one PostgreSQL: req/s, p50, p99, ratio API/pgbench (~2 min)
+bench-api:
+	bash scripts/bench-api.sh
+
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 

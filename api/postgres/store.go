@@ -45,9 +45,9 @@ func (s *Store) Ready(ctx context.Context) error {
 const invoiceColumns = `i.pk, i.id, i.number, i.status, i.currency, i.customer_name, i.customer_email,
 	i.subtotal, i.tax, i.total, i.amount_paid, i.due_date::text, i.memo, i.metadata, i.version,
 	i.created_at, i.updated_at, i.finalized_at, i.paid_at, i.voided_at,
-	coalesce((SELECT json_agg(json_build_array(l.description, l.quantity::text, l.unit_amount,
-		l.tax_rate::text, l.amount, l.tax_amount) ORDER BY l.position)
-		FROM line_items l WHERE l.invoice_pk = i.pk), '[]')`
+	coalesce((SELECT json_agg(json_build_object('description', l.description, 'quantity', l.quantity::text,
+		'unit_amount', l.unit_amount, 'tax_rate', l.tax_rate::text, 'amount', l.amount, 'tax_amount', l.tax_amount)
+		ORDER BY l.position) FROM line_items l WHERE l.invoice_pk = i.pk), '[]')`
 
 // scanInvoice reads one row of invoiceColumns.
 func scanInvoice(row pgx.Row) (*api.Invoice, int64, error) {
@@ -74,21 +74,8 @@ func scanInvoice(row pgx.Row) (*api.Invoice, int64, error) {
 	if inv.Metadata == nil {
 		inv.Metadata = map[string]string{}
 	}
-	var raw [][]json.RawMessage
-	if err := json.Unmarshal(lines, &raw); err != nil {
+	if err := json.Unmarshal(lines, &inv.LineItems); err != nil {
 		return nil, 0, fmt.Errorf("decode line items: %w", err)
-	}
-	inv.LineItems = make([]api.LineItem, len(raw))
-	for i, r := range raw {
-		li := &inv.LineItems[i]
-		if len(r) != 6 {
-			return nil, 0, errors.New("decode line items: bad shape")
-		}
-		for k, dst := range []any{&li.Description, &li.Quantity, &li.UnitAmount, &li.TaxRate, &li.Amount, &li.TaxAmount} {
-			if err := json.Unmarshal(r[k], dst); err != nil {
-				return nil, 0, fmt.Errorf("decode line item %d: %w", i, err)
-			}
-		}
 	}
 	return &inv, pk, nil
 }

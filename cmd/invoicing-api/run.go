@@ -121,7 +121,9 @@ func migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) 
 }
 
 func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	logger := slog.New(slog.NewJSONHandler(stdout, nil))
+	logs := newBufferedLog(stdout, 100*time.Millisecond)
+	defer logs.Close()
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	addr, err := listenAddr(getenv)
 	if err != nil {
 		return err
