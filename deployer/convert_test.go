@@ -302,3 +302,26 @@ func TestBuildTagsAndArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestBundledImageTaggedWithCommit(t *testing.T) {
+	dir := t.TempDir()
+	sha := "fedcba9876543210fedcba9876543210fedcba98"
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM scratch\n", ".git/HEAD": sha + "\n"})
+	st, err := Load(context.Background(), LoadOptions{WorkingDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Project.Services["api"].Image; got != "invoicing-api:fedcba987654" {
+		t.Fatalf("api image %s, want invoicing-api:<commit>", got)
+	}
+	if st.Project.Name != "invoicing" {
+		t.Fatalf("bundled project name %s, want invoicing", st.Project.Name)
+	}
+	st, err = Load(context.Background(), LoadOptions{WorkingDir: dir, Env: []string{"INVOICING_API_TAG=v9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Project.Services["api"].Image; got != "invoicing-api:v9" {
+		t.Fatalf("INVOICING_API_TAG=v9: api image %s", got)
+	}
+}

@@ -94,7 +94,15 @@ func loadBundled(ctx context.Context, dir string, o LoadOptions) (*Stack, error)
 	if err != nil {
 		return nil, fmt.Errorf("load bundled stack: %w", err)
 	}
-	popts := []cli.ProjectOptionsFn{cli.WithWorkingDirectory(abs), cli.WithOsEnv, cli.WithEnv(o.Env), cli.WithEnvFiles(), cli.WithDotEnv}
+	// The API image is tagged with the checkout's commit, so a new commit is
+	// built and deployed by the next up, and an unchanged one is not rebuilt.
+	env := o.Env
+	if _, set := os.LookupEnv(EnvAPITag); !set && !hasKey(env, EnvAPITag) {
+		if sha := gitRevision(abs); sha != "" {
+			env = append([]string{EnvAPITag + "=" + sha}, env...)
+		}
+	}
+	popts := []cli.ProjectOptionsFn{cli.WithWorkingDirectory(abs), cli.WithOsEnv, cli.WithEnv(env), cli.WithEnvFiles(), cli.WithDotEnv}
 	po, err := cli.NewProjectOptions(nil, popts...)
 	if err != nil {
 		return nil, fmt.Errorf("load bundled stack: %w", err)
@@ -134,6 +142,19 @@ func safeLoad(load func() (*types.Project, error)) (p *types.Project, err error)
 		}
 	}()
 	return load()
+}
+
+// EnvAPITag selects the tag of the bundled stack's invoicing-api image; by
+// default the git commit of the working directory (latest outside git).
+const EnvAPITag = "INVOICING_API_TAG"
+
+func hasKey(env []string, key string) bool {
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == key {
+			return true
+		}
+	}
+	return false
 }
 
 func newStack(p *types.Project, bundled bool, source string) (*Stack, error) {
