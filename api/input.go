@@ -278,8 +278,8 @@ func parseString(v *validator, param string, raw any, maxLen int, required bool)
 		v.add(param, "invalid_type", "must be a string")
 		return "", false
 	}
-	if !utf8.ValidString(s) {
-		v.add(param, "invalid_value", "must be valid UTF-8")
+	if !storable(s) {
+		v.add(param, "invalid_value", "must be valid UTF-8 without NUL characters")
 		return "", false
 	}
 	if required && strings.TrimSpace(s) == "" {
@@ -524,8 +524,8 @@ func parseMetadata(v *validator, raw any) (map[string]string, bool) {
 	m := make(map[string]string, len(obj))
 	for _, k := range sortedKeys(obj) {
 		p := "metadata." + k
-		if k == "" || utf8.RuneCountInString(k) > MaxMetadataKeyLen || !utf8.ValidString(k) {
-			v.add("metadata", "invalid_value", "keys must be 1..%d characters", MaxMetadataKeyLen)
+		if k == "" || utf8.RuneCountInString(k) > MaxMetadataKeyLen || !storable(k) {
+			v.add("metadata", "invalid_value", "keys must be 1..%d characters, without NUL", MaxMetadataKeyLen)
 			continue
 		}
 		if s, ok := parseString(v, p, obj[k], MaxMetadataValueLen, false); ok {
@@ -572,7 +572,7 @@ func ParseListFilter(q url.Values) (ListFilter, error) {
 			}
 			f.Status = val
 		case "customer_email":
-			if val == "" || len(val) > MaxEmailLen {
+			if val == "" || len(val) > MaxEmailLen || !storable(val) {
 				v.add(k, "invalid_value", "must be an email address")
 				continue
 			}
@@ -582,6 +582,37 @@ func ParseListFilter(q url.Values) (ListFilter, error) {
 		}
 	}
 	return f, v.err()
+}
+
+// storable reports whether s can be stored as PostgreSQL text: valid UTF-8
+// without NUL characters.
+func storable(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
+// ValidID reports whether id has the shape of an invoice id; anything else
+// cannot exist, so lookups answer not_found without asking the database.
+func ValidID(id string) bool {
+	if len(id) != 28 || !strings.HasPrefix(id, "inv_") {
+		return false
+	}
+	for _, c := range id[4:] {
+		if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidIdempotencyKey reports whether k is 1..255 printable ASCII characters.
+func ValidIdempotencyKey(k string) bool {
+	if len(k) < 1 || len(k) > 255 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // EncodeCursor returns the opaque cursor for a position in the list. It does

@@ -183,9 +183,9 @@ func writeOptions(r *http.Request, body []byte, status int) (api.WriteOptions, e
 	}
 	if v, ok := r.Header[http.CanonicalHeaderKey("Idempotency-Key")]; ok && r.Method != http.MethodDelete {
 		key := strings.Join(v, ",")
-		if len(key) < 1 || len(key) > 255 {
+		if !api.ValidIdempotencyKey(key) {
 			return opts, &api.Error{Code: api.EVALIDATION, Message: "The request is invalid; see errors.",
-				Fields: []api.FieldError{{Param: "Idempotency-Key", Code: "invalid_value", Detail: "must be 1 to 255 characters"}}}
+				Fields: []api.FieldError{{Param: "Idempotency-Key", Code: "invalid_value", Detail: "must be 1 to 255 printable ASCII characters"}}}
 		}
 		h := sha256.New()
 		h.Write([]byte(r.Method + " " + r.URL.Path + "\n"))

@@ -134,6 +134,9 @@ func (s *Store) CreateInvoice(ctx context.Context, in *api.InvoiceInput, opts ap
 
 // FindInvoice returns the invoice with id, or not_found.
 func (s *Store) FindInvoice(ctx context.Context, id string) (*api.Invoice, error) {
+	if !api.ValidID(id) {
+		return nil, notFound(id)
+	}
 	inv, _, err := scanInvoice(s.pool.QueryRow(ctx, `SELECT `+invoiceColumns+` FROM invoices i WHERE i.id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFound(id)
@@ -145,7 +148,10 @@ func (s *Store) FindInvoice(ctx context.Context, id string) (*api.Invoice, error
 }
 
 func notFound(id string) error {
-	return api.Errorf(api.ENOTFOUND, "No invoice with id %q.", id)
+	if !api.ValidID(id) {
+		return api.Errorf(api.ENOTFOUND, "No such invoice: ids look like inv_ followed by 24 characters.")
+	}
+	return api.Errorf(api.ENOTFOUND, "No invoice with id %s.", id)
 }
 
 // ListInvoices returns a page of invoices, newest first.
@@ -207,6 +213,9 @@ func (s *Store) ListInvoices(ctx context.Context, f api.ListFilter) (*api.Invoic
 
 // ListEvents returns the events of an invoice, oldest first.
 func (s *Store) ListEvents(ctx context.Context, id string) ([]api.Event, error) {
+	if !api.ValidID(id) {
+		return nil, notFound(id)
+	}
 	rows, err := s.pool.Query(ctx, `SELECT e.id, e.type, e.version, e.created_at
 		FROM invoices i LEFT JOIN invoice_events e ON e.invoice_pk = i.pk
 		WHERE i.id = $1 ORDER BY e.seq`, id)
@@ -331,6 +340,9 @@ type change func(tx pgx.Tx, inv *api.Invoice) (events []string, linesChanged boo
 // mutate locks the invoice, checks If-Match, applies ch, writes the invoice
 // and its events, all in one transaction (see inTx for idempotency).
 func (s *Store) mutate(ctx context.Context, id string, opts api.WriteOptions, ch change) (api.Outcome, error) {
+	if !api.ValidID(id) {
+		return api.Outcome{}, notFound(id)
+	}
 	return s.inTx(ctx, opts.Idempotency, func(tx pgx.Tx) (*api.Invoice, error) {
 		inv, pk, err := scanInvoice(tx.QueryRow(ctx, `SELECT `+invoiceColumns+` FROM invoices i WHERE i.id = $1 FOR UPDATE OF i`, id))
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -434,6 +446,9 @@ func (s *Store) MarkUncollectible(ctx context.Context, id string, opts api.Write
 
 // DeleteInvoice deletes a draft (its lines and events go with it).
 func (s *Store) DeleteInvoice(ctx context.Context, id string, opts api.WriteOptions) error {
+	if !api.ValidID(id) {
+		return notFound(id)
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

@@ -145,6 +145,12 @@ func TestServeInProcess(t *testing.T) {
 	if code, body := status(t, "POST", base+"/v1/invoices", `{"currency":"EUR","customer":{"name":"A"}}`, nil); code != 201 {
 		t.Fatalf("create %d %s", code, body)
 	}
+	_, metrics := status(t, "GET", base+"/metrics", "", nil)
+	for _, m := range []string{"invoicing_db_pool_total_connections", "invoicing_db_pool_acquires_total", "invoicing_invoices_created_total 1", "go_goroutines", "process_resident_memory_bytes"} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run after shutdown: %v", err)
