@@ -556,7 +556,7 @@ func (d *Deployer) waitDependencies(ctx context.Context, p *types.Project, s typ
 		if cond == "" {
 			cond = types.ServiceConditionStarted
 		}
-		if err := d.waitService(ctx, p.Name, dep, cond, deadline, "for "+s.Name); err != nil {
+		if err := d.waitService(ctx, p.Name, dep, cond, deadline, s.Name); err != nil {
 			return err
 		}
 	}
@@ -607,7 +607,7 @@ func (d *Deployer) waitService(ctx context.Context, project, service, cond strin
 			}
 			if !ok {
 				allOK = false
-				waiting = append(waiting, st.Name+" "+why)
+				waiting = append(waiting, st.Name+" ("+why+")")
 			}
 		}
 		if allOK {
@@ -635,7 +635,7 @@ func (d *Deployer) waitService(ctx context.Context, project, service, cond strin
 		}
 		msg := "Waiting for " + strings.Join(waiting, ", ")
 		if purpose != "" {
-			msg += " (" + purpose + ")"
+			msg += ", needed by " + purpose
 		}
 		d.out.LiveTimed(msg, time.Since(start))
 		select {

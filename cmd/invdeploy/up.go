@@ -78,7 +78,20 @@ func printUp(g *globalOptions, st *deployer.Stack, d *deployer.Deployer, cmd *co
 	if !res.Changed() {
 		verb = "is up, nothing changed"
 	}
-	fmt.Fprintf(g.stdout, "Stack %s %s: %d containers healthy or running (%.1fs)\n", p.Name, verb, len(status), res.Elapsed.Seconds())
+	healthy, noCheck := 0, 0
+	for _, c := range status {
+		switch c.Health {
+		case "healthy":
+			healthy++
+		case "":
+			noCheck++
+		}
+	}
+	state := fmt.Sprintf("%d containers, all healthy", len(status))
+	if noCheck > 0 {
+		state = fmt.Sprintf("%d containers running, %d healthy, %d without a healthcheck", len(status), healthy, noCheck)
+	}
+	fmt.Fprintf(g.stdout, "Stack %s %s: %s (%.1fs)\n", p.Name, verb, state, res.Elapsed.Seconds())
 	names := p.ServiceNames()
 	sort.Strings(names)
 	for _, name := range names {
