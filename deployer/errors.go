@@ -20,11 +20,11 @@ var ErrNotFound = errors.New("not found")
 // Problem is one preflight finding.
 type Problem struct {
 	// Rule names the check, e.g. "port", "secret", "image", "engine", "file".
-	Rule string
+	Rule string `json:"rule"`
 	// Subject is what the finding is about: "127.0.0.1:8000", "db_password".
-	Subject string
+	Subject string `json:"subject"`
 	// Message says what is wrong and how to fix it. Never holds a secret value.
-	Message string
+	Message string `json:"message"`
 }
 
 func (p Problem) String() string { return p.Rule + " " + p.Subject + ": " + p.Message }
