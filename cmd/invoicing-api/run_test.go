@@ -316,9 +316,15 @@ func TestGracefulShutdownOnSIGTERM(t *testing.T) {
 		patched <- fmt.Sprint(c, " ", b)
 	}()
 	waitFor(t, func() bool {
+		select {
+		case r := <-patched:
+			t.Fatalf("PATCH finished while its row was locked: %s", r)
+		default:
+		}
 		var n int
-		_ = conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'SELECT i.pk%'`).Scan(&n)
-		return n == 1
+		_ = conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE OF i'`).Scan(&n)
+		return n >= 1
 	})
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -353,10 +359,10 @@ func TestGracefulShutdownOnSIGTERM(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if cond() {
 			return
 		}
 	}
-	t.Fatal("condition not met within 10s")
+	t.Fatal("condition not met within 30s")
 }
