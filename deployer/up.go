@@ -149,12 +149,28 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	// Create every container first (in dependency order), so that creating
 	// one never waits on another's health; then start each service once its
 	// dependencies meet their condition.
+	// A service without dependencies starts as soon as it is created.
+	startAll := func(starts []pendingStart) error {
+		for _, ps := range starts {
+			if err := d.engine.ContainerStart(ctx, ps.id, container.StartOptions{}); err != nil {
+				return fmt.Errorf("start %s: %w", ps.name, err)
+			}
+			d.out.Event("Container %s %s", ps.name, ps.verb)
+		}
+		return nil
+	}
 	pending := map[string][]pendingStart{}
 	for _, name := range order {
 		steps, starts, err := d.prepare(ctx, p, p.Services[name], imageIDs[name], values)
 		res.Steps = append(res.Steps, steps...)
 		if err != nil {
 			return res, err
+		}
+		if len(p.Services[name].DependsOn) == 0 {
+			if err := startAll(starts); err != nil {
+				return res, err
+			}
+			continue
 		}
 		pending[name] = starts
 	}
@@ -166,11 +182,8 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 		if err := d.waitDependencies(ctx, p, p.Services[name], deadline); err != nil {
 			return res, err
 		}
-		for _, ps := range pending[name] {
-			if err := d.engine.ContainerStart(ctx, ps.id, container.StartOptions{}); err != nil {
-				return res, fmt.Errorf("start %s: %w", ps.name, err)
-			}
-			d.out.Event("Container %s %s", ps.name, ps.verb)
+		if err := startAll(pending[name]); err != nil {
+			return res, err
 		}
 	}
 	if err := d.waitHealthy(ctx, p, order, deadline); err != nil {
