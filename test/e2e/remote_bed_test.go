@@ -143,7 +143,7 @@ func startRemoteHost(t *testing.T, registryPort int) *remoteHost {
 		}
 		exec.Command("ip", "netns", "del", h.Netns).Run()
 		exec.Command("ip", "link", "del", hostIf).Run()
-		exec.Command("umount", "-R", filepath.Join(dir, "data")).Run()
+		unmountUnder(dir)
 		os.RemoveAll(dir)
 	})
 
@@ -213,6 +213,25 @@ func startRemoteHost(t *testing.T, registryPort int) *remoteHost {
 		time.Sleep(300 * time.Millisecond)
 	}
 	return h
+}
+
+// unmountUnder lazily unmounts everything dockerd left mounted below dir
+// (overlay layers, the exec root's netns bind mount), deepest first.
+func unmountUnder(dir string) {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return
+	}
+	var points []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 1 && strings.HasPrefix(f[1], dir+"/") {
+			points = append(points, f[1])
+		}
+	}
+	for i := len(points) - 1; i >= 0; i-- {
+		exec.Command("umount", "-l", points[i]).Run()
+	}
 }
 
 // testRegistry is an authenticated docker-registry on 127.0.0.1.
