@@ -489,7 +489,8 @@ func parseDueDate(v *validator, raw any) *string {
 		v.add("due_date", "invalid_type", "must be a date string YYYY-MM-DD or null")
 		return nil
 	}
-	if _, err := time.Parse(time.DateOnly, s); err != nil || len(s) != 10 {
+	// Year 0 parses in Go but PostgreSQL's date type has no year 0.
+	if t, err := time.Parse(time.DateOnly, s); err != nil || len(s) != 10 || t.Year() < 1 {
 		v.add("due_date", "invalid_value", "must be a valid date YYYY-MM-DD")
 		return nil
 	}

@@ -79,6 +79,18 @@ func NewClient(host string, extra ...client.Opt) (*client.Client, error) {
 	return c, nil
 }
 
+// NewLocalClient returns a client for the engine on this machine at host (a
+// unix:// socket), ignoring the environment's DOCKER_HOST and TLS settings
+// (DOCKER_CERT_PATH, DOCKER_TLS_VERIFY): those describe the remote engine
+// when invdeploy remote sends images from here to there.
+func NewLocalClient(host string) (*client.Client, error) {
+	c, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client for %q: %w", host, err)
+	}
+	return c, nil
+}
+
 // IsRemoteHost reports whether an engine address (-H, DOCKER_HOST) names
 // another machine: anything but a unix socket, a named pipe or a loopback
 // tcp address. "" (the local default) is not remote.

@@ -31,6 +31,9 @@ type CheckOptions struct {
 	// Build says images with a build section will be (re)built even when
 	// present, so their Dockerfile's base images must be available.
 	Build bool
+	// SkipImages leaves out the image rule: a remote deploy checks
+	// everything else before it builds or sends a single image.
+	SkipImages bool
 }
 
 // Report is the outcome of preflight.
@@ -79,8 +82,10 @@ func (d *Deployer) Check(ctx context.Context, st *Stack, o CheckOptions) (*Repor
 		if err := d.checkPorts(ctx, p, o, add); err != nil {
 			return r, err
 		}
-		if err := d.checkImages(ctx, p, o, add); err != nil {
-			return r, err
+		if !o.SkipImages {
+			if err := d.checkImages(ctx, p, o, add); err != nil {
+				return r, err
+			}
 		}
 	}
 	return r, r.Err()

@@ -100,7 +100,7 @@ measure() {
 echo "== create: POST /v1/invoices (3 lines) vs the same INSERT (invoice + 3 lines + event); $ROUNDS x ${SLICE}s each, $CLIENTS clients"
 measure create scripts/bench-api/create.lua /v1/invoices scripts/bench-api/create.sql
 
-"$PGBIN/psql" -qAtc 'SELECT id FROM invoices ORDER BY random() LIMIT 10000' invoicing >"$work/ids.txt"
+"$PGBIN/psql" -qAtc "SELECT id FROM invoices WHERE id ~ '^inv_[a-z2-7]{24}\$' ORDER BY random() LIMIT 10000" invoicing >"$work/ids.txt"
 maxpk=$("$PGBIN/psql" -qAtc 'SELECT max(pk) FROM invoices' invoicing)
 echo "== get: GET /v1/invoices/{id} vs the same SELECT of an invoice + lines by key ($maxpk invoices)"
 BENCH_IDS="$work/ids.txt" measure get scripts/bench-api/get.lua /v1/invoices/x scripts/bench-api/get.sql -D maxpk="$maxpk"

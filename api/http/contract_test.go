@@ -37,13 +37,17 @@ func TestPlainEndpoints(t *testing.T) {
 	}
 	e.create(threeLines)
 	e.want(e.do(req{method: "GET", route: "/nope"}), 404, "not_found")
-	e.want(e.do(req{method: "PUT", route: "/v1/invoices"}), 405, "method_not_allowed")
+	if r := e.want(e.do(req{method: "PUT", route: "/v1/invoices"}), 405, "method_not_allowed"); strings.Join(r.header.Values("Allow"), ",") != "GET,POST" {
+		t.Errorf("405 Allow = %q, want GET,POST", r.header.Values("Allow"))
+	}
+	e.want(e.do(req{method: "BREW", route: "/v1/invoices"}), 405, "method_not_allowed")
 	m := e.want(e.do(req{method: "GET", route: "/metrics"}), 200)
 	for _, s := range []string{
 		`invoicing_http_requests_total{method="POST",route="/v1/invoices",status="201"} 1`,
 		`invoicing_http_request_duration_seconds_bucket{method="GET",route="/healthz",status="200",le="+Inf"} 1`,
 		`invoicing_invoices_created_total 1`,
 		`invoicing_invoices_finalized_total 0`,
+		`invoicing_http_requests_total{method="OTHER",route="unmatched",status="405"} 1`,
 	} {
 		if !strings.Contains(string(m.body), s) {
 			t.Errorf("/metrics lacks %s", s)
@@ -131,6 +135,7 @@ func TestValidation(t *testing.T) {
 		{"metadata value 501", `{"currency":"EUR","customer":{"name":"A"},"metadata":{"k":"` + strings.Repeat("v", 501) + `"}}`, "metadata.k", "too_long"},
 		{"metadata number", `{"currency":"EUR","customer":{"name":"A"},"metadata":{"k":1}}`, "metadata.k", "invalid_type"},
 		{"bad due date", `{"currency":"EUR","customer":{"name":"A"},"due_date":"2026-02-30"}`, "due_date", "invalid_value"},
+		{"year zero due date", `{"currency":"EUR","customer":{"name":"A"},"due_date":"0000-01-01"}`, "due_date", "invalid_value"},
 		{"line overflow", `{"currency":"EUR","customer":{"name":"A"},"line_items":[{"description":"x","quantity":"99999999999999","unit_amount":9007199254740991}]}`, "line_items[0]", "overflow"},
 		{"sum overflow", `{"currency":"EUR","customer":{"name":"A"},"line_items":[{"description":"x","quantity":1,"unit_amount":9007199254740991},{"description":"y","quantity":1,"unit_amount":1}]}`, "line_items", "overflow"},
 		{"unit beyond 2^53", `{"currency":"EUR","customer":{"name":"A"},"line_items":[{"description":"x","quantity":1,"unit_amount":9007199254740992}]}`, "line_items[0].unit_amount", "overflow"},

@@ -39,6 +39,14 @@ func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleMethodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	// RFC 9110 15.5.6: a 405 lists the methods the resource does support.
+	if rc := chi.RouteContext(r.Context()); rc != nil && rc.Routes != nil {
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
+			if rc.Routes.Match(chi.NewRouteContext(), m, r.URL.Path) {
+				w.Header().Add("Allow", m)
+			}
+		}
+	}
 	s.writeError(w, r, api.Errorf(api.EMETHOD, "%s is not allowed on %s.", r.Method, r.URL.Path))
 }
 

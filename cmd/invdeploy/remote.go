@@ -160,8 +160,22 @@ unless --port; Postgres is never published.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			// A registry given means images go through it, unless --via
+			// says otherwise, which is then a contradiction.
+			registryGiven := cmd.Flags().Changed("registry") || cmd.Flags().Changed("pull-registry")
+			if registryGiven && !cmd.Flags().Changed("via") {
+				via = remote.ViaRegistry
+			}
 			if via != remote.ViaSSH && via != remote.ViaRegistry {
 				return usagef("--via %q: want ssh or registry", via)
+			}
+			if registryGiven && via == remote.ViaSSH {
+				return usagef("--registry and --pull-registry apply to --via registry, not --via ssh")
+			}
+			for flag, v := range map[string]string{"--allow-from": allowFrom, "--admin-cidr": adminCIDR} {
+				if err := remote.CheckCIDR(v, flag); err != nil {
+					return usageError{err}
+				}
 			}
 			if port < 1 || port > 65535 {
 				return usagef("--port %d: want 1..65535", port)
@@ -208,7 +222,7 @@ unless --port; Postgres is never published.`,
 				}
 			}
 
-			local, err := deployer.NewClient(localEngineHost())
+			local, err := deployer.NewLocalClient(localEngineHost())
 			if err != nil {
 				return err
 			}

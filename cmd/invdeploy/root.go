@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/invdeploy/invdeploy/deployer"
+	"github.com/invdeploy/invdeploy/deployer/remote"
 	"github.com/invdeploy/invdeploy/internal/version"
 )
 
@@ -50,7 +51,7 @@ Exit codes: 0 ok; 1 failure; 2 usage; 3 preflight refused (nothing changed);
 4 deployed but unhealthy.`,
 		Example: `  invdeploy up                 # the bundled stack, from the repository root
   invdeploy status --output json
-  invdeploy -H ssh://admin@203.0.113.7 status`,
+  invdeploy remote status --host ssh://admin@203.0.113.7`,
 		Version:           version.String(),
 		SilenceErrors:     true,
 		SilenceUsage:      true,
@@ -79,6 +80,17 @@ Exit codes: 0 ok; 1 failure; 2 usage; 3 preflight refused (nothing changed);
 // deployer connects to the engine and returns a Deployer reporting progress
 // on stderr.
 func (g *globalOptions) deployer() (*deployer.Deployer, func(), error) {
+	if g.remote() {
+		// The local commands have neither the SSH transport (one connection,
+		// host-key checks) nor the remote preflight (world-published ports,
+		// processes holding ports, weak passwords refused): refuse rather
+		// than deploy to another machine with the weaker local rules.
+		h := g.Host
+		if h == "" {
+			h = os.Getenv("DOCKER_HOST")
+		}
+		return nil, nil, usagef("engine %s is on another machine: use the remote commands, e.g. invdeploy remote up --host %s", remote.Redact(h), remote.Redact(h))
+	}
 	c, err := deployer.NewClient(g.Host)
 	if err != nil {
 		return nil, nil, err

@@ -77,7 +77,9 @@ type UpReport struct {
 // the port probe on the host, then deployer.Up with the remote engine (its
 // own preflight, order, health gating, secrets through the API,
 // idempotency). A refusal wraps deployer.ErrPreflight; the stack on the
-// host is then unchanged (images may have been added).
+// host is then unchanged. Only the image rules (and a port a host process
+// holds, found by running the transferred image) refuse after images were
+// added.
 func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, remote *deployer.Deployer, eng Engine, st *deployer.Stack, o UpOptions, rep Reporter) (*UpReport, error) {
 	if rep == nil {
 		rep = nopReporter{}
@@ -101,6 +103,12 @@ func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, 
 	}
 	rep.Event("Remote engine: %s", f.Engine)
 	if err := f.Err(); err != nil {
+		return res, err
+	}
+	// Every rule that needs no image (engine version, secrets, files, weak
+	// literal passwords, ports held by containers) refuses here, before a
+	// build or a single byte of image reaches the host.
+	if _, err := remote.Check(ctx, st, deployer.CheckOptions{Remote: true, ConfigDir: o.Deploy.ConfigDir, SkipImages: true}); err != nil {
 		return res, err
 	}
 

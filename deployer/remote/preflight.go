@@ -365,6 +365,9 @@ func isPostgres(s types.ServiceConfig) bool {
 	return img == "postgres" || strings.HasPrefix(img, "postgres:") || strings.HasPrefix(img, "postgres@")
 }
 
+// CheckCIDR validates a --allow-from / --admin-cidr value ("" is allowed).
+func CheckCIDR(s, flag string) error { return checkCIDR(s, flag) }
+
 func checkCIDR(s, flag string) error {
 	if s == "" {
 		return nil

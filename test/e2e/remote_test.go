@@ -93,6 +93,25 @@ func TestRemoteOverSSH(t *testing.T) {
 		}
 	})
 
+	t.Run("a weak password refuses before any image is sent", func(t *testing.T) {
+		weak := append(append([]string{}, env...), "INVOICING_DB_PASSWORD=password")
+		runs++
+		r := remoteRun(t, h, weak, "up")
+		mustCode(t, r, 3, "remote up with a weak database password")
+		if !strings.Contains(r.Stderr, "db_password") {
+			t.Errorf("the refusal does not name the secret:\n%s", tail(r.Stderr, 10))
+		}
+		if strings.Contains(r.Stdout+r.Stderr, "=password") || strings.Contains(r.Stdout+r.Stderr, "\"password\"") {
+			t.Errorf("the refusal quotes the password:\n%s", tail(r.Stderr, 10))
+		}
+		if imgs := strings.TrimSpace(h.Docker(t, "images", "-q")); imgs != "" {
+			t.Errorf("a refused remote up left images on the host:\n%s", imgs)
+		}
+		if n := wireBytes(t, r); n > 1<<20 {
+			t.Errorf("a refused remote up sent %d bytes", n)
+		}
+	})
+
 	var coldBytes int64
 	t.Run("cold up transfers images and publishes the API", func(t *testing.T) {
 		r := rr(t, "up", "--allow-from", "0.0.0.0/0", "--admin-cidr", h.GatewayIP+"/32")
