@@ -43,7 +43,7 @@ func (s *Store) Ready(ctx context.Context) error {
 }
 
 const invoiceColumns = `i.pk, i.id, i.number, i.status, i.currency, i.customer_name, i.customer_email,
-	i.subtotal, i.tax, i.total, i.amount_paid, i.due_date::text, i.memo, i.metadata, i.version,
+	i.subtotal, i.tax, i.total, i.amount_paid, to_char(i.due_date, 'YYYY-MM-DD'), i.memo, i.metadata, i.version,
 	i.created_at, i.updated_at, i.finalized_at, i.paid_at, i.voided_at,
 	coalesce((SELECT json_agg(json_build_object('description', l.description, 'quantity', l.quantity::text,
 		'unit_amount', l.unit_amount, 'tax_rate', l.tax_rate::text, 'amount', l.amount, 'tax_amount', l.tax_amount)
@@ -279,6 +279,29 @@ func (s *Store) inTx(ctx context.Context, idem *api.Idempotency, fn func(tx pgx.
 		return api.Outcome{}, fmt.Errorf("commit: %w", err)
 	}
 	return api.Outcome{Invoice: inv}, nil
+}
+
+// IdempotencyTTL is how long a stored outcome is replayed for its key.
+const IdempotencyTTL = 24 * time.Hour
+
+// PurgeIdempotencyKeys deletes stored outcomes older than IdempotencyTTL,
+// in batches so a long backlog never holds locks for long, and returns how
+// many it deleted. Expired keys are never replayed anyway (claimKey looks
+// at the last 24 hours only); this keeps the table from growing forever.
+func (s *Store) PurgeIdempotencyKeys(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		tag, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE key IN (
+			SELECT key FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1) LIMIT 1000)`,
+			IdempotencyTTL.Seconds())
+		if err != nil {
+			return total, fmt.Errorf("purge idempotency keys: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < 1000 {
+			return total, nil
+		}
+	}
 }
 
 // idempotencyLockClass namespaces the advisory locks of idempotency keys.

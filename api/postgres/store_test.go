@@ -70,6 +70,49 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// Outcomes older than 24 hours are purged; newer ones stay and replay.
+func TestPurgeIdempotencyKeys(t *testing.T) {
+	t.Parallel()
+	url := testpg.New(t)
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s := postgres.NewStore(pool)
+	ctx := context.Background()
+	in, err := api.ParseInvoiceInput([]byte(`{"currency":"EUR","customer":{"name":"Ada"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"old", "fresh"} {
+		if _, err := s.CreateInvoice(ctx, in, api.WriteOptions{Idempotency: &api.Idempotency{Key: k, Fingerprint: []byte("fp"), Status: 201}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'old'`); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.PurgeIdempotencyKeys(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("purge: %d, %v; want 1 deleted", n, err)
+	}
+	var keys []string
+	rows, _ := pool.Query(ctx, `SELECT key FROM idempotency_keys`)
+	for rows.Next() {
+		var k string
+		rows.Scan(&k)
+		keys = append(keys, k)
+	}
+	if rows.Err() != nil || len(keys) != 1 || keys[0] != "fresh" {
+		t.Fatalf("keys left: %v (%v), want [fresh]", keys, rows.Err())
+	}
+	out, err := s.CreateInvoice(ctx, in, api.WriteOptions{Idempotency: &api.Idempotency{Key: "fresh", Fingerprint: []byte("fp"), Status: 201}})
+	if err != nil || out.Replay == nil {
+		t.Fatalf("the fresh key no longer replays: %+v, %v", out, err)
+	}
+}
+
 // Several replicas starting at once each run Migrate; the advisory lock
 // makes exactly one apply the schema and the others see it applied.
 func TestMigrateConcurrently(t *testing.T) {

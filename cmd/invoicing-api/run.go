@@ -136,18 +136,20 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 	pool, err := openPool(ctx, getenv, logger)
 	if err != nil {
-		return err
+		return stoppedBeforeReady(ctx, logger, err)
 	}
 	defer pool.Close()
 	n, err := postgres.Migrate(ctx, pool)
 	if err != nil {
-		return err
+		return stoppedBeforeReady(ctx, logger, err)
 	}
 	logger.Info("migrations applied", "count", n, "version", postgres.LatestVersion())
 
+	store := postgres.NewStore(pool)
+	go purgeIdempotencyKeys(ctx, store, logger)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(postgres.NewPoolCollector(pool))
-	api := apihttp.NewServer(apihttp.Config{Service: postgres.NewStore(pool), Logger: logger, Registry: reg})
+	api := apihttp.NewServer(apihttp.Config{Service: store, Logger: logger, Registry: reg})
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -185,6 +187,36 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// purgeIdempotencyKeys deletes expired idempotency outcomes now and then
+// every 10 minutes until ctx ends. Replicas may all do it: the deletes are
+// idempotent and batched.
+func purgeIdempotencyKeys(ctx context.Context, store *postgres.Store, logger *slog.Logger) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		if n, err := store.PurgeIdempotencyKeys(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("purge expired idempotency keys", "error", err.Error())
+		} else if n > 0 {
+			logger.Info("purged expired idempotency keys", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// stoppedBeforeReady is err, unless SIGTERM came while the server was still
+// waiting for its database or migrating: that is a clean stop (exit 0).
+func stoppedBeforeReady(ctx context.Context, logger *slog.Logger, err error) error {
+	if ctx.Err() != nil {
+		logger.Info("stopped before the database was ready")
+		return nil
+	}
+	return err
 }
 
 // healthcheck is the container's HEALTHCHECK: no shell or curl in the image.

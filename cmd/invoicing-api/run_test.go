@@ -200,6 +200,26 @@ func TestConfigErrorsHideSecrets(t *testing.T) {
 	}
 }
 
+// SIGTERM while the server still waits for its database is a clean stop.
+func TestSIGTERMWhileWaitingForTheDatabaseExitsCleanly(t *testing.T) {
+	t.Parallel()
+	dbPort := freePort(t) // nothing listens there
+	env := map[string]string{"DATABASE_URL": "postgres://u@127.0.0.1:" + dbPort + "/d?sslmode=disable&connect_timeout=1", "PORT": freePort(t)}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(1500*time.Millisecond, cancel)
+	var out syncBuffer
+	start := time.Now()
+	if err := run(ctx, []string{"invoicing-api", "serve"}, getenv(env), &out, &out); err != nil {
+		t.Fatalf("serve stopped while waiting for the database: %v, want a clean exit\n%s", err, out.String())
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("serve took %s to stop after the signal", d)
+	}
+	if !strings.Contains(out.String(), "database not reachable yet") || !strings.Contains(out.String(), "stopped before the database was ready") {
+		t.Errorf("logs:\n%s", out.String())
+	}
+}
+
 func TestMigrateSubcommand(t *testing.T) {
 	t.Parallel()
 	url := testpg.New(t)
