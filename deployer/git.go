@@ -89,6 +89,21 @@ func resolveRef(gitDir, ref string) string {
 	return ""
 }
 
+// gitDirty reports whether the git checkout holding dir has uncommitted
+// changes (tracked or untracked, .gitignore honoured) below dir. Without git
+// or a checkout it reports false.
+func gitDirty(dir string) bool {
+	if findGitDir(dir) == "" {
+		return false
+	}
+	git, err := exec.LookPath("git")
+	if err != nil {
+		return false
+	}
+	out, err := exec.Command(git, "-C", dir, "status", "--porcelain", "--", ".").Output()
+	return err == nil && len(strings.TrimSpace(string(out))) > 0
+}
+
 // gitTracked reports whether path is tracked by the git checkout holding it.
 // Without a git binary or a checkout it reports false.
 func gitTracked(path string) bool {

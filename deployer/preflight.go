@@ -167,6 +167,21 @@ func (d *Deployer) checkFiles(st *Stack, add func(rule, subject, format string, 
 	if env := filepath.Join(p.WorkingDir, ".env"); fileExists(env) {
 		sensitive[env] = ".env"
 	}
+	// env_file: files hold environment, as a .env does (often credentials).
+	for _, name := range p.ServiceNames() {
+		for _, ef := range p.Services[name].EnvFiles {
+			f := ef.Path
+			if f == "" || !fileExists(f) {
+				continue
+			}
+			if !filepath.IsAbs(f) {
+				f = filepath.Join(p.WorkingDir, f)
+			}
+			if _, seen := sensitive[f]; !seen {
+				sensitive[f] = "env_file " + filepath.Base(f)
+			}
+		}
+	}
 	for _, sec := range p.Secrets {
 		if sec.File != "" {
 			f := sec.File

@@ -144,6 +144,18 @@ secrets:
 			t.Fatalf("refused: %v", err)
 		}
 	})
+	t.Run("env_file in build context not dockerignored", func(t *testing.T) {
+		st := loadStack(t, "services:\n  app:\n    build: .\n    env_file: app.env\n",
+			map[string]string{"Dockerfile": "FROM scratch\n", "app.env": "API_TOKEN=abc\n"})
+		refused(t, fakeWithImages(), st, UpOptions{}, "env_file app.env would enter the build context of services.app", "add app.env to")
+	})
+	t.Run("dockerignored env_file is fine", func(t *testing.T) {
+		st := loadStack(t, "services:\n  app:\n    build: .\n    env_file: app.env\n",
+			map[string]string{"Dockerfile": "FROM scratch\n", "app.env": "API_TOKEN=abc\n", ".dockerignore": "*.env\n"})
+		if _, err := New(fakeWithImages(), nil).Check(context.Background(), st, CheckOptions{}); err != nil {
+			t.Fatalf("refused: %v", err)
+		}
+	})
 	t.Run("secret-looking file in context", func(t *testing.T) {
 		st := loadStack(t, "services:\n  app:\n    build: .\n", map[string]string{"Dockerfile": "FROM scratch\n", "certs/server.key": "x"})
 		refused(t, fakeWithImages(), st, UpOptions{}, "certs/server.key", "looks like a secret")

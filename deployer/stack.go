@@ -97,9 +97,13 @@ func loadBundled(ctx context.Context, dir string, o LoadOptions) (*Stack, error)
 	// The API image is tagged with the checkout's commit, so a new commit is
 	// built and deployed by the next up, and an unchanged one is not rebuilt.
 	env := o.Env
+	var dirtyNote string
 	if _, set := os.LookupEnv(EnvAPITag); !set && !hasKey(env, EnvAPITag) {
 		if sha := gitRevision(abs); sha != "" {
 			env = append([]string{EnvAPITag + "=" + sha}, env...)
+			if gitDirty(abs) {
+				dirtyNote = fmt.Sprintf("the working tree has uncommitted changes, but the api image is tagged with commit %s: when that image exists it is deployed as is; commit, or run up --build to build what is on disk", sha)
+			}
 		}
 	}
 	popts := []cli.ProjectOptionsFn{cli.WithWorkingDirectory(abs), cli.WithOsEnv, cli.WithEnv(env), cli.WithEnvFiles(), cli.WithDotEnv}
@@ -115,7 +119,11 @@ func loadBundled(ctx context.Context, dir string, o LoadOptions) (*Stack, error)
 	if err != nil {
 		return nil, fmt.Errorf("load bundled stack %s: %w", stacks.InvoicingPath, err)
 	}
-	return newStack(p, true, stacks.InvoicingPath+" (bundled)")
+	st, err := newStack(p, true, stacks.InvoicingPath+" (bundled)")
+	if err == nil && dirtyNote != "" {
+		st.Warnings = append(st.Warnings, dirtyNote)
+	}
+	return st, err
 }
 
 // loadContent loads a compose file held in memory.
