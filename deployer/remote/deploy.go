@@ -139,6 +139,14 @@ func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, 
 
 	var send []string
 	for _, ref := range uniq(others) {
+		// An image the stack names but does not build (postgres:15) is
+		// used as the host has it, as compose's pull_policy "missing" does:
+		// a different local copy never overwrites the host's tag.
+		if _, err := eng.ImageInspect(ctx, ref); err == nil {
+			continue
+		} else if !errdefs.IsNotFound(err) {
+			return res, fmt.Errorf("inspect remote image %s: %w", ref, err)
+		}
 		if _, err := localImages.ImageInspect(ctx, ref); err == nil {
 			send = append(send, ref)
 		} else if !errdefs.IsNotFound(err) {
