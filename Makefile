@@ -55,11 +55,11 @@ bench-remote: deps images
 	set -o pipefail; INVDEPLOY_BENCH_REMOTE=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchRemote$$' -v ./test/e2e | grep -v -e '^=== RUN' -e '^--- ' -e '^PASS' -e '^ok'
 
 ## bench-deploy: time to all-healthy, invdeploy up vs docker-compose up -d + polling, and a no-op up
-bench-deploy: build images
+bench-deploy: deps build images
 	bash test/e2e/bench-deploy.sh
 
 ## bench-api: the API and pgbench on one PostgreSQL: req/s, p50, p99, ratio API/pgbench (~2 min)
-bench-api:
+bench-api: deps
 	bash scripts/bench-api.sh
 
 fmt:

@@ -14,6 +14,7 @@ PKGS=(
   util-linux           # nsenter
   iptables
   wrk                  # HTTP load for make bench-api
+  docker-compose       # the reference of make bench-deploy
   ca-certificates
   git
   curl
