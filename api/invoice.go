@@ -309,6 +309,22 @@ type Idempotency struct {
 	Key         string // the Idempotency-Key header, 1..255 chars
 	Fingerprint []byte // hash of method, path and body: the "same request"
 	Status      int    // the HTTP status to store with the outcome (201, 200, ...)
+	// RenderError renders a refusal the way the client receives it, so
+	// that a refusal decided by the invoice's state (invalid_state,
+	// precondition_failed, not_found, a validation of the change) is
+	// stored and replayed like a success; nil stores successes only.
+	RenderError func(error) (status int, body []byte)
+}
+
+// ReplayableError reports whether err is an outcome of a request that ran:
+// a retry with the same key gets it again instead of running once more.
+// Refusals before the request ran (malformed body, key in use) are not.
+func ReplayableError(err error) bool {
+	switch ErrorCode(err) {
+	case EINVALIDSTATE, EPRECONDITION, ENOTFOUND, EVALIDATION:
+		return true
+	}
+	return false
 }
 
 // Replay is a stored response returned again for a retried request.

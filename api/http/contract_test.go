@@ -366,6 +366,47 @@ func TestIdempotency(t *testing.T) {
 	}
 }
 
+// A refusal decided by the invoice (wrong state, stale If-Match) is the
+// response to that request: a retry with the same key gets it again, even
+// after the invoice changed, and it leaves no trace (no number, no event).
+func TestIdempotentRefusalsReplay(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.create(threeLines).str("id")
+	vk := map[string]string{"Idempotency-Key": "void-draft"}
+	first := e.want(e.do(req{method: "POST", route: "/v1/invoices/{id}/void", id: id, header: vk}), 409, "invalid_state")
+	if first.header.Get("Idempotent-Replayed") != "" {
+		t.Fatal("first refusal marked replayed")
+	}
+	e.want(e.do(req{method: "POST", route: "/v1/invoices/{id}/finalize", id: id}), 200)
+	again := e.want(e.do(req{method: "POST", route: "/v1/invoices/{id}/void", id: id, header: vk}), 409, "invalid_state")
+	if again.header.Get("Idempotent-Replayed") != "true" || string(again.body) != string(first.body) ||
+		again.header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("refusal not replayed:\n%v %s\n%v %s", first.header, first.body, again.header, again.body)
+	}
+	if g := e.do(req{method: "GET", route: "/v1/invoices/{id}", id: id}); g.str("status") != "open" {
+		t.Fatalf("the replayed void changed the invoice: %s", g.body)
+	}
+	e.want(e.do(req{method: "POST", route: "/v1/invoices/{id}/void", id: id, header: map[string]string{"Idempotency-Key": "void-open"}}), 200)
+
+	// A stale If-Match on finalize rolls back everything the attempt wrote:
+	// the next finalized invoice still gets the next number.
+	id2 := e.create(threeLines).str("id")
+	fk := map[string]string{"Idempotency-Key": "fin-stale", "If-Match": `"7"`}
+	p1 := e.want(e.do(req{method: "POST", route: "/v1/invoices/{id}/finalize", id: id2, header: fk}), 412, "precondition_failed")
+	p2 := e.want(e.do(req{method: "POST", route: "/v1/invoices/{id}/finalize", id: id2, header: fk}), 412, "precondition_failed")
+	if p2.header.Get("Idempotent-Replayed") != "true" || string(p1.body) != string(p2.body) {
+		t.Fatalf("412 not replayed:\n%s\n%s", p1.body, p2.body)
+	}
+	if f := e.want(e.do(req{method: "POST", route: "/v1/invoices/{id}/finalize", id: id2}), 200); f.str("number") != "INV-000002" {
+		t.Fatalf("number after a refused finalize: %s", f.str("number"))
+	}
+	ev := e.want(e.do(req{method: "GET", route: "/v1/invoices/{id}/events", id: id2}), 200)
+	if ev.str("data", "2") != "<nil>" || ev.str("data", "1", "type") != "invoice.finalized" {
+		t.Fatalf("events after a refused then a real finalize: %s", ev.body)
+	}
+}
+
 func TestConcurrentIdempotentCreates(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

@@ -73,13 +73,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError writes err as a problem. Errors that are not *api.Error are
 // logged and hidden behind a generic 500: no internals reach a client.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if api.ErrorCode(err) == api.EINTERNAL {
+		s.logger.ErrorContext(r.Context(), "request failed", "request_id", requestID(r.Context()), "error", err.Error())
+	}
+	status, b := renderProblem(r, err)
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// renderProblem is the status and RFC 9457 body of err for request r.
+func renderProblem(r *http.Request, err error) (int, []byte) {
 	code := api.ErrorCode(err)
 	status, ok := statusOf[code]
 	if !ok {
 		status = http.StatusInternalServerError
-	}
-	if code == api.EINTERNAL {
-		s.logger.ErrorContext(r.Context(), "request failed", "request_id", requestID(r.Context()), "error", err.Error())
 	}
 	p := problem{
 		Type:      ProblemTypeBase + code,
@@ -94,9 +102,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		p.Errors = e.Fields
 	}
 	b, _ := json.Marshal(p)
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	return status, b
 }
 
 // writeInvoice writes an invoice with its ETag.
@@ -116,7 +122,11 @@ func writeOutcome(w http.ResponseWriter, status int, out api.Outcome) {
 		if rp.Location != "" {
 			h.Set("Location", rp.Location)
 		}
-		h.Set("Content-Type", "application/json")
+		if rp.Status >= 400 {
+			h.Set("Content-Type", "application/problem+json")
+		} else {
+			h.Set("Content-Type", "application/json")
+		}
 		w.WriteHeader(rp.Status)
 		_, _ = w.Write(rp.Body)
 		return
@@ -190,7 +200,8 @@ func writeOptions(r *http.Request, body []byte, status int) (api.WriteOptions, e
 		h := sha256.New()
 		h.Write([]byte(r.Method + " " + r.URL.Path + "\n"))
 		h.Write(body)
-		opts.Idempotency = &api.Idempotency{Key: key, Fingerprint: h.Sum(nil), Status: status}
+		opts.Idempotency = &api.Idempotency{Key: key, Fingerprint: h.Sum(nil), Status: status,
+			RenderError: func(err error) (int, []byte) { return renderProblem(r, err) }}
 	}
 	return opts, nil
 }

@@ -266,14 +266,45 @@ func (s *Store) inTx(ctx context.Context, idem *api.Idempotency, fn func(tx pgx.
 			return api.Outcome{Replay: replay}, err
 		}
 	}
-	inv, err := fn(tx)
-	if err != nil {
-		return api.Outcome{}, err
-	}
-	if idem != nil {
-		if err := storeOutcome(ctx, tx, idem, inv); err != nil {
+	if idem == nil {
+		inv, err := fn(tx)
+		if err != nil {
 			return api.Outcome{}, err
 		}
+		if err := tx.Commit(ctx); err != nil {
+			return api.Outcome{}, fmt.Errorf("commit: %w", err)
+		}
+		return api.Outcome{Invoice: inv}, nil
+	}
+	// The change runs in a savepoint, so a refusal it decides (invalid
+	// state, If-Match, not found) rolls back whatever it wrote (say a
+	// number taken from the counter) while its response is still stored.
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return api.Outcome{}, fmt.Errorf("savepoint: %w", err)
+	}
+	inv, err := fn(sp)
+	if err != nil {
+		if !api.ReplayableError(err) || idem.RenderError == nil {
+			return api.Outcome{}, err
+		}
+		if rerr := sp.Rollback(ctx); rerr != nil {
+			return api.Outcome{}, fmt.Errorf("rollback to savepoint: %w", rerr)
+		}
+		status, body := idem.RenderError(err)
+		if serr := storeResponse(ctx, tx, idem, status, body, "", ""); serr != nil {
+			return api.Outcome{}, serr
+		}
+		if cerr := tx.Commit(ctx); cerr != nil {
+			return api.Outcome{}, fmt.Errorf("commit: %w", cerr)
+		}
+		return api.Outcome{}, err
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return api.Outcome{}, fmt.Errorf("release savepoint: %w", err)
+	}
+	if err := storeOutcome(ctx, tx, idem, inv); err != nil {
+		return api.Outcome{}, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return api.Outcome{}, fmt.Errorf("commit: %w", err)
@@ -345,11 +376,16 @@ func storeOutcome(ctx context.Context, tx pgx.Tx, idem *api.Idempotency, inv *ap
 			location = "/v1/invoices/" + inv.ID
 		}
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO idempotency_keys (key, fingerprint, status, body, etag, location)
+	return storeResponse(ctx, tx, idem, idem.Status, body, etag, location)
+}
+
+// storeResponse stores the response to replay for idem's key.
+func storeResponse(ctx context.Context, tx pgx.Tx, idem *api.Idempotency, status int, body []byte, etag, location string) error {
+	_, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (key, fingerprint, status, body, etag, location)
 		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, status = excluded.status,
 			body = excluded.body, etag = excluded.etag, location = excluded.location, created_at = now()`,
-		idem.Key, idem.Fingerprint, idem.Status, body, etag, location)
+		idem.Key, idem.Fingerprint, status, body, etag, location)
 	if err != nil {
 		return fmt.Errorf("store idempotency key: %w", err)
 	}
