@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -68,6 +69,8 @@ type UpOptions struct {
 type UpReport struct {
 	Findings *Findings
 	Transfer TransferResult
+	// PulledOnHost are images the host pulled from its own registry.
+	PulledOnHost []string
 	Pushed   *registry.Result
 	Up       *deployer.UpResult
 }
@@ -147,11 +150,23 @@ func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, 
 		} else if !errdefs.IsNotFound(err) {
 			return res, fmt.Errorf("inspect remote image %s: %w", ref, err)
 		}
-		if _, err := localImages.ImageInspect(ctx, ref); err == nil {
-			send = append(send, ref)
-		} else if !errdefs.IsNotFound(err) {
+		_, err := localImages.ImageInspect(ctx, ref)
+		if errdefs.IsNotFound(err) {
+			continue // absent here too: the remote engine pulls it during its preflight
+		} else if err != nil {
 			return res, fmt.Errorf("inspect local image %s: %w", ref, err)
-		} // absent here: the remote engine pulls it during its preflight
+		}
+		// The host pulling a public image from its registry (postgres:15
+		// from Docker Hub, next to an EC2 host) beats uploading hundreds of
+		// megabytes from a laptop; only a host that cannot pull gets the
+		// local copy streamed.
+		if perr := PullOnRemote(ctx, eng, ref, registry.Credentials{}, nil, rep); perr == nil {
+			res.PulledOnHost = append(res.PulledOnHost, ref)
+			continue
+		} else {
+			rep.Event("The host cannot pull %s (%s); sending the local copy", ref, firstLine(perr.Error(), 160))
+		}
+		send = append(send, ref)
 	}
 	if via == ViaSSH {
 		send = append(send, built...)
@@ -230,4 +245,15 @@ func pushAndPull(ctx context.Context, localImages ImageEngine, eng Engine, ref s
 		return nil, err
 	}
 	return &pushed, nil
+}
+
+// firstLine is the first line of s, cut to at most n bytes.
+func firstLine(s string, n int) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > n {
+		s = s[:n] + "..."
+	}
+	return s
 }
