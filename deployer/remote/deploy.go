@@ -71,8 +71,8 @@ type UpReport struct {
 	Transfer TransferResult
 	// PulledOnHost are images the host pulled from its own registry.
 	PulledOnHost []string
-	Pushed   *registry.Result
-	Up       *deployer.UpResult
+	Pushed       *registry.Result
+	Up           *deployer.UpResult
 }
 
 // Up deploys st to the remote engine: remote-only preflight, local build of
