@@ -187,8 +187,22 @@ func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, 
 		rep.Event("%s", res.Transfer.Summary())
 	}
 
+	// The probe runs from the app image (its own probe-ports subcommand);
+	// a stack that builds nothing is probed from any of its images the host
+	// now has, by asking the engine to bind each port.
+	probeImage := ""
 	if len(built) > 0 {
-		if err := f.Probe(ctx, eng, built[0], o.ProbeCommand); err != nil {
+		probeImage = built[0]
+	} else {
+		for _, ref := range uniq(others) {
+			if _, err := eng.ImageInspect(ctx, ref); err == nil {
+				probeImage = ref
+				break
+			}
+		}
+	}
+	if probeImage != "" {
+		if err := f.Probe(ctx, eng, probeImage, o.ProbeCommand); err != nil {
 			return res, err
 		}
 		if err := f.Err(); err != nil {

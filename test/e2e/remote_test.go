@@ -210,6 +210,30 @@ func TestRemoteOverSSH(t *testing.T) {
 		if ps := strings.TrimSpace(h.Docker(t, "ps", "-aq", "--filter", "label=com.docker.compose.project=invoicing")); ps != "" {
 			t.Errorf("a refused up created containers: %s", ps)
 		}
+
+		// A stack that builds nothing is probed too, from an image it runs.
+		var appImage string
+		for _, ref := range strings.Fields(h.Docker(t, "images", "--format", "{{.Repository}}:{{.Tag}}")) {
+			if strings.HasPrefix(ref, "invoicing-api:") {
+				appImage = ref
+			}
+		}
+		if appImage == "" {
+			t.Fatal("no invoicing-api image on the host after the cold up")
+		}
+		dir := t.TempDir()
+		compose := "name: imageonly\nservices:\n  web:\n    image: " + appImage + "\n    ports: [\"8000:8000\"]\n"
+		if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(compose), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r = rr(t, "up", "-f", filepath.Join(dir, "compose.yaml"))
+		mustCode(t, r, 3, "remote up of an image-only stack with port 8000 held on the host")
+		if !strings.Contains(r.Stderr, "held by a process on the remote host") {
+			t.Errorf("stderr:\n%s", tail(r.Stderr, 10))
+		}
+		if ps := strings.TrimSpace(h.Docker(t, "ps", "-aq", "--filter", "label=com.docker.compose.project=imageonly")); ps != "" {
+			t.Errorf("a refused up created containers: %s", ps)
+		}
 	})
 
 	t.Run("down --volumes removes the data", func(t *testing.T) {
