@@ -189,7 +189,7 @@ func TestDockerImage(t *testing.T) {
 	// The same static binary built here: the image may add at most 3 MB.
 	bin := filepath.Join(t.TempDir(), "invoicing-api")
 	gb := exec.Command(goBin, "build", "-trimpath", "-ldflags", "-s -w -buildid= -X github.com/invdeploy/invdeploy/internal/version.Version=v9.9.9-test -X github.com/invdeploy/invdeploy/internal/version.Revision=0123abc", "-o", bin, ".")
-	gb.Env = append(os.Environ(), "CGO_ENABLED=0")
+	gb.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local")
 	if out, err := gb.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -201,6 +201,31 @@ func TestDockerImage(t *testing.T) {
 		t.Errorf("image is %d bytes, binary %d: more than 3 MB on top", img.Size, st.Size())
 	}
 	t.Logf("image %d bytes = binary %d + %d", img.Size, st.Size(), img.Size-st.Size())
+
+	// Reproducible: the binary in the image is byte for byte the one the
+	// same Go builds here from the same source and build args (no build
+	// time, build id or paths). A builder image with another Go release (a
+	// pulled golang:1.26-bookworm) makes another binary; then the Go
+	// versions must differ.
+	files := imageFiles(ctx, t, cli, tag, "/invoicing-api", "/etc/ssl/certs/ca-certificates.crt", "/etc/passwd")
+	hostBin, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(files["/invoicing-api"], hostBin) {
+		imgGo, hostGo := goVersionOf(t, goBin, files["/invoicing-api"]), goVersionOf(t, goBin, hostBin)
+		if imgGo == hostGo {
+			t.Errorf("the image's binary differs from the one built here with %s and the same flags: the build is not reproducible", hostGo)
+		} else {
+			t.Logf("the builder image has %s, this machine %s: binaries not compared", imgGo, hostGo)
+		}
+	}
+	if !bytes.Contains(files["/etc/ssl/certs/ca-certificates.crt"], []byte("BEGIN CERTIFICATE")) {
+		t.Error("the image has no CA certificates at /etc/ssl/certs/ca-certificates.crt")
+	}
+	if !bytes.Contains(files["/etc/passwd"], []byte("nonroot:x:65532:65532:")) {
+		t.Errorf("the image's /etc/passwd lacks the nonroot user: %q", files["/etc/passwd"])
+	}
 
 	// Run it as the deployer's stack does: password in a secret file,
 	// read-only root, no capabilities.
@@ -294,3 +319,48 @@ func TestDockerImage(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// imageFiles reads files out of image tag through a created (never started)
+// container.
+func imageFiles(ctx context.Context, t *testing.T, cli *client.Client, tag string, paths ...string) map[string][]byte {
+	t.Helper()
+	c, err := cli.ContainerCreate(ctx, &container.Config{Image: tag}, nil, nil, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+	out := map[string][]byte{}
+	for _, p := range paths {
+		rc, _, err := cli.CopyFromContainer(ctx, c.ID, p)
+		if err != nil {
+			t.Fatalf("read %s from the image: %v", p, err)
+		}
+		tr := tar.NewReader(rc)
+		if _, err := tr.Next(); err != nil {
+			rc.Close()
+			t.Fatalf("read %s from the image: %v", p, err)
+		}
+		b, err := io.ReadAll(tr)
+		rc.Close()
+		if err != nil {
+			t.Fatalf("read %s from the image: %v", p, err)
+		}
+		out[p] = b
+	}
+	return out
+}
+
+// goVersionOf is the Go release a binary was built with (go version FILE).
+func goVersionOf(t *testing.T, goBin string, binary []byte) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "bin")
+	if err := os.WriteFile(f, binary, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(goBin, "version", f).Output()
+	if err != nil {
+		t.Fatalf("go version %s: %v", f, err)
+	}
+	fields := strings.Fields(string(out))
+	return fields[len(fields)-1]
+}
