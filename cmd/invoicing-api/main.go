@@ -2,7 +2,7 @@
 //
 //	invoicing-api [serve]            run the server (migrates the database first)
 //	invoicing-api migrate            apply the embedded migrations and exit
-//	invoicing-api healthcheck        exit 0 when the local server answers /healthz
+//	invoicing-api healthcheck        exit 0 when the local server is ready (/readyz 200)
 //	invoicing-api probe-ports PORT…  exit 1 listing the TCP ports already in use
 //	invoicing-api version
 //

@@ -134,22 +134,12 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 			return fmt.Errorf("SHUTDOWN_DELAY=%q is not a duration such as 1s", v)
 		}
 	}
-	pool, err := openPool(ctx, getenv, logger)
-	if err != nil {
-		return stoppedBeforeReady(ctx, logger, err)
-	}
-	defer pool.Close()
-	n, err := postgres.Migrate(ctx, pool)
-	if err != nil {
-		return stoppedBeforeReady(ctx, logger, err)
-	}
-	logger.Info("migrations applied", "count", n, "version", postgres.LatestVersion())
-
-	store := postgres.NewStore(pool)
-	go purgeIdempotencyKeys(ctx, store, logger)
+	// Listen first: while the database is awaited and migrated, /healthz
+	// answers 200 and /readyz (the container's healthcheck) and every
+	// invoice route 503, instead of connections being refused.
+	svc := &startingService{}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(postgres.NewPoolCollector(pool))
-	api := apihttp.NewServer(apihttp.Config{Service: store, Logger: logger, Registry: reg})
+	api := apihttp.NewServer(apihttp.Config{Service: svc, Logger: logger, Registry: reg})
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -167,6 +157,24 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	logger.Info("listening", "addr", ln.Addr().String(), "version", version.Version, "revision", version.Revision)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+
+	pool, err := openPool(ctx, getenv, logger)
+	if err != nil {
+		_ = srv.Close()
+		return stoppedBeforeReady(ctx, logger, err)
+	}
+	defer pool.Close()
+	n, err := postgres.Migrate(ctx, pool)
+	if err != nil {
+		_ = srv.Close()
+		return stoppedBeforeReady(ctx, logger, err)
+	}
+	logger.Info("migrations applied", "count", n, "version", postgres.LatestVersion())
+	store := postgres.NewStore(pool)
+	reg.MustRegister(postgres.NewPoolCollector(pool))
+	svc.set(store)
+	logger.Info("ready")
+	go purgeIdempotencyKeys(ctx, store, logger)
 
 	select {
 	case err := <-served:
@@ -219,7 +227,8 @@ func stoppedBeforeReady(ctx context.Context, logger *slog.Logger, err error) err
 	return err
 }
 
-// healthcheck is the container's HEALTHCHECK: no shell or curl in the image.
+// healthcheck is the container's HEALTHCHECK (exit 0 when /readyz answers
+// 200): no shell or curl in the image.
 func healthcheck(ctx context.Context, getenv func(string) string) error {
 	addr, err := listenAddr(getenv)
 	if err != nil {
@@ -227,7 +236,10 @@ func healthcheck(ctx context.Context, getenv func(string) string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	url := "http://127.0.0.1" + addr + "/healthz"
+	// Ready, not merely alive: compose's service_healthy and invdeploy's
+	// health gate mean "serves requests", and /healthz is 200 while the
+	// database is still awaited.
+	url := "http://127.0.0.1" + addr + "/readyz"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err

@@ -91,7 +91,7 @@ func waitHealthy(t *testing.T, base string, done <-chan error) {
 			t.Fatalf("server exited early: %v", err)
 		default:
 		}
-		if r, err := http.Get(base + "/healthz"); err == nil {
+		if r, err := http.Get(base + "/readyz"); err == nil {
 			r.Body.Close()
 			if r.StatusCode == 200 {
 				return
@@ -99,7 +99,7 @@ func waitHealthy(t *testing.T, base string, done <-chan error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatal("server not healthy within 30s")
+	t.Fatal("server not ready within 30s")
 }
 
 func status(t *testing.T, method, url, body string, header map[string]string) (int, string) {
@@ -204,12 +204,39 @@ func TestConfigErrorsHideSecrets(t *testing.T) {
 func TestSIGTERMWhileWaitingForTheDatabaseExitsCleanly(t *testing.T) {
 	t.Parallel()
 	dbPort := freePort(t) // nothing listens there
-	env := map[string]string{"DATABASE_URL": "postgres://u@127.0.0.1:" + dbPort + "/d?sslmode=disable&connect_timeout=1", "PORT": freePort(t)}
+	port := freePort(t)
+	env := map[string]string{"DATABASE_URL": "postgres://u@127.0.0.1:" + dbPort + "/d?sslmode=disable&connect_timeout=1", "PORT": port}
 	ctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(1500*time.Millisecond, cancel)
+	defer cancel()
 	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"invoicing-api", "serve"}, getenv(env), &out, &out) }()
+
+	// While it waits: alive, not ready, and the API says so in a problem.
+	base := "http://127.0.0.1:" + port
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if c, _ := status(t, "GET", base+"/healthz", "", nil); c == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz not 200 while waiting for the database\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if c, body := status(t, "GET", base+"/readyz", "", nil); c != 503 || !strings.Contains(body, "service_unavailable") {
+		t.Errorf("/readyz while starting: %d %s", c, body)
+	}
+	if c, body := status(t, "POST", base+"/v1/invoices", `{"currency":"EUR","customer":{"name":"A"}}`, nil); c != 503 || !strings.Contains(body, "starting") {
+		t.Errorf("POST while starting: %d %s", c, body)
+	}
+	if err := healthcheck(context.Background(), getenv(env)); err == nil {
+		t.Error("the container healthcheck passes before the database is ready")
+	}
+
 	start := time.Now()
-	if err := run(ctx, []string{"invoicing-api", "serve"}, getenv(env), &out, &out); err != nil {
+	cancel()
+	if err := <-done; err != nil {
 		t.Fatalf("serve stopped while waiting for the database: %v, want a clean exit\n%s", err, out.String())
 	}
 	if d := time.Since(start); d > 10*time.Second {
