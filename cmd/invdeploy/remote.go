@@ -206,6 +206,12 @@ unless --port; Postgres is never published.`,
 				if err != nil {
 					return err
 				}
+				// One repository is pushed and pulled: a second built image
+				// would overwrite the first one's tags there.
+				if built := st.Project.ServicesWithBuild(); len(built) > 1 {
+					sort.Strings(built)
+					return usagef("--via registry moves one built image, and this stack builds %d (%s): use --via ssh", len(built), strings.Join(built, ", "))
+				}
 				repo, err := registryRepository(login.registry, creds.Username, app.name)
 				if err != nil {
 					return err
