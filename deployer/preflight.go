@@ -460,7 +460,9 @@ func portHolder(port int) string {
 }
 
 // checkImages refuses an image that is neither present nor buildable nor
-// pullable. Missing images without a build section are pulled here.
+// pullable. Missing images without a build section are pulled here, and
+// present ones too under pull_policy always or refresh; pull_policy never
+// refuses a missing one, and build rebuilds every time (see Up).
 func (d *Deployer) checkImages(ctx context.Context, p *types.Project, o CheckOptions, add func(rule, subject, format string, args ...any)) error {
 	checked := map[string]bool{}
 	for _, name := range p.ServiceNames() {
@@ -471,7 +473,8 @@ func (d *Deployer) checkImages(ctx context.Context, p *types.Project, o CheckOpt
 			return fmt.Errorf("preflight: %w", err)
 		}
 		if s.Build != nil {
-			if id != "" && !o.Build {
+			// On a remote engine images are built here and sent: never there.
+			if id != "" && !o.Build && (s.PullPolicy != types.PullPolicyBuild || o.Remote) {
 				continue
 			}
 			dir := buildContextDir(p, s)
@@ -491,7 +494,18 @@ func (d *Deployer) checkImages(ctx context.Context, p *types.Project, o CheckOpt
 			}
 			continue
 		}
-		if id != "" || checked[ref] {
+		if checked[ref] {
+			continue
+		}
+		if id != "" {
+			// pull_policy always (and refresh: the pull is a no-op when the
+			// registry's image is the one present) pulls what is present.
+			if s.PullPolicy == types.PullPolicyAlways || s.PullPolicy == types.PullPolicyRefresh {
+				checked[ref] = true
+				if err := d.pull(ctx, ref); err != nil {
+					add("image", ref, "services.%s: pull_policy is %s and the pull failed: %v", name, s.PullPolicy, err)
+				}
+			}
 			continue
 		}
 		checked[ref] = true

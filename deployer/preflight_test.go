@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // refused runs Up and asserts a preflight refusal that created nothing and
@@ -194,6 +195,49 @@ func TestPreflightImages(t *testing.T) {
 		f.pullable["nginx:1"] = true
 		if _, err := New(f, nil).Check(context.Background(), st, CheckOptions{}); err != nil {
 			t.Fatalf("pullable image refused: %v", err)
+		}
+	})
+	t.Run("pull_policy always pulls a present image", func(t *testing.T) {
+		st := loadStack(t, "services:\n  web:\n    image: nginx:1\n    pull_policy: always\n  db:\n    image: postgres:15\n", nil)
+		f := fakeWithImages()
+		f.images["nginx:1"] = "sha256:old"
+		f.pullable["nginx:1"] = true
+		if _, err := New(f, nil).Check(context.Background(), st, CheckOptions{}); err != nil {
+			t.Fatalf("refused: %v", err)
+		}
+		if f.countCalls("pull nginx:1") != 1 || f.countCalls("pull postgres:15") != 0 {
+			t.Fatalf("calls %v: want one pull of nginx:1 and none of the present postgres:15", f.mutations())
+		}
+		if f.images["nginx:1"] == "sha256:old" {
+			t.Fatal("the pulled image did not replace the present one")
+		}
+	})
+	t.Run("pull_policy always refuses when the pull fails", func(t *testing.T) {
+		st := loadStack(t, "services:\n  web:\n    image: nginx:1\n    pull_policy: always\n", nil)
+		f := fakeWithImages()
+		f.images["nginx:1"] = "sha256:old"
+		refused(t, f, st, UpOptions{}, "pull_policy is always and the pull failed")
+	})
+	t.Run("pull_policy build rebuilds on every up", func(t *testing.T) {
+		st := loadStack(t, "services:\n  app:\n    build: .\n    pull_policy: build\n", map[string]string{"Dockerfile": "FROM golang:1.26-bookworm\n"})
+		f := fakeWithImages()
+		d := New(f, nil)
+		for range 2 {
+			if _, err := d.Up(context.Background(), st, UpOptions{ConfigDir: t.TempDir(), WaitTimeout: 5 * time.Second}); err != nil {
+				t.Fatalf("up: %v", err)
+			}
+		}
+		if n := f.countCalls("build "); n != 2 {
+			t.Fatalf("%d builds in two ups with pull_policy build, want 2: %v", n, f.mutations())
+		}
+	})
+	t.Run("pull_policy never refuses a missing image", func(t *testing.T) {
+		st := loadStack(t, "services:\n  web:\n    image: nginx:1\n    pull_policy: never\n", nil)
+		f := fakeWithImages()
+		f.pullable["nginx:1"] = true
+		refused(t, f, st, UpOptions{}, "pull_policy is never")
+		if f.countCalls("pull ") != 0 {
+			t.Fatalf("pulled under pull_policy never: %v", f.mutations())
 		}
 	})
 	t.Run("base image of build missing", func(t *testing.T) {

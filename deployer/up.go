@@ -125,7 +125,7 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 		if err != nil {
 			return res, err
 		}
-		if s.Build != nil && (id == "" || o.Build) {
+		if s.Build != nil && (id == "" || o.Build || (s.PullPolicy == types.PullPolicyBuild && !o.Remote)) {
 			if _, err := d.buildService(ctx, p, s, BuildOptions{Getenv: o.Getenv}); err != nil {
 				return res, err
 			}

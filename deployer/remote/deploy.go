@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 
@@ -131,7 +132,7 @@ func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, 
 		if err != nil && !missing {
 			return res, fmt.Errorf("inspect local image %s: %w", ref, err)
 		}
-		if missing || o.Rebuild {
+		if missing || o.Rebuild || s.PullPolicy == types.PullPolicyBuild {
 			rep.Event("Building %s locally", ref)
 			if _, err := local.Build(ctx, st, deployer.BuildOptions{Services: []string{name}}); err != nil {
 				return res, err
