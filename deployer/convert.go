@@ -64,6 +64,9 @@ func convert(p *types.Project, s types.ServiceConfig, n int, hash string) (*cont
 	labels[LabelContainerNumber] = strconv.Itoa(n)
 	labels[LabelOneOff] = "False"
 	labels[LabelConfigHash] = hash
+	if deps := dependsOnLabel(s); deps != "" {
+		labels[LabelDependsOn] = deps
+	}
 	labels[LabelManagedBy] = "invdeploy"
 	labels[LabelVersion] = version.Version
 
@@ -352,3 +355,15 @@ func volumeMount(p *types.Project, s types.ServiceConfig, i int, v types.Service
 }
 
 func fileMode(m uint32) os.FileMode { return os.FileMode(m) }
+
+// dependsOnLabel is the service's depends_on as compose records it on
+// containers ("db:service_healthy:false,..."), so that down, which has no
+// compose file, stops dependents before what they depend on.
+func dependsOnLabel(s types.ServiceConfig) string {
+	parts := make([]string, 0, len(s.DependsOn))
+	for name, dep := range s.DependsOn {
+		parts = append(parts, fmt.Sprintf("%s:%s:%t", name, dep.Condition, dep.Restart))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}

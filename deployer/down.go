@@ -3,6 +3,7 @@ package deployer
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,43 +36,31 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 	if err != nil {
 		return res, err
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
+	// Dependents first (the API drains its in-flight requests while its
+	// database still answers), then what they depend on; each wave in
+	// parallel.
 	var firstErr error
-	for _, c := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			name := containerName(c)
-			var timeout *int
-			if o.Timeout > 0 {
-				t := int(o.Timeout.Seconds())
-				timeout = &t
-			}
-			if c.State == "running" || c.State == "restarting" {
-				d.out.Live("Stopping " + name)
-				if err := d.engine.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: timeout}); err != nil && !errdefs.IsNotFound(err) {
-					mu.Lock()
-					firstErr = cmpErr(firstErr, fmt.Errorf("stop %s: %w", name, err))
-					mu.Unlock()
+	for _, wave := range stopWaves(cs) {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for _, c := range wave {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := d.stopAndRemove(ctx, c, o.Timeout)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					firstErr = cmpErr(firstErr, err)
 					return
 				}
-			}
-			if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{RemoveVolumes: true, Force: true}); err != nil && !errdefs.IsNotFound(err) {
-				mu.Lock()
-				firstErr = cmpErr(firstErr, fmt.Errorf("remove %s: %w", name, err))
-				mu.Unlock()
-				return
-			}
-			mu.Lock()
-			res.Containers++
-			mu.Unlock()
-			d.out.Event("Container %s removed", name)
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return res, firstErr
+				res.Containers++
+			}()
+		}
+		wg.Wait()
+		if firstErr != nil {
+			return res, firstErr
+		}
 	}
 	byProject := filters.NewArgs(filters.Arg("label", LabelProject+"="+project))
 	nets, err := d.engine.NetworkList(ctx, network.ListOptions{Filters: byProject})
@@ -106,4 +95,58 @@ func cmpErr(first, next error) error {
 		return first
 	}
 	return next
+}
+
+// stopAndRemove stops c (when running) and removes it with its anonymous
+// volumes.
+func (d *Deployer) stopAndRemove(ctx context.Context, c container.Summary, timeout time.Duration) error {
+	name := containerName(c)
+	if c.State == "running" || c.State == "restarting" {
+		var t *int
+		if timeout > 0 {
+			n := int(timeout.Seconds())
+			t = &n
+		}
+		d.out.Live("Stopping " + name)
+		if err := d.engine.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: t}); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("stop %s: %w", name, err)
+		}
+	}
+	if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{RemoveVolumes: true, Force: true}); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	d.out.Event("Container %s removed", name)
+	return nil
+}
+
+// stopWaves orders a project's containers for down from their depends_on
+// labels: each wave holds the containers no remaining container depends
+// on. A cycle (or containers without labels) ends in one last wave.
+func stopWaves(cs []container.Summary) [][]container.Summary {
+	left := append([]container.Summary(nil), cs...)
+	var waves [][]container.Summary
+	for len(left) > 0 {
+		needed := map[string]bool{} // services some remaining container depends on
+		for _, c := range left {
+			for _, dep := range strings.Split(c.Labels[LabelDependsOn], ",") {
+				if name, _, _ := strings.Cut(dep, ":"); name != "" {
+					needed[name] = true
+				}
+			}
+		}
+		var wave, rest []container.Summary
+		for _, c := range left {
+			if needed[c.Labels[LabelService]] {
+				rest = append(rest, c)
+			} else {
+				wave = append(wave, c)
+			}
+		}
+		if len(wave) == 0 { // a cycle: stop the rest together
+			wave, rest = rest, nil
+		}
+		waves = append(waves, wave)
+		left = rest
+	}
+	return waves
 }

@@ -8,6 +8,7 @@ const (
 	LabelContainerNumber = "com.docker.compose.container-number"
 	LabelOneOff          = "com.docker.compose.oneoff"
 	LabelConfigHash      = "com.docker.compose.config-hash"
+	LabelDependsOn       = "com.docker.compose.depends_on" // service:condition:restart,...
 	LabelNetwork         = "com.docker.compose.network"
 	LabelVolume          = "com.docker.compose.volume"
 	LabelManagedBy       = "io.invdeploy.managed-by"

@@ -269,6 +269,51 @@ func TestDownKeepsVolumesUnlessAsked(t *testing.T) {
 	}
 }
 
+// down stops what depends on others first: the API drains while its
+// database still answers.
+func TestDownStopsDependentsFirst(t *testing.T) {
+	ctx := context.Background()
+	st, cfgDir := bundledStack(t, "INVOICING_API_PORT="+strconv.Itoa(freePort(t)))
+	f := fakeWithImages()
+	d := New(f, nil)
+	if _, err := d.Up(ctx, st, UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range f.containers {
+		if c.name == "inv-api-1" && !strings.HasPrefix(c.cfg.Labels[LabelDependsOn], "db:service_healthy:") {
+			t.Errorf("api depends_on label %q", c.cfg.Labels[LabelDependsOn])
+		}
+	}
+	for range 5 { // the order must not depend on map or goroutine order
+		if _, err := d.Down(ctx, "inv", DownOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		var stops []string
+		for _, c := range f.mutations() {
+			if strings.HasPrefix(c, "stop ") {
+				stops = append(stops, c)
+			}
+		}
+		if len(stops) != 2 || stops[0] != "stop inv-api-1" || stops[1] != "stop inv-db-1" {
+			t.Fatalf("stop order %v, want api then db", stops)
+		}
+		f.calls = nil
+		if _, err := d.Up(ctx, st, UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestStopWavesCycle(t *testing.T) {
+	c := func(svc, deps string) container.Summary {
+		return container.Summary{Labels: map[string]string{LabelService: svc, LabelDependsOn: deps}}
+	}
+	waves := stopWaves([]container.Summary{c("a", "b:service_started:false"), c("b", "a:service_started:false"), c("web", "a:service_started:false")})
+	if len(waves) != 2 || len(waves[0]) != 1 || waves[0][0].Labels[LabelService] != "web" || len(waves[1]) != 2 {
+		t.Fatalf("waves %v: want web, then the a-b cycle together", waves)
+	}
+}
+
 func TestStatus(t *testing.T) {
 	ctx := context.Background()
 	port := freePort(t)
