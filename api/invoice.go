@@ -311,7 +311,7 @@ type Idempotency struct {
 	Status      int    // the HTTP status to store with the outcome (201, 200, ...)
 	// RenderError renders a refusal the way the client receives it, so
 	// that a refusal decided by the invoice's state (invalid_state,
-	// precondition_failed, not_found, a validation of the change) is
+	// not_found, a validation of the change) is
 	// stored and replayed like a success; nil stores successes only.
 	RenderError func(error) (status int, body []byte)
 }
@@ -321,9 +321,11 @@ type Idempotency struct {
 // Refusals before the request ran (malformed body, key in use) are not.
 func ReplayableError(err error) bool {
 	switch ErrorCode(err) {
-	case EINVALIDSTATE, EPRECONDITION, ENOTFOUND, EVALIDATION:
+	case EINVALIDSTATE, ENOTFOUND, EVALIDATION:
 		return true
 	}
+	// Not a 412: If-Match is outside the fingerprint, and a client that
+	// refetched the invoice retries with the same key and a new If-Match.
 	return false
 }
 

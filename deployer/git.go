@@ -100,7 +100,8 @@ func gitDirty(dir string) bool {
 	if err != nil {
 		return false
 	}
-	out, err := exec.Command(git, "-C", dir, "status", "--porcelain", "--", ".").Output()
+	// --no-optional-locks: never take index.lock under the user's own git.
+	out, err := exec.Command(git, "--no-optional-locks", "-C", dir, "status", "--porcelain", "--", ".").Output()
 	return err == nil && len(strings.TrimSpace(string(out))) > 0
 }
 

@@ -171,11 +171,11 @@ func (d *Deployer) checkFiles(st *Stack, add func(rule, subject, format string, 
 	for _, name := range p.ServiceNames() {
 		for _, ef := range p.Services[name].EnvFiles {
 			f := ef.Path
+			if f != "" && !filepath.IsAbs(f) {
+				f = filepath.Join(p.WorkingDir, f)
+			}
 			if f == "" || !fileExists(f) {
 				continue
-			}
-			if !filepath.IsAbs(f) {
-				f = filepath.Join(p.WorkingDir, f)
 			}
 			if _, seen := sensitive[f]; !seen {
 				sensitive[f] = "env_file " + filepath.Base(f)

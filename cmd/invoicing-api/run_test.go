@@ -234,6 +234,13 @@ func TestSIGTERMWhileWaitingForTheDatabaseExitsCleanly(t *testing.T) {
 		t.Error("the container healthcheck passes before the database is ready")
 	}
 
+	// Signal only once it has seen the database refuse (and logged it).
+	for !strings.Contains(out.String(), "database not reachable yet") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed database attempt logged within 10s\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	start := time.Now()
 	cancel()
 	if err := <-done; err != nil {
