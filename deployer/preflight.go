@@ -460,9 +460,9 @@ func portHolder(port int) string {
 }
 
 // checkImages refuses an image that is neither present nor buildable nor
-// pullable. Missing images without a build section are pulled here, and
-// present ones too under pull_policy always or refresh; pull_policy never
-// refuses a missing one, and build rebuilds every time (see Up).
+// pullable. Missing images without a build section are pulled here;
+// pull_policy never refuses a missing one. (Up pulls present images again
+// under pull_policy always or refresh, and rebuilds under build.)
 func (d *Deployer) checkImages(ctx context.Context, p *types.Project, o CheckOptions, add func(rule, subject, format string, args ...any)) error {
 	checked := map[string]bool{}
 	for _, name := range p.ServiceNames() {
@@ -498,15 +498,7 @@ func (d *Deployer) checkImages(ctx context.Context, p *types.Project, o CheckOpt
 			continue
 		}
 		if id != "" {
-			// pull_policy always (and refresh: the pull is a no-op when the
-			// registry's image is the one present) pulls what is present.
-			if s.PullPolicy == types.PullPolicyAlways || s.PullPolicy == types.PullPolicyRefresh {
-				checked[ref] = true
-				if err := d.pull(ctx, ref); err != nil {
-					add("image", ref, "services.%s: pull_policy is %s and the pull failed: %v", name, s.PullPolicy, err)
-				}
-			}
-			continue
+			continue // pull_policy always/refresh pulls it again in Up, once preflight passed
 		}
 		checked[ref] = true
 		if s.PullPolicy == types.PullPolicyNever {

@@ -202,14 +202,29 @@ func TestPreflightImages(t *testing.T) {
 		f := fakeWithImages()
 		f.images["nginx:1"] = "sha256:old"
 		f.pullable["nginx:1"] = true
-		if _, err := New(f, nil).Check(context.Background(), st, CheckOptions{}); err != nil {
-			t.Fatalf("refused: %v", err)
+		if _, err := New(f, nil).Check(context.Background(), st, CheckOptions{}); err != nil || f.countCalls("pull ") != 0 {
+			t.Fatalf("check: %v, calls %v: check must not pull present images", err, f.mutations())
+		}
+		if _, err := New(f, nil).Up(context.Background(), st, UpOptions{ConfigDir: t.TempDir(), WaitTimeout: 5 * time.Second}); err != nil {
+			t.Fatalf("up: %v", err)
 		}
 		if f.countCalls("pull nginx:1") != 1 || f.countCalls("pull postgres:15") != 0 {
 			t.Fatalf("calls %v: want one pull of nginx:1 and none of the present postgres:15", f.mutations())
 		}
 		if f.images["nginx:1"] == "sha256:old" {
 			t.Fatal("the pulled image did not replace the present one")
+		}
+	})
+	t.Run("pull_policy always pulls nothing when preflight refuses", func(t *testing.T) {
+		port := strconv.Itoa(freePort(t))
+		st := loadStack(t, "services:\n  web:\n    image: nginx:1\n    pull_policy: always\n    ports: [\"127.0.0.1:"+port+":80\"]\n", nil)
+		f := fakeWithImages()
+		f.images["nginx:1"] = "sha256:old"
+		f.pullable["nginx:1"] = true
+		f.runningContainer("squatter", nil, "0.0.0.0", port)
+		refused(t, f, st, UpOptions{}, "port 127.0.0.1:"+port)
+		if f.countCalls("pull ") != 0 || f.images["nginx:1"] != "sha256:old" {
+			t.Fatalf("a refused up pulled: %v", f.mutations())
 		}
 	})
 	t.Run("pull_policy always refuses when the pull fails", func(t *testing.T) {
@@ -229,6 +244,12 @@ func TestPreflightImages(t *testing.T) {
 		}
 		if n := f.countCalls("build "); n != 2 {
 			t.Fatalf("%d builds in two ups with pull_policy build, want 2: %v", n, f.mutations())
+		}
+	})
+	t.Run("pull_policy daily is named as unsupported", func(t *testing.T) {
+		st := loadStack(t, "services:\n  web:\n    image: nginx:1\n    pull_policy: daily\n", nil)
+		if w := strings.Join(st.Warnings, "\n"); !strings.Contains(w, `services.web.pull_policy "daily" is not supported by invdeploy and is treated as missing`) {
+			t.Fatalf("warnings %q", w)
 		}
 	})
 	t.Run("pull_policy never refuses a missing image", func(t *testing.T) {

@@ -227,6 +227,12 @@ func unsupported(p *types.Project) ([]string, error) {
 		s := p.Services[name]
 		path := "services." + name
 		extra(path, s, supportedServiceKeys)
+		switch s.PullPolicy {
+		case "", types.PullPolicyAlways, types.PullPolicyNever, types.PullPolicyMissing,
+			types.PullPolicyIfNotPresent, types.PullPolicyBuild, types.PullPolicyRefresh:
+		default: // daily, weekly, every_<duration>
+			warns = append(warns, fmt.Sprintf("%s.pull_policy %q is not supported by invdeploy and is treated as missing", path, s.PullPolicy))
+		}
 		if s.Build != nil {
 			extra(path+".build", s.Build, supportedBuildKeys)
 		}

@@ -97,6 +97,9 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 		return res, err
 	}
 	p := st.Project
+	if err := d.refreshImages(ctx, p); err != nil {
+		return res, err
+	}
 
 	// Secret values, generated on first use; never printed.
 	srcs, err := secretSources(p, o.ConfigDir)
@@ -693,3 +696,31 @@ func (e *UnhealthyError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrUnhealthy) true.
 func (e *UnhealthyError) Unwrap() error { return ErrUnhealthy }
+
+// refreshImages pulls the present images of services with pull_policy
+// always or refresh (a no-op pull when the registry's image is the one
+// present), after preflight passed and before anything is created; a
+// failed pull refuses as preflight does.
+func (d *Deployer) refreshImages(ctx context.Context, p *types.Project) error {
+	pulled := map[string]bool{}
+	var problems []Problem
+	for _, name := range p.ServiceNames() {
+		s := p.Services[name]
+		if s.Build != nil || (s.PullPolicy != types.PullPolicyAlways && s.PullPolicy != types.PullPolicyRefresh) {
+			continue
+		}
+		ref := ImageRef(p.Name, s)
+		if pulled[ref] {
+			continue
+		}
+		pulled[ref] = true
+		if err := d.pull(ctx, ref); err != nil {
+			problems = append(problems, Problem{Rule: "image", Subject: ref,
+				Message: fmt.Sprintf("services.%s: pull_policy is %s and the pull failed: %v", name, s.PullPolicy, err)})
+		}
+	}
+	if len(problems) > 0 {
+		return &PreflightError{Problems: problems}
+	}
+	return nil
+}

@@ -198,19 +198,29 @@ unless --port; Postgres is never published.`,
 				Deploy:    deployer.UpOptions{WaitTimeout: waitTimeout},
 			}
 			if via == remote.ViaRegistry {
-				creds, err := login.credentials(g)
-				if err != nil {
-					return err
+				// One repository is pushed and pulled: a second built image
+				// would overwrite the first one's tags there.
+				images := map[string][]string{}
+				for _, name := range st.Project.ServicesWithBuild() {
+					ref := deployer.ImageRef(st.Project.Name, st.Project.Services[name])
+					images[ref] = append(images[ref], name)
+				}
+				if len(images) > 1 {
+					var list []string
+					for ref, names := range images {
+						sort.Strings(names)
+						list = append(list, ref+" ("+strings.Join(names, ", ")+")")
+					}
+					sort.Strings(list)
+					return usagef("--via registry moves one built image, and this stack builds %d: %s; use --via ssh", len(images), strings.Join(list, ", "))
 				}
 				app, err := findAppImage(st.Project, service)
 				if err != nil {
 					return err
 				}
-				// One repository is pushed and pulled: a second built image
-				// would overwrite the first one's tags there.
-				if built := st.Project.ServicesWithBuild(); len(built) > 1 {
-					sort.Strings(built)
-					return usagef("--via registry moves one built image, and this stack builds %d (%s): use --via ssh", len(built), strings.Join(built, ", "))
+				creds, err := login.credentials(g)
+				if err != nil {
+					return err
 				}
 				repo, err := registryRepository(login.registry, creds.Username, app.name)
 				if err != nil {
