@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/distribution/reference"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 
@@ -120,11 +121,15 @@ func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, 
 	names := p.ServiceNames()
 	sort.Strings(names)
 	var built, others []string
+	neverPull := map[string]bool{}
 	for _, name := range names {
 		s := p.Services[name]
 		ref := deployer.ImageRef(p.Name, s)
 		if s.Build == nil {
 			others = append(others, ref)
+			if s.PullPolicy == types.PullPolicyNever {
+				neverPull[ref] = true
+			}
 			continue
 		}
 		_, err := localImages.ImageInspect(ctx, ref)
@@ -143,29 +148,33 @@ func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, 
 
 	var send []string
 	for _, ref := range uniq(others) {
-		// An image the stack names but does not build (postgres:15) is
-		// used as the host has it, as compose's pull_policy "missing" does:
-		// a different local copy never overwrites the host's tag.
-		if _, err := eng.ImageInspect(ctx, ref); err == nil {
-			continue
-		} else if !errdefs.IsNotFound(err) {
-			return res, fmt.Errorf("inspect remote image %s: %w", ref, err)
-		}
-		_, err := localImages.ImageInspect(ctx, ref)
+		li, err := localImages.ImageInspect(ctx, ref)
 		if errdefs.IsNotFound(err) {
 			continue // absent here too: the remote engine pulls it during its preflight
 		} else if err != nil {
 			return res, fmt.Errorf("inspect local image %s: %w", ref, err)
 		}
-		// The host pulling a public image from its registry (postgres:15
-		// from Docker Hub, next to an EC2 host) beats uploading hundreds of
-		// megabytes from a laptop; only a host that cannot pull gets the
-		// local copy streamed.
-		if perr := PullOnRemote(ctx, eng, ref, registry.Credentials{}, nil, rep); perr == nil {
-			res.PulledOnHost = append(res.PulledOnHost, ref)
-			continue
-		} else {
-			rep.Event("The host cannot pull %s (%s); sending the local copy", ref, firstLine(perr.Error(), 160))
+		ri, err := eng.ImageInspect(ctx, ref)
+		if err == nil && ri.ID == li.ID {
+			continue // the host runs exactly the local image already
+		} else if err != nil && !errdefs.IsNotFound(err) {
+			return res, fmt.Errorf("inspect remote image %s: %w", ref, err)
+		}
+		// What was tested here is what runs there. When the local image
+		// came from a registry (it has a digest for this repository), the
+		// host pulls exactly that digest, which beats uploading hundreds of
+		// megabytes from a laptop; otherwise, or when that fails, the local
+		// copy is streamed over the SSH connection.
+		if digest := repoDigest(li.RepoDigests, ref); digest != "" && !neverPull[ref] {
+			perr := PullOnRemote(ctx, eng, digest, registry.Credentials{}, []string{ref}, rep)
+			if perr == nil {
+				if got, ierr := eng.ImageInspect(ctx, ref); ierr == nil && got.ID == li.ID {
+					res.PulledOnHost = append(res.PulledOnHost, ref)
+					continue
+				}
+				perr = errors.New("it pulled another image")
+			}
+			rep.Event("The host cannot pull %s (%s); sending the local copy", digest, firstLine(perr.Error(), 160))
 		}
 		send = append(send, ref)
 	}
@@ -271,4 +280,23 @@ func firstLine(s string, n int) string {
 		s = s[:n] + "..."
 	}
 	return s
+}
+
+// repoDigest is the pullable repo@sha256:... among an image's RepoDigests
+// for ref's repository, or "" when the image did not come from there.
+func repoDigest(digests []string, ref string) string {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return ""
+	}
+	for _, d := range digests {
+		dn, err := reference.ParseNormalizedNamed(d)
+		if err != nil {
+			continue
+		}
+		if c, ok := dn.(reference.Canonical); ok && dn.Name() == named.Name() {
+			return reference.FamiliarString(c)
+		}
+	}
+	return ""
 }
