@@ -140,8 +140,11 @@ func writeOutcome(w http.ResponseWriter, status int, out api.Outcome) {
 // jsonMediaTypes are the Content-Types accepted for bodies.
 var jsonMediaTypes = map[string]bool{"application/json": true}
 
-// patchMediaTypes also accept JSON Merge Patch, which PATCH bodies are.
-var patchMediaTypes = map[string]bool{"application/json": true, "application/merge-patch+json": true}
+// patchMediaTypes: PATCH replaces each top-level field given as a whole, so
+// JSON Merge Patch (application/merge-patch+json, which merges nested
+// objects such as customer and metadata) is refused rather than applied
+// with other semantics than the client asked for.
+var patchMediaTypes = jsonMediaTypes
 
 // readBody reads a request body of at most MaxBodyBytes. A required body
 // must carry one of the accepted media types; an optional one (actions) may
