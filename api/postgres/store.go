@@ -260,12 +260,6 @@ func (s *Store) inTx(ctx context.Context, idem *api.Idempotency, fn func(tx pgx.
 		return api.Outcome{}, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
-	if idem != nil {
-		replay, err := claimKey(ctx, tx, idem)
-		if err != nil || replay != nil {
-			return api.Outcome{Replay: replay}, err
-		}
-	}
 	if idem == nil {
 		inv, err := fn(tx)
 		if err != nil {
@@ -276,9 +270,13 @@ func (s *Store) inTx(ctx context.Context, idem *api.Idempotency, fn func(tx pgx.
 		}
 		return api.Outcome{Invoice: inv}, nil
 	}
+	replay, err := claimKey(ctx, tx, idem)
+	if err != nil || replay != nil {
+		return api.Outcome{Replay: replay}, err
+	}
 	// The change runs in a savepoint, so a refusal it decides (invalid
-	// state, If-Match, not found) rolls back whatever it wrote (say a
-	// number taken from the counter) while its response is still stored.
+	// state, not found) rolls back whatever it wrote (say a number taken
+	// from the counter) while its response is still stored.
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return api.Outcome{}, fmt.Errorf("savepoint: %w", err)

@@ -106,18 +106,27 @@ func openPool(ctx context.Context, getenv func(string) string, logger *slog.Logg
 }
 
 func migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	logger := slog.New(slog.NewJSONHandler(stdout, nil))
+	pool, err := openMigrated(ctx, getenv, slog.New(slog.NewJSONHandler(stdout, nil)))
+	if err != nil {
+		return err
+	}
+	pool.Close()
+	return nil
+}
+
+// openMigrated connects (see openPool) and applies the embedded migrations.
+func openMigrated(ctx context.Context, getenv func(string) string, logger *slog.Logger) (*pgxpool.Pool, error) {
 	pool, err := openPool(ctx, getenv, logger)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer pool.Close()
 	n, err := postgres.Migrate(ctx, pool)
 	if err != nil {
-		return err
+		pool.Close()
+		return nil, err
 	}
 	logger.Info("migrations applied", "count", n, "version", postgres.LatestVersion())
-	return nil
+	return pool, nil
 }
 
 func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
@@ -158,18 +167,12 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	pool, err := openPool(ctx, getenv, logger)
+	pool, err := openMigrated(ctx, getenv, logger)
 	if err != nil {
 		_ = srv.Close()
 		return stoppedBeforeReady(ctx, logger, err)
 	}
 	defer pool.Close()
-	n, err := postgres.Migrate(ctx, pool)
-	if err != nil {
-		_ = srv.Close()
-		return stoppedBeforeReady(ctx, logger, err)
-	}
-	logger.Info("migrations applied", "count", n, "version", postgres.LatestVersion())
 	store := postgres.NewStore(pool)
 	reg.MustRegister(postgres.NewPoolCollector(pool))
 	svc.set(store)
