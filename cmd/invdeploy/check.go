@@ -34,7 +34,7 @@ are a warning on a local engine and a refusal on a remote one.`,
 				return err
 			}
 			defer closeFn()
-			rep, err := d.Check(cmd.Context(), st, deployer.CheckOptions{Remote: g.remote()})
+			rep, err := d.Check(cmd.Context(), st, deployer.CheckOptions{})
 			if g.Output == "json" && rep != nil {
 				if jerr := writeJSON(g.stdout, map[string]any{"project": st.Project.Name, "warnings": nonNil(rep.Warnings), "problems": rep.Problems}); jerr != nil {
 					return jerr

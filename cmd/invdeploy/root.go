@@ -102,8 +102,8 @@ func (g *globalOptions) progress() *deployer.Progress {
 	return deployer.NewProgress(g.stderr, g.Quiet)
 }
 
-// remote reports whether the engine is on another host, where preflight is
-// stricter (see deployer.CheckOptions.Remote).
+// remote reports whether the engine is on another host: the local commands
+// refuse it (remote engines go through invdeploy remote).
 func (g *globalOptions) remote() bool {
 	h := g.Host
 	if h == "" {

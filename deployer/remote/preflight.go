@@ -156,10 +156,10 @@ func Preflight(ctx context.Context, eng PreflightEngine, st *deployer.Stack, o P
 	if o.AppCIDR == "" && len(f.Rules) > 0 && f.Rules[0].CIDR == "<CIDR>" {
 		f.Notes = append(f.Notes, "give --allow-from CIDR to fill in who may reach the app port")
 	}
-	if err := checkCIDR(o.AppCIDR, "--allow-from"); err != nil {
+	if err := CheckCIDR(o.AppCIDR, "--allow-from"); err != nil {
 		return f, err
 	}
-	if err := checkCIDR(o.AdminCIDR, "--admin-cidr"); err != nil {
+	if err := CheckCIDR(o.AdminCIDR, "--admin-cidr"); err != nil {
 		return f, err
 	}
 
@@ -366,9 +366,7 @@ func isPostgres(s types.ServiceConfig) bool {
 }
 
 // CheckCIDR validates a --allow-from / --admin-cidr value ("" is allowed).
-func CheckCIDR(s, flag string) error { return checkCIDR(s, flag) }
-
-func checkCIDR(s, flag string) error {
+func CheckCIDR(s, flag string) error {
 	if s == "" {
 		return nil
 	}
