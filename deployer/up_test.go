@@ -245,14 +245,22 @@ func TestUpWaitTimeout(t *testing.T) {
 	}
 }
 
-func TestDownKeepsVolumesUnlessAsked(t *testing.T) {
-	ctx := context.Background()
+// upBundled brings the bundled stack up on a fake engine.
+func upBundled(t *testing.T) (*Deployer, *fakeEngine, *Stack, UpOptions) {
+	t.Helper()
 	st, cfgDir := bundledStack(t, "INVOICING_API_PORT="+strconv.Itoa(freePort(t)))
 	f := fakeWithImages()
 	d := New(f, nil)
-	if _, err := d.Up(ctx, st, UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}); err != nil {
+	o := UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}
+	if _, err := d.Up(context.Background(), st, o); err != nil {
 		t.Fatal(err)
 	}
+	return d, f, st, o
+}
+
+func TestDownKeepsVolumesUnlessAsked(t *testing.T) {
+	ctx := context.Background()
+	d, f, _, _ := upBundled(t)
 	res, err := d.Down(ctx, "inv", DownOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -273,12 +281,7 @@ func TestDownKeepsVolumesUnlessAsked(t *testing.T) {
 // database still answers.
 func TestDownStopsDependentsFirst(t *testing.T) {
 	ctx := context.Background()
-	st, cfgDir := bundledStack(t, "INVOICING_API_PORT="+strconv.Itoa(freePort(t)))
-	f := fakeWithImages()
-	d := New(f, nil)
-	if _, err := d.Up(ctx, st, UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
+	d, f, st, o := upBundled(t)
 	for _, c := range f.containers {
 		if c.name == "inv-api-1" && !strings.HasPrefix(c.cfg.Labels[LabelDependsOn], "db:service_healthy:") {
 			t.Errorf("api depends_on label %q", c.cfg.Labels[LabelDependsOn])
@@ -298,7 +301,7 @@ func TestDownStopsDependentsFirst(t *testing.T) {
 			t.Fatalf("stop order %v, want api then db", stops)
 		}
 		f.calls = nil
-		if _, err := d.Up(ctx, st, UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}); err != nil {
+		if _, err := d.Up(ctx, st, o); err != nil {
 			t.Fatal(err)
 		}
 	}
