@@ -89,33 +89,35 @@ func resolveRef(gitDir, ref string) string {
 	return ""
 }
 
+// gitCommand is git run in dir with args, or nil when dir is not in a git
+// checkout or git is not installed.
+func gitCommand(dir string, args ...string) *exec.Cmd {
+	if findGitDir(dir) == "" {
+		return nil
+	}
+	git, err := exec.LookPath("git")
+	if err != nil {
+		return nil
+	}
+	return exec.Command(git, append([]string{"-C", dir}, args...)...)
+}
+
 // gitDirty reports whether the git checkout holding dir has uncommitted
 // changes (tracked or untracked, .gitignore honoured) below dir. Without git
 // or a checkout it reports false.
 func gitDirty(dir string) bool {
-	if findGitDir(dir) == "" {
-		return false
-	}
-	git, err := exec.LookPath("git")
-	if err != nil {
-		return false
-	}
 	// --no-optional-locks: never take index.lock under the user's own git.
-	out, err := exec.Command(git, "--no-optional-locks", "-C", dir, "status", "--porcelain", "--", ".").Output()
+	cmd := gitCommand(dir, "--no-optional-locks", "status", "--porcelain", "--", ".")
+	if cmd == nil {
+		return false
+	}
+	out, err := cmd.Output()
 	return err == nil && len(strings.TrimSpace(string(out))) > 0
 }
 
 // gitTracked reports whether path is tracked by the git checkout holding it.
 // Without a git binary or a checkout it reports false.
 func gitTracked(path string) bool {
-	dir := filepath.Dir(path)
-	if findGitDir(dir) == "" {
-		return false
-	}
-	git, err := exec.LookPath("git")
-	if err != nil {
-		return false
-	}
-	cmd := exec.Command(git, "-C", dir, "ls-files", "--error-unmatch", "--", filepath.Base(path))
-	return cmd.Run() == nil
+	cmd := gitCommand(filepath.Dir(path), "ls-files", "--error-unmatch", "--", filepath.Base(path))
+	return cmd != nil && cmd.Run() == nil
 }
