@@ -12,10 +12,11 @@ TEST_TIMEOUT ?= 75m
 
 all: build
 
-## build: bin/invdeploy and bin/invoicing-api
+## build: bin/invdeploy, bin/invoicing-api and bin/invdeploy-proxy
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/invdeploy ./cmd/invdeploy
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/invoicing-api ./cmd/invoicing-api
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/invdeploy-proxy ./cmd/invdeploy-proxy
 
 ## deps: Debian packages the tests and the test bed need (idempotent, quick when present)
 deps:
