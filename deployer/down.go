@@ -21,6 +21,9 @@ type DownOptions struct {
 	// Timeout is the stop grace period per container; 0 means each
 	// container's own (stop_grace_period, else the engine's 10 s).
 	Timeout time.Duration
+	// Lock takes the project's deploy lock (see Deployer.Lock) for the
+	// duration; a held lock fails with ErrLocked before anything is stopped.
+	Lock bool
 }
 
 // DownResult counts what Down removed.
@@ -32,6 +35,13 @@ type DownResult struct {
 // volumes only with Volumes: data is never deleted by accident.
 func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*DownResult, error) {
 	res := &DownResult{}
+	if o.Lock {
+		l, err := d.Lock(ctx, project, LockOptions{Command: "down"})
+		if err != nil {
+			return res, err
+		}
+		defer l.Unlock(ctx)
+	}
 	cs, err := d.projectContainers(ctx, project)
 	if err != nil {
 		return res, err

@@ -30,6 +30,10 @@ type UpOptions struct {
 	ConfigDir string
 	// Getenv is passed to Build; nil means os.Getenv.
 	Getenv func(string) string
+	// Lock takes the project's deploy lock (see Deployer.Lock) once
+	// preflight passed, for the rest of Up: a held lock fails with
+	// ErrLocked (exit 5) before anything is built or changed.
+	Lock bool
 }
 
 // Action is what Up did to one container.
@@ -95,6 +99,13 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	}
 	if err != nil {
 		return res, err
+	}
+	if o.Lock {
+		l, err := d.Lock(ctx, st.Project.Name, LockOptions{Command: "up"})
+		if err != nil {
+			return res, err
+		}
+		defer l.Unlock(ctx)
 	}
 	p := st.Project
 	if err := d.refreshImages(ctx, p); err != nil {

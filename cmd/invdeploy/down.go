@@ -35,7 +35,7 @@ func newDownCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			defer closeFn()
-			res, err := d.Down(cmd.Context(), name, deployer.DownOptions{Volumes: o.volumes, Timeout: o.timeout})
+			res, err := d.Down(cmd.Context(), name, deployer.DownOptions{Volumes: o.volumes, Timeout: o.timeout, Lock: true})
 			if err != nil {
 				return err
 			}

@@ -23,6 +23,7 @@ const (
 	exitUsage     = 2
 	exitPreflight = 3
 	exitUnhealthy = 4
+	exitLocked    = 5
 	exitCancelled = 130
 )
 
@@ -68,6 +69,8 @@ func exitCode(ctx context.Context, err error) int {
 		return exitPreflight
 	case deployer.IsUnhealthy(err):
 		return exitUnhealthy
+	case deployer.IsLocked(err):
+		return exitLocked
 	case ctx.Err() != nil && errors.Is(err, context.Canceled):
 		return exitCancelled
 	default:

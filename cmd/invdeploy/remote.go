@@ -195,7 +195,7 @@ unless --port; Postgres is never published.`,
 				Via:       via,
 				Rebuild:   rebuild,
 				Preflight: remote.PreflightOptions{AppCIDR: allowFrom, AdminCIDR: adminCIDR},
-				Deploy:    deployer.UpOptions{WaitTimeout: waitTimeout},
+				Deploy:    deployer.UpOptions{WaitTimeout: waitTimeout, Lock: true},
 			}
 			if via == remote.ViaRegistry {
 				// One repository is pushed and pulled: a second built image
@@ -371,7 +371,7 @@ func newRemoteDownCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 				return err
 			}
 			defer s.close(g)
-			res, err := deployer.New(s.client, g.progress()).Down(cmd.Context(), name, deployer.DownOptions{Volumes: volumes, Timeout: timeout})
+			res, err := deployer.New(s.client, g.progress()).Down(cmd.Context(), name, deployer.DownOptions{Volumes: volumes, Timeout: timeout, Lock: true})
 			if err != nil {
 				return err
 			}

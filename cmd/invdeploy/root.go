@@ -35,6 +35,7 @@ var commands = []func(*globalOptions) *cobra.Command{
 	newLogsCommand,
 	newCheckCommand,
 	newBuildCommand,
+	newLockCommand,
 	newCompletionCommand,
 }
 
@@ -48,7 +49,7 @@ and refuses with a clear message, builds images, starts services in dependency
 order and returns when everything is healthy.
 
 Exit codes: 0 ok; 1 failure; 2 usage; 3 preflight refused (nothing changed);
-4 deployed but unhealthy.`,
+4 deployed but unhealthy; 5 another deploy holds the project's lock.`,
 		Example: `  invdeploy up                 # the bundled stack, from the repository root
   invdeploy status --output json
   invdeploy remote status --host ssh://admin@203.0.113.7`,

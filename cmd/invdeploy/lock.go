@@ -1,0 +1,79 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/invdeploy/invdeploy/deployer"
+)
+
+type lockOptions struct {
+	stack stackOptions
+	brk   bool
+}
+
+func newLockCommand(g *globalOptions) *cobra.Command {
+	o := &lockOptions{}
+	cmd := &cobra.Command{
+		Use:   "lock [-p NAME] [--break]",
+		Short: "Show who holds the project's deploy lock, or break it",
+		Long: `up and down hold the project's deploy lock while they change the stack, so two
+deploys - from this machine or another one deploying to the same engine - never
+run at once: the second exits 5 and names the holder. The lock lives on the engine
+(a never-started container named invdeploy-lock-<project>) with a heartbeat every
+5 s; a lock whose heartbeat is older than 30 s, or whose holder was a process of
+this machine that no longer runs, is taken over by the next deploy with a warning.
+--break removes it at once: use it only when you know the holder is dead.`,
+		Example: `  invdeploy lock
+  invdeploy lock -p shop --break`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			name, err := o.stack.projectName(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			d, closeFn, err := g.deployer()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			if o.brk {
+				h, err := d.BreakLock(cmd.Context(), name)
+				if err != nil {
+					return err
+				}
+				if g.Output == "json" {
+					return writeJSON(g.stdout, map[string]any{"project": name, "broken": h})
+				}
+				if h == nil {
+					fmt.Fprintf(g.stdout, "Project %s: nobody held the deploy lock\n", name)
+					return nil
+				}
+				fmt.Fprintf(g.stdout, "Project %s: broke the deploy lock of %s\n", name, h)
+				return nil
+			}
+			h, age, err := d.LockStatus(cmd.Context(), name)
+			if errors.Is(err, deployer.ErrNotFound) {
+				if g.Output == "json" {
+					return writeJSON(g.stdout, map[string]any{"project": name, "holder": nil})
+				}
+				fmt.Fprintf(g.stdout, "Project %s: the deploy lock is free\n", name)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if g.Output == "json" {
+				return writeJSON(g.stdout, map[string]any{"project": name, "holder": h, "heartbeat_age_seconds": age.Seconds()})
+			}
+			fmt.Fprintf(g.stdout, "Project %s: deploy lock held by %s, last heartbeat %s ago\n", name, h, age.Round(time.Second))
+			return nil
+		},
+	}
+	o.stack.bind(cmd, true)
+	cmd.Flags().BoolVar(&o.brk, "break", false, "remove the lock whoever holds it (only when its holder is dead)")
+	return cmd
+}

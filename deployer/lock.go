@@ -1,0 +1,357 @@
+package deployer
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
+)
+
+// The deploy lock lives on the engine, so two machines deploying to one host
+// exclude each other: it is a never-started container named
+// invdeploy-lock-<project>. Creating a container with a given name is atomic
+// in the engine, so exactly one creator wins. The holder is in the
+// container's labels (visible in `docker ps -a`) and a heartbeat file inside
+// it, rewritten every LockHeartbeat through the Engine API; a lock whose
+// heartbeat is older than LockLease, or whose holder is a dead process on
+// this machine, is stale and taken over. The container runs nothing and
+// holds no secret; its image is a one-file image built from scratch.
+
+// ErrLocked is wrapped when another deploy holds the project's lock (exit 5).
+var ErrLocked = errors.New("another deploy holds the lock")
+
+// IsLocked reports whether err means another deploy holds the lock.
+func IsLocked(err error) bool { return errors.Is(err, ErrLocked) }
+
+const (
+	// LockHeartbeat is how often a holder renews its lock.
+	LockHeartbeat = 5 * time.Second
+	// LockLease is how old a heartbeat may be before the lock counts as
+	// abandoned (its holder died on another machine or lost the engine).
+	LockLease = 30 * time.Second
+
+	lockImage        = "invdeploy-lock:1"
+	labelLockHolder  = "io.invdeploy.lock.holder"
+	labelLockProject = "io.invdeploy.lock.project"
+	lockFile         = "/invdeploy-lock.json"
+)
+
+// LockHolder says who holds a lock.
+type LockHolder struct {
+	User      string    `json:"user"`
+	Machine   string    `json:"machine"`
+	PID       int       `json:"pid"`
+	Command   string    `json:"command"`
+	Since     time.Time `json:"since"`
+	Heartbeat time.Time `json:"heartbeat"`
+}
+
+func (h LockHolder) String() string {
+	return fmt.Sprintf("%s@%s pid %d (%s) since %s", h.User, h.Machine, h.PID, h.Command, h.Since.UTC().Format(time.RFC3339))
+}
+
+// LockError is returned when the lock is held by someone else.
+type LockError struct {
+	Project string
+	Holder  LockHolder
+	// Age is how long ago the holder's last heartbeat was.
+	Age time.Duration
+}
+
+func (e *LockError) Error() string {
+	return fmt.Sprintf("%s of project %s: %s, last heartbeat %s ago; wait for it to finish, or, if that deploy is dead, "+
+		"run `invdeploy lock --break -p %s` (a lock without heartbeat for %s is taken over by itself)",
+		ErrLocked, e.Project, e.Holder, e.Age.Round(time.Second), e.Project, LockLease)
+}
+
+// Unwrap makes errors.Is(err, ErrLocked) true.
+func (e *LockError) Unwrap() error { return ErrLocked }
+
+// LockOptions control Lock.
+type LockOptions struct {
+	// Command is what the holder runs, e.g. "up" (shown to others).
+	Command string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Lock is a held deploy lock; Unlock releases it.
+type Lock struct {
+	d       *Deployer
+	project string
+	id      string
+	holder  LockHolder
+	now     func() time.Time
+	stop    chan struct{}
+	done    sync.WaitGroup
+	once    sync.Once
+}
+
+func lockName(project string) string { return "invdeploy-lock-" + project }
+
+// Lock takes the deploy lock of project on the engine, or fails with a
+// *LockError naming the holder. A stale lock (no heartbeat for LockLease, or
+// held by a dead process of this machine) is taken over with a warning.
+func (d *Deployer) Lock(ctx context.Context, project string, o LockOptions) (*Lock, error) {
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	if err := d.ensureLockImage(ctx); err != nil {
+		return nil, err
+	}
+	h := currentHolder(o.Command, now())
+	for attempt := 0; attempt < 3; attempt++ {
+		id, err := d.createLock(ctx, project, h)
+		if err == nil {
+			l := &Lock{d: d, project: project, id: id, holder: h, now: now, stop: make(chan struct{})}
+			l.done.Add(1)
+			go l.heartbeat()
+			return l, nil
+		}
+		if !cerrdefs.IsConflict(err) {
+			return nil, fmt.Errorf("take the deploy lock of %s: %w", project, err)
+		}
+		cur, curID, err := d.readLock(ctx, project)
+		if cerrdefs.IsNotFound(err) {
+			continue // released meanwhile: try again
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the deploy lock of %s: %w", project, err)
+		}
+		age := now().Sub(cur.Heartbeat)
+		if reason := staleReason(cur, age); reason != "" {
+			d.out.Event("warning: taking over the deploy lock of %s from %s: %s", project, cur, reason)
+			if err := d.engine.ContainerRemove(ctx, curID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+				return nil, fmt.Errorf("remove the stale deploy lock of %s: %w", project, err)
+			}
+			continue
+		}
+		return nil, &LockError{Project: project, Holder: cur, Age: age}
+	}
+	return nil, fmt.Errorf("take the deploy lock of %s: it changed hands three times while trying; try again", project)
+}
+
+// staleReason says why a lock may be taken over, or "" when it is live.
+func staleReason(h LockHolder, age time.Duration) string {
+	if age > LockLease {
+		return fmt.Sprintf("no heartbeat for %s", age.Round(time.Second))
+	}
+	if host, _ := os.Hostname(); h.Machine == host && h.PID > 0 && !processAlive(h.PID) {
+		return fmt.Sprintf("process %d no longer runs on this machine", h.PID)
+	}
+	return ""
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// LockStatus returns the holder of project's lock and the age of its last
+// heartbeat, or ErrNotFound when nobody holds it.
+func (d *Deployer) LockStatus(ctx context.Context, project string) (*LockHolder, time.Duration, error) {
+	h, _, err := d.readLock(ctx, project)
+	if cerrdefs.IsNotFound(err) {
+		return nil, 0, fmt.Errorf("deploy lock of %s: %w", project, ErrNotFound)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return &h, time.Since(h.Heartbeat), nil
+}
+
+// BreakLock removes project's lock whoever holds it, and returns the holder
+// it removed (nil when there was none).
+func (d *Deployer) BreakLock(ctx context.Context, project string) (*LockHolder, error) {
+	h, id, err := d.readLock(ctx, project)
+	if cerrdefs.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := d.engine.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		return nil, fmt.Errorf("break the deploy lock of %s: %w", project, err)
+	}
+	return &h, nil
+}
+
+// Unlock stops the heartbeat and releases the lock, unless someone broke it
+// and took it meanwhile (then theirs is left alone).
+func (l *Lock) Unlock(ctx context.Context) error {
+	var err error
+	l.once.Do(func() {
+		close(l.stop)
+		l.done.Wait()
+		err = l.d.engine.ContainerRemove(context.WithoutCancel(ctx), l.id, container.RemoveOptions{Force: true})
+		if cerrdefs.IsNotFound(err) {
+			err = nil
+		}
+		if err != nil {
+			err = fmt.Errorf("release the deploy lock of %s: %w", l.project, err)
+		}
+	})
+	return err
+}
+
+func (l *Lock) heartbeat() {
+	defer l.done.Done()
+	t := time.NewTicker(LockHeartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			l.holder.Heartbeat = l.now()
+			ctx, cancel := context.WithTimeout(context.Background(), LockHeartbeat)
+			err := l.d.writeLockFile(ctx, l.id, l.holder)
+			cancel()
+			if err != nil {
+				l.d.out.Event("warning: renewing the deploy lock of %s: %v", l.project, err)
+			}
+		}
+	}
+}
+
+func currentHolder(command string, now time.Time) LockHolder {
+	h := LockHolder{PID: os.Getpid(), Command: command, Since: now.UTC(), Heartbeat: now.UTC()}
+	if u, err := user.Current(); err == nil {
+		h.User = u.Username
+	} else {
+		h.User = strconv.Itoa(os.Getuid())
+	}
+	h.Machine, _ = os.Hostname()
+	return h
+}
+
+// ensureLockImage builds the one-file image lock containers are made from
+// (FROM scratch: nothing is pulled), once per engine.
+func (d *Deployer) ensureLockImage(ctx context.Context) error {
+	if _, err := d.engine.ImageInspect(ctx, lockImage); err == nil {
+		return nil
+	} else if !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("inspect %s: %w", lockImage, err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	files := map[string]string{
+		"Dockerfile": "FROM scratch\nCOPY lock " + lockFile + "\nLABEL " + LabelManagedBy + "=invdeploy\n",
+		"lock":       "{}\n",
+	}
+	for _, name := range []string{"Dockerfile", "lock"} {
+		body := files[name]
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), ModTime: time.Unix(0, 0)}); err != nil {
+			return err
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			return err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	resp, err := d.engine.ImageBuild(ctx, &buf, build.ImageBuildOptions{
+		Tags: []string{lockImage}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
+	})
+	if err != nil {
+		return fmt.Errorf("build %s: %w", lockImage, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("build %s: %w", lockImage, err)
+	}
+	if bytes.Contains(out, []byte(`"error"`)) {
+		return fmt.Errorf("build %s: %s", lockImage, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func (d *Deployer) createLock(ctx context.Context, project string, h LockHolder) (string, error) {
+	info, err := json.Marshal(h)
+	if err != nil {
+		return "", err
+	}
+	resp, err := d.engine.ContainerCreate(ctx, &container.Config{
+		Image: lockImage,
+		Cmd:   []string{"/nonexistent"}, // never started
+		Labels: map[string]string{
+			LabelManagedBy:   "invdeploy",
+			labelLockProject: project, // not LabelProject: status, down and orphans ignore it
+			labelLockHolder:  string(info),
+		},
+	}, &container.HostConfig{NetworkMode: "none"}, nil, nil, lockName(project))
+	if err != nil {
+		return "", err
+	}
+	if err := d.writeLockFile(ctx, resp.ID, h); err != nil {
+		_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), resp.ID, container.RemoveOptions{Force: true})
+		return "", fmt.Errorf("write the deploy lock: %w", err)
+	}
+	return resp.ID, nil
+}
+
+func (d *Deployer) writeLockFile(ctx context.Context, id string, h LockHolder) error {
+	body, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: strings.TrimPrefix(lockFile, "/"), Mode: 0o644, Size: int64(len(body)), ModTime: h.Heartbeat}); err != nil {
+		return err
+	}
+	if _, err := tw.Write(body); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return d.engine.CopyToContainer(ctx, id, "/", &buf, container.CopyToContainerOptions{})
+}
+
+// readLock returns the holder of project's lock (heartbeat from the lock
+// file, else the labels' time) and the lock container's id.
+func (d *Deployer) readLock(ctx context.Context, project string) (LockHolder, string, error) {
+	var h LockHolder
+	c, err := d.engine.ContainerInspect(ctx, lockName(project))
+	if err != nil {
+		return h, "", err
+	}
+	if c.Config != nil {
+		_ = json.Unmarshal([]byte(c.Config.Labels[labelLockHolder]), &h)
+	}
+	rc, _, err := d.engine.CopyFromContainer(ctx, c.ID, lockFile)
+	if err == nil {
+		defer rc.Close()
+		tr := tar.NewReader(rc)
+		if _, err := tr.Next(); err == nil {
+			var fromFile LockHolder
+			if b, err := io.ReadAll(io.LimitReader(tr, 64<<10)); err == nil && json.Unmarshal(b, &fromFile) == nil && !fromFile.Heartbeat.IsZero() {
+				h.Heartbeat = fromFile.Heartbeat
+			}
+		}
+	} else if cerrdefs.IsNotFound(err) {
+		return h, "", err // removed between inspect and copy
+	}
+	if h.Heartbeat.IsZero() {
+		h.Heartbeat = h.Since
+	}
+	return h, c.ID, nil
+}

@@ -1,0 +1,299 @@
+package deployer
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// lockEngine is a fake of just the calls the lock makes: named containers
+// whose creation is atomic, and one file each.
+type lockEngine struct {
+	Engine
+	mu      sync.Mutex
+	image   bool
+	builds  int
+	seq     int
+	byName  map[string]string            // name -> id
+	labels  map[string]map[string]string // id -> labels
+	files   map[string][]byte            // id -> lock file
+	removed []string
+}
+
+func newLockEngine() *lockEngine {
+	return &lockEngine{byName: map[string]string{}, labels: map[string]map[string]string{}, files: map[string][]byte{}}
+}
+
+func (f *lockEngine) ImageInspect(_ context.Context, ref string, _ ...client.ImageInspectOption) (image.InspectResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.image && ref == lockImage {
+		return image.InspectResponse{ID: "sha256:lock"}, nil
+	}
+	return image.InspectResponse{}, cerrdefs.ErrNotFound
+}
+
+func (f *lockEngine) ImageBuild(_ context.Context, r io.Reader, o build.ImageBuildOptions) (build.ImageBuildResponse, error) {
+	io.Copy(io.Discard, r)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.image = true
+	f.builds++
+	return build.ImageBuildResponse{Body: io.NopCloser(strings.NewReader(`{"stream":"ok"}`))}, nil
+}
+
+func (f *lockEngine) ContainerCreate(_ context.Context, cfg *container.Config, _ *container.HostConfig, _ *network.NetworkingConfig, _ *ocispec.Platform, name string) (container.CreateResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.byName[name]; ok {
+		return container.CreateResponse{}, fmt.Errorf("name %s in use: %w", name, cerrdefs.ErrConflict)
+	}
+	f.seq++
+	id := fmt.Sprintf("c%d", f.seq)
+	f.byName[name] = id
+	f.labels[id] = cfg.Labels
+	return container.CreateResponse{ID: id}, nil
+}
+
+func (f *lockEngine) idOf(ref string) (string, bool) {
+	if id, ok := f.byName[ref]; ok {
+		return id, true
+	}
+	_, ok := f.labels[ref]
+	return ref, ok
+}
+
+func (f *lockEngine) ContainerInspect(_ context.Context, ref string) (container.InspectResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id, ok := f.idOf(ref)
+	if !ok {
+		return container.InspectResponse{}, cerrdefs.ErrNotFound
+	}
+	r := container.InspectResponse{Config: &container.Config{Labels: f.labels[id]}}
+	r.ContainerJSONBase = &container.ContainerJSONBase{ID: id}
+	return r, nil
+}
+
+func (f *lockEngine) ContainerRemove(_ context.Context, ref string, _ container.RemoveOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id, ok := f.idOf(ref)
+	if !ok {
+		return cerrdefs.ErrNotFound
+	}
+	for n, i := range f.byName {
+		if i == id {
+			delete(f.byName, n)
+		}
+	}
+	delete(f.labels, id)
+	delete(f.files, id)
+	f.removed = append(f.removed, id)
+	return nil
+}
+
+func (f *lockEngine) CopyToContainer(_ context.Context, id, _ string, r io.Reader, _ container.CopyToContainerOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.labels[id]; !ok {
+		return cerrdefs.ErrNotFound
+	}
+	tr := tar.NewReader(r)
+	if _, err := tr.Next(); err != nil {
+		return err
+	}
+	b, _ := io.ReadAll(tr)
+	f.files[id] = b
+	return nil
+}
+
+func (f *lockEngine) CopyFromContainer(_ context.Context, id, _ string) (io.ReadCloser, container.PathStat, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.files[id]
+	if !ok {
+		return nil, container.PathStat{}, cerrdefs.ErrNotFound
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	tw.WriteHeader(&tar.Header{Name: "invdeploy-lock.json", Mode: 0o644, Size: int64(len(b))})
+	tw.Write(b)
+	tw.Close()
+	return io.NopCloser(&buf), container.PathStat{}, nil
+}
+
+func TestLockExcludesSecondDeploy(t *testing.T) {
+	eng := newLockEngine()
+	d := New(eng, nil)
+	ctx := context.Background()
+	l, err := d.Lock(ctx, "shop", LockOptions{Command: "up"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.Lock(ctx, "shop", LockOptions{Command: "down"})
+	var le *LockError
+	if !errors.As(err, &le) || !IsLocked(err) {
+		t.Fatalf("second lock: %v, want a LockError", err)
+	}
+	host, _ := os.Hostname()
+	if le.Holder.PID != os.Getpid() || le.Holder.Command != "up" || le.Holder.Machine != host {
+		t.Fatalf("holder %+v", le.Holder)
+	}
+	for _, want := range []string{"shop", "pid", "(up)", "invdeploy lock --break -p shop"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q lacks %q", err, want)
+		}
+	}
+	// Another project is independent.
+	other, err := d.Lock(ctx, "blog", LockOptions{Command: "up"})
+	if err != nil {
+		t.Fatalf("another project's lock: %v", err)
+	}
+	other.Unlock(ctx)
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := d.Lock(ctx, "shop", LockOptions{Command: "rollback"})
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	l2.Unlock(ctx)
+	if eng.builds != 1 {
+		t.Errorf("lock image built %d times, want once", eng.builds)
+	}
+}
+
+// TestLockConcurrent: of many simultaneous takers exactly one wins.
+func TestLockConcurrent(t *testing.T) {
+	eng := newLockEngine()
+	d := New(eng, nil)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var won []*Lock
+	locked := 0
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := d.Lock(ctx, "shop", LockOptions{Command: "up"})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				won = append(won, l)
+			case IsLocked(err):
+				locked++
+			default:
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(won) != 1 || locked != 7 {
+		t.Fatalf("winners %d, refused %d; want 1 and 7", len(won), locked)
+	}
+	won[0].Unlock(ctx)
+}
+
+// TestStaleLockTakenOver: a lock whose heartbeat is older than the lease, or
+// whose holder is a dead process of this machine, is taken over; a live one
+// of another machine is not.
+func TestStaleLockTakenOver(t *testing.T) {
+	ctx := context.Background()
+	host, _ := os.Hostname()
+	now := time.Now()
+	cases := []struct {
+		name   string
+		holder LockHolder
+		stale  bool
+	}{
+		{"fresh, other machine", LockHolder{User: "bob", Machine: "elsewhere", PID: 1, Heartbeat: now.Add(-2 * time.Second)}, false},
+		{"old heartbeat", LockHolder{User: "bob", Machine: "elsewhere", PID: 1, Heartbeat: now.Add(-LockLease - time.Second)}, true},
+		{"dead pid here", LockHolder{User: "me", Machine: host, PID: deadPID(t), Heartbeat: now}, true},
+		{"live pid here", LockHolder{User: "me", Machine: host, PID: os.Getppid(), Heartbeat: now}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			eng := newLockEngine()
+			d := New(eng, nil)
+			tc.holder.Since = tc.holder.Heartbeat
+			if _, err := d.createLock(ctx, "shop", tc.holder); err != nil {
+				t.Fatal(err)
+			}
+			eng.image = true
+			l, err := d.Lock(ctx, "shop", LockOptions{Command: "up", Now: func() time.Time { return now }})
+			if tc.stale {
+				if err != nil {
+					t.Fatalf("stale lock not taken over: %v", err)
+				}
+				l.Unlock(ctx)
+				return
+			}
+			if !IsLocked(err) {
+				t.Fatalf("live lock: %v, want ErrLocked", err)
+			}
+		})
+	}
+}
+
+func TestBreakAndStatus(t *testing.T) {
+	eng := newLockEngine()
+	d := New(eng, nil)
+	ctx := context.Background()
+	if _, _, err := d.LockStatus(ctx, "shop"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("status without lock: %v", err)
+	}
+	l, err := d.Lock(ctx, "shop", LockOptions{Command: "up"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := d.LockStatus(ctx, "shop")
+	if err != nil || h.Command != "up" {
+		t.Fatalf("status: %+v %v", h, err)
+	}
+	broken, err := d.BreakLock(ctx, "shop")
+	if err != nil || broken == nil || broken.PID != os.Getpid() {
+		t.Fatalf("break: %+v %v", broken, err)
+	}
+	// Someone takes it; the first holder's Unlock must not remove theirs.
+	l2, err := d.Lock(ctx, "shop", LockOptions{Command: "down"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if h, _, err := d.LockStatus(ctx, "shop"); err != nil || h.Command != "down" {
+		t.Fatalf("the second holder's lock was removed by the first's Unlock: %+v %v", h, err)
+	}
+	l2.Unlock(ctx)
+}
+
+// deadPID returns the pid of a process that has exited.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	p, err := os.StartProcess("/bin/true", []string{"true"}, &os.ProcAttr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Wait()
+	return p.Pid
+}
