@@ -30,6 +30,9 @@ type UpOptions struct {
 	ConfigDir string
 	// Getenv is passed to Build; nil means os.Getenv.
 	Getenv func(string) string
+	// RemoveOrphans removes the containers of services the stack no longer
+	// has (else up warns and names them).
+	RemoveOrphans bool
 }
 
 // Action is what Up did to one container.
@@ -97,7 +100,15 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 		return res, err
 	}
 	p := st.Project
+	if err := d.pullMissing(ctx, p); err != nil {
+		return res, err
+	}
 	if err := d.refreshImages(ctx, p); err != nil {
+		return res, err
+	}
+	orphans, err := d.orphans(ctx, p, o.RemoveOrphans)
+	res.Steps = append(res.Steps, orphans...)
+	if err != nil {
 		return res, err
 	}
 

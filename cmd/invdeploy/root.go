@@ -116,6 +116,11 @@ func (g *globalOptions) remote() bool {
 type stackOptions struct {
 	Files   []string
 	Project string
+	// Profiles are the --profile flags (empty: COMPOSE_PROFILES).
+	Profiles []string
+	// Services named on the command line; they are enabled even when their
+	// profiles are not.
+	Services []string
 }
 
 func (s *stackOptions) bind(cmd *cobra.Command, fileShorthand bool) {
@@ -125,10 +130,11 @@ func (s *stackOptions) bind(cmd *cobra.Command, fileShorthand bool) {
 		cmd.Flags().StringArrayVar(&s.Files, "file", nil, "compose file (default: compose.yaml etc. in the working directory, else the bundled stack)")
 	}
 	cmd.Flags().StringVarP(&s.Project, "project-name", "p", "", "project name (default: the compose file's name:, else its directory)")
+	cmd.Flags().StringArrayVar(&s.Profiles, "profile", nil, "enable services of this compose profile (repeatable; default $COMPOSE_PROFILES)")
 }
 
 func (s *stackOptions) load(ctx context.Context, g *globalOptions) (*deployer.Stack, error) {
-	st, err := deployer.Load(ctx, deployer.LoadOptions{Files: s.Files, ProjectName: s.Project})
+	st, err := deployer.Load(ctx, deployer.LoadOptions{Files: s.Files, ProjectName: s.Project, Profiles: s.Profiles, Services: s.Services})
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +150,20 @@ func (s *stackOptions) projectName(ctx context.Context, g *globalOptions) (strin
 	if err != nil {
 		return "", fmt.Errorf("find the project name (or give -p): %w", err)
 	}
+	if !g.Quiet {
+		for _, w := range st.LoaderWarnings {
+			fmt.Fprintf(g.stderr, "warning: %s\n", w)
+		}
+	}
 	return st.Project.Name, nil
+}
+
+// announce says which project a mutating command changes and why it was
+// chosen, e.g. "project invoicing (bundled stack; no compose file here)".
+func announce(g *globalOptions, verb string, st *deployer.Stack) {
+	if !g.Quiet {
+		fmt.Fprintf(g.stderr, "%s %s\n", verb, st.Describe())
+	}
 }
 
 func warn(g *globalOptions, st *deployer.Stack) {
