@@ -4,7 +4,6 @@ import (
 	"io"
 	"sync"
 
-	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/sirupsen/logrus"
 )
 
@@ -29,7 +28,7 @@ func (h warningHook) Fire(e *logrus.Entry) error {
 // warnings appended to warns: compose-go's own warnings (e.g. "the
 // attribute `version` is obsolete") then reach the user as invdeploy
 // warning: lines instead of logrus lines on stderr.
-func captureLoaderWarnings(warns *[]string, load func() (*types.Project, error)) (*types.Project, error) {
+func captureLoaderWarnings[T any](warns *[]string, load func() (T, error)) (T, error) {
 	loaderLog.Lock()
 	defer loaderLog.Unlock()
 	std := logrus.StandardLogger()
@@ -47,5 +46,7 @@ func captureLoaderWarnings(warns *[]string, load func() (*types.Project, error))
 // warnings, each once.
 func (s *Stack) addLoaderWarnings(warns []string) {
 	s.LoaderWarnings = unique(append([]string{}, warns...))
-	s.Warnings = append(append([]string{}, s.LoaderWarnings...), s.Warnings...)
+	// Unique: Up prints the stack's warnings, then those preflight adds
+	// after them (Check keeps the stack's as its prefix).
+	s.Warnings = unique(append(append([]string{}, s.LoaderWarnings...), s.Warnings...))
 }

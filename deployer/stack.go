@@ -135,11 +135,11 @@ func load(ctx context.Context, o LoadOptions) (*Stack, error) {
 		popts = append(popts, cli.WithName(o.ProjectName))
 	}
 	subject := strings.Join(files, ", ")
-	po, err := cli.NewProjectOptions(files, popts...)
+	var loaderWarns []string
+	po, err := captureLoaderWarnings(&loaderWarns, func() (*cli.ProjectOptions, error) { return cli.NewProjectOptions(files, popts...) })
 	if err != nil {
 		return nil, composeRefusal(subject, err)
 	}
-	var loaderWarns []string
 	p, err := captureLoaderWarnings(&loaderWarns, func() (*types.Project, error) {
 		return safeLoad(func() (*types.Project, error) { return po.LoadProject(ctx) })
 	})
@@ -160,7 +160,7 @@ func load(ctx context.Context, o LoadOptions) (*Stack, error) {
 // so it exits 3 like every other refusal.
 func composeRefusal(subject string, err error) error {
 	return &PreflightError{Problems: []Problem{{Rule: "compose", Subject: subject,
-		Message: err.Error() + "; fix the compose file (invdeploy check shows every problem)"}}}
+		Message: err.Error() + "; fix the compose file"}}}
 }
 
 // profilesFrom is the profiles to enable: the given ones, else the
@@ -196,7 +196,8 @@ func loadBundled(ctx context.Context, dir string, o LoadOptions) (*Stack, error)
 		}
 	}
 	popts := []cli.ProjectOptionsFn{cli.WithWorkingDirectory(abs), cli.WithOsEnv, cli.WithEnv(env), cli.WithEnvFiles(), cli.WithDotEnv}
-	po, err := cli.NewProjectOptions(nil, popts...)
+	var loaderWarns []string
+	po, err := captureLoaderWarnings(&loaderWarns, func() (*cli.ProjectOptions, error) { return cli.NewProjectOptions(nil, popts...) })
 	if err != nil {
 		return nil, fmt.Errorf("load bundled stack: %w", err)
 	}
@@ -204,7 +205,6 @@ func loadBundled(ctx context.Context, dir string, o LoadOptions) (*Stack, error)
 	if name == "" {
 		name = po.Environment["COMPOSE_PROJECT_NAME"]
 	}
-	var loaderWarns []string
 	p, err := captureLoaderWarnings(&loaderWarns, func() (*types.Project, error) {
 		return loadContent(ctx, stacks.Invoicing, abs, po.Environment, name, loader.WithProfiles(profilesFrom(o.Profiles, po.Environment)))
 	})
@@ -271,7 +271,7 @@ func newStack(p *types.Project, bundled bool, source string) (*Stack, error) {
 	if err != nil {
 		return nil, composeRefusal(source, err)
 	}
-	s.Warnings = warns
+	s.Warnings = unique(warns)
 	return s, nil
 }
 

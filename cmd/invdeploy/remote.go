@@ -191,6 +191,7 @@ unless --port; Postgres is never published.`,
 			if err != nil {
 				return err
 			}
+			announce(g, "Deploying", st)
 			uo := remote.UpOptions{
 				Via:       via,
 				Rebuild:   rebuild,
