@@ -111,3 +111,30 @@ func TestProfilesAndOrphans(t *testing.T) {
 		t.Fatalf("down --remove-orphans left %d objects", n)
 	}
 }
+
+// TestCheckPullsNothing: check asks the registry through the engine's
+// distribution endpoint instead of pulling, and refuses an image no
+// registry has (issue 10 item 7).
+func TestCheckPullsNothing(t *testing.T) {
+	e := newLocalEnv(t, "debian:bookworm")
+	proj := fmt.Sprintf("wcmp%d", time.Now().UnixNano()%1000000)
+	dir := t.TempDir()
+	// A loopback registry nobody listens on: the answer comes at once.
+	compose := "services:\n  web:\n    image: debian:bookworm\n  gone:\n    image: 127.0.0.1:9/wcmp-missing:1\n"
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run(dir, "check", "-p", proj)
+	if r.code != 3 {
+		t.Fatalf("check: exit %d, want 3\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "image 127.0.0.1:9/wcmp-missing:1: services.gone: image is not present and cannot be pulled: the registry does not have it or cannot be reached") {
+		t.Fatalf("check does not name the missing image:\n%s", r.stderr)
+	}
+	if strings.Contains(r.stderr, "Pulling") || strings.Contains(r.stderr, "services.web") {
+		t.Fatalf("check pulled, or refused the present image:\n%s", r.stderr)
+	}
+	if n := e.objects(proj); n != 0 {
+		t.Fatalf("check created %d objects", n)
+	}
+}
