@@ -81,25 +81,13 @@ a terminal, and needs --yes otherwise.`,
 // whole project), after saying which project and why, and confirming a
 // down of the bundled stack from outside the repository.
 func (o *downOptions) target(cmd *cobra.Command, g *globalOptions) (string, []string, error) {
-	named := o.stack.Project != "" && len(o.stack.Files) == 0
-	st, err := o.stack.load(cmd.Context(), g)
+	st, name, err := o.stack.resolve(cmd.Context(), g)
 	if err != nil {
-		if named {
-			// -p NAME alone names the project; an unreadable compose file
-			// here does not stop its removal.
-			announceName(g, o.stack.Project, "-p")
-			return o.stack.Project, nil, nil
-		}
-		return "", nil, fmt.Errorf("find the project (or give -p): %w", err)
+		return "", nil, err
 	}
-	if !g.Quiet {
-		for _, w := range st.LoaderWarnings {
-			fmt.Fprintf(g.stderr, "warning: %s\n", w)
-		}
-	}
-	if named && !st.FromFile {
-		announceName(g, o.stack.Project, "-p")
-		return o.stack.Project, nil, nil
+	if st == nil {
+		announceName(g, name, "-p")
+		return name, nil, nil
 	}
 	announce(g, "Stopping", st)
 	if st.Bundled && !o.yes {

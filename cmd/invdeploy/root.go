@@ -158,6 +158,31 @@ func (s *stackOptions) projectName(ctx context.Context, g *globalOptions) (strin
 	return st.Project.Name, nil
 }
 
+// resolve is the project a command acts on and, when it comes from a
+// compose file or the bundled stack, the stack (nil for -p NAME alone: a
+// project known by name only, whatever its containers).
+func (s *stackOptions) resolve(ctx context.Context, g *globalOptions) (*deployer.Stack, string, error) {
+	named := s.Project != "" && len(s.Files) == 0
+	st, err := s.load(ctx, g)
+	if err != nil {
+		if named {
+			// -p NAME alone names the project; an unreadable compose file
+			// in the working directory does not stop acting on it.
+			return nil, s.Project, nil
+		}
+		return nil, "", fmt.Errorf("find the project (or give -p): %w", err)
+	}
+	if !g.Quiet {
+		for _, w := range st.LoaderWarnings {
+			fmt.Fprintf(g.stderr, "warning: %s\n", w)
+		}
+	}
+	if named && !st.FromFile {
+		return nil, s.Project, nil
+	}
+	return st, st.Project.Name, nil
+}
+
 // announce says which project a mutating command changes and why it was
 // chosen, e.g. "project invoicing (bundled stack; no compose file here)".
 func announce(g *globalOptions, verb string, st *deployer.Stack) {

@@ -93,6 +93,12 @@ func TestProfilesAndOrphans(t *testing.T) {
 		t.Fatalf("up without --remove-orphans changed containers: %q", got)
 	}
 
+	// status names it too.
+	r = e.mustRun(dir, "status", "-p", proj)
+	if !strings.Contains(r.stderr, "warning: "+want) {
+		t.Fatalf("status does not name the orphan:\n%s", r.stderr)
+	}
+
 	// down with the file keeps the orphan and names it ...
 	r = e.mustRun(dir, "down", "-p", proj)
 	if got := e.services(proj); got != "old" {
