@@ -24,11 +24,20 @@ type DownOptions struct {
 	// Lock takes the project's deploy lock (see Deployer.Lock) for the
 	// duration; a held lock fails with ErrLocked before anything is stopped.
 	Lock bool
+	// Services are the stack's services (all profiles): containers of
+	// other services are orphans, kept unless RemoveOrphans. nil means
+	// every container of the project is the stack's (down -p NAME).
+	Services []string
+	// RemoveOrphans also removes the orphans.
+	RemoveOrphans bool
 }
 
 // DownResult counts what Down removed.
 type DownResult struct {
 	Containers, Networks, Volumes int
+	// Orphans are the containers kept because they are orphans; networks
+	// and volumes are kept with them (the orphans still use them).
+	Orphans []string
 }
 
 // Down stops and removes a project's containers and networks, and its
@@ -45,6 +54,13 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 	cs, err := d.projectContainers(ctx, project)
 	if err != nil {
 		return res, err
+	}
+	cs, orphans := splitOrphans(cs, o.Services)
+	if o.RemoveOrphans {
+		cs = append(cs, orphans...)
+	} else if len(orphans) > 0 {
+		res.Orphans = containerNames(orphans)
+		d.out.Event("warning: %s", OrphanWarning(res.Orphans))
 	}
 	// Dependents first (the API drains its in-flight requests while its
 	// database still answers), then what they depend on; each wave in
@@ -71,6 +87,9 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 		if firstErr != nil {
 			return res, firstErr
 		}
+	}
+	if len(res.Orphans) > 0 {
+		return res, nil // the orphans still use the networks and volumes
 	}
 	byProject := filters.NewArgs(filters.Arg("label", LabelProject+"="+project))
 	nets, err := d.engine.NetworkList(ctx, network.ListOptions{Filters: byProject})

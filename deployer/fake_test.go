@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
@@ -44,6 +45,9 @@ type fakeEngine struct {
 	// buildFiles are the file names of the last build context.
 	buildFiles []string
 	seq        int
+
+	// distInspects are the refs asked of the registry (DistributionInspect).
+	distInspects []string
 }
 
 type fakeContainer struct {
@@ -126,6 +130,18 @@ func (f *fakeEngine) ImagePull(_ context.Context, ref string, _ image.PullOption
 	}
 	f.images[ref] = "sha256:pulled-" + ref
 	return io.NopCloser(strings.NewReader(`{"status":"Pulled"}` + "\n")), nil
+}
+
+// DistributionInspect answers as a registry holding the pullable images;
+// it changes nothing, so it is counted apart from the mutations.
+func (f *fakeEngine) DistributionInspect(_ context.Context, ref, _ string) (registry.DistributionInspect, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.distInspects = append(f.distInspects, ref)
+	if !f.pullable[ref] {
+		return registry.DistributionInspect{}, errors.New("manifest unknown: no registry answers")
+	}
+	return registry.DistributionInspect{}, nil
 }
 
 func (f *fakeEngine) ImageBuild(_ context.Context, r io.Reader, o build.ImageBuildOptions) (build.ImageBuildResponse, error) {

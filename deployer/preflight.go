@@ -53,9 +53,10 @@ func (r *Report) Err() error {
 	return &PreflightError{Problems: r.Problems}
 }
 
-// Check runs preflight: it changes nothing except pulling images that are
-// missing (to learn whether they are pullable). The returned error is a
-// *PreflightError (errors.Is ErrPreflight) when something refuses.
+// Check runs preflight: it changes nothing and pulls nothing (whether a
+// missing image can be pulled is asked of the registry through the engine's
+// distribution endpoint). The returned error is a *PreflightError
+// (errors.Is ErrPreflight) when something refuses.
 func (d *Deployer) Check(ctx context.Context, st *Stack, o CheckOptions) (*Report, error) {
 	r := &Report{Warnings: append([]string{}, st.Warnings...)}
 	add := func(rule, subject, format string, args ...any) {
@@ -88,7 +89,24 @@ func (d *Deployer) Check(ctx context.Context, st *Stack, o CheckOptions) (*Repor
 			}
 		}
 	}
+	// One finding reached twice (a container publishing a port on 0.0.0.0
+	// and on ::) is one line.
+	r.Problems = unique(r.Problems)
+	r.Warnings = unique(r.Warnings)
 	return r, r.Err()
+}
+
+// unique keeps the first of equal elements, in order.
+func unique[T comparable](xs []T) []T {
+	seen := map[T]bool{}
+	out := xs[:0]
+	for _, x := range xs {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
 }
 
 // weakPasswords are well-known defaults and examples; a secret with one of
@@ -460,9 +478,11 @@ func portHolder(port int) string {
 }
 
 // checkImages refuses an image that is neither present nor buildable nor
-// pullable. Missing images without a build section are pulled here;
-// pull_policy never refuses a missing one. (Up pulls present images again
-// under pull_policy always or refresh, and rebuilds under build.)
+// pullable. It pulls nothing: for a missing image it asks the registry,
+// through the engine's distribution endpoint, whether the image exists;
+// pull_policy never refuses a missing one. (Up pulls missing images once
+// preflight passed, pulls present images again under pull_policy always or
+// refresh, and rebuilds under build.)
 func (d *Deployer) checkImages(ctx context.Context, p *types.Project, o CheckOptions, add func(rule, subject, format string, args ...any)) error {
 	checked := map[string]bool{}
 	for _, name := range p.ServiceNames() {
@@ -488,7 +508,7 @@ func (d *Deployer) checkImages(ctx context.Context, p *types.Project, o CheckOpt
 					continue
 				}
 				checked[base] = true
-				if err := d.ensurePresent(ctx, base); err != nil {
+				if err := d.presentOrPullable(ctx, base); err != nil {
 					add("image", base, "base image of services.%s (%s) is not present and cannot be pulled: %v; build or load it (make images)", name, dockerfileName(s), err)
 				}
 			}
@@ -505,17 +525,56 @@ func (d *Deployer) checkImages(ctx context.Context, p *types.Project, o CheckOpt
 			add("image", ref, "services.%s: image is not present and pull_policy is never", name)
 			continue
 		}
-		if err := d.pull(ctx, ref); err != nil {
-			add("image", ref, "services.%s: image is not present and cannot be pulled: %v", name, err)
+		if err := d.pullable(ctx, ref); err != nil {
+			add("image", ref, "services.%s: image is not present and cannot be pulled: %v; build or load it, or fix the image name", name, err)
 		}
 	}
 	return nil
 }
 
-func (d *Deployer) ensurePresent(ctx context.Context, ref string) error {
+func (d *Deployer) presentOrPullable(ctx context.Context, ref string) error {
 	id, err := d.imageID(ctx, ref)
 	if err != nil || id != "" {
 		return err
 	}
-	return d.pull(ctx, ref)
+	return d.pullable(ctx, ref)
+}
+
+// pullable asks the registry, through the engine (GET
+// /distribution/{name}/json), whether ref exists there, without pulling it.
+func (d *Deployer) pullable(ctx context.Context, ref string) error {
+	if _, err := d.engine.DistributionInspect(ctx, ref, ""); err != nil {
+		return fmt.Errorf("the registry does not have it or cannot be reached (%w)", err)
+	}
+	return nil
+}
+
+// pullMissing pulls the images preflight found missing but pullable, after
+// preflight passed and before anything is created; a failed pull refuses as
+// preflight does.
+func (d *Deployer) pullMissing(ctx context.Context, p *types.Project) error {
+	pulled := map[string]bool{}
+	var problems []Problem
+	for _, name := range p.ServiceNames() {
+		s := p.Services[name]
+		ref := ImageRef(p.Name, s)
+		if s.Build != nil || s.PullPolicy == types.PullPolicyNever || pulled[ref] {
+			continue
+		}
+		id, err := d.imageID(ctx, ref)
+		if err != nil {
+			return err
+		}
+		if id != "" {
+			continue
+		}
+		pulled[ref] = true
+		if err := d.pull(ctx, ref); err != nil {
+			problems = append(problems, Problem{Rule: "image", Subject: ref, Message: fmt.Sprintf("services.%s: image is not present and the pull failed: %v", name, err)})
+		}
+	}
+	if len(problems) > 0 {
+		return &PreflightError{Problems: problems}
+	}
+	return nil
 }

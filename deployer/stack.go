@@ -25,9 +25,26 @@ type Stack struct {
 	// Source names where the stack came from: the compose file paths, or the
 	// bundled stack's name.
 	Source string
-	// Warnings name compose fields invdeploy does not implement; they are
-	// reported, never dropped silently.
+	// Warnings name compose fields invdeploy does not implement, and hold
+	// compose-go's own warnings; they are reported, never dropped silently.
 	Warnings []string
+	// LoaderWarnings are compose-go's own warnings (e.g. the obsolete
+	// version attribute), also in Warnings: commands that only need the
+	// project name print these.
+	LoaderWarnings []string
+	// Reason says why this project was chosen ("bundled stack; no compose
+	// file here", "-f x.yaml", ...): a mutating command says which project
+	// it changes and why.
+	Reason string
+	// FromFile is true when the stack came from a compose file (-f, or one
+	// found in the working directory), false for the bundled stack.
+	FromFile bool
+}
+
+// Describe names the project and why it was chosen, e.g. "project
+// invoicing (bundled stack; no compose file here)".
+func (s *Stack) Describe() string {
+	return fmt.Sprintf("project %s (%s)", s.Project.Name, s.Reason)
 }
 
 // LoadOptions say where a stack comes from.
@@ -45,13 +62,48 @@ type LoadOptions struct {
 	// Env holds KEY=VALUE pairs that override the process environment for
 	// interpolation, e.g. INVOICING_API_BIND=0.0.0.0 on a remote host.
 	Env []string
+	// Profiles are the compose profiles to enable (--profile). Empty: the
+	// comma-separated COMPOSE_PROFILES of the environment or .env, as
+	// docker compose does. Services with profiles: are inactive unless one
+	// of their profiles is enabled.
+	Profiles []string
+	// Services named on the command line are enabled even when their
+	// profiles are not (as docker compose does for `up SERVICE`).
+	Services []string
 }
 
 // Load reads and validates a stack with compose-go, the way docker compose
 // does (OS environment, .env, project name precedence).
 func Load(ctx context.Context, o LoadOptions) (*Stack, error) {
+	st, err := load(ctx, o)
+	if err != nil || len(o.Services) == 0 {
+		return st, err
+	}
+	// A service named on the command line enables its profiles: load again
+	// with them, so that compose-go checks its depends_on like any other.
+	extra := enablingProfiles(st.Project, o.Services)
+	if len(extra) == 0 {
+		return st, nil
+	}
+	o.Profiles = append(append([]string{}, st.Project.Profiles...), extra...)
+	return load(ctx, o)
+}
+
+// enablingProfiles are the profiles of the named services that are disabled.
+func enablingProfiles(p *types.Project, names []string) []string {
+	var out []string
+	for _, n := range names {
+		if s, off := p.DisabledServices[n]; off {
+			out = append(out, s.Profiles...)
+		}
+	}
+	return out
+}
+
+func load(ctx context.Context, o LoadOptions) (*Stack, error) {
 	files := o.Files
 	wd := o.WorkingDir
+	reason := "-f " + strings.Join(files, " -f ")
 	if len(files) == 0 {
 		dir := wd
 		if dir == "" {
@@ -63,6 +115,7 @@ func Load(ctx context.Context, o LoadOptions) (*Stack, error) {
 		for _, name := range cli.DefaultFileNames {
 			if fi, err := os.Stat(filepath.Join(dir, name)); err == nil && !fi.IsDir() {
 				files = []string{filepath.Join(dir, name)}
+				reason = name + " in " + dir
 				break
 			}
 		}
@@ -70,23 +123,59 @@ func Load(ctx context.Context, o LoadOptions) (*Stack, error) {
 			return loadBundled(ctx, dir, o)
 		}
 	}
+	if o.ProjectName != "" {
+		reason += "; name from -p"
+	}
 	popts := []cli.ProjectOptionsFn{}
 	if wd != "" {
 		popts = append(popts, cli.WithWorkingDirectory(wd))
 	}
-	popts = append(popts, cli.WithOsEnv, cli.WithEnv(o.Env), cli.WithEnvFiles(), cli.WithDotEnv)
+	popts = append(popts, cli.WithOsEnv, cli.WithEnv(o.Env), cli.WithEnvFiles(), cli.WithDotEnv, cli.WithDefaultProfiles(o.Profiles...))
 	if o.ProjectName != "" {
 		popts = append(popts, cli.WithName(o.ProjectName))
 	}
-	po, err := cli.NewProjectOptions(files, popts...)
+	subject := strings.Join(files, ", ")
+	var loaderWarns []string
+	po, err := captureLoaderWarnings(&loaderWarns, func() (*cli.ProjectOptions, error) { return cli.NewProjectOptions(files, popts...) })
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", strings.Join(files, ", "), err)
+		return nil, composeRefusal(subject, err)
 	}
-	p, err := safeLoad(func() (*types.Project, error) { return po.LoadProject(ctx) })
+	p, err := captureLoaderWarnings(&loaderWarns, func() (*types.Project, error) {
+		return safeLoad(func() (*types.Project, error) { return po.LoadProject(ctx) })
+	})
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", strings.Join(files, ", "), err)
+		return nil, composeRefusal(subject, err)
 	}
-	return newStack(p, false, strings.Join(files, ", "))
+	st, err := newStack(p, false, subject)
+	if err != nil {
+		return nil, err
+	}
+	st.Reason, st.FromFile = reason, true
+	st.addLoaderWarnings(loaderWarns)
+	return st, nil
+}
+
+// composeRefusal is the preflight refusal of a compose file that cannot be
+// loaded or uses what invdeploy does not support: nothing was created yet,
+// so it exits 3 like every other refusal.
+func composeRefusal(subject string, err error) error {
+	return &PreflightError{Problems: []Problem{{Rule: "compose", Subject: subject,
+		Message: err.Error() + "; fix the compose file"}}}
+}
+
+// profilesFrom is the profiles to enable: the given ones, else the
+// comma-separated COMPOSE_PROFILES of env (as docker compose reads it).
+func profilesFrom(given []string, env types.Mapping) []string {
+	if len(given) > 0 {
+		return given
+	}
+	var out []string
+	for _, p := range strings.Split(env["COMPOSE_PROFILES"], ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func loadBundled(ctx context.Context, dir string, o LoadOptions) (*Stack, error) {
@@ -107,7 +196,8 @@ func loadBundled(ctx context.Context, dir string, o LoadOptions) (*Stack, error)
 		}
 	}
 	popts := []cli.ProjectOptionsFn{cli.WithWorkingDirectory(abs), cli.WithOsEnv, cli.WithEnv(env), cli.WithEnvFiles(), cli.WithDotEnv}
-	po, err := cli.NewProjectOptions(nil, popts...)
+	var loaderWarns []string
+	po, err := captureLoaderWarnings(&loaderWarns, func() (*cli.ProjectOptions, error) { return cli.NewProjectOptions(nil, popts...) })
 	if err != nil {
 		return nil, fmt.Errorf("load bundled stack: %w", err)
 	}
@@ -115,15 +205,25 @@ func loadBundled(ctx context.Context, dir string, o LoadOptions) (*Stack, error)
 	if name == "" {
 		name = po.Environment["COMPOSE_PROJECT_NAME"]
 	}
-	p, err := loadContent(ctx, stacks.Invoicing, abs, po.Environment, name)
+	p, err := captureLoaderWarnings(&loaderWarns, func() (*types.Project, error) {
+		return loadContent(ctx, stacks.Invoicing, abs, po.Environment, name, loader.WithProfiles(profilesFrom(o.Profiles, po.Environment)))
+	})
 	if err != nil {
-		return nil, fmt.Errorf("load bundled stack %s: %w", stacks.InvoicingPath, err)
+		return nil, composeRefusal(stacks.InvoicingPath+" (bundled)", err)
 	}
 	st, err := newStack(p, true, stacks.InvoicingPath+" (bundled)")
-	if err == nil && dirtyNote != "" {
+	if err != nil {
+		return nil, err
+	}
+	st.addLoaderWarnings(loaderWarns)
+	st.Reason = "bundled stack; no compose file here"
+	if o.ProjectName != "" {
+		st.Reason = "bundled stack, name from -p; no compose file here"
+	}
+	if dirtyNote != "" {
 		st.Warnings = append(st.Warnings, dirtyNote)
 	}
-	return st, err
+	return st, nil
 }
 
 // loadContent loads a compose file held in memory.
@@ -169,9 +269,9 @@ func newStack(p *types.Project, bundled bool, source string) (*Stack, error) {
 	s := &Stack{Project: p, Bundled: bundled, Source: source}
 	warns, err := unsupported(p)
 	if err != nil {
-		return nil, err
+		return nil, composeRefusal(source, err)
 	}
-	s.Warnings = warns
+	s.Warnings = unique(warns)
 	return s, nil
 }
 

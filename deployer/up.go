@@ -34,6 +34,9 @@ type UpOptions struct {
 	// preflight passed, for the rest of Up: a held lock fails with
 	// ErrLocked (exit 5) before anything is built or changed.
 	Lock bool
+	// RemoveOrphans removes the containers of services the stack no longer
+	// has (else up warns and names them).
+	RemoveOrphans bool
 }
 
 // Action is what Up did to one container.
@@ -108,7 +111,15 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 		defer l.Unlock(ctx)
 	}
 	p := st.Project
+	if err := d.pullMissing(ctx, p); err != nil {
+		return res, err
+	}
 	if err := d.refreshImages(ctx, p); err != nil {
+		return res, err
+	}
+	orphans, err := d.orphans(ctx, p, o.RemoveOrphans)
+	res.Steps = append(res.Steps, orphans...)
+	if err != nil {
 		return res, err
 	}
 

@@ -22,11 +22,13 @@ when the Dockerfile declares them (VERSION and GOPROXY from the environment).`,
 		Example: `  invdeploy build                       # invoicing-api:<git-sha> and invoicing-api:latest
   invdeploy build api --tag v1.2.0 --no-cache`,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			stack.Services = args
 			st, err := stack.load(cmd.Context(), g)
 			if err != nil {
 				return err
 			}
 			warn(g, st)
+			announce(g, "Building", st)
 			if len(st.Project.ServicesWithBuild()) == 0 {
 				return fmt.Errorf("nothing to build: no service of %s has a build section", st.Source)
 			}

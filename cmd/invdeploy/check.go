@@ -11,10 +11,11 @@ import (
 func newCheckCommand(g *globalOptions) *cobra.Command {
 	var stack stackOptions
 	cmd := &cobra.Command{
-		Use:   "check [-f FILE] [-p NAME]",
+		Use:   "check [-f FILE] [-p NAME] [--profile P]",
 		Short: "Run preflight only: ports, secrets, files, images, engine (exit 3 when refused)",
-		Long: `check runs the preflight of up and changes nothing (it may pull a missing image to
-learn whether it is pullable). It exits 3 and names each problem and its fix when:
+		Long: `check runs the preflight of up and changes nothing, pulls nothing (whether a missing
+image exists is asked of its registry through the engine). It exits 3 and names each
+problem and its fix when:
 a published host port is held by a process or container; a secret is missing, empty,
 world-readable or a known weak default; a .env or secret file is tracked by git or
 would enter a build context, or the context holds secret-looking files that are not

@@ -1,6 +1,11 @@
 package main
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+
 	"github.com/spf13/cobra"
 
 	"github.com/invdeploy/invdeploy/deployer"
@@ -22,6 +27,10 @@ is --file here (no -f shorthand: -f means --follow).`,
 			if tail < -1 {
 				return usagef("--tail %d: want a number of lines, or -1 for all", tail)
 			}
+			if err := fileAsService(args, follow, true); err != nil {
+				return err
+			}
+			stack.Services = args
 			name, err := stack.projectName(cmd.Context(), g)
 			if err != nil {
 				return err
@@ -35,6 +44,11 @@ is --file here (no -f shorthand: -f means --follow).`,
 			if follow && cmd.Context().Err() != nil {
 				return nil // interrupted while following: the normal way to stop
 			}
+			if errors.Is(err, deployer.ErrNotFound) {
+				if ferr := fileAsService(args, follow, false); ferr != nil {
+					return ferr
+				}
+			}
 			return err
 		},
 	}
@@ -42,4 +56,37 @@ is --file here (no -f shorthand: -f means --follow).`,
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the output")
 	cmd.Flags().IntVarP(&tail, "tail", "n", -1, "lines from the end of each container's log (-1: all)")
 	return cmd
+}
+
+// fileAsService catches `logs -f FILE`, where -f means --follow and FILE
+// became a service name: for an argument that is an existing file it says
+// so and shows the order that works. Before asking the engine (early) it
+// only catches names no service can have (a compose file extension or a
+// path); after "no container of service" any existing file.
+func fileAsService(args []string, follow, early bool) error {
+	for _, a := range args {
+		fi, err := os.Stat(a)
+		if err != nil || fi.IsDir() {
+			continue
+		}
+		ext := strings.ToLower(filepath.Ext(a))
+		if early && ext != ".yaml" && ext != ".yml" && ext != ".json" && !strings.ContainsRune(a, os.PathSeparator) {
+			continue
+		}
+		rest := ""
+		if follow {
+			rest = " -f"
+		}
+		var others []string
+		for _, o := range args {
+			if o != a {
+				others = append(others, o)
+			}
+		}
+		if len(others) > 0 {
+			rest += " " + strings.Join(others, " ")
+		}
+		return usagef("%q is a file, not a service: for logs, -f means --follow; to read the stack from that file run: invdeploy logs --file %s%s", a, a, rest)
+	}
+	return nil
 }

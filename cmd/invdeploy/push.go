@@ -198,6 +198,7 @@ $XDG_CONFIG_HOME/invdeploy/<project>/pushed.json, where
 				return err
 			}
 			warn(g, st)
+			announce(g, "Pushing", st)
 			app, err := findAppImage(st.Project, service)
 			if err != nil {
 				return err

@@ -187,10 +187,11 @@ unless --port; Postgres is never published.`,
 			if cmd.Flags().Changed("port") || os.Getenv("INVOICING_API_PORT") == "" {
 				env = append(env, fmt.Sprintf("INVOICING_API_PORT=%d", port))
 			}
-			st, err := deployer.Load(ctx, deployer.LoadOptions{Files: stack.Files, ProjectName: stack.Project, Env: env})
+			st, err := deployer.Load(ctx, deployer.LoadOptions{Files: stack.Files, ProjectName: stack.Project, Profiles: stack.Profiles, Env: env})
 			if err != nil {
 				return err
 			}
+			announce(g, "Deploying", st)
 			uo := remote.UpOptions{
 				Via:       via,
 				Rebuild:   rebuild,

@@ -117,6 +117,11 @@ func (g *globalOptions) remote() bool {
 type stackOptions struct {
 	Files   []string
 	Project string
+	// Profiles are the --profile flags (empty: COMPOSE_PROFILES).
+	Profiles []string
+	// Services named on the command line; they are enabled even when their
+	// profiles are not.
+	Services []string
 }
 
 func (s *stackOptions) bind(cmd *cobra.Command, fileShorthand bool) {
@@ -126,10 +131,11 @@ func (s *stackOptions) bind(cmd *cobra.Command, fileShorthand bool) {
 		cmd.Flags().StringArrayVar(&s.Files, "file", nil, "compose file (default: compose.yaml etc. in the working directory, else the bundled stack)")
 	}
 	cmd.Flags().StringVarP(&s.Project, "project-name", "p", "", "project name (default: the compose file's name:, else its directory)")
+	cmd.Flags().StringArrayVar(&s.Profiles, "profile", nil, "enable services of this compose profile (repeatable; default $COMPOSE_PROFILES)")
 }
 
 func (s *stackOptions) load(ctx context.Context, g *globalOptions) (*deployer.Stack, error) {
-	st, err := deployer.Load(ctx, deployer.LoadOptions{Files: s.Files, ProjectName: s.Project})
+	st, err := deployer.Load(ctx, deployer.LoadOptions{Files: s.Files, ProjectName: s.Project, Profiles: s.Profiles, Services: s.Services})
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +151,45 @@ func (s *stackOptions) projectName(ctx context.Context, g *globalOptions) (strin
 	if err != nil {
 		return "", fmt.Errorf("find the project name (or give -p): %w", err)
 	}
+	if !g.Quiet {
+		for _, w := range st.LoaderWarnings {
+			fmt.Fprintf(g.stderr, "warning: %s\n", w)
+		}
+	}
 	return st.Project.Name, nil
+}
+
+// resolve is the project a command acts on and, when it comes from a
+// compose file or the bundled stack, the stack (nil for -p NAME alone: a
+// project known by name only, whatever its containers).
+func (s *stackOptions) resolve(ctx context.Context, g *globalOptions) (*deployer.Stack, string, error) {
+	named := s.Project != "" && len(s.Files) == 0
+	st, err := s.load(ctx, g)
+	if err != nil {
+		if named {
+			// -p NAME alone names the project; an unreadable compose file
+			// in the working directory does not stop acting on it.
+			return nil, s.Project, nil
+		}
+		return nil, "", fmt.Errorf("find the project (or give -p): %w", err)
+	}
+	if !g.Quiet {
+		for _, w := range st.LoaderWarnings {
+			fmt.Fprintf(g.stderr, "warning: %s\n", w)
+		}
+	}
+	if named && !st.FromFile {
+		return nil, s.Project, nil
+	}
+	return st, st.Project.Name, nil
+}
+
+// announce says which project a mutating command changes and why it was
+// chosen, e.g. "project invoicing (bundled stack; no compose file here)".
+func announce(g *globalOptions, verb string, st *deployer.Stack) {
+	if !g.Quiet {
+		fmt.Fprintf(g.stderr, "%s %s\n", verb, st.Describe())
+	}
 }
 
 func warn(g *globalOptions, st *deployer.Stack) {

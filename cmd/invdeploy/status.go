@@ -22,7 +22,7 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
   invdeploy status -p shop --output json | jq '.[] | select(.health != "healthy")'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			name, err := stack.projectName(cmd.Context(), g)
+			st, name, err := stack.resolve(cmd.Context(), g)
 			if err != nil {
 				return err
 			}
@@ -34,6 +34,11 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
 			sts, err := d.Status(cmd.Context(), name)
 			if err != nil {
 				return err
+			}
+			if st != nil && !g.Quiet {
+				if orphans := deployer.OrphanNames(st.Project, sts); len(orphans) > 0 {
+					fmt.Fprintf(g.stderr, "warning: %s\n", deployer.OrphanWarning(orphans))
+				}
 			}
 			if g.Output == "json" {
 				return writeJSON(g.stdout, sts)

@@ -15,12 +15,14 @@ type upOptions struct {
 	stack       stackOptions
 	waitTimeout time.Duration
 	build       bool
+	// removeOrphans removes containers of services the file no longer has.
+	removeOrphans bool
 }
 
 func newUpCommand(g *globalOptions) *cobra.Command {
 	o := &upOptions{}
 	cmd := &cobra.Command{
-		Use:   "up [-f FILE] [-p NAME] [--wait-timeout D] [--build]",
+		Use:   "up [-f FILE] [-p NAME] [--profile P] [--wait-timeout D] [--build] [--remove-orphans]",
 		Short: "Preflight, build if needed, start the stack and wait until it is healthy",
 		Long: `up deploys a stack. Preflight runs first and refuses (exit 3, nothing created)
 when a port is taken, a secret is missing or weak, a .env or secret file is tracked
@@ -34,10 +36,15 @@ up is idempotent: an unchanged service is left running untouched, a changed one 
 recreated. Without -f and with no compose file in the working directory it deploys
 the bundled Invoicing stack, whose build context is the working directory; its
 database password is generated on the first up and kept, mode 0600, under
-$XDG_CONFIG_HOME/invdeploy/<project>/ (set INVOICING_DB_PASSWORD to choose one).`,
+$XDG_CONFIG_HOME/invdeploy/<project>/ (set INVOICING_DB_PASSWORD to choose one).
+
+Services with profiles: start only when one of their profiles is enabled with
+--profile (repeatable) or COMPOSE_PROFILES. Containers of services the file no
+longer has (orphans) are named in a warning; --remove-orphans removes them.`,
 		Example: `  invdeploy up                                   # bundled stack, API on 127.0.0.1:8000
   INVOICING_API_PORT=8080 invdeploy up
-  invdeploy up -f docker-compose.yml -p shop --wait-timeout 5m`,
+  invdeploy up -f docker-compose.yml -p shop --wait-timeout 5m
+  invdeploy up --profile monitoring --remove-orphans`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.waitTimeout <= 0 {
@@ -52,7 +59,8 @@ $XDG_CONFIG_HOME/invdeploy/<project>/ (set INVOICING_DB_PASSWORD to choose one).
 				return err
 			}
 			defer closeFn()
-			res, err := d.Up(cmd.Context(), st, deployer.UpOptions{Build: o.build, WaitTimeout: o.waitTimeout, Lock: true})
+			announce(g, "Deploying", st)
+			res, err := d.Up(cmd.Context(), st, deployer.UpOptions{Build: o.build, WaitTimeout: o.waitTimeout, RemoveOrphans: o.removeOrphans, Lock: true})
 			if err != nil {
 				return err
 			}
@@ -62,6 +70,7 @@ $XDG_CONFIG_HOME/invdeploy/<project>/ (set INVOICING_DB_PASSWORD to choose one).
 	o.stack.bind(cmd, true)
 	durationFlag(cmd, &o.waitTimeout, "wait-timeout", 3*time.Minute, "how long to wait for dependencies and health")
 	cmd.Flags().BoolVar(&o.build, "build", false, "rebuild images that have a build section even when present")
+	cmd.Flags().BoolVar(&o.removeOrphans, "remove-orphans", false, "remove containers of services the compose file no longer has")
 	return cmd
 }
 
