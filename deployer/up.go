@@ -34,6 +34,9 @@ type UpOptions struct {
 	// preflight passed, for the rest of Up: a held lock fails with
 	// ErrLocked (exit 5) before anything is built or changed.
 	Lock bool
+	// RecordCommand, when set, records a successful Up as the project's
+	// next release (see Releases) under that command name ("up").
+	RecordCommand string
 }
 
 // Action is what Up did to one container.
@@ -64,6 +67,8 @@ type UpResult struct {
 	Report *Report
 	// Elapsed is the wall time of Up.
 	Elapsed time.Duration
+	// Release is the release this Up recorded (nil: none).
+	Release *Release
 }
 
 // Changed reports whether Up created, recreated, started or removed anything.
@@ -202,6 +207,13 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	}
 	if err := d.waitHealthy(ctx, p, order, deadline); err != nil {
 		return res, err
+	}
+	if o.RecordCommand != "" {
+		rel, err := d.recordRelease(ctx, p, imageIDs, o.RecordCommand)
+		if err != nil {
+			d.out.Event("warning: the stack is up but its release was not recorded: %v", err)
+		}
+		res.Release = rel
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil

@@ -52,7 +52,7 @@ $XDG_CONFIG_HOME/invdeploy/<project>/ (set INVOICING_DB_PASSWORD to choose one).
 				return err
 			}
 			defer closeFn()
-			res, err := d.Up(cmd.Context(), st, deployer.UpOptions{Build: o.build, WaitTimeout: o.waitTimeout, Lock: true})
+			res, err := d.Up(cmd.Context(), st, deployer.UpOptions{Build: o.build, WaitTimeout: o.waitTimeout, Lock: true, RecordCommand: "up"})
 			if err != nil {
 				return err
 			}
