@@ -115,6 +115,19 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 			res.Volumes++
 			d.out.Event("Volume %s removed", v.Name)
 		}
+		// Everything goes: the release history too, which frees its images.
+		recs, err := d.releaseContainers(ctx, project, 0)
+		if err != nil {
+			return res, err
+		}
+		for _, c := range recs {
+			if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{}); err != nil && !errdefs.IsNotFound(err) {
+				return res, fmt.Errorf("remove release record %s: %w", containerName(c), err)
+			}
+		}
+		if len(recs) > 0 {
+			d.out.Event("Release history of %s removed", project)
+		}
 	}
 	return res, nil
 }

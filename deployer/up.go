@@ -37,6 +37,9 @@ type UpOptions struct {
 	// RemoveOrphans removes the containers of services the stack no longer
 	// has (else up warns and names them).
 	RemoveOrphans bool
+	// RecordCommand, when set, records a successful Up as the project's
+	// next release (see Releases) under that command name ("up").
+	RecordCommand string
 }
 
 // Action is what Up did to one container.
@@ -67,6 +70,8 @@ type UpResult struct {
 	Report *Report
 	// Elapsed is the wall time of Up.
 	Elapsed time.Duration
+	// Release is the release this Up recorded (nil: none).
+	Release *Release
 }
 
 // Changed reports whether Up created, recreated, started or removed anything.
@@ -213,6 +218,13 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	}
 	if err := d.waitHealthy(ctx, p, order, deadline); err != nil {
 		return res, err
+	}
+	if o.RecordCommand != "" {
+		rel, err := d.recordRelease(ctx, p, imageIDs, o.RecordCommand)
+		if err != nil {
+			d.out.Event("warning: the stack is up but its release was not recorded: %v", err)
+		}
+		res.Release = rel
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil

@@ -36,6 +36,8 @@ var commands = []func(*globalOptions) *cobra.Command{
 	newCheckCommand,
 	newBuildCommand,
 	newLockCommand,
+	newReleasesCommand,
+	newRollbackCommand,
 	newCompletionCommand,
 }
 

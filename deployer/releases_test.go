@@ -1,0 +1,67 @@
+package deployer
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/docker/docker/api/types/container"
+)
+
+// ContainerList of the lock fake: label filters only (enough for releases).
+func (f *lockEngine) ContainerList(_ context.Context, o container.ListOptions) ([]container.Summary, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []container.Summary
+	for name, id := range f.byName {
+		labels := f.labels[id]
+		ok := true
+		for _, kv := range o.Filters.Get("label") {
+			k, v, _ := strings.Cut(kv, "=")
+			if labels[k] != v {
+				ok = false
+			}
+		}
+		if ok {
+			out = append(out, container.Summary{ID: id, Names: []string{"/" + name}, Labels: labels})
+		}
+	}
+	return out, nil
+}
+
+func TestReleasesKeepTheLastFive(t *testing.T) {
+	eng := newLockEngine()
+	d := New(eng, nil)
+	ctx := context.Background()
+	web, db := types.ServiceConfig{Name: "web"}, types.ServiceConfig{Name: "db"}
+	web.Image, db.Image = "shop-web", "postgres:15"
+	p := &types.Project{Name: "shop", Services: types.Services{"web": web, "db": db}}
+	for i := 1; i <= KeepReleases+2; i++ {
+		r, err := d.recordRelease(ctx, p, map[string]string{"web": fmt.Sprintf("sha256:web%d", i), "db": "sha256:pg"}, "up")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Number != i {
+			t.Fatalf("release number %d, want %d", r.Number, i)
+		}
+	}
+	rels, err := d.Releases(ctx, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rels) != KeepReleases || rels[0].Number != KeepReleases+2 || rels[len(rels)-1].Number != 3 {
+		t.Fatalf("kept %d releases %v, want the last %d", len(rels), releaseNumbers(rels), KeepReleases)
+	}
+	if got := rels[0].Services["web"].ImageID; got != fmt.Sprintf("sha256:web%d", KeepReleases+2) {
+		t.Fatalf("newest web image %s", got)
+	}
+	if n := len(eng.byName); n != 2*KeepReleases {
+		t.Fatalf("%d record containers, want one per service per kept release (%d)", n, 2*KeepReleases)
+	}
+	// Another project's history is separate.
+	if rels, _ := d.Releases(ctx, "blog"); len(rels) != 0 {
+		t.Fatalf("blog sees %d releases of shop", len(rels))
+	}
+}
