@@ -60,7 +60,8 @@ func releaseName(project string, n int, service string) string {
 }
 
 // recordRelease records what is running now as the project's next release
-// and forgets the ones beyond KeepReleases.
+// and forgets the ones beyond KeepReleases. When nothing differs from the
+// newest release (same image and config per service) it is returned as is.
 func (d *Deployer) recordRelease(ctx context.Context, p *types.Project, imageIDs map[string]string, command string) (*Release, error) {
 	rels, err := d.Releases(ctx, p.Name)
 	if err != nil {
@@ -83,6 +84,9 @@ func (d *Deployer) recordRelease(ctx context.Context, p *types.Project, imageIDs
 		names = append(names, name)
 	}
 	sort.Strings(names)
+	if len(rels) > 0 && sameServices(rels[0].Services, r.Services) {
+		return &rels[0], nil // an up that changed nothing is no new release
+	}
 	info, err := json.Marshal(r)
 	if err != nil {
 		return nil, err
@@ -111,6 +115,18 @@ func (d *Deployer) recordRelease(ctx context.Context, p *types.Project, imageIDs
 		}
 	}
 	return r, nil
+}
+
+func sameServices(a, b map[string]ReleaseService) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for name, sa := range a {
+		if sb, ok := b[name]; !ok || sa.ImageID != sb.ImageID || sa.ConfigHash != sb.ConfigHash {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *Deployer) forgetRelease(ctx context.Context, n int, project string) error {

@@ -47,6 +47,11 @@ func TestReleasesKeepTheLastFive(t *testing.T) {
 			t.Fatalf("release number %d, want %d", r.Number, i)
 		}
 	}
+	// The same images and config again: no new release.
+	again, err := d.recordRelease(ctx, p, map[string]string{"web": fmt.Sprintf("sha256:web%d", KeepReleases+2), "db": "sha256:pg"}, "up")
+	if err != nil || again.Number != KeepReleases+2 {
+		t.Fatalf("an unchanged up recorded release %v (%v), want the newest kept", again, err)
+	}
 	rels, err := d.Releases(ctx, "shop")
 	if err != nil {
 		t.Fatal(err)
