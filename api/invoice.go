@@ -307,13 +307,15 @@ type WriteOptions struct {
 // Idempotency identifies a client's retryable request.
 type Idempotency struct {
 	Key         string // the Idempotency-Key header, 1..255 chars
-	Fingerprint []byte // hash of method, path and body: the "same request"
-	Status      int    // the HTTP status to store with the outcome (201, 200, ...)
-	// RenderError renders a refusal the way the client receives it, so
-	// that a refusal decided by the invoice's state (invalid_state,
-	// not_found, a validation of the change) is
-	// stored and replayed like a success; nil stores successes only.
-	RenderError func(error) (status int, body []byte)
+	Fingerprint []byte // hash of the request's meaning: the "same request"
+	// Respond gives the response to store for the key and replay to a
+	// retry: for the changed invoice (err nil), or for a refusal decided by
+	// the invoice's state (ReplayableError: invalid_state, not_found, a
+	// validation of the change), which is stored and replayed like a
+	// success. The adapter that answers clients (api/http) provides it, so
+	// storage keeps the response as opaque bytes and knows no wire format.
+	// Required.
+	Respond func(inv *Invoice, err error) Replay
 }
 
 // ReplayableError reports whether err is an outcome of a request that ran:
@@ -329,7 +331,8 @@ func ReplayableError(err error) bool {
 	return false
 }
 
-// Replay is a stored response returned again for a retried request.
+// Replay is a stored response returned again for a retried request. Its
+// fields are produced and read by the client-facing adapter only.
 type Replay struct {
 	Status   int
 	Body     []byte

@@ -203,10 +203,29 @@ func writeOptions(r *http.Request, body []byte, status int) (api.WriteOptions, e
 		h := sha256.New()
 		h.Write([]byte(r.Method + " " + r.URL.Path + "\n"))
 		h.Write(body)
-		opts.Idempotency = &api.Idempotency{Key: key, Fingerprint: h.Sum(nil), Status: status,
-			RenderError: func(err error) (int, []byte) { return renderProblem(r, err) }}
+		opts.Idempotency = &api.Idempotency{Key: key, Fingerprint: h.Sum(nil),
+			Respond: func(inv *api.Invoice, err error) api.Replay { return storedResponse(r, status, inv, err) }}
 	}
 	return opts, nil
+}
+
+// storedResponse is the response kept for an Idempotency-Key and replayed
+// to retries: what the first request answered, status, headers and body.
+func storedResponse(r *http.Request, status int, inv *api.Invoice, err error) api.Replay {
+	if err != nil {
+		code, body := renderProblem(r, err)
+		return api.Replay{Status: code, Body: body}
+	}
+	body, merr := json.Marshal(inv)
+	if merr != nil {
+		code, body := renderProblem(r, merr)
+		return api.Replay{Status: code, Body: body}
+	}
+	rp := api.Replay{Status: status, Body: body, ETag: api.ETag(inv.Version)}
+	if status == http.StatusCreated {
+		rp.Location = "/v1/invoices/" + inv.ID
+	}
+	return rp
 }
 
 // parseETags splits an If-Match / If-None-Match list into its tags.

@@ -283,14 +283,13 @@ func (s *Store) inTx(ctx context.Context, idem *api.Idempotency, fn func(tx pgx.
 	}
 	inv, err := fn(sp)
 	if err != nil {
-		if !api.ReplayableError(err) || idem.RenderError == nil {
+		if !api.ReplayableError(err) {
 			return api.Outcome{}, err
 		}
 		if rerr := sp.Rollback(ctx); rerr != nil {
 			return api.Outcome{}, fmt.Errorf("rollback to savepoint: %w", rerr)
 		}
-		status, body := idem.RenderError(err)
-		if serr := storeResponse(ctx, tx, idem, status, body, "", ""); serr != nil {
+		if serr := storeResponse(ctx, tx, idem, idem.Respond(nil, err)); serr != nil {
 			return api.Outcome{}, serr
 		}
 		if cerr := tx.Commit(ctx); cerr != nil {
@@ -301,7 +300,7 @@ func (s *Store) inTx(ctx context.Context, idem *api.Idempotency, fn func(tx pgx.
 	if err := sp.Commit(ctx); err != nil {
 		return api.Outcome{}, fmt.Errorf("release savepoint: %w", err)
 	}
-	if err := storeOutcome(ctx, tx, idem, inv); err != nil {
+	if err := storeResponse(ctx, tx, idem, idem.Respond(inv, nil)); err != nil {
 		return api.Outcome{}, err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -349,7 +348,8 @@ func claimKey(ctx context.Context, tx pgx.Tx, idem *api.Idempotency) (*api.Repla
 		r  api.Replay
 	)
 	err := tx.QueryRow(ctx, `SELECT fingerprint, status, body, etag, location FROM idempotency_keys
-		WHERE key = $1 AND created_at > now() - interval '24 hours'`, idem.Key).Scan(&fp, &r.Status, &r.Body, &r.ETag, &r.Location)
+		WHERE key = $1 AND created_at > now() - make_interval(secs => $2)`,
+		idem.Key, IdempotencyTTL.Seconds()).Scan(&fp, &r.Status, &r.Body, &r.ETag, &r.Location)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -362,28 +362,13 @@ func claimKey(ctx context.Context, tx pgx.Tx, idem *api.Idempotency) (*api.Repla
 	return &r, nil
 }
 
-func storeOutcome(ctx context.Context, tx pgx.Tx, idem *api.Idempotency, inv *api.Invoice) error {
-	body, err := json.Marshal(inv)
-	if err != nil {
-		return fmt.Errorf("encode stored response: %w", err)
-	}
-	etag, location := "", ""
-	if inv != nil {
-		etag = api.ETag(inv.Version)
-		if idem.Status == 201 {
-			location = "/v1/invoices/" + inv.ID
-		}
-	}
-	return storeResponse(ctx, tx, idem, idem.Status, body, etag, location)
-}
-
 // storeResponse stores the response to replay for idem's key.
-func storeResponse(ctx context.Context, tx pgx.Tx, idem *api.Idempotency, status int, body []byte, etag, location string) error {
+func storeResponse(ctx context.Context, tx pgx.Tx, idem *api.Idempotency, r api.Replay) error {
 	_, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (key, fingerprint, status, body, etag, location)
 		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, status = excluded.status,
 			body = excluded.body, etag = excluded.etag, location = excluded.location, created_at = now()`,
-		idem.Key, idem.Fingerprint, status, body, etag, location)
+		idem.Key, idem.Fingerprint, r.Status, r.Body, r.ETag, r.Location)
 	if err != nil {
 		return fmt.Errorf("store idempotency key: %w", err)
 	}
@@ -506,34 +491,31 @@ func (s *Store) DeleteInvoice(ctx context.Context, id string, opts api.WriteOpti
 	if !api.ValidID(id) {
 		return notFound(id)
 	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
-	var (
-		pk      int64
-		status  api.Status
-		version int64
-	)
-	err = tx.QueryRow(ctx, `SELECT pk, status, version FROM invoices WHERE id = $1 FOR UPDATE`, id).Scan(&pk, &status, &version)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return notFound(id)
-	}
-	if err != nil {
-		return fmt.Errorf("lock invoice: %w", err)
-	}
-	if !api.MatchETag(opts.IfMatch, version) {
-		return api.Errorf(api.EPRECONDITION, "The invoice is at version %d; If-Match does not match. Fetch it again and retry.", version)
-	}
-	if err := (&api.Invoice{Status: status}).CheckDeletable(); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `DELETE FROM invoices WHERE pk = $1`, pk); err != nil {
-		return fmt.Errorf("delete invoice: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	// DELETE takes no Idempotency-Key (it is idempotent by nature: a retry
+	// answers not_found), hence no key here.
+	_, err := s.inTx(ctx, nil, func(tx pgx.Tx) (*api.Invoice, error) {
+		var (
+			pk      int64
+			status  api.Status
+			version int64
+		)
+		err := tx.QueryRow(ctx, `SELECT pk, status, version FROM invoices WHERE id = $1 FOR UPDATE`, id).Scan(&pk, &status, &version)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, notFound(id)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lock invoice: %w", err)
+		}
+		if !api.MatchETag(opts.IfMatch, version) {
+			return nil, api.Errorf(api.EPRECONDITION, "The invoice is at version %d; If-Match does not match. Fetch it again and retry.", version)
+		}
+		if err := (&api.Invoice{Status: status}).CheckDeletable(); err != nil {
+			return nil, err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM invoices WHERE pk = $1`, pk); err != nil {
+			return nil, fmt.Errorf("delete invoice: %w", err)
+		}
+		return nil, nil
+	})
+	return err
 }

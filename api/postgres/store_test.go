@@ -70,6 +70,16 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// idem is an idempotency key whose stored response is the invoice id.
+func idem(key string) *api.Idempotency {
+	return &api.Idempotency{Key: key, Fingerprint: []byte("fp"), Respond: func(inv *api.Invoice, err error) api.Replay {
+		if err != nil {
+			return api.Replay{Status: 1, Body: []byte(err.Error())}
+		}
+		return api.Replay{Status: 2, Body: []byte(inv.ID)}
+	}}
+}
+
 // Outcomes older than 24 hours are purged; newer ones stay and replay.
 func TestPurgeIdempotencyKeys(t *testing.T) {
 	t.Parallel()
@@ -86,7 +96,7 @@ func TestPurgeIdempotencyKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"old", "fresh"} {
-		if _, err := s.CreateInvoice(ctx, in, api.WriteOptions{Idempotency: &api.Idempotency{Key: k, Fingerprint: []byte("fp"), Status: 201}}); err != nil {
+		if _, err := s.CreateInvoice(ctx, in, api.WriteOptions{Idempotency: idem(k)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -107,7 +117,7 @@ func TestPurgeIdempotencyKeys(t *testing.T) {
 	if rows.Err() != nil || len(keys) != 1 || keys[0] != "fresh" {
 		t.Fatalf("keys left: %v (%v), want [fresh]", keys, rows.Err())
 	}
-	out, err := s.CreateInvoice(ctx, in, api.WriteOptions{Idempotency: &api.Idempotency{Key: "fresh", Fingerprint: []byte("fp"), Status: 201}})
+	out, err := s.CreateInvoice(ctx, in, api.WriteOptions{Idempotency: idem("fresh")})
 	if err != nil || out.Replay == nil {
 		t.Fatalf("the fresh key no longer replays: %+v, %v", out, err)
 	}
