@@ -45,6 +45,10 @@ var titleOf = map[string]string{
 	api.EUNAVAILABLE:       "Service unavailable",
 }
 
+// RetryAfterSeconds is the Retry-After of a 503: the database restarts or
+// fails over in seconds, and a short wait spreads the clients' retries.
+const RetryAfterSeconds = "2"
+
 // problem is an RFC 9457 problem details object with our extensions.
 type problem struct {
 	Type      string           `json:"type"`
@@ -73,8 +77,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError writes err as a problem. Errors that are not *api.Error are
 // logged and hidden behind a generic 500: no internals reach a client.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	if api.ErrorCode(err) == api.EINTERNAL {
+	switch api.ErrorCode(err) {
+	case api.EINTERNAL:
 		s.logger.ErrorContext(r.Context(), "request failed", "request_id", requestID(r.Context()), "error", err.Error())
+	case api.EUNAVAILABLE:
+		// Expected while the database restarts: a warning, and a hint
+		// to the client of when to try again.
+		if cause := errors.Unwrap(err); cause != nil {
+			s.logger.WarnContext(r.Context(), "service unavailable", "request_id", requestID(r.Context()), "error", cause.Error())
+		}
+		w.Header().Set("Retry-After", RetryAfterSeconds)
 	}
 	status, b := renderProblem(r, err)
 	w.Header().Set("Content-Type", "application/problem+json")

@@ -57,7 +57,12 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	dbURL := testpg.New(t)
+	return newEnvAt(t, testpg.New(t))
+}
+
+// newEnvAt is a server on the database at dbURL.
+func newEnvAt(t *testing.T, dbURL string) *env {
+	t.Helper()
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		t.Fatal(err)

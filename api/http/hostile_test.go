@@ -1,6 +1,7 @@
 package http_test
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -89,10 +90,57 @@ func TestReadyzWithoutDatabase(t *testing.T) {
 	e.pool.Close()
 	e.want(e.do(req{method: "GET", route: "/readyz"}), 503, "service_unavailable")
 	e.want(e.do(req{method: "GET", route: "/healthz"}), 200)
-	// With the database gone a request fails as a 500 problem without
+	// With the pool shut down a request is a 503 to retry, without
 	// internals (no SQL, no driver text).
-	r := e.do(req{method: "GET", route: "/v1/invoices"})
-	if r.status != 500 || r.str("code") != "internal" || strings.Contains(string(r.body), "pool") || strings.Contains(string(r.body), "closed") {
-		t.Fatalf("list without database: %d %s", r.status, r.body)
+	r := e.want(e.do(req{method: "GET", route: "/v1/invoices"}), 503, "service_unavailable")
+	if r.header.Get("Retry-After") == "" || strings.Contains(string(r.body), "pool") || strings.Contains(string(r.body), "closed") {
+		t.Fatalf("list without database: %v %s", r.header, r.body)
 	}
+	e.want(e.do(req{method: "POST", route: "/v1/invoices", body: threeLines}), 503, "service_unavailable")
+}
+
+// While PostgreSQL is down (nothing listens on its port), reads and
+// writes, with or without an Idempotency-Key, are 503 service_unavailable
+// with Retry-After: the client retries, no false 500 alerts. The log says
+// why, as a warning.
+func TestDatabaseDown(t *testing.T) {
+	t.Parallel()
+	e := newEnvAt(t, "postgres://invoicing@"+closedPort(t)+"/invoicing?sslmode=disable&connect_timeout=5")
+	const id = "inv_aaaaaaaaaaaaaaaaaaaaaaaa"
+	for _, r := range []req{
+		{method: "POST", route: "/v1/invoices", body: threeLines},
+		{method: "POST", route: "/v1/invoices", body: threeLines, header: map[string]string{"Idempotency-Key": "k1"}},
+		{method: "GET", route: "/v1/invoices"},
+		{method: "GET", route: "/v1/invoices/{id}", id: id},
+		{method: "GET", route: "/v1/invoices/{id}/events", id: id},
+		{method: "PATCH", route: "/v1/invoices/{id}", id: id, body: `{"memo":"m"}`},
+		{method: "DELETE", route: "/v1/invoices/{id}", id: id},
+		{method: "POST", route: "/v1/invoices/{id}/finalize", id: id},
+		{method: "POST", route: "/v1/invoices/{id}/payments", id: id, body: `{"amount":1}`},
+		{method: "GET", route: "/readyz"},
+	} {
+		res := e.want(e.do(r), 503, "service_unavailable")
+		if ra, err := strconv.Atoi(res.header.Get("Retry-After")); err != nil || ra < 1 || ra > 5 {
+			t.Errorf("%s %s: Retry-After %q, want 1..5 seconds", r.method, r.route, res.header.Get("Retry-After"))
+		}
+		if strings.Contains(string(res.body), "connect") || strings.Contains(string(res.body), "127.0.0.1") {
+			t.Errorf("%s %s: driver text reaches the client: %s", r.method, r.route, res.body)
+		}
+	}
+	e.want(e.do(req{method: "GET", route: "/healthz"}), 200)
+	if logs := e.logs.String(); strings.Contains(logs, `"level":"ERROR"`) || !strings.Contains(logs, `"level":"WARN","msg":"service unavailable"`) {
+		t.Fatalf("an unavailable database is logged as an error, or not at all:\n%s", logs)
+	}
+}
+
+// closedPort is a loopback address where nothing listens.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }

@@ -120,7 +120,7 @@ func (s *Store) CreateInvoice(ctx context.Context, in *api.InvoiceInput, opts ap
 		inv.Total, inv.DueDate, inv.Memo, inv.Metadata, inv.CreatedAt, d, q, u, r, a, t, api.NewID("evt_")}
 	if opts.Idempotency == nil {
 		if _, err := s.pool.Exec(ctx, createSQL, args...); err != nil {
-			return api.Outcome{}, fmt.Errorf("insert invoice: %w", err)
+			return api.Outcome{}, dbError("insert invoice", err)
 		}
 		return api.Outcome{Invoice: inv}, nil
 	}
@@ -142,7 +142,7 @@ func (s *Store) FindInvoice(ctx context.Context, id string) (*api.Invoice, error
 		return nil, notFound(id)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("find invoice: %w", err)
+		return nil, dbError("find invoice", err)
 	}
 	return inv, nil
 }
@@ -184,7 +184,7 @@ func (s *Store) ListInvoices(ctx context.Context, f api.ListFilter) (*api.Invoic
 	q += fmt.Sprintf(` ORDER BY i.pk DESC LIMIT $%d`, len(args))
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list invoices: %w", err)
+		return nil, dbError("list invoices", err)
 	}
 	defer rows.Close()
 	page := &api.InvoicePage{Data: []*api.Invoice{}}
@@ -202,7 +202,7 @@ func (s *Store) ListInvoices(ctx context.Context, f api.ListFilter) (*api.Invoic
 		lastPK = pk
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list invoices: %w", err)
+		return nil, dbError("list invoices", err)
 	}
 	if page.HasMore {
 		c := api.EncodeCursor(lastPK)
@@ -220,7 +220,7 @@ func (s *Store) ListEvents(ctx context.Context, id string) ([]api.Event, error) 
 		FROM invoices i LEFT JOIN invoice_events e ON e.invoice_pk = i.pk
 		WHERE i.id = $1 ORDER BY e.seq`, id)
 	if err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
+		return nil, dbError("list events", err)
 	}
 	defer rows.Close()
 	events := []api.Event{}
@@ -240,7 +240,7 @@ func (s *Store) ListEvents(ctx context.Context, id string) ([]api.Event, error) 
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
+		return nil, dbError("list events", err)
 	}
 	if !found {
 		return nil, notFound(id)
@@ -254,7 +254,8 @@ func (s *Store) ListEvents(ctx context.Context, id string) ([]api.Event, error) 
 // outcome of the same request (a different request -> idempotency_key_reused),
 // and stores the new outcome in the same transaction as the change, so a
 // change and its stored response commit together or not at all.
-func (s *Store) inTx(ctx context.Context, idem *api.Idempotency, fn func(tx pgx.Tx) (*api.Invoice, error)) (api.Outcome, error) {
+func (s *Store) inTx(ctx context.Context, idem *api.Idempotency, fn func(tx pgx.Tx) (*api.Invoice, error)) (_ api.Outcome, err error) {
+	defer func() { err = classify(err) }()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return api.Outcome{}, fmt.Errorf("begin: %w", err)
