@@ -321,7 +321,20 @@ func TestIdempotency(t *testing.T) {
 		again.header.Get("Location") != first.header.Get("Location") || again.header.Get("ETag") != first.header.Get("ETag") {
 		t.Fatalf("replay differs:\n%v %s\n%v %s", first.header, first.body, again.header, again.body)
 	}
+	// The same request spelled differently (keys in another order, no
+	// whitespace, an escaped letter, a quantity as a string) is the same
+	// request: it replays.
+	sameMeaning := `{"metadata":{"order":"42"},"memo":"Thanks","due_date":"2026-12-31","line_items":[` +
+		`{"tax_rate":"20","unit_amount":10000,"quantity":"1.5","description":"Consulting"},` +
+		`{"description":"Travel","quantity":"3","unit_amount":333,"tax_rate":"20"},` +
+		`{"description":"Book","quantity":1,"unit_amount":1999,"tax_rate":"7.5"}],` +
+		`"customer":{"email":"ada@example.com","name":"\u0041da Lovelace"},"currency":"EUR"}`
+	same := e.want(e.do(req{method: "POST", route: "/v1/invoices", body: sameMeaning, header: key}), 201)
+	if same.header.Get("Idempotent-Replayed") != "true" || string(same.body) != string(first.body) {
+		t.Fatalf("the same request reformatted was not replayed: %v %s", same.header, same.body)
+	}
 	e.want(e.do(req{method: "POST", route: "/v1/invoices", body: strings.Replace(threeLines, "Thanks", "Cheers", 1), header: key}), 422, "idempotency_key_reused")
+	e.want(e.do(req{method: "POST", route: "/v1/invoices", body: strings.Replace(sameMeaning, `"quantity":"3"`, `"quantity":"3.5"`, 1), header: key}), 422, "idempotency_key_reused")
 	list := e.want(e.do(req{method: "GET", route: "/v1/invoices"}), 200)
 	if list.str("data", "1") != "<nil>" {
 		t.Fatalf("retries created more than one invoice: %s", list.body)

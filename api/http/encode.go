@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -200,8 +201,11 @@ func checkMediaType(ct string, accepted map[string]bool) error {
 }
 
 // writeOptions reads If-Match and Idempotency-Key. The fingerprint of an
-// idempotent request covers its method, path and body.
-func writeOptions(r *http.Request, body []byte, status int) (api.WriteOptions, error) {
+// idempotent request covers its method, path and meaning: request is the
+// decoded, validated body (nil when there is none), so a retry that differs
+// only in whitespace, key order, escapes or number spelling ("1" or 1) is
+// the same request.
+func writeOptions(r *http.Request, request any, status int) (api.WriteOptions, error) {
 	var opts api.WriteOptions
 	if v := r.Header.Values("If-Match"); len(v) > 0 {
 		opts.IfMatch = parseETags(strings.Join(v, ","))
@@ -214,7 +218,11 @@ func writeOptions(r *http.Request, body []byte, status int) (api.WriteOptions, e
 		}
 		h := sha256.New()
 		h.Write([]byte(r.Method + " " + r.URL.Path + "\n"))
-		h.Write(body)
+		if request != nil {
+			if err := json.NewEncoder(h).Encode(request); err != nil {
+				return opts, fmt.Errorf("fingerprint the request: %w", err)
+			}
+		}
 		opts.Idempotency = &api.Idempotency{Key: key, Fingerprint: h.Sum(nil),
 			Respond: func(inv *api.Invoice, err error) api.Replay { return storedResponse(r, status, inv, err) }}
 	}
