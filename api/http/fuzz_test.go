@@ -109,6 +109,13 @@ func FuzzRequests(f *testing.F) {
 		{"GET", "/v1/invoices?limit=3&starting_after=c1&status=open", "", "", ""},
 		{"GET", "/v1/invoices/ID/events", "", "", ""},
 		{"POST", "/v1/invoices/ID/void", "application/json", "", `{"a":[`},
+		{"POST", "/v1/invoices", "application/json", "", "{\"currency\":\"EUR\",\"customer\":{\"name\":\"\xff\xfe\"}}"},
+		{"POST", "/v1/invoices", "application/json", "", `{"currency":"EUR","customer":{"name":"\ud800"}}`},
+		{"PATCH", "/v1/invoices/ID", "application/json", "", `{"memo":"\udc00\ud800"}`},
+		{"POST", "/v1/invoices", "application/json", "", `{"currency":"USD","currency":"EUR","customer":{"name":"A"}}`},
+		{"PATCH", "/v1/invoices/ID", "application/json", "", `{"metadata":{"k":"1","\u006b":"2"}}`},
+		{"POST", "/v1/invoices/ID/payments", "application/json", "", `{"amount":1,"amount":1}`},
+		{"HEAD", "/v1/invoices/ID", "", "", ""},
 	} {
 		f.Add(s.method, s.path, s.ct, s.ifMatch, []byte(s.body))
 	}

@@ -23,10 +23,35 @@ func TestHostileInputsAgainstDatabase(t *testing.T) {
 	} {
 		e.want(e.do(req{method: "POST", route: "/v1/invoices", body: body}), 422, "validation_failed")
 	}
-	// Invalid UTF-8 is replaced by U+FFFD while decoding, and stored as such.
-	r := e.want(e.do(req{method: "POST", route: "/v1/invoices", body: "{\"currency\":\"EUR\",\"customer\":{\"name\":\"\xff\"}}"}), 201)
-	if r.str("customer", "name") != "\uFFFD" {
+	// Text that is not UTF-8 (raw bytes, or an unpaired surrogate escape,
+	// which a decoder would turn into U+FFFD) and keys sent twice (of which
+	// a decoder would keep one) are refused: nothing the client sent is
+	// silently changed. The problem names where.
+	id := e.create(threeLines).str("id")
+	for _, tc := range []struct{ method, route, body, where string }{
+		{"POST", "/v1/invoices", "{\"currency\":\"EUR\",\"customer\":{\"name\":\"\xff\xfe\"}}", "customer.name"},
+		{"POST", "/v1/invoices", `{"currency":"EUR","customer":{"name":"\ud800"}}`, "customer.name"},
+		{"POST", "/v1/invoices", `{"currency":"EUR","customer":{"name":"A"},"memo":"x\udc00"}`, "memo"},
+		{"POST", "/v1/invoices", `{"currency":"EUR","customer":{"name":"A"},"metadata":{"\ud83d":"v"}}`, "metadata"},
+		{"POST", "/v1/invoices", `{"currency":"USD","currency":"EUR","customer":{"name":"A"}}`, `"currency" appears twice`},
+		{"POST", "/v1/invoices", `{"currency":"EUR","customer":{"name":"A","name":"B"}}`, "customer.name"},
+		{"POST", "/v1/invoices", `{"currency":"EUR","customer":{"name":"A"},"line_items":[{"description":"x","quantity":1,"unit_amount":1,"unit_amount":2}]}`, "line_items[0].unit_amount"},
+		{"PATCH", "/v1/invoices/{id}", `{"memo":"a","memo":"b"}`, "memo"},
+		{"PATCH", "/v1/invoices/{id}", "{\"memo\":\"\xc0\x80\"}", "memo"},
+		{"POST", "/v1/invoices/{id}/payments", `{"amount":1,"amount":2}`, "amount"},
+	} {
+		r := e.want(e.do(req{method: tc.method, route: tc.route, id: id, body: tc.body}), 400, "malformed_json")
+		if !strings.Contains(r.str("detail"), tc.where) {
+			t.Errorf("%s %q: detail %q does not name %s", tc.method, tc.body, r.str("detail"), tc.where)
+		}
+	}
+	// Escaped surrogate pairs and U+FFFD sent on purpose are text like any other.
+	r := e.create(`{"currency":"EUR","customer":{"name":"\ud83d\ude00 \ufffd"}}`)
+	if r.str("customer", "name") != "\U0001F600 \uFFFD" {
 		t.Fatalf("name %q", r.str("customer", "name"))
+	}
+	if g := e.do(req{method: "GET", route: "/v1/invoices/{id}", id: id}); g.str("memo") != "Thanks" || g.str("version") != "1" {
+		t.Fatalf("a refused body changed the invoice: %s", g.body)
 	}
 	for _, id := range []string{"%00", "%ff", "inv_aaaaaaaaaaaaaaaaaaaaaaaa", strings.Repeat("x", 3000)} {
 		e.want(e.do(req{method: "GET", route: "/v1/invoices/{id}", id: id}), 404, "not_found")
