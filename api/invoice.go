@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -162,15 +164,19 @@ func (inv *Invoice) stateError(action string) error {
 }
 
 // ApplyPatch changes the fields present in p. Drafts accept any field;
-// other states only memo and metadata (anything else is invalid_state).
-// It returns the events to record (none when nothing changed is still an
-// update: the version moves so the client sees its write acknowledged).
+// other states only memo and metadata (anything else is invalid_state,
+// even when its value is the current one). It returns the events to
+// record: none when the patch changes nothing ({} or the current values),
+// and then the invoice keeps its version, updated_at and ETag, so a client
+// replaying its own state does not invalidate everyone's If-Match.
 func (inv *Invoice) ApplyPatch(p *InvoicePatch, now time.Time) ([]string, error) {
 	if inv.Status != StatusDraft {
 		if f := p.moneyFields(); f != "" {
 			return nil, Errorf(EINVALIDSTATE, "Only memo and metadata can change on an invoice in status %s (got %s).", inv.Status, f)
 		}
 	}
+	before := *inv
+	before.LineItems = slices.Clone(inv.LineItems)
 	if p.Currency != nil {
 		inv.Currency = *p.Currency
 	}
@@ -192,9 +198,22 @@ func (inv *Invoice) ApplyPatch(p *InvoicePatch, now time.Time) ([]string, error)
 	if err := inv.price(); err != nil {
 		return nil, err
 	}
+	if sameContent(&before, inv) {
+		return nil, nil
+	}
 	inv.touch(now)
 	return []string{EventUpdated}, nil
 }
+
+// sameContent reports whether a and b hold the same client-set fields (the
+// computed ones follow from them).
+func sameContent(a, b *Invoice) bool {
+	return a.Currency == b.Currency && a.Customer.Name == b.Customer.Name &&
+		equalPtr(a.Customer.Email, b.Customer.Email) && slices.Equal(a.LineItems, b.LineItems) &&
+		equalPtr(a.DueDate, b.DueDate) && equalPtr(a.Memo, b.Memo) && maps.Equal(a.Metadata, b.Metadata)
+}
+
+func equalPtr(a, b *string) bool { return a == b || (a != nil && b != nil && *a == *b) }
 
 func (inv *Invoice) touch(now time.Time) {
 	inv.Version++

@@ -527,3 +527,42 @@ func TestList(t *testing.T) {
 	}
 	_ = http.StatusOK
 }
+
+// A PATCH that changes nothing ({} or the current values) answers 200 with
+// the same version and ETag and records no event: other clients' If-Match
+// stays valid.
+func TestNoOpPatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.create(threeLines).str("id")
+	patch := func(body string, hdr map[string]string) resp {
+		return e.want(e.do(req{method: "PATCH", route: "/v1/invoices/{id}", id: id, body: body, header: hdr}), 200)
+	}
+	same := `{"currency":"EUR","customer":{"email":"ada@example.com","name":"Ada Lovelace"},
+		"line_items":[
+			{"description":"Consulting","quantity":"1.50","unit_amount":10000,"tax_rate":"20.0"},
+			{"description":"Travel","quantity":"3","unit_amount":333,"tax_rate":"20"},
+			{"description":"Book","quantity":1,"unit_amount":1999,"tax_rate":"7.5"}],
+		"due_date":"2026-12-31","memo":"Thanks","metadata":{"order":"42"}}`
+	for _, body := range []string{`{}`, same, `{"memo":"Thanks"}`} {
+		r := patch(body, map[string]string{"If-Match": `"v1"`})
+		if r.str("version") != "1" || r.header.Get("ETag") != `"v1"` {
+			t.Fatalf("PATCH %s changed the version: %s %s", body, r.header.Get("ETag"), r.body)
+		}
+	}
+	if r := patch(`{"memo":"Changed"}`, nil); r.str("version") != "2" || r.header.Get("ETag") != `"v2"` {
+		t.Fatalf("a real change: %s", r.body)
+	}
+	e.want(e.do(req{method: "POST", route: "/v1/invoices/{id}/finalize", id: id}), 200)
+	if r := patch(`{"memo":"Changed","metadata":{"order":"42"}}`, map[string]string{"If-Match": `"v3"`}); r.str("version") != "3" {
+		t.Fatalf("a no-op PATCH of an open invoice: %s", r.body)
+	}
+	ev := e.want(e.do(req{method: "GET", route: "/v1/invoices/{id}/events", id: id}), 200)
+	var types []string
+	for i := 0; ev.str("data", fmt.Sprint(i), "type") != "<nil>"; i++ {
+		types = append(types, ev.str("data", fmt.Sprint(i), "type"))
+	}
+	if got := strings.Join(types, " "); got != "invoice.created invoice.updated invoice.finalized" {
+		t.Fatalf("events %s, want one update only", got)
+	}
+}

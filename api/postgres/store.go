@@ -401,6 +401,9 @@ func (s *Store) mutate(ctx context.Context, id string, opts api.WriteOptions, ch
 		if err != nil {
 			return nil, err
 		}
+		if len(events) == 0 {
+			return inv, nil // a change that changes nothing: no write, same version
+		}
 		if err := writeInvoice(ctx, tx, pk, inv, linesChanged); err != nil {
 			return nil, err
 		}
