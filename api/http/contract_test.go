@@ -3,6 +3,7 @@ package http_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -37,8 +38,8 @@ func TestPlainEndpoints(t *testing.T) {
 	}
 	e.create(threeLines)
 	e.want(e.do(req{method: "GET", route: "/nope"}), 404, "not_found")
-	if r := e.want(e.do(req{method: "PUT", route: "/v1/invoices"}), 405, "method_not_allowed"); strings.Join(r.header.Values("Allow"), ",") != "GET,POST" {
-		t.Errorf("405 Allow = %q, want GET,POST", r.header.Values("Allow"))
+	if r := e.want(e.do(req{method: "PUT", route: "/v1/invoices"}), 405, "method_not_allowed"); strings.Join(r.header.Values("Allow"), ",") != "GET,HEAD,POST" {
+		t.Errorf("405 Allow = %q, want GET,HEAD,POST", r.header.Values("Allow"))
 	}
 	e.want(e.do(req{method: "BREW", route: "/v1/invoices"}), 405, "method_not_allowed")
 	m := e.want(e.do(req{method: "GET", route: "/metrics"}), 200)
@@ -564,5 +565,51 @@ func TestNoOpPatch(t *testing.T) {
 	}
 	if got := strings.Join(types, " "); got != "invoice.created invoice.updated invoice.finalized" {
 		t.Fatalf("events %s, want one update only", got)
+	}
+}
+
+// HEAD answers like GET on every GET route (RFC 9110 9.3.2): same status
+// and headers, no body; it is counted under its own method.
+func TestHead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.create(threeLines).str("id")
+	send := func(method, path string, hdr map[string]string) (*http.Response, []byte) {
+		t.Helper()
+		r, err := http.NewRequest(method, e.url+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range hdr {
+			r.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, b
+	}
+	for _, p := range []string{"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/invoices", "/v1/invoices?limit=1&status=draft",
+		"/v1/invoices/" + id, "/v1/invoices/" + id + "/events", "/v1/invoices/inv_unknown", "/v1/invoices?limit=0"} {
+		get, gb := send("GET", p, nil)
+		head, hb := send("HEAD", p, nil)
+		if head.StatusCode != get.StatusCode || len(hb) != 0 || len(gb) == 0 ||
+			head.Header.Get("Content-Type") != get.Header.Get("Content-Type") || head.Header.Get("ETag") != get.Header.Get("ETag") {
+			t.Errorf("HEAD %s: %d %v %q; GET: %d %v", p, head.StatusCode, head.Header, hb, get.StatusCode, get.Header)
+		}
+	}
+	if res, _ := send("HEAD", "/v1/invoices/"+id, map[string]string{"If-None-Match": `"v1"`}); res.StatusCode != 304 {
+		t.Errorf("HEAD with a matching If-None-Match: %d, want 304", res.StatusCode)
+	}
+	if res, _ := send("HEAD", "/v1/invoices/"+id+"/finalize", nil); res.StatusCode != 405 || strings.Join(res.Header.Values("Allow"), ",") != "POST" {
+		t.Errorf("HEAD on a POST route: %d Allow %v, want 405 Allow POST", res.StatusCode, res.Header.Values("Allow"))
+	}
+	if _, m := send("GET", "/metrics", nil); !strings.Contains(string(m), `invoicing_http_requests_total{method="HEAD",route="/v1/invoices/{id}",status="200"} 1`) {
+		t.Errorf("HEAD is not counted under its method and route:\n%s", m)
 	}
 }
