@@ -2,6 +2,7 @@ package http
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -78,6 +79,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError writes err as a problem. Errors that are not *api.Error are
 // logged and hidden behind a generic 500: no internals reach a client.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if clientClosed(r, err) {
+		// Nobody is left to read an answer, and nothing is broken: record
+		// it as nginx's 499, not as a 5xx that pages someone.
+		s.logger.InfoContext(r.Context(), "client_closed", "request_id", requestID(r.Context()), "error", err.Error())
+		w.WriteHeader(StatusClientClosedRequest)
+		return
+	}
 	switch api.ErrorCode(err) {
 	case api.EINTERNAL:
 		s.logger.ErrorContext(r.Context(), "request failed", "request_id", requestID(r.Context()), "error", err.Error())
@@ -93,6 +101,21 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
+}
+
+// StatusClientClosedRequest is the status recorded (in metrics and logs)
+// for a request whose client disconnected before it was answered.
+const StatusClientClosedRequest = 499
+
+// clientClosed reports whether err is the server failing because the
+// client went away (its request's context was canceled), rather than a
+// refusal or a fault of ours.
+func clientClosed(r *http.Request, err error) bool {
+	if !errors.Is(r.Context().Err(), context.Canceled) {
+		return false
+	}
+	code := api.ErrorCode(err)
+	return code == api.EINTERNAL || code == api.EUNAVAILABLE
 }
 
 // renderProblem is the status and RFC 9457 body of err for request r.
