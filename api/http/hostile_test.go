@@ -1,12 +1,18 @@
 package http_test
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/invdeploy/invdeploy/internal/testpg"
 )
 
 // Inputs that pass JSON decoding but that PostgreSQL would refuse (NUL,
@@ -156,6 +162,36 @@ func TestDatabaseDown(t *testing.T) {
 	if logs := e.logs.String(); strings.Contains(logs, `"level":"ERROR"`) || !strings.Contains(logs, `"level":"WARN","msg":"service unavailable"`) {
 		t.Fatalf("an unavailable database is logged as an error, or not at all:\n%s", logs)
 	}
+}
+
+// When PostgreSQL drops the connections (as in a restart: the server
+// terminates every backend), the request that finds its connection dead is
+// a 503 to retry, and the retry works on a new connection.
+func TestDatabaseRestart(t *testing.T) {
+	t.Parallel()
+	dbURL := testpg.New(t)
+	e := newEnvAt(t, dbURL, func(c *pgxpool.Config) {
+		c.MaxConns = 1
+		// No liveness ping on acquire: the request must meet the dead
+		// connection, as one does when the restart comes mid-request.
+		c.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return false }
+	})
+	id := e.create(threeLines).str("id")
+	admin, err := pgx.Connect(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	var killed int
+	if err := admin.QueryRow(t.Context(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()`).Scan(&killed); err != nil || killed != 1 {
+		t.Fatalf("terminate the pool's backend: %d terminated, %v", killed, err)
+	}
+	r := e.want(e.do(req{method: "POST", route: "/v1/invoices/{id}/finalize", id: id}), 503, "service_unavailable")
+	if r.header.Get("Retry-After") == "" {
+		t.Fatalf("503 without Retry-After: %v", r.header)
+	}
+	e.want(e.do(req{method: "POST", route: "/v1/invoices/{id}/finalize", id: id}), 200)
 }
 
 // closedPort is a loopback address where nothing listens.
