@@ -2,6 +2,8 @@ package http_test
 
 import (
 	"context"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -56,6 +58,29 @@ func TestClientDisconnect(t *testing.T) {
 	logs := e.logs.String()
 	if strings.Contains(logs, `"level":"ERROR"`) || !strings.Contains(logs, `"level":"INFO","msg":"client_closed"`) {
 		t.Errorf("a disconnect is logged as an error, or not as client_closed:\n%s", logs)
+	}
+}
+
+// A client that closes the connection halfway through sending its body is
+// a 499 too, not a 400 for a malformed body.
+func TestClientDisconnectMidBody(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, "POST /v1/invoices HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"+
+		"Content-Length: 500\r\n\r\n{\"currency\":\"EU"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	want := `invoicing_http_requests_total{method="POST",route="/v1/invoices",status="499"} 1`
+	waitUntil(t, func() bool {
+		return strings.Contains(string(e.do(req{method: "GET", route: "/metrics"}).body), want)
+	}, "the metrics to count a 499")
+	if m := string(e.do(req{method: "GET", route: "/metrics"}).body); strings.Contains(m, `status="400"`) {
+		t.Errorf("a cut body was counted as a 400:\n%s", m)
 	}
 }
 

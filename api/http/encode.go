@@ -107,10 +107,17 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 // for a request whose client disconnected before it was answered.
 const StatusClientClosedRequest = 499
 
+// errBodyCut is a body that ended before its Content-Length (or last
+// chunk): the client closed the connection while sending it.
+var errBodyCut = errors.New("the client closed the connection while sending the body")
+
 // clientClosed reports whether err is the server failing because the
 // client went away (its request's context was canceled), rather than a
 // refusal or a fault of ours.
 func clientClosed(r *http.Request, err error) bool {
+	if errors.Is(err, errBodyCut) {
+		return true
+	}
 	if !errors.Is(r.Context().Err(), context.Canceled) {
 		return false
 	}
@@ -196,6 +203,9 @@ func readBody(r *http.Request, accepted map[string]bool, required bool) ([]byte,
 		return nil, api.Errorf(api.ETOOLARGE, "The body must be at most %d bytes.", MaxBodyBytes)
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, errBodyCut
+	}
 	if err != nil {
 		return nil, api.Errorf(api.EMALFORMED, "The body could not be read.")
 	}
