@@ -31,6 +31,9 @@ type Error struct {
 	Code    string
 	Message string
 	Fields  []FieldError
+	// Cause is what went wrong underneath (say, the database error behind
+	// service_unavailable), for the log only: never shown to a client.
+	Cause error
 }
 
 // FieldError names one invalid part of a request. Param is a path such as
@@ -48,6 +51,9 @@ func (e *Error) Error() string {
 	}
 	return e.Code + ": " + e.Message
 }
+
+// Unwrap returns the cause, so errors.Is sees through an *Error.
+func (e *Error) Unwrap() error { return e.Cause }
 
 // Errorf returns an *Error with the given code and a formatted message.
 func Errorf(code, format string, args ...any) *Error {

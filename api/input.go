@@ -107,6 +107,9 @@ func decodeObject(body []byte) (map[string]any, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, Errorf(EMALFORMED, "The body must hold exactly one JSON value.")
 	}
+	if err := checkJSON(body); err != nil {
+		return nil, err
+	}
 	obj, ok := v.(map[string]any)
 	if !ok {
 		return nil, &Error{Code: EVALIDATION, Message: "The request is invalid; see errors.",

@@ -13,6 +13,8 @@ var bodySeeds = []string{
 	`{"memo":null,"due_date":null,"metadata":null}`,
 	`{"line_items":[{"description":"x","quantity":"0.0001","unit_amount":1,"tax_rate":"100"}]}`,
 	`[]`, `{`, `"x"`, `{"a":1}{}`, `{"amount":12}`, `{"amount":1.0}`, ``,
+	"{\"currency\":\"EUR\",\"customer\":{\"name\":\"\xff\xfe\"}}", `{"currency":"EUR","customer":{"name":"\ud800"}}`,
+	`{"currency":"USD","currency":"EUR","customer":{"name":"A"}}`, `{"amount":1,"amount":2}`, `{"memo":"\udc00x"}`,
 }
 
 // checkParseError asserts a parser failed the way a client can act on.

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -162,15 +164,19 @@ func (inv *Invoice) stateError(action string) error {
 }
 
 // ApplyPatch changes the fields present in p. Drafts accept any field;
-// other states only memo and metadata (anything else is invalid_state).
-// It returns the events to record (none when nothing changed is still an
-// update: the version moves so the client sees its write acknowledged).
+// other states only memo and metadata (anything else is invalid_state,
+// even when its value is the current one). It returns the events to
+// record: none when the patch changes nothing ({} or the current values),
+// and then the invoice keeps its version, updated_at and ETag, so a client
+// replaying its own state does not invalidate everyone's If-Match.
 func (inv *Invoice) ApplyPatch(p *InvoicePatch, now time.Time) ([]string, error) {
 	if inv.Status != StatusDraft {
 		if f := p.moneyFields(); f != "" {
 			return nil, Errorf(EINVALIDSTATE, "Only memo and metadata can change on an invoice in status %s (got %s).", inv.Status, f)
 		}
 	}
+	before := *inv
+	before.LineItems = slices.Clone(inv.LineItems)
 	if p.Currency != nil {
 		inv.Currency = *p.Currency
 	}
@@ -192,9 +198,22 @@ func (inv *Invoice) ApplyPatch(p *InvoicePatch, now time.Time) ([]string, error)
 	if err := inv.price(); err != nil {
 		return nil, err
 	}
+	if sameContent(&before, inv) {
+		return nil, nil
+	}
 	inv.touch(now)
 	return []string{EventUpdated}, nil
 }
+
+// sameContent reports whether a and b hold the same client-set fields (the
+// computed ones follow from them).
+func sameContent(a, b *Invoice) bool {
+	return a.Currency == b.Currency && a.Customer.Name == b.Customer.Name &&
+		equalPtr(a.Customer.Email, b.Customer.Email) && slices.Equal(a.LineItems, b.LineItems) &&
+		equalPtr(a.DueDate, b.DueDate) && equalPtr(a.Memo, b.Memo) && maps.Equal(a.Metadata, b.Metadata)
+}
+
+func equalPtr(a, b *string) bool { return a == b || (a != nil && b != nil && *a == *b) }
 
 func (inv *Invoice) touch(now time.Time) {
 	inv.Version++
@@ -307,13 +326,15 @@ type WriteOptions struct {
 // Idempotency identifies a client's retryable request.
 type Idempotency struct {
 	Key         string // the Idempotency-Key header, 1..255 chars
-	Fingerprint []byte // hash of method, path and body: the "same request"
-	Status      int    // the HTTP status to store with the outcome (201, 200, ...)
-	// RenderError renders a refusal the way the client receives it, so
-	// that a refusal decided by the invoice's state (invalid_state,
-	// not_found, a validation of the change) is
-	// stored and replayed like a success; nil stores successes only.
-	RenderError func(error) (status int, body []byte)
+	Fingerprint []byte // hash of the request's meaning: the "same request"
+	// Respond gives the response to store for the key and replay to a
+	// retry: for the changed invoice (err nil), or for a refusal decided by
+	// the invoice's state (ReplayableError: invalid_state, not_found, a
+	// validation of the change), which is stored and replayed like a
+	// success. The adapter that answers clients (api/http) provides it, so
+	// storage keeps the response as opaque bytes and knows no wire format.
+	// Required.
+	Respond func(inv *Invoice, err error) Replay
 }
 
 // ReplayableError reports whether err is an outcome of a request that ran:
@@ -329,7 +350,8 @@ func ReplayableError(err error) bool {
 	return false
 }
 
-// Replay is a stored response returned again for a retried request.
+// Replay is a stored response returned again for a retried request. Its
+// fields are produced and read by the client-facing adapter only.
 type Replay struct {
 	Status   int
 	Body     []byte

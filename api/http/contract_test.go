@@ -3,6 +3,7 @@ package http_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -37,8 +38,8 @@ func TestPlainEndpoints(t *testing.T) {
 	}
 	e.create(threeLines)
 	e.want(e.do(req{method: "GET", route: "/nope"}), 404, "not_found")
-	if r := e.want(e.do(req{method: "PUT", route: "/v1/invoices"}), 405, "method_not_allowed"); strings.Join(r.header.Values("Allow"), ",") != "GET,POST" {
-		t.Errorf("405 Allow = %q, want GET,POST", r.header.Values("Allow"))
+	if r := e.want(e.do(req{method: "PUT", route: "/v1/invoices"}), 405, "method_not_allowed"); strings.Join(r.header.Values("Allow"), ",") != "GET,HEAD,POST" {
+		t.Errorf("405 Allow = %q, want GET,HEAD,POST", r.header.Values("Allow"))
 	}
 	e.want(e.do(req{method: "BREW", route: "/v1/invoices"}), 405, "method_not_allowed")
 	m := e.want(e.do(req{method: "GET", route: "/metrics"}), 200)
@@ -321,7 +322,20 @@ func TestIdempotency(t *testing.T) {
 		again.header.Get("Location") != first.header.Get("Location") || again.header.Get("ETag") != first.header.Get("ETag") {
 		t.Fatalf("replay differs:\n%v %s\n%v %s", first.header, first.body, again.header, again.body)
 	}
+	// The same request spelled differently (keys in another order, no
+	// whitespace, an escaped letter, a quantity as a string) is the same
+	// request: it replays.
+	sameMeaning := `{"metadata":{"order":"42"},"memo":"Thanks","due_date":"2026-12-31","line_items":[` +
+		`{"tax_rate":"20","unit_amount":10000,"quantity":"1.5","description":"Consulting"},` +
+		`{"description":"Travel","quantity":"3","unit_amount":333,"tax_rate":"20"},` +
+		`{"description":"Book","quantity":1,"unit_amount":1999,"tax_rate":"7.5"}],` +
+		`"customer":{"email":"ada@example.com","name":"\u0041da Lovelace"},"currency":"EUR"}`
+	same := e.want(e.do(req{method: "POST", route: "/v1/invoices", body: sameMeaning, header: key}), 201)
+	if same.header.Get("Idempotent-Replayed") != "true" || string(same.body) != string(first.body) {
+		t.Fatalf("the same request reformatted was not replayed: %v %s", same.header, same.body)
+	}
 	e.want(e.do(req{method: "POST", route: "/v1/invoices", body: strings.Replace(threeLines, "Thanks", "Cheers", 1), header: key}), 422, "idempotency_key_reused")
+	e.want(e.do(req{method: "POST", route: "/v1/invoices", body: strings.Replace(sameMeaning, `"quantity":"3"`, `"quantity":"3.5"`, 1), header: key}), 422, "idempotency_key_reused")
 	list := e.want(e.do(req{method: "GET", route: "/v1/invoices"}), 200)
 	if list.str("data", "1") != "<nil>" {
 		t.Fatalf("retries created more than one invoice: %s", list.body)
@@ -513,4 +527,89 @@ func TestList(t *testing.T) {
 		t.Fatalf("email filter: %s", byEmail.body)
 	}
 	_ = http.StatusOK
+}
+
+// A PATCH that changes nothing ({} or the current values) answers 200 with
+// the same version and ETag and records no event: other clients' If-Match
+// stays valid.
+func TestNoOpPatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.create(threeLines).str("id")
+	patch := func(body string, hdr map[string]string) resp {
+		return e.want(e.do(req{method: "PATCH", route: "/v1/invoices/{id}", id: id, body: body, header: hdr}), 200)
+	}
+	same := `{"currency":"EUR","customer":{"email":"ada@example.com","name":"Ada Lovelace"},
+		"line_items":[
+			{"description":"Consulting","quantity":"1.50","unit_amount":10000,"tax_rate":"20.0"},
+			{"description":"Travel","quantity":"3","unit_amount":333,"tax_rate":"20"},
+			{"description":"Book","quantity":1,"unit_amount":1999,"tax_rate":"7.5"}],
+		"due_date":"2026-12-31","memo":"Thanks","metadata":{"order":"42"}}`
+	for _, body := range []string{`{}`, same, `{"memo":"Thanks"}`} {
+		r := patch(body, map[string]string{"If-Match": `"v1"`})
+		if r.str("version") != "1" || r.header.Get("ETag") != `"v1"` {
+			t.Fatalf("PATCH %s changed the version: %s %s", body, r.header.Get("ETag"), r.body)
+		}
+	}
+	if r := patch(`{"memo":"Changed"}`, nil); r.str("version") != "2" || r.header.Get("ETag") != `"v2"` {
+		t.Fatalf("a real change: %s", r.body)
+	}
+	e.want(e.do(req{method: "POST", route: "/v1/invoices/{id}/finalize", id: id}), 200)
+	if r := patch(`{"memo":"Changed","metadata":{"order":"42"}}`, map[string]string{"If-Match": `"v3"`}); r.str("version") != "3" {
+		t.Fatalf("a no-op PATCH of an open invoice: %s", r.body)
+	}
+	ev := e.want(e.do(req{method: "GET", route: "/v1/invoices/{id}/events", id: id}), 200)
+	var types []string
+	for i := 0; ev.str("data", fmt.Sprint(i), "type") != "<nil>"; i++ {
+		types = append(types, ev.str("data", fmt.Sprint(i), "type"))
+	}
+	if got := strings.Join(types, " "); got != "invoice.created invoice.updated invoice.finalized" {
+		t.Fatalf("events %s, want one update only", got)
+	}
+}
+
+// HEAD answers like GET on every GET route (RFC 9110 9.3.2): same status
+// and headers, no body; it is counted under its own method.
+func TestHead(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.create(threeLines).str("id")
+	send := func(method, path string, hdr map[string]string) (*http.Response, []byte) {
+		t.Helper()
+		r, err := http.NewRequest(method, e.url+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range hdr {
+			r.Header.Set(k, v)
+		}
+		res, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res, b
+	}
+	for _, p := range []string{"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/invoices", "/v1/invoices?limit=1&status=draft",
+		"/v1/invoices/" + id, "/v1/invoices/" + id + "/events", "/v1/invoices/inv_unknown", "/v1/invoices?limit=0"} {
+		get, gb := send("GET", p, nil)
+		head, hb := send("HEAD", p, nil)
+		if head.StatusCode != get.StatusCode || len(hb) != 0 || len(gb) == 0 ||
+			head.Header.Get("Content-Type") != get.Header.Get("Content-Type") || head.Header.Get("ETag") != get.Header.Get("ETag") {
+			t.Errorf("HEAD %s: %d %v %q; GET: %d %v", p, head.StatusCode, head.Header, hb, get.StatusCode, get.Header)
+		}
+	}
+	if res, _ := send("HEAD", "/v1/invoices/"+id, map[string]string{"If-None-Match": `"v1"`}); res.StatusCode != 304 {
+		t.Errorf("HEAD with a matching If-None-Match: %d, want 304", res.StatusCode)
+	}
+	if res, _ := send("HEAD", "/v1/invoices/"+id+"/finalize", nil); res.StatusCode != 405 || strings.Join(res.Header.Values("Allow"), ",") != "POST" {
+		t.Errorf("HEAD on a POST route: %d Allow %v, want 405 Allow POST", res.StatusCode, res.Header.Values("Allow"))
+	}
+	if _, m := send("GET", "/metrics", nil); !strings.Contains(string(m), `invoicing_http_requests_total{method="HEAD",route="/v1/invoices/{id}",status="200"} 1`) {
+		t.Errorf("HEAD is not counted under its method and route:\n%s", m)
+	}
 }

@@ -2,9 +2,11 @@ package http
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -45,6 +47,10 @@ var titleOf = map[string]string{
 	api.EUNAVAILABLE:       "Service unavailable",
 }
 
+// RetryAfterSeconds is the Retry-After of a 503: the database restarts or
+// fails over in seconds, and a short wait spreads the clients' retries.
+const RetryAfterSeconds = "2"
+
 // problem is an RFC 9457 problem details object with our extensions.
 type problem struct {
 	Type      string           `json:"type"`
@@ -73,13 +79,50 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError writes err as a problem. Errors that are not *api.Error are
 // logged and hidden behind a generic 500: no internals reach a client.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	if api.ErrorCode(err) == api.EINTERNAL {
+	if clientClosed(r, err) {
+		// Nobody is left to read an answer, and nothing is broken: record
+		// it as nginx's 499, not as a 5xx that pages someone.
+		s.logger.InfoContext(r.Context(), "client_closed", "request_id", requestID(r.Context()), "error", err.Error())
+		w.WriteHeader(StatusClientClosedRequest)
+		return
+	}
+	switch api.ErrorCode(err) {
+	case api.EINTERNAL:
 		s.logger.ErrorContext(r.Context(), "request failed", "request_id", requestID(r.Context()), "error", err.Error())
+	case api.EUNAVAILABLE:
+		// Expected while the database restarts: a warning, and a hint
+		// to the client of when to try again.
+		if cause := errors.Unwrap(err); cause != nil {
+			s.logger.WarnContext(r.Context(), "service unavailable", "request_id", requestID(r.Context()), "error", cause.Error())
+		}
+		w.Header().Set("Retry-After", RetryAfterSeconds)
 	}
 	status, b := renderProblem(r, err)
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
+}
+
+// StatusClientClosedRequest is the status recorded (in metrics and logs)
+// for a request whose client disconnected before it was answered.
+const StatusClientClosedRequest = 499
+
+// errBodyCut is a body that ended before its Content-Length (or last
+// chunk): the client closed the connection while sending it.
+var errBodyCut = errors.New("the client closed the connection while sending the body")
+
+// clientClosed reports whether err is the server failing because the
+// client went away (its request's context was canceled), rather than a
+// refusal or a fault of ours.
+func clientClosed(r *http.Request, err error) bool {
+	if errors.Is(err, errBodyCut) {
+		return true
+	}
+	if !errors.Is(r.Context().Err(), context.Canceled) {
+		return false
+	}
+	code := api.ErrorCode(err)
+	return code == api.EINTERNAL || code == api.EUNAVAILABLE
 }
 
 // renderProblem is the status and RFC 9457 body of err for request r.
@@ -160,6 +203,9 @@ func readBody(r *http.Request, accepted map[string]bool, required bool) ([]byte,
 		return nil, api.Errorf(api.ETOOLARGE, "The body must be at most %d bytes.", MaxBodyBytes)
 	}
 	b, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, errBodyCut
+	}
 	if err != nil {
 		return nil, api.Errorf(api.EMALFORMED, "The body could not be read.")
 	}
@@ -188,8 +234,11 @@ func checkMediaType(ct string, accepted map[string]bool) error {
 }
 
 // writeOptions reads If-Match and Idempotency-Key. The fingerprint of an
-// idempotent request covers its method, path and body.
-func writeOptions(r *http.Request, body []byte, status int) (api.WriteOptions, error) {
+// idempotent request covers its method, path and meaning: request is the
+// decoded, validated body (nil when there is none), so a retry that differs
+// only in whitespace, key order, escapes or number spelling ("1" or 1) is
+// the same request.
+func writeOptions(r *http.Request, request any, status int) (api.WriteOptions, error) {
 	var opts api.WriteOptions
 	if v := r.Header.Values("If-Match"); len(v) > 0 {
 		opts.IfMatch = parseETags(strings.Join(v, ","))
@@ -202,11 +251,34 @@ func writeOptions(r *http.Request, body []byte, status int) (api.WriteOptions, e
 		}
 		h := sha256.New()
 		h.Write([]byte(r.Method + " " + r.URL.Path + "\n"))
-		h.Write(body)
-		opts.Idempotency = &api.Idempotency{Key: key, Fingerprint: h.Sum(nil), Status: status,
-			RenderError: func(err error) (int, []byte) { return renderProblem(r, err) }}
+		if request != nil {
+			if err := json.NewEncoder(h).Encode(request); err != nil {
+				return opts, fmt.Errorf("fingerprint the request: %w", err)
+			}
+		}
+		opts.Idempotency = &api.Idempotency{Key: key, Fingerprint: h.Sum(nil),
+			Respond: func(inv *api.Invoice, err error) api.Replay { return storedResponse(r, status, inv, err) }}
 	}
 	return opts, nil
+}
+
+// storedResponse is the response kept for an Idempotency-Key and replayed
+// to retries: what the first request answered, status, headers and body.
+func storedResponse(r *http.Request, status int, inv *api.Invoice, err error) api.Replay {
+	if err != nil {
+		code, body := renderProblem(r, err)
+		return api.Replay{Status: code, Body: body}
+	}
+	body, merr := json.Marshal(inv)
+	if merr != nil {
+		code, body := renderProblem(r, merr)
+		return api.Replay{Status: code, Body: body}
+	}
+	rp := api.Replay{Status: status, Body: body, ETag: api.ETag(inv.Version)}
+	if status == http.StatusCreated {
+		rp.Location = "/v1/invoices/" + inv.ID
+	}
+	return rp
 }
 
 // parseETags splits an If-Match / If-None-Match list into its tags.

@@ -109,6 +109,13 @@ func FuzzRequests(f *testing.F) {
 		{"GET", "/v1/invoices?limit=3&starting_after=c1&status=open", "", "", ""},
 		{"GET", "/v1/invoices/ID/events", "", "", ""},
 		{"POST", "/v1/invoices/ID/void", "application/json", "", `{"a":[`},
+		{"POST", "/v1/invoices", "application/json", "", "{\"currency\":\"EUR\",\"customer\":{\"name\":\"\xff\xfe\"}}"},
+		{"POST", "/v1/invoices", "application/json", "", `{"currency":"EUR","customer":{"name":"\ud800"}}`},
+		{"PATCH", "/v1/invoices/ID", "application/json", "", `{"memo":"\udc00\ud800"}`},
+		{"POST", "/v1/invoices", "application/json", "", `{"currency":"USD","currency":"EUR","customer":{"name":"A"}}`},
+		{"PATCH", "/v1/invoices/ID", "application/json", "", `{"metadata":{"k":"1","\u006b":"2"}}`},
+		{"POST", "/v1/invoices/ID/payments", "application/json", "", `{"amount":1,"amount":1}`},
+		{"HEAD", "/v1/invoices/ID", "", "", ""},
 	} {
 		f.Add(s.method, s.path, s.ct, s.ifMatch, []byte(s.body))
 	}
@@ -144,15 +151,30 @@ func FuzzRequests(f *testing.F) {
 // documented path is served.
 func TestOpenAPICoversRoutes(t *testing.T) {
 	var doc struct {
-		Paths map[string]map[string]any `json:"paths"`
+		Info  struct{ Description string } `json:"info"`
+		Paths map[string]map[string]any    `json:"paths"`
 	}
 	if err := json.Unmarshal(apihttp.OpenAPI, &doc); err != nil {
 		t.Fatal(err)
 	}
-	h, _ := newFakeHandler(t)
+	if !strings.Contains(doc.Info.Description, "HEAD") {
+		t.Error("openapi.json does not say that HEAD is answered wherever GET is")
+	}
+	h, fake := newFakeHandler(t)
 	served := map[string]bool{}
 	err := chi.Walk(apihttp.Router(h), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		served[method+" "+route] = true
+		// HEAD is served wherever GET is, as the document's description
+		// says, with GET's status (TestHead checks the rest).
+		if method == http.MethodGet {
+			path := strings.ReplaceAll(route, "{id}", fake.inv.ID)
+			get, head := httptest.NewRecorder(), httptest.NewRecorder()
+			h.ServeHTTP(get, httptest.NewRequest(http.MethodGet, path, nil))
+			h.ServeHTTP(head, httptest.NewRequest(http.MethodHead, path, nil))
+			if head.Code != get.Code {
+				t.Errorf("HEAD %s: %d, GET: %d", route, head.Code, get.Code)
+			}
+		}
 		if doc.Paths[route][strings.ToLower(method)] == nil {
 			t.Errorf("%s %s is served but not in openapi.json", method, route)
 		}

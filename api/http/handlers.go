@@ -44,6 +44,9 @@ func (s *Server) handleMethodNotAllowed(w http.ResponseWriter, r *http.Request) 
 		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
 			if rc.Routes.Match(chi.NewRouteContext(), m, r.URL.Path) {
 				w.Header().Add("Allow", m)
+				if m == http.MethodGet {
+					w.Header().Add("Allow", http.MethodHead)
+				}
 			}
 		}
 	}
@@ -61,7 +64,7 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	opts, err := writeOptions(r, body, http.StatusCreated)
+	opts, err := writeOptions(r, in, http.StatusCreated)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -121,7 +124,7 @@ func (s *Server) handleUpdate(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	opts, err := writeOptions(r, body, http.StatusOK)
+	opts, err := writeOptions(r, p, http.StatusOK)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -158,7 +161,7 @@ func (s *Server) action(do func(ctx context.Context, id string, opts api.WriteOp
 			s.writeError(w, r, err)
 			return
 		}
-		opts, err := writeOptions(r, body, http.StatusOK)
+		opts, err := writeOptions(r, nil, http.StatusOK)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -198,7 +201,7 @@ func (s *Server) handlePayment(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	opts, err := writeOptions(r, body, http.StatusOK)
+	opts, err := writeOptions(r, amount, http.StatusOK)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -57,12 +57,20 @@ func (b *lockedBuffer) Write(p []byte) (int, error) {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	dbURL := testpg.New(t)
+	return newEnvAt(t, testpg.New(t))
+}
+
+// newEnvAt is a server on the database at dbURL; tune adjusts its pool.
+func newEnvAt(t *testing.T, dbURL string, tune ...func(*pgxpool.Config)) *env {
+	t.Helper()
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.MaxConns = 20
+	for _, f := range tune {
+		f(cfg)
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -127,8 +127,14 @@ func metricMethod(m string) string {
 	return "OTHER"
 }
 
+// levelOf is the log level of a request line: ERROR is kept for what needs
+// a fix (a 500); an unavailable database (503) is expected while it
+// restarts and is a warning.
 func levelOf(status int) slog.Level {
-	if status >= 500 {
+	switch {
+	case status == http.StatusServiceUnavailable:
+		return slog.LevelWarn
+	case status >= 500:
 		return slog.LevelError
 	}
 	return slog.LevelInfo

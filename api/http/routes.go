@@ -4,13 +4,16 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // routes lists every endpoint of the API in one place.
 func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
-	r.Use(s.observe, s.recoverPanics)
+	// HEAD is answered wherever GET is (RFC 9110 9.3.2): the GET handler
+	// runs and net/http drops the body.
+	r.Use(s.observe, s.recoverPanics, middleware.GetHead)
 	r.NotFound(s.handleNotFound)
 	r.MethodNotAllowed(s.handleMethodNotAllowed)
 

@@ -23,8 +23,10 @@ func TestRefusalAfterWritesIsStoredAndRolledBack(t *testing.T) {
 	}
 	t.Cleanup(pool.Close)
 	s := NewStore(pool)
-	idem := &api.Idempotency{Key: "k", Fingerprint: []byte("fp"), Status: 200,
-		RenderError: func(err error) (int, []byte) { return 409, []byte(`{"code":"` + api.ErrorCode(err) + `"}`) }}
+	idem := &api.Idempotency{Key: "k", Fingerprint: []byte("fp"),
+		Respond: func(_ *api.Invoice, err error) api.Replay {
+			return api.Replay{Status: 409, Body: []byte(`{"code":"` + api.ErrorCode(err) + `"}`)}
+		}}
 	_, err = s.inTx(ctx, idem, func(tx pgx.Tx) (*api.Invoice, error) {
 		if _, err := tx.Exec(ctx, `UPDATE invoice_number_counter SET last_number = last_number + 1`); err != nil {
 			return nil, err
@@ -46,7 +48,7 @@ func TestRefusalAfterWritesIsStoredAndRolledBack(t *testing.T) {
 		t.Fatalf("retry: %+v, %v; want the stored 409 replayed", out.Replay, err)
 	}
 	// An error that is not an outcome (an internal one) is not stored.
-	idem2 := &api.Idempotency{Key: "k2", Fingerprint: []byte("fp"), Status: 200, RenderError: idem.RenderError}
+	idem2 := &api.Idempotency{Key: "k2", Fingerprint: []byte("fp"), Respond: idem.Respond}
 	if _, err := s.inTx(ctx, idem2, func(tx pgx.Tx) (*api.Invoice, error) { return nil, context.DeadlineExceeded }); err == nil {
 		t.Fatal("no error")
 	}

@@ -120,7 +120,7 @@ func (s *Store) CreateInvoice(ctx context.Context, in *api.InvoiceInput, opts ap
 		inv.Total, inv.DueDate, inv.Memo, inv.Metadata, inv.CreatedAt, d, q, u, r, a, t, api.NewID("evt_")}
 	if opts.Idempotency == nil {
 		if _, err := s.pool.Exec(ctx, createSQL, args...); err != nil {
-			return api.Outcome{}, fmt.Errorf("insert invoice: %w", err)
+			return api.Outcome{}, dbError("insert invoice", err)
 		}
 		return api.Outcome{Invoice: inv}, nil
 	}
@@ -142,7 +142,7 @@ func (s *Store) FindInvoice(ctx context.Context, id string) (*api.Invoice, error
 		return nil, notFound(id)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("find invoice: %w", err)
+		return nil, dbError("find invoice", err)
 	}
 	return inv, nil
 }
@@ -184,7 +184,7 @@ func (s *Store) ListInvoices(ctx context.Context, f api.ListFilter) (*api.Invoic
 	q += fmt.Sprintf(` ORDER BY i.pk DESC LIMIT $%d`, len(args))
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list invoices: %w", err)
+		return nil, dbError("list invoices", err)
 	}
 	defer rows.Close()
 	page := &api.InvoicePage{Data: []*api.Invoice{}}
@@ -202,7 +202,7 @@ func (s *Store) ListInvoices(ctx context.Context, f api.ListFilter) (*api.Invoic
 		lastPK = pk
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list invoices: %w", err)
+		return nil, dbError("list invoices", err)
 	}
 	if page.HasMore {
 		c := api.EncodeCursor(lastPK)
@@ -220,7 +220,7 @@ func (s *Store) ListEvents(ctx context.Context, id string) ([]api.Event, error) 
 		FROM invoices i LEFT JOIN invoice_events e ON e.invoice_pk = i.pk
 		WHERE i.id = $1 ORDER BY e.seq`, id)
 	if err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
+		return nil, dbError("list events", err)
 	}
 	defer rows.Close()
 	events := []api.Event{}
@@ -240,7 +240,7 @@ func (s *Store) ListEvents(ctx context.Context, id string) ([]api.Event, error) 
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list events: %w", err)
+		return nil, dbError("list events", err)
 	}
 	if !found {
 		return nil, notFound(id)
@@ -254,7 +254,8 @@ func (s *Store) ListEvents(ctx context.Context, id string) ([]api.Event, error) 
 // outcome of the same request (a different request -> idempotency_key_reused),
 // and stores the new outcome in the same transaction as the change, so a
 // change and its stored response commit together or not at all.
-func (s *Store) inTx(ctx context.Context, idem *api.Idempotency, fn func(tx pgx.Tx) (*api.Invoice, error)) (api.Outcome, error) {
+func (s *Store) inTx(ctx context.Context, idem *api.Idempotency, fn func(tx pgx.Tx) (*api.Invoice, error)) (_ api.Outcome, err error) {
+	defer func() { err = classify(err) }()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return api.Outcome{}, fmt.Errorf("begin: %w", err)
@@ -283,14 +284,13 @@ func (s *Store) inTx(ctx context.Context, idem *api.Idempotency, fn func(tx pgx.
 	}
 	inv, err := fn(sp)
 	if err != nil {
-		if !api.ReplayableError(err) || idem.RenderError == nil {
+		if !api.ReplayableError(err) {
 			return api.Outcome{}, err
 		}
 		if rerr := sp.Rollback(ctx); rerr != nil {
 			return api.Outcome{}, fmt.Errorf("rollback to savepoint: %w", rerr)
 		}
-		status, body := idem.RenderError(err)
-		if serr := storeResponse(ctx, tx, idem, status, body, "", ""); serr != nil {
+		if serr := storeResponse(ctx, tx, idem, idem.Respond(nil, err)); serr != nil {
 			return api.Outcome{}, serr
 		}
 		if cerr := tx.Commit(ctx); cerr != nil {
@@ -301,7 +301,7 @@ func (s *Store) inTx(ctx context.Context, idem *api.Idempotency, fn func(tx pgx.
 	if err := sp.Commit(ctx); err != nil {
 		return api.Outcome{}, fmt.Errorf("release savepoint: %w", err)
 	}
-	if err := storeOutcome(ctx, tx, idem, inv); err != nil {
+	if err := storeResponse(ctx, tx, idem, idem.Respond(inv, nil)); err != nil {
 		return api.Outcome{}, err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -349,7 +349,8 @@ func claimKey(ctx context.Context, tx pgx.Tx, idem *api.Idempotency) (*api.Repla
 		r  api.Replay
 	)
 	err := tx.QueryRow(ctx, `SELECT fingerprint, status, body, etag, location FROM idempotency_keys
-		WHERE key = $1 AND created_at > now() - interval '24 hours'`, idem.Key).Scan(&fp, &r.Status, &r.Body, &r.ETag, &r.Location)
+		WHERE key = $1 AND created_at > now() - make_interval(secs => $2)`,
+		idem.Key, IdempotencyTTL.Seconds()).Scan(&fp, &r.Status, &r.Body, &r.ETag, &r.Location)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -362,28 +363,13 @@ func claimKey(ctx context.Context, tx pgx.Tx, idem *api.Idempotency) (*api.Repla
 	return &r, nil
 }
 
-func storeOutcome(ctx context.Context, tx pgx.Tx, idem *api.Idempotency, inv *api.Invoice) error {
-	body, err := json.Marshal(inv)
-	if err != nil {
-		return fmt.Errorf("encode stored response: %w", err)
-	}
-	etag, location := "", ""
-	if inv != nil {
-		etag = api.ETag(inv.Version)
-		if idem.Status == 201 {
-			location = "/v1/invoices/" + inv.ID
-		}
-	}
-	return storeResponse(ctx, tx, idem, idem.Status, body, etag, location)
-}
-
 // storeResponse stores the response to replay for idem's key.
-func storeResponse(ctx context.Context, tx pgx.Tx, idem *api.Idempotency, status int, body []byte, etag, location string) error {
+func storeResponse(ctx context.Context, tx pgx.Tx, idem *api.Idempotency, r api.Replay) error {
 	_, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (key, fingerprint, status, body, etag, location)
 		VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (key) DO UPDATE SET fingerprint = excluded.fingerprint, status = excluded.status,
 			body = excluded.body, etag = excluded.etag, location = excluded.location, created_at = now()`,
-		idem.Key, idem.Fingerprint, status, body, etag, location)
+		idem.Key, idem.Fingerprint, r.Status, r.Body, r.ETag, r.Location)
 	if err != nil {
 		return fmt.Errorf("store idempotency key: %w", err)
 	}
@@ -414,6 +400,9 @@ func (s *Store) mutate(ctx context.Context, id string, opts api.WriteOptions, ch
 		events, linesChanged, err := ch(tx, inv)
 		if err != nil {
 			return nil, err
+		}
+		if len(events) == 0 {
+			return inv, nil // a change that changes nothing: no write, same version
 		}
 		if err := writeInvoice(ctx, tx, pk, inv, linesChanged); err != nil {
 			return nil, err
@@ -506,34 +495,31 @@ func (s *Store) DeleteInvoice(ctx context.Context, id string, opts api.WriteOpti
 	if !api.ValidID(id) {
 		return notFound(id)
 	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
-	var (
-		pk      int64
-		status  api.Status
-		version int64
-	)
-	err = tx.QueryRow(ctx, `SELECT pk, status, version FROM invoices WHERE id = $1 FOR UPDATE`, id).Scan(&pk, &status, &version)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return notFound(id)
-	}
-	if err != nil {
-		return fmt.Errorf("lock invoice: %w", err)
-	}
-	if !api.MatchETag(opts.IfMatch, version) {
-		return api.Errorf(api.EPRECONDITION, "The invoice is at version %d; If-Match does not match. Fetch it again and retry.", version)
-	}
-	if err := (&api.Invoice{Status: status}).CheckDeletable(); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `DELETE FROM invoices WHERE pk = $1`, pk); err != nil {
-		return fmt.Errorf("delete invoice: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	// DELETE takes no Idempotency-Key (it is idempotent by nature: a retry
+	// answers not_found), hence no key here.
+	_, err := s.inTx(ctx, nil, func(tx pgx.Tx) (*api.Invoice, error) {
+		var (
+			pk      int64
+			status  api.Status
+			version int64
+		)
+		err := tx.QueryRow(ctx, `SELECT pk, status, version FROM invoices WHERE id = $1 FOR UPDATE`, id).Scan(&pk, &status, &version)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, notFound(id)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lock invoice: %w", err)
+		}
+		if !api.MatchETag(opts.IfMatch, version) {
+			return nil, api.Errorf(api.EPRECONDITION, "The invoice is at version %d; If-Match does not match. Fetch it again and retry.", version)
+		}
+		if err := (&api.Invoice{Status: status}).CheckDeletable(); err != nil {
+			return nil, err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM invoices WHERE pk = $1`, pk); err != nil {
+			return nil, fmt.Errorf("delete invoice: %w", err)
+		}
+		return nil, nil
+	})
+	return err
 }

@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"errors"
 	"os"
 	"sort"
 	"sync"
@@ -70,6 +69,16 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// idem is an idempotency key whose stored response is the invoice id.
+func idem(key string) *api.Idempotency {
+	return &api.Idempotency{Key: key, Fingerprint: []byte("fp"), Respond: func(inv *api.Invoice, err error) api.Replay {
+		if err != nil {
+			return api.Replay{Status: 1, Body: []byte(err.Error())}
+		}
+		return api.Replay{Status: 2, Body: []byte(inv.ID)}
+	}}
+}
+
 // Outcomes older than 24 hours are purged; newer ones stay and replay.
 func TestPurgeIdempotencyKeys(t *testing.T) {
 	t.Parallel()
@@ -86,7 +95,7 @@ func TestPurgeIdempotencyKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"old", "fresh"} {
-		if _, err := s.CreateInvoice(ctx, in, api.WriteOptions{Idempotency: &api.Idempotency{Key: k, Fingerprint: []byte("fp"), Status: 201}}); err != nil {
+		if _, err := s.CreateInvoice(ctx, in, api.WriteOptions{Idempotency: idem(k)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -107,7 +116,7 @@ func TestPurgeIdempotencyKeys(t *testing.T) {
 	if rows.Err() != nil || len(keys) != 1 || keys[0] != "fresh" {
 		t.Fatalf("keys left: %v (%v), want [fresh]", keys, rows.Err())
 	}
-	out, err := s.CreateInvoice(ctx, in, api.WriteOptions{Idempotency: &api.Idempotency{Key: "fresh", Fingerprint: []byte("fp"), Status: 201}})
+	out, err := s.CreateInvoice(ctx, in, api.WriteOptions{Idempotency: idem("fresh")})
 	if err != nil || out.Replay == nil {
 		t.Fatalf("the fresh key no longer replays: %+v, %v", out, err)
 	}
@@ -163,7 +172,8 @@ func TestMigrateConcurrently(t *testing.T) {
 }
 
 // Numbers come from a counter row locked by the finalizing transaction: 40
-// concurrent finalizations, some of which roll back, leave no gap.
+// invoices finalized by 120 concurrent requests, some of which roll back,
+// leave no gap.
 func TestFinalizeGapless(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
@@ -173,22 +183,35 @@ func TestFinalizeGapless(t *testing.T) {
 	for i := range ids {
 		ids[i] = draft(t, s).ID
 	}
-	// A finalization that fails its precondition rolls back after nothing
-	// was taken; one that races a second finalization of the same invoice
-	// gets invalid_state. Neither may consume a number.
-	var wg sync.WaitGroup
-	numbers := make(chan string, 2*n)
-	for i := range 2 * n {
+	// Each invoice gets three requests: one without If-Match (the loser of
+	// a race gets invalid_state), one with its current ETag "v1" (412 once
+	// another one finalized it first) and one with a stale ETag (always
+	// 412). A refused finalization rolls back and may not consume a number.
+	ifMatch := [][]string{nil, {api.ETag(1)}, {api.ETag(7)}}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		refused = map[string]int{}
+	)
+	numbers := make(chan string, 3*n)
+	for i := range 3 * n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out, err := s.FinalizeInvoice(ctx, ids[i%n], api.WriteOptions{})
+			kind := i / n
+			out, err := s.FinalizeInvoice(ctx, ids[i%n], api.WriteOptions{IfMatch: ifMatch[kind]})
 			if err != nil {
-				var e *api.Error
-				if !errors.As(err, &e) || e.Code != api.EINVALIDSTATE {
-					t.Errorf("finalize: %v", err)
+				code := api.ErrorCode(err)
+				if (kind == 0 && code != api.EINVALIDSTATE) || (kind > 0 && code != api.EPRECONDITION) {
+					t.Errorf("finalize (If-Match %v): %v", ifMatch[kind], err)
 				}
+				mu.Lock()
+				refused[code]++
+				mu.Unlock()
 				return
+			}
+			if kind == 2 {
+				t.Errorf("a finalization with a stale If-Match succeeded")
 			}
 			numbers <- *out.Invoice.Number
 		}()
@@ -200,12 +223,16 @@ func TestFinalizeGapless(t *testing.T) {
 		got = append(got, n)
 	}
 	sort.Strings(got)
-	if len(got) != n {
-		t.Fatalf("got %d finalizations, want %d", len(got), n)
+	if len(got) != n || refused[api.EPRECONDITION] < n || refused[api.EPRECONDITION]+refused[api.EINVALIDSTATE] != 2*n {
+		t.Fatalf("got %d finalizations and refusals %v, want %d finalizations, at least %d precondition_failed, %d refusals in all", len(got), refused, n, n, 2*n)
 	}
 	for i, g := range got {
 		if want := api.FormatNumber(int64(i + 1)); g != want {
 			t.Fatalf("numbers not contiguous: position %d is %s, want %s (all: %v)", i, g, want, got)
 		}
+	}
+	var last int64
+	if err := s.Pool().QueryRow(ctx, `SELECT last_number FROM invoice_number_counter`).Scan(&last); err != nil || last != n {
+		t.Fatalf("counter at %d (%v), want %d: a refused finalization consumed a number", last, err, n)
 	}
 }
