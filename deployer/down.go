@@ -115,6 +115,9 @@ func (d *Deployer) stopAndRemove(ctx context.Context, c container.Summary, timeo
 	if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{RemoveVolumes: true, Force: true}); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
+	if err := d.removeDelivery(ctx, name); err != nil {
+		return err
+	}
 	d.out.Event("Container %s removed", name)
 	return nil
 }

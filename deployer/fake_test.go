@@ -16,6 +16,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
@@ -35,7 +36,9 @@ type fakeEngine struct {
 	containers map[string]*fakeContainer
 	networks   map[string]network.Summary
 	volumes    map[string]volume.Volume
-	calls      []string
+	// volumeFiles are the files in each volume: name -> path -> file.
+	volumeFiles map[string]map[string]fakeFile
+	calls       []string
 	// health is the health status a started container with a healthcheck
 	// reports, by service ("" means healthy).
 	health map[string]string
@@ -67,18 +70,29 @@ type fakeFile struct {
 
 func newFakeEngine() *fakeEngine {
 	return &fakeEngine{
-		apiVersion: "1.41",
-		images:     map[string]string{},
-		pullable:   map[string]bool{},
-		containers: map[string]*fakeContainer{},
-		networks:   map[string]network.Summary{},
-		volumes:    map[string]volume.Volume{},
-		health:     map[string]string{},
+		apiVersion:  "1.41",
+		images:      map[string]string{},
+		pullable:    map[string]bool{},
+		containers:  map[string]*fakeContainer{},
+		networks:    map[string]network.Summary{},
+		volumes:     map[string]volume.Volume{},
+		health:      map[string]string{},
+		volumeFiles: map[string]map[string]fakeFile{},
 	}
 }
 
 func (f *fakeEngine) record(format string, args ...any) {
 	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+
+// recordNamed records verb on a container; an unnamed one (the secret
+// loader) as verb-unnamed, so counts of named containers stay exact.
+func (f *fakeEngine) recordNamed(verb, name string) {
+	if name == "" || strings.HasPrefix(name, " ") {
+		f.record("%s-unnamed%s", verb, name)
+		return
+	}
+	f.record("%s %s", verb, name)
 }
 
 // mutations are the recorded calls that create or change something.
@@ -233,7 +247,7 @@ func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, h
 	f.seq++
 	id := fmt.Sprintf("c%04d", f.seq)
 	f.containers[id] = &fakeContainer{id: id, name: name, cfg: *cfg, host: *host, state: "created", created: time.Now(), imageID: imgID, files: map[string]fakeFile{}}
-	f.record("create %s", name)
+	f.recordNamed("create", name)
 	return container.CreateResponse{ID: id}, nil
 }
 
@@ -273,7 +287,7 @@ func (f *fakeEngine) ContainerRemove(_ context.Context, id string, _ container.R
 		return errdefs.NotFound(fmt.Errorf("No such container: %s", id))
 	}
 	delete(f.containers, id)
-	f.record("remove %s", c.name)
+	f.recordNamed("remove", c.name)
 	return nil
 }
 
@@ -291,6 +305,12 @@ func (f *fakeEngine) CopyToContainer(_ context.Context, id, dst string, r io.Rea
 	if c.state != "created" {
 		return fmt.Errorf("copy into %s in state %s: secrets must arrive before start", c.name, c.state)
 	}
+	vol := ""
+	for _, m := range c.host.Mounts {
+		if m.Type == mount.TypeVolume && m.Target == dst {
+			vol = m.Source
+		}
+	}
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -302,9 +322,16 @@ func (f *fakeEngine) CopyToContainer(_ context.Context, id, dst string, r io.Rea
 		}
 		var b bytes.Buffer
 		io.Copy(&b, tr)
+		if vol != "" {
+			if f.volumeFiles[vol] == nil {
+				f.volumeFiles[vol] = map[string]fakeFile{}
+			}
+			f.volumeFiles[vol][strings.TrimSuffix(h.Name, "/")] = fakeFile{hdr: *h, content: b.String(), opts: o}
+			continue
+		}
 		c.files[dst+"/"+h.Name] = fakeFile{hdr: *h, content: b.String(), opts: o}
 	}
-	f.record("copy %s %s", c.name, dst)
+	f.recordNamed("copy", c.name+" "+dst)
 	return nil
 }
 
@@ -316,6 +343,13 @@ func (f *fakeEngine) CopyFromContainer(_ context.Context, id, path string) (io.R
 		"/etc/group":  "root:x:0:\npostgres:x:999:\nnonroot:x:65532:\n",
 	}
 	content, ok := files[path]
+	f.mu.Lock()
+	if c, found := f.containers[id]; found {
+		if file, found := f.deliveredLocked(c, path); found {
+			content, ok = file.content, true
+		}
+	}
+	f.mu.Unlock()
 	if !ok {
 		return nil, container.PathStat{}, errdefs.NotFound(fmt.Errorf("no such file %s", path))
 	}
@@ -387,7 +421,7 @@ func (f *fakeEngine) VolumeList(_ context.Context, o volume.ListOptions) (volume
 func (f *fakeEngine) VolumeCreate(_ context.Context, o volume.CreateOptions) (volume.Volume, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	v := volume.Volume{Name: o.Name, Labels: o.Labels}
+	v := volume.Volume{Name: o.Name, Labels: o.Labels, Driver: o.Driver, Options: o.DriverOpts, Mountpoint: "/fake/volumes/" + o.Name + "/_data"}
 	f.volumes[o.Name] = v
 	f.record("volume-create %s", o.Name)
 	return v, nil
@@ -397,6 +431,7 @@ func (f *fakeEngine) VolumeRemove(_ context.Context, name string, _ bool) error 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.volumes, name)
+	delete(f.volumeFiles, name)
 	f.record("volume-remove %s", name)
 	return nil
 }
@@ -413,6 +448,40 @@ func (f *fakeEngine) runningContainer(name string, labels map[string]string, hos
 	}
 	f.containers[id] = &fakeContainer{id: id, name: name, state: "running", cfg: container.Config{Labels: labels, Image: "other"},
 		host: container.HostConfig{PortBindings: nat.PortMap{"80/tcp": {{HostIP: hostIP, HostPort: hostPort}}}}, files: map[string]fakeFile{}}
+}
+
+// delivered is the file a container sees at target through its volume and
+// bind mounts (the fake's model of the engine's mount table).
+func (f *fakeEngine) delivered(c *fakeContainer, target string) (fakeFile, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.deliveredLocked(c, target)
+}
+
+func (f *fakeEngine) deliveredLocked(c *fakeContainer, target string) (fakeFile, bool) {
+	for _, m := range c.host.Mounts {
+		var hostPath string
+		switch {
+		case m.Type == mount.TypeBind && m.Target == target:
+			hostPath = m.Source
+		case m.Type == mount.TypeVolume && strings.HasPrefix(target, m.Target+"/"):
+			v := f.volumes[m.Source]
+			hostPath = v.Mountpoint
+			if dev := v.Options["device"]; dev != "" {
+				hostPath = dev
+			}
+			hostPath += strings.TrimPrefix(target, m.Target)
+		default:
+			continue
+		}
+		for name, v := range f.volumes {
+			if rel, ok := strings.CutPrefix(hostPath, v.Mountpoint+"/"); ok {
+				file, ok := f.volumeFiles[name][rel]
+				return file, ok
+			}
+		}
+	}
+	return fakeFile{}, false
 }
 
 var _ Engine = (*fakeEngine)(nil)

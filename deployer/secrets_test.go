@@ -2,7 +2,13 @@ package deployer
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/docker/docker/api/types/mount"
 )
 
 func TestResolveUser(t *testing.T) {
@@ -21,5 +27,230 @@ func TestResolveUser(t *testing.T) {
 		if _, _, err := d.resolveUser(context.Background(), "c1", bad); err == nil {
 			t.Errorf("resolveUser(%q): want an error", bad)
 		}
+	}
+}
+
+// secretsMountReadOnly reports whether c mounts /run/secrets from a local
+// volume bound read-only, noexec and nosuid, without asking for ro itself
+// (which would drop noexec and nosuid).
+func secretsMountReadOnly(f *fakeEngine, c *fakeContainer) bool {
+	for _, m := range c.host.Mounts {
+		if m.Target != "/run/secrets" || m.Type != mount.TypeVolume || m.ReadOnly || m.VolumeOptions == nil || !m.VolumeOptions.NoCopy {
+			continue
+		}
+		v := f.volumes[m.Source]
+		o := "," + v.Options["o"] + ","
+		return v.Driver == "local" && v.Options["type"] == "none" &&
+			strings.Contains(o, ",ro,") && strings.Contains(o, ",noexec,") && strings.Contains(o, ",nosuid,")
+	}
+	return false
+}
+
+func TestDeliveryFiles(t *testing.T) {
+	mode := types.FileMode(0o440)
+	s := types.ServiceConfig{Name: "app"}
+	s.Secrets = []types.ServiceSecretConfig{
+		{Source: "a"},
+		{Source: "b", Target: "b.txt"},
+		{Source: "c", Target: "/etc/app/c.pem", UID: "10", GID: "20", Mode: &mode},
+		{Source: "d", Target: "/run/secrets/sub/d"},
+	}
+	s.Configs = []types.ServiceConfigObjConfig{
+		{Source: "conf"},
+		{Source: "nginx", Target: "/etc/nginx/nginx.conf"},
+		{Source: "rel", Target: "app/rel.ini"},
+	}
+	got, err := deliveryFiles(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []deliveredFile{
+		{Kind: kindSecret, Name: "a", Target: "/run/secrets/a", Mode: 0o400, Stored: "run-secrets/a"},
+		{Kind: kindSecret, Name: "b", Target: "/run/secrets/b.txt", Mode: 0o400, Stored: "run-secrets/b.txt"},
+		{Kind: kindSecret, Name: "c", Target: "/etc/app/c.pem", Mode: 0o440, UID: "10", GID: "20", Stored: "files/2"},
+		{Kind: kindSecret, Name: "d", Target: "/run/secrets/sub/d", Mode: 0o400, Stored: "run-secrets/sub/d"},
+		{Kind: kindConfig, Name: "conf", Target: "/conf", Mode: 0o444, Stored: "files/4"},
+		{Kind: kindConfig, Name: "nginx", Target: "/etc/nginx/nginx.conf", Mode: 0o444, Stored: "files/5"},
+		{Kind: kindConfig, Name: "rel", Target: "/app/rel.ini", Mode: 0o444, Stored: "files/6"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("deliveryFiles:\n got %+v\nwant %+v", got, want)
+	}
+	svc := func(secrets []types.ServiceSecretConfig, configs []types.ServiceConfigObjConfig) types.ServiceConfig {
+		s := types.ServiceConfig{Name: "x"}
+		s.Secrets, s.Configs = secrets, configs
+		return s
+	}
+	for name, bad := range map[string]types.ServiceConfig{
+		"dot-dot":        svc([]types.ServiceSecretConfig{{Source: "a", Target: "/etc/../shadow"}}, nil),
+		"relative up":    svc([]types.ServiceSecretConfig{{Source: "a", Target: "../a"}}, nil),
+		"the dir itself": svc([]types.ServiceSecretConfig{{Source: "a", Target: "/run/secrets"}}, nil),
+		"root":           svc(nil, []types.ServiceConfigObjConfig{{Source: "a", Target: "/"}}),
+		"trailing slash": svc(nil, []types.ServiceConfigObjConfig{{Source: "a", Target: "/etc/a/"}}),
+		"duplicate":      svc([]types.ServiceSecretConfig{{Source: "a", Target: "/x"}}, []types.ServiceConfigObjConfig{{Source: "b", Target: "/x"}}),
+		"uid not number": svc([]types.ServiceSecretConfig{{Source: "a", UID: "postgres"}}, nil),
+	} {
+		if _, err := deliveryFiles(bad); err == nil {
+			t.Errorf("%s: want an error", name)
+		}
+	}
+}
+
+// configStack has every config source and secret targets in and outside
+// /run/secrets.
+const configStack = `services:
+  app:
+    image: golang:1.26-bookworm
+    user: nonroot
+    secrets:
+      - pw
+      - source: pw
+        target: /etc/app/pw
+        mode: 0440
+    configs:
+      - inline
+      - source: fromfile
+        target: /etc/app/app.ini
+        uid: "0"
+        gid: "0"
+        mode: 0400
+      - source: fromenv
+        target: env.txt
+secrets:
+  pw:
+    environment: TEST_DELIVERY_PW
+configs:
+  inline:
+    content: |
+      hello inline
+  fromfile:
+    file: ./app.ini
+  fromenv:
+    environment: TEST_DELIVERY_CONF
+`
+
+func TestUpDeliversConfigsAndSecretTargets(t *testing.T) {
+	t.Setenv("TEST_DELIVERY_PW", "a-strong-value-for-delivery-1")
+	t.Setenv("TEST_DELIVERY_CONF", "from the environment")
+	st := loadStack(t, configStack, map[string]string{"app.ini": "[app]\nx=1\n"})
+	if len(st.Warnings) != 0 {
+		t.Fatalf("configs warned: %q", st.Warnings)
+	}
+	f := fakeWithImages()
+	if _, err := New(f, nil).Up(context.Background(), st, UpOptions{ConfigDir: t.TempDir(), WaitTimeout: 5 * time.Second}); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	var app *fakeContainer
+	for _, c := range f.containers {
+		if c.name == "t-app-1" {
+			app = c
+		}
+	}
+	if app == nil {
+		t.Fatalf("no app container; loader containers must be gone too (%d containers)", len(f.containers))
+	}
+	if len(f.containers) != 1 {
+		t.Fatalf("%d containers after up, want 1: a loader was left behind", len(f.containers))
+	}
+	for _, tc := range []struct {
+		target, content string
+		mode            int64
+		uid, gid        int
+	}{
+		{"/run/secrets/pw", "a-strong-value-for-delivery-1", 0o400, 65532, 65532},
+		{"/etc/app/pw", "a-strong-value-for-delivery-1", 0o440, 65532, 65532},
+		{"/inline", "hello inline\n", 0o444, 65532, 65532},
+		{"/etc/app/app.ini", "[app]\nx=1\n", 0o400, 0, 0},
+		{"/env.txt", "from the environment", 0o444, 65532, 65532},
+	} {
+		file, ok := f.delivered(app, tc.target)
+		if !ok {
+			t.Errorf("%s: not delivered", tc.target)
+			continue
+		}
+		if file.content != tc.content || file.hdr.Mode != tc.mode || file.hdr.Uid != tc.uid || file.hdr.Gid != tc.gid {
+			t.Errorf("%s: mode %o owner %d:%d right content %v; want mode %o owner %d:%d", tc.target, file.hdr.Mode, file.hdr.Uid, file.hdr.Gid, file.content == tc.content, tc.mode, tc.uid, tc.gid)
+		}
+	}
+	if !secretsMountReadOnly(f, app) {
+		t.Errorf("/run/secrets is not a ro,noexec,nosuid volume: %+v", app.host.Mounts)
+	}
+	for _, m := range app.host.Mounts {
+		if m.Type == mount.TypeBind && !m.ReadOnly {
+			t.Errorf("bind of %s is writable", m.Target)
+		}
+	}
+}
+
+func TestUpRecreatesOnChangedSecretOrConfigOnly(t *testing.T) {
+	ctx := context.Background()
+	t.Setenv("TEST_DELIVERY_PW", "a-strong-value-for-delivery-1")
+	t.Setenv("TEST_DELIVERY_CONF", "from the environment")
+	f := fakeWithImages()
+	d := New(f, nil)
+	up := func() *UpResult {
+		t.Helper()
+		st := loadStack(t, configStack, map[string]string{"app.ini": "[app]\nx=1\n"})
+		res, err := d.Up(ctx, st, UpOptions{ConfigDir: t.TempDir(), WaitTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatalf("up: %v", err)
+		}
+		return res
+	}
+	step := func(res *UpResult) Step {
+		t.Helper()
+		if len(res.Steps) != 1 {
+			t.Fatalf("steps %+v", res.Steps)
+		}
+		return res.Steps[0]
+	}
+	up()
+	if s := step(up()); s.Action != ActionKeep {
+		t.Fatalf("unchanged values: %+v, want keep", s)
+	}
+	t.Setenv("TEST_DELIVERY_PW", "another-strong-value-for-delivery-2")
+	if s := step(up()); s.Action != ActionRecreate || s.Reason != "secret pw changed" {
+		t.Fatalf("changed secret: %+v, want recreate (secret pw changed)", s)
+	}
+	t.Setenv("TEST_DELIVERY_CONF", "changed environment")
+	if s := step(up()); s.Action != ActionRecreate || s.Reason != "config fromenv changed" {
+		t.Fatalf("changed config: %+v, want recreate (config fromenv changed)", s)
+	}
+	if s := step(up()); s.Action != ActionKeep {
+		t.Fatalf("after the recreate: %+v, want keep", s)
+	}
+	// Only the current container's two delivery volumes remain; down
+	// removes them.
+	if n := len(f.volumes); n != 2 {
+		t.Fatalf("%d volumes after recreates, want the 2 of the current container", n)
+	}
+	if _, err := d.Down(ctx, "t", DownOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.volumes); n != 0 {
+		t.Fatalf("%d delivery volumes left after down", n)
+	}
+}
+
+func TestUpRecreatesContainerWithoutReadOnlyDelivery(t *testing.T) {
+	ctx := context.Background()
+	t.Setenv("TEST_DELIVERY_PW", "a-strong-value-for-delivery-1")
+	t.Setenv("TEST_DELIVERY_CONF", "from the environment")
+	st := loadStack(t, configStack, map[string]string{"app.ini": "[app]\nx=1\n"})
+	f := fakeWithImages()
+	d := New(f, nil)
+	if _, err := d.Up(ctx, st, UpOptions{ConfigDir: t.TempDir(), WaitTimeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	// As an older invdeploy left it: no delivery volumes.
+	for name := range f.volumes {
+		delete(f.volumes, name)
+	}
+	res, err := d.Up(ctx, st, UpOptions{ConfigDir: t.TempDir(), WaitTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := res.Steps[0]; s.Action != ActionRecreate || s.Reason != "secrets and configs now delivered read-only" {
+		t.Fatalf("step %+v", s)
 	}
 }
