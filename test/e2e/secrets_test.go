@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/invdeploy/invdeploy/deployer"
+)
+
+// deliveryStack runs a plain debian container as uid 1000 with a secret at
+// /run/secrets and elsewhere, and configs from every source.
+const deliveryStack = `services:
+  app:
+    image: debian:bookworm
+    user: "1000:1000"
+    command: ["sleep", "infinity"]
+    stop_grace_period: 1s
+    secrets:
+      - pw
+      - source: pw
+        target: /etc/app/pw.conf
+    configs:
+      - inline
+      - source: fromfile
+        target: /etc/app/app.ini
+        mode: 0440
+      - source: fromenv
+        target: env.txt
+        uid: "0"
+        gid: "0"
+secrets:
+  pw:
+    environment: WSEC_PW
+configs:
+  inline:
+    content: hello inline
+  fromfile:
+    file: ./app.ini
+  fromenv:
+    environment: WSEC_CONF
+`
+
+// execIn runs cmd in a running container as user and returns its combined
+// output and exit code.
+func execIn(t *testing.T, c *client.Client, id, user string, cmd ...string) (string, int) {
+	t.Helper()
+	ctx := context.Background()
+	ex, err := c.ContainerExecCreate(ctx, id, container.ExecOptions{User: user, Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		t.Fatalf("exec create: %v", err)
+	}
+	att, err := c.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
+	if err != nil {
+		t.Fatalf("exec attach: %v", err)
+	}
+	defer att.Close()
+	var out bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &out, att.Reader); err != nil {
+		t.Fatalf("exec read: %v", err)
+	}
+	ins, err := c.ContainerExecInspect(ctx, ex.ID)
+	if err != nil {
+		t.Fatalf("exec inspect: %v", err)
+	}
+	return out.String(), ins.ExitCode
+}
+
+// TestSecretAndConfigDelivery: on the real engine, /run/secrets is
+// read-only, noexec, nosuid for the container (root included), the secret is
+// 0400 and readable by the container's user, a secret target outside
+// /run/secrets and configs from content, file and environment land with
+// their modes; a changed secret value recreates the container ("secret pw
+// changed") and an unchanged one keeps it; down leaves no delivery volume and
+// no loader container; the value never shows in output or inspect.
+func TestSecretAndConfigDelivery(t *testing.T) {
+	e := newLocalEnv(t, "debian:bookworm")
+	proj := fmt.Sprintf("wsec-deliver-%d", os.Getpid())
+	const first, second = "wsec-canary-first-Hq3vZ8", "wsec-canary-second-Lm5pK2"
+	dir := t.TempDir()
+	for name, content := range map[string]string{"compose.yaml": deliveryStack, "app.ini": "[app]\nx=1\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.extra = []string{"WSEC_PW=" + first, "WSEC_CONF=from the environment"}
+	e.cleanup(proj)
+
+	e.mustRun(dir, "up", "-p", proj)
+	id := e.containerIDs(proj)[proj+"-app-1"]
+	if id == "" {
+		t.Fatalf("no container %s-app-1", proj)
+	}
+	sh := func(user, script string) (string, int) { return execIn(t, e.docker, id, user, "sh", "-c", script) }
+
+	// Read-only, noexec, nosuid, for the service's user and for root.
+	for _, user := range []string{"1000:1000", "0:0"} {
+		if out, code := sh(user, "touch /run/secrets/x"); code == 0 || !strings.Contains(out, "Read-only file system") {
+			t.Errorf("as %s, touch /run/secrets/x: exit %d %q; want a read-only refusal", user, code, out)
+		}
+	}
+	out, _ := sh("0:0", `awk '$5 == "/run/secrets" {print $6}' /proc/self/mountinfo`)
+	opts := "," + strings.TrimSpace(out) + ","
+	for _, o := range []string{"ro", "noexec", "nosuid", "nodev"} {
+		if !strings.Contains(opts, ","+o+",") {
+			t.Errorf("/run/secrets mount options %q lack %s", strings.TrimSpace(out), o)
+		}
+	}
+	// Mode, owner and content of every file (content compared in the
+	// container, never printed).
+	for _, tc := range []struct{ path, stat, content string }{
+		{"/run/secrets/pw", "400 1000:1000", first},
+		{"/etc/app/pw.conf", "400 1000:1000", first},
+		{"/inline", "444 1000:1000", "hello inline"},
+		{"/etc/app/app.ini", "440 1000:1000", "[app]\nx=1\n"},
+		{"/env.txt", "444 0:0", "from the environment"},
+	} {
+		got, code := sh("0:0", "stat -c '%a %u:%g' "+tc.path)
+		if code != 0 || strings.TrimSpace(got) != tc.stat {
+			t.Errorf("stat %s: %q (exit %d), want %q", tc.path, strings.TrimSpace(got), code, tc.stat)
+		}
+		if _, code := execIn(t, e.docker, id, "1000:1000", "sh", "-c", `test "$(cat "$1"; echo .)" = "$2."`, "sh", tc.path, tc.content); code != 0 {
+			t.Errorf("%s: not readable by uid 1000 with the expected content", tc.path)
+		}
+	}
+	if out, code := sh("1000:1000", "echo x > /etc/app/pw.conf"); code == 0 {
+		t.Errorf("secret at /etc/app/pw.conf is writable: %q", out)
+	}
+
+	// Unchanged value: kept. Changed value: recreated, new value delivered.
+	if r := e.mustRun(dir, "up", "-p", proj); !strings.Contains(r.stderr+r.stdout, proj+"-app-1 unchanged") {
+		t.Fatalf("second up did not keep the container:\n%s%s", r.stdout, r.stderr)
+	}
+	e.extra = []string{"WSEC_PW=" + second, "WSEC_CONF=from the environment"}
+	if r := e.mustRun(dir, "up", "-p", proj); !strings.Contains(r.stderr+r.stdout, "secret pw changed") {
+		t.Fatalf("changed secret did not recreate with reason 'secret pw changed':\n%s%s", r.stdout, r.stderr)
+	}
+	id = e.containerIDs(proj)[proj+"-app-1"]
+	if _, code := execIn(t, e.docker, id, "1000:1000", "sh", "-c", `test "$(cat /run/secrets/pw)" = "$1"`, "sh", second); code != 0 {
+		t.Error("the changed secret was not delivered")
+	}
+	e.assertNoSecret(proj, first)
+	e.assertNoSecret(proj, second)
+
+	ctx := context.Background()
+	vols, err := e.docker.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", deployer.LabelDeliveryFor+"="+proj+"-app-1"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vols.Volumes) != 2 {
+		t.Errorf("%d delivery volumes after a recreate, want the current container's 2", len(vols.Volumes))
+	}
+	e.mustRun(dir, "down", "-p", proj)
+	if n := e.objects(proj); n != 0 {
+		t.Errorf("down (without --volumes) left %d objects: delivery volumes must go with their container", n)
+	}
+	loaders, err := e.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", "io.invdeploy.delivery-loader="+proj))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(loaders) != 0 {
+		t.Errorf("%d loader containers left", len(loaders))
+	}
+}
