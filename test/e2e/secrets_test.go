@@ -172,3 +172,53 @@ func TestSecretAndConfigDelivery(t *testing.T) {
 		t.Errorf("%d loader containers left", len(loaders))
 	}
 }
+
+// TestRemoteSecretAndConfigDelivery: the same delivery through remote up
+// over SSH to a simulated EC2 host (its own engine, its own volume paths):
+// /run/secrets read-only, noexec, nosuid there too, secret and configs in
+// place with their modes, a changed config recreates, nothing left after
+// down.
+func TestRemoteSecretAndConfigDelivery(t *testing.T) {
+	h := startNamedRemoteHost(t, 0, bedNaming{netns: "wsecns", hostIf: "wsech", nsIf: "wsecg", dir: "wsec-ec2-", net: 246, bip: 245})
+	const canary = "wsec-remote-canary-Tq7mW4"
+	dir := t.TempDir()
+	for name, content := range map[string]string{"compose.yaml": deliveryStack, "app.ini": "[app]\nx=1\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proj := fmt.Sprintf("wsec-remote-%d", os.Getpid())
+	env := []string{"XDG_CONFIG_HOME=" + t.TempDir(), "WSEC_PW=" + canary, "WSEC_CONF=from the environment"}
+	compose := filepath.Join(dir, "compose.yaml")
+	r := remoteRun(t, h, env, "up", "-f", compose, "-p", proj)
+	mustCode(t, r, 0, "remote up of the delivery stack")
+	if strings.Contains(r.Stdout+r.Stderr, canary) {
+		t.Fatal("the secret appears in remote up's output")
+	}
+	name := proj + "-app-1"
+	opts := h.Docker(t, "exec", "-u", "0", name, "awk", `$5 == "/run/secrets" {print $6}`, "/proc/self/mountinfo")
+	for _, o := range []string{"ro", "noexec", "nosuid", "nodev"} {
+		if !strings.Contains(","+strings.TrimSpace(opts)+",", ","+o+",") {
+			t.Errorf("remote /run/secrets mount options %q lack %s", strings.TrimSpace(opts), o)
+		}
+	}
+	got := h.Docker(t, "exec", "-u", "1000:1000", name, "sh", "-c",
+		`stat -c '%n %a %u' /run/secrets/pw /etc/app/pw.conf /inline /etc/app/app.ini /env.txt; touch /run/secrets/x 2>/dev/null || echo read-only; test "$(cat /run/secrets/pw)" = "$1" && echo same`, "sh", canary)
+	want := "/run/secrets/pw 400 1000\n/etc/app/pw.conf 400 1000\n/inline 444 1000\n/etc/app/app.ini 440 1000\n/env.txt 444 0\nread-only\nsame\n"
+	if got != want {
+		t.Errorf("on the host:\n%s\nwant:\n%s", got, want)
+	}
+	env[2] = "WSEC_CONF=changed"
+	r = remoteRun(t, h, env, "up", "-f", compose, "-p", proj)
+	mustCode(t, r, 0, "remote up with a changed config")
+	if !strings.Contains(r.Stderr+r.Stdout, "config fromenv changed") {
+		t.Errorf("no recreate for the changed config:\n%s", tail(r.Stderr, 10))
+	}
+	if got := h.Docker(t, "exec", name, "cat", "/env.txt"); got != "changed" {
+		t.Errorf("/env.txt after the change: %q", got)
+	}
+	mustCode(t, remoteRun(t, h, env, "down", "-f", compose, "-p", proj), 0, "remote down")
+	if left := strings.TrimSpace(h.Docker(t, "volume", "ls", "-q")) + strings.TrimSpace(h.Docker(t, "ps", "-aq")); left != "" {
+		t.Errorf("left on the host after down: %s", left)
+	}
+}
