@@ -33,13 +33,9 @@ type deliveredFile struct {
 }
 
 // valueKey is the key of a delivered file's value in the values map Up
-// passes around: secrets by name (as before configs existed), configs under
-// "config/" ("/" cannot occur in a compose resource name).
+// passes around: kind/name, so a secret and a config of one name differ.
 func valueKey(kind, name string) string {
-	if kind == kindConfig {
-		return "config/" + name
-	}
-	return name
+	return kind + "/" + name
 }
 
 // deliveryFiles lists a service's secrets and configs with their targets,

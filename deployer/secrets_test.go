@@ -3,6 +3,7 @@ package deployer
 import (
 	"context"
 	"fmt"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -253,4 +254,36 @@ func TestUpRecreatesContainerWithoutReadOnlyDelivery(t *testing.T) {
 	if s := res.Steps[0]; s.Action != ActionRecreate || s.Reason != "secrets and configs now delivered read-only" {
 		t.Fatalf("step %+v", s)
 	}
+}
+
+// FuzzDeliveryTargets: any secret or config target a compose file gives
+// either is refused or lands at a clean absolute path, stored inside the
+// delivery volume (never outside it), without two files at one place.
+func FuzzDeliveryTargets(f *testing.F) {
+	for _, seed := range [][2]string{{"pw", ""}, {"pw", "/etc/app/pw"}, {"c", "rel/x"}, {"c", "/run/secrets/../etc"}, {"x", "/run/secrets/a/b"}, {"x", "//a"}, {"..", ""}, {"a", "/"}} {
+		f.Add(seed[0], seed[1], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, source, secretTarget, configTarget string) {
+		s := types.ServiceConfig{Name: "svc"}
+		s.Secrets = []types.ServiceSecretConfig{{Source: source, Target: secretTarget}}
+		s.Configs = []types.ServiceConfigObjConfig{{Source: source, Target: configTarget}}
+		files, err := deliveryFiles(s)
+		if err != nil {
+			return
+		}
+		seen := map[string]bool{}
+		for _, df := range files {
+			if !strings.HasPrefix(df.Target, "/") || path.Clean(df.Target) != df.Target || df.Target == "/" || df.Target == secretsDir {
+				t.Fatalf("target %q accepted", df.Target)
+			}
+			if path.Clean(df.Stored) != df.Stored || strings.HasPrefix(df.Stored, "/") || strings.HasPrefix(df.Stored, "..") ||
+				!(strings.HasPrefix(df.Stored, "run-secrets/") || strings.HasPrefix(df.Stored, "files/")) {
+				t.Fatalf("target %q stored at %q, outside the delivery volume", df.Target, df.Stored)
+			}
+			if seen[df.Target] {
+				t.Fatalf("two files at %q", df.Target)
+			}
+			seen[df.Target] = true
+		}
+	})
 }
