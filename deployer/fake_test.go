@@ -2,11 +2,13 @@ package deployer
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +41,9 @@ type fakeEngine struct {
 	// volumeFiles are the files in each volume: name -> path -> file.
 	volumeFiles map[string]map[string]fakeFile
 	calls       []string
+	// execInput is what execs got on stdin; execExit their exit code.
+	execInput bytes.Buffer
+	execExit  int
 	// health is the health status a started container with a healthcheck
 	// reports, by service ("" means healthy).
 	health map[string]string
@@ -483,5 +488,38 @@ func (f *fakeEngine) deliveredLocked(c *fakeContainer, target string) (fakeFile,
 	}
 	return fakeFile{}, false
 }
+
+// ContainerExecCreate records the command; ContainerExecAttach keeps what
+// is written to stdin in execInput and answers with no output; the exit code
+// is execExit.
+func (f *fakeEngine) ContainerExecCreate(_ context.Context, id string, o container.ExecOptions) (container.ExecCreateResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok || c.state != "running" {
+		return container.ExecCreateResponse{}, errdefs.Conflict(fmt.Errorf("container %s is not running", id))
+	}
+	f.record("exec %s %s", c.name, strings.Join(o.Cmd, " "))
+	return container.ExecCreateResponse{ID: "exec-" + id}, nil
+}
+
+func (f *fakeEngine) ContainerExecAttach(context.Context, string, container.ExecAttachOptions) (types.HijackedResponse, error) {
+	conn := &fakeConn{in: &f.execInput}
+	return types.HijackedResponse{Conn: conn, Reader: bufio.NewReader(strings.NewReader(""))}, nil
+}
+
+func (f *fakeEngine) ContainerExecInspect(context.Context, string) (container.ExecInspect, error) {
+	return container.ExecInspect{ExitCode: f.execExit}, nil
+}
+
+// fakeConn is the stdin side of a fake exec.
+type fakeConn struct {
+	net.Conn
+	in *bytes.Buffer
+}
+
+func (c *fakeConn) Write(b []byte) (int, error) { return c.in.Write(b) }
+func (c *fakeConn) CloseWrite() error           { return nil }
+func (c *fakeConn) Close() error                { return nil }
 
 var _ Engine = (*fakeEngine)(nil)

@@ -130,7 +130,7 @@ func (d *Deployer) checkSecrets(p *types.Project, o CheckOptions, add func(rule,
 				continue
 			}
 			if fi.Mode().Perm()&0o044 != 0 {
-				add("secret", name, "file %s is readable by %s (mode %04o); run chmod 600 %s: %s", src.File, readableBy(fi.Mode()), fi.Mode().Perm(), src.File, chmodSafe)
+				add("secret", name, "file %s is %s (mode %04o); run chmod 600 %s: %s", src.File, readableBy(fi.Mode()), fi.Mode().Perm(), src.File, chmodSafe)
 				continue
 			}
 		case src.Env != "":
@@ -140,7 +140,7 @@ func (d *Deployer) checkSecrets(p *types.Project, o CheckOptions, add func(rule,
 					continue // generated on the first up
 				}
 				if err == nil && fi.Mode().Perm()&0o044 != 0 {
-					add("secret", name, "stored file %s is readable by %s (mode %04o); run chmod 600 %s: %s", src.Stored, readableBy(fi.Mode()), fi.Mode().Perm(), src.Stored, chmodSafe)
+					add("secret", name, "stored file %s is %s (mode %04o); run chmod 600 %s: %s", src.Stored, readableBy(fi.Mode()), fi.Mode().Perm(), src.Stored, chmodSafe)
 					continue
 				}
 			}
@@ -170,14 +170,12 @@ func (d *Deployer) checkSecrets(p *types.Project, o CheckOptions, add func(rule,
 // user that is not the file's owner; invdeploy delivers a copy.
 const chmodSafe = "that is safe under invdeploy, which delivers a copy owned by the service's user, so the container never reads your file"
 
-// readableBy names who besides the owner can read a file of mode m.
+// readableBy says who besides the owner can read a file of mode m.
 func readableBy(m fs.FileMode) string {
-	switch {
-	case m.Perm()&0o004 != 0:
-		return "everyone"
-	default:
-		return "its group"
+	if m.Perm()&0o004 != 0 {
+		return "world-readable"
 	}
+	return "group-readable"
 }
 
 // checkFiles refuses a .env or secret file that is tracked by git or would

@@ -77,8 +77,8 @@ func TestPreflightSecrets(t *testing.T) {
 	}{
 		{name: "missing file", want: "is missing"},
 		{name: "empty", files: map[string]string{"pw.txt": ""}, mode: 0o600, want: "is empty"},
-		{name: "world-readable", files: map[string]string{"pw.txt": "a-long-strong-value-123"}, mode: 0o644, want: "readable by everyone"},
-		{name: "group-readable", files: map[string]string{"pw.txt": "a-long-strong-value-123"}, mode: 0o640, want: "readable by its group (mode 0640); run chmod 600"},
+		{name: "world-readable", files: map[string]string{"pw.txt": "a-long-strong-value-123"}, mode: 0o644, want: "world-readable (mode 0644); run chmod 600"},
+		{name: "group-readable", files: map[string]string{"pw.txt": "a-long-strong-value-123"}, mode: 0o640, want: "group-readable (mode 0640); run chmod 600"},
 		{name: "hint says why chmod is safe", files: map[string]string{"pw.txt": "a-long-strong-value-123"}, mode: 0o644, want: "delivers a copy owned by the service's user"},
 		{name: "weak default", files: map[string]string{"pw.txt": "changeme\n"}, mode: 0o600, want: "weak default"},
 		{name: "short", files: map[string]string{"pw.txt": "abc12"}, mode: 0o600, want: "weak default"},
@@ -118,7 +118,7 @@ secrets:
 		st, cfgDir := bundledStack(t, "INVOICING_API_PORT="+strconv.Itoa(freePort(t)))
 		writeFiles(t, cfgDir, map[string]string{"db_password": "a-strong-generated-value-xyz"})
 		os.Chmod(filepath.Join(cfgDir, "db_password"), 0o640)
-		refused(t, fakeWithImages(), st, UpOptions{ConfigDir: cfgDir}, "readable by its group", "chmod 600")
+		refused(t, fakeWithImages(), st, UpOptions{ConfigDir: cfgDir}, "group-readable", "chmod 600")
 	})
 	t.Run("config file missing", func(t *testing.T) {
 		st := loadStack(t, "services:\n  db:\n    image: postgres:15\n    configs: [c]\nconfigs:\n  c:\n    file: ./nope.conf\n", nil)
