@@ -222,3 +222,81 @@ func TestRemoteSecretAndConfigDelivery(t *testing.T) {
 		t.Errorf("left on the host after down: %s", left)
 	}
 }
+
+// rotateStack is a PostgreSQL whose password invdeploy generates, and a
+// client whose healthcheck logs in over TCP with the delivered secret.
+const rotateStack = `services:
+  db:
+    image: postgres:15
+    user: postgres
+    environment:
+      POSTGRES_USER: wsec
+      POSTGRES_DB: wsec
+      POSTGRES_PASSWORD_FILE: /run/secrets/db_password
+    secrets: [db_password]
+    volumes: [data:/var/lib/postgresql/data]
+    healthcheck:
+      test: ["CMD", "pg_isready", "-U", "wsec", "-d", "wsec"]
+      interval: 1s
+      retries: 60
+    stop_grace_period: 5s
+  client:
+    image: postgres:15
+    user: postgres
+    entrypoint: ["sleep", "infinity"]
+    secrets: [db_password]
+    depends_on:
+      db: {condition: service_healthy}
+    healthcheck:
+      test: ["CMD-SHELL", "PGPASSWORD=\"$$(cat /run/secrets/db_password)\" psql -h db -U wsec -d wsec -Atc 'select 1'"]
+      interval: 1s
+      retries: 30
+    stop_grace_period: 1s
+volumes:
+  data: {}
+secrets:
+  db_password:
+    environment: WSEC_UNSET_DB_PASSWORD
+    x-invdeploy-generate: true
+`
+
+// TestSecretRotate: secret rotate sets a new generated password in the
+// running PostgreSQL, stores it, recreates what uses it; the client logs in
+// with the new password (its healthcheck gates rotate's exit 0) and no
+// longer with the old one; neither password shows anywhere.
+func TestSecretRotate(t *testing.T) {
+	e := newLocalEnv(t, "postgres:15")
+	proj := fmt.Sprintf("wsec-rotate-%d", os.Getpid())
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(rotateStack), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.cleanup(proj)
+	e.mustRun(dir, "up", "-p", proj)
+	stored := filepath.Join(e.xdg, "invdeploy", proj, "db_password")
+	old, err := os.ReadFile(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r := e.mustRun(dir, "secret", "rotate", "db_password", "-p", proj)
+	for _, want := range []string{"not zero-downtime yet", "recreated (secret db_password changed)"} {
+		if !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("rotate output lacks %q:\n%s%s", want, r.stdout, lastLines(r.stderr, 15))
+		}
+	}
+	now, err := os.ReadFile(stored)
+	if err != nil || len(now) < 32 || bytes.Equal(now, old) {
+		t.Fatalf("no new stored password (%v)", err)
+	}
+	id := e.containerIDs(proj)[proj+"-client-1"]
+	login := `PGPASSWORD="$1" psql -h db -U wsec -d wsec -Atc 'select 1'`
+	if out, code := execIn(t, e.docker, id, "", "sh", "-c", login, "sh", string(old)); code == 0 || !strings.Contains(out, "password authentication failed") {
+		t.Errorf("the old password still logs in (exit %d)", code)
+	}
+	if out, code := execIn(t, e.docker, id, "", "sh", "-c", login, "sh", string(now)); code != 0 || strings.TrimSpace(out) != "1" {
+		t.Errorf("the new password does not log in (exit %d)", code)
+	}
+	e.assertNoSecret(proj, string(old))
+	e.assertNoSecret(proj, string(now))
+}
