@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -347,6 +348,9 @@ func (f *fakeEngine) CopyFromContainer(_ context.Context, id, path string) (io.R
 		"/etc/passwd": "root:x:0:0:root:/root:/bin/bash\npostgres:x:999:999::/var/lib/postgresql:/bin/bash\nnonroot:x:65532:65532::/nonexistent:/sbin/nologin\n",
 		"/etc/group":  "root:x:0:\npostgres:x:999:\nnonroot:x:65532:\n",
 	}
+	if dir, ok := f.deliveredDir(id, path); ok {
+		return io.NopCloser(dir), container.PathStat{Name: path, Mode: os.ModeDir}, nil
+	}
 	content, ok := files[path]
 	f.mu.Lock()
 	if c, found := f.containers[id]; found {
@@ -453,6 +457,53 @@ func (f *fakeEngine) runningContainer(name string, labels map[string]string, hos
 	}
 	f.containers[id] = &fakeContainer{id: id, name: name, state: "running", cfg: container.Config{Labels: labels, Image: "other"},
 		host: container.HostConfig{PortBindings: nat.PortMap{"80/tcp": {{HostIP: hostIP, HostPort: hostPort}}}}, files: map[string]fakeFile{}}
+}
+
+// deliveredDir is a tar of the files a container sees in a directory that is
+// a volume mount (/run/secrets), named from the directory's base name on as
+// the engine names them.
+func (f *fakeEngine) deliveredDir(id, dir string) (*bytes.Buffer, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return nil, false
+	}
+	for _, m := range c.host.Mounts {
+		if m.Type != mount.TypeVolume || m.Target != dir {
+			continue
+		}
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		base := dir[strings.LastIndex(dir, "/")+1:]
+		for _, name := range f.volumePaths(m.Source) {
+			if file, ok := f.deliveredLocked(c, dir+"/"+name); ok && file.hdr.Typeflag == tar.TypeReg {
+				tw.WriteHeader(&tar.Header{Name: base + "/" + name, Mode: file.hdr.Mode, Size: int64(len(file.content)), Typeflag: tar.TypeReg})
+				tw.Write([]byte(file.content))
+			}
+		}
+		tw.Close()
+		return &buf, true
+	}
+	return nil, false
+}
+
+// volumePaths are the file paths a volume mount shows, relative to it.
+func (f *fakeEngine) volumePaths(vol string) []string {
+	v := f.volumes[vol]
+	root := v.Mountpoint
+	if dev := v.Options["device"]; dev != "" {
+		root = dev
+	}
+	var out []string
+	for name, v := range f.volumes {
+		for rel := range f.volumeFiles[name] {
+			if p, ok := strings.CutPrefix(v.Mountpoint+"/"+rel, root+"/"); ok {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
 }
 
 // delivered is the file a container sees at target through its volume and

@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -351,13 +352,32 @@ func (d *Deployer) deliveredChange(ctx context.Context, c container.Summary, s t
 	if !d.hasDelivery(ctx, containerName(c)) {
 		return "secrets and configs now delivered read-only", nil
 	}
+	// One read of /run/secrets for the files there (each read costs a
+	// mount of the container's filesystems in the engine), one per file
+	// elsewhere.
+	limit := 0
+	var reads []string
+	underSecrets := false
 	for _, f := range files {
-		want := values[valueKey(f.Kind, f.Name)]
-		got, err := d.readDelivered(ctx, c.ID, f.Target, len(want))
-		if err != nil {
-			return "", fmt.Errorf("read back %s %s from %s: %w", f.Kind, f.Name, containerName(c), err)
+		limit = max(limit, len(values[valueKey(f.Kind, f.Name)]))
+		if strings.HasPrefix(f.Stored, "run-secrets/") {
+			underSecrets = true
+		} else {
+			reads = append(reads, f.Target)
 		}
-		if got == nil || subtle.ConstantTimeCompare(got, want) != 1 {
+	}
+	if underSecrets {
+		reads = append([]string{secretsDir}, reads...)
+	}
+	got := map[string][]byte{}
+	for _, target := range reads {
+		if err := d.readDelivered(ctx, c.ID, target, limit, got); err != nil {
+			return "", fmt.Errorf("read back %s from %s (run up again; if this persists, down and up): %w", target, containerName(c), err)
+		}
+	}
+	for _, f := range files {
+		b, ok := got[f.Target]
+		if !ok || subtle.ConstantTimeCompare(b, values[valueKey(f.Kind, f.Name)]) != 1 {
 			return fmt.Sprintf("%s %s changed", f.Kind, f.Name), nil
 		}
 	}
@@ -370,26 +390,39 @@ func (d *Deployer) hasDelivery(ctx context.Context, containerName string) bool {
 	return err == nil && len(list.Volumes) > 0
 }
 
-// readDelivered reads one delivered file back from a container, at most
-// limit+1 bytes (enough to see it differs); nil when it is missing.
-func (d *Deployer) readDelivered(ctx context.Context, id, target string, limit int) ([]byte, error) {
+// readDelivered reads a delivered file, or every file of a delivered
+// directory, back from a container in one call into got (path in the
+// container -> at most limit+1 bytes, enough to see a value differs). A
+// missing target adds nothing.
+func (d *Deployer) readDelivered(ctx context.Context, id, target string, limit int, got map[string][]byte) error {
 	rc, _, err := d.engine.CopyFromContainer(ctx, id, target)
 	if errdefs.IsNotFound(err) {
-		return nil, nil
+		return nil
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rc.Close()
+	// Entries are named from the target's base name on.
+	parent := path.Dir(target)
 	tr := tar.NewReader(rc)
-	if _, err := tr.Next(); err != nil {
-		return nil, fmt.Errorf("read the archive: %w", err)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read the archive: %w", err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(tr, int64(limit)+1))
+		if err != nil {
+			return fmt.Errorf("read the archive: %w", err)
+		}
+		got[path.Join(parent, h.Name)] = b
 	}
-	b, err := io.ReadAll(io.LimitReader(tr, int64(limit)+1))
-	if err != nil {
-		return nil, fmt.Errorf("read the archive: %w", err)
-	}
-	return b, nil
 }
 
 // recreateForDelivery turns keep and start steps into recreates when the
