@@ -62,6 +62,9 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 			return res, firstErr
 		}
 	}
+	if err := d.sweepDelivery(ctx, project); err != nil {
+		return res, err
+	}
 	byProject := filters.NewArgs(filters.Arg("label", LabelProject+"="+project))
 	nets, err := d.engine.NetworkList(ctx, network.ListOptions{Filters: byProject})
 	if err != nil {

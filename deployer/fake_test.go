@@ -211,8 +211,8 @@ func (f *fakeEngine) ContainerList(_ context.Context, o container.ListOptions) (
 
 func matchLabels(fs filters.Args, labels map[string]string) bool {
 	for _, l := range fs.Get("label") {
-		k, v, _ := strings.Cut(l, "=")
-		if labels[k] != v {
+		k, v, hasValue := strings.Cut(l, "=")
+		if got, ok := labels[k]; !ok || (hasValue && got != v) {
 			return false
 		}
 	}

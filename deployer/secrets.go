@@ -339,6 +339,35 @@ func (d *Deployer) removeDelivery(ctx context.Context, containerName string) err
 	return nil
 }
 
+// sweepDelivery removes what an interrupted delivery may have left of a
+// project whose containers are gone: loader containers and delivery volumes
+// (the /run/secrets ones first).
+func (d *Deployer) sweepDelivery(ctx context.Context, project string) error {
+	loaders, err := d.engine.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", labelLoader+"="+project))})
+	if err != nil {
+		return fmt.Errorf("list the secret loaders of %s: %w", project, err)
+	}
+	for _, c := range loaders {
+		if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+			return fmt.Errorf("remove secret loader %s: %w", c.ID, err)
+		}
+	}
+	list, err := d.engine.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelProject+"="+project), filters.Arg("label", LabelDeliveryFor))})
+	if err != nil {
+		return fmt.Errorf("list the secret volumes of %s: %w", project, err)
+	}
+	names := map[string]bool{}
+	for _, v := range list.Volumes {
+		names[v.Labels[LabelDeliveryFor]] = true
+	}
+	for name := range names {
+		if err := d.removeDelivery(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // deliveredChange tells why an existing container must be recreated for its
 // secrets and configs: one that predates the read-only delivery, or whose
 // delivered file differs from the value now (read back through the API and

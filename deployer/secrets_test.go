@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/volume"
 )
 
 func TestResolveUser(t *testing.T) {
@@ -286,4 +288,30 @@ func FuzzDeliveryTargets(f *testing.F) {
 			seen[df.Target] = true
 		}
 	})
+}
+
+func TestDownSweepsInterruptedDelivery(t *testing.T) {
+	ctx := context.Background()
+	t.Setenv("TEST_DELIVERY_PW", "a-strong-value-for-delivery-1")
+	t.Setenv("TEST_DELIVERY_CONF", "from the environment")
+	st := loadStack(t, configStack, map[string]string{"app.ini": "[app]\nx=1\n"})
+	f := fakeWithImages()
+	d := New(f, nil)
+	if _, err := d.Up(ctx, st, UpOptions{ConfigDir: t.TempDir(), WaitTimeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	// As a crash between loading and creating leaves them: a loader and
+	// the volumes of a container that was never created.
+	f.containers["left"] = &fakeContainer{id: "left", state: "created", cfg: container.Config{Labels: map[string]string{labelLoader: "t"}}, files: map[string]fakeFile{}}
+	f.volumes["t-app-2-delivery-x-files"] = volume.Volume{Name: "t-app-2-delivery-x-files", Labels: map[string]string{LabelProject: "t", LabelDeliveryFor: "t-app-2"}}
+	f.volumes["other"] = volume.Volume{Name: "other", Labels: map[string]string{LabelProject: "other", LabelDeliveryFor: "other-app-1"}}
+	if _, err := d.Down(ctx, "t", DownOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.containers) != 0 {
+		t.Errorf("%d containers left after down", len(f.containers))
+	}
+	if _, ok := f.volumes["other"]; !ok || len(f.volumes) != 1 {
+		t.Errorf("after down: %d volumes, want only another project's", len(f.volumes))
+	}
 }
