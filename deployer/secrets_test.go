@@ -132,16 +132,24 @@ configs:
     environment: TEST_DELIVERY_CONF
 `
 
-func TestUpDeliversConfigsAndSecretTargets(t *testing.T) {
+// upConfigStack brings configStack up on a fake engine.
+func upConfigStack(t *testing.T) (*fakeEngine, *Deployer, *Stack) {
+	t.Helper()
 	t.Setenv("TEST_DELIVERY_PW", "a-strong-value-for-delivery-1")
 	t.Setenv("TEST_DELIVERY_CONF", "from the environment")
 	st := loadStack(t, configStack, map[string]string{"app.ini": "[app]\nx=1\n"})
+	f := fakeWithImages()
+	d := New(f, nil)
+	if _, err := d.Up(context.Background(), st, UpOptions{ConfigDir: t.TempDir(), WaitTimeout: 5 * time.Second}); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	return f, d, st
+}
+
+func TestUpDeliversConfigsAndSecretTargets(t *testing.T) {
+	f, _, st := upConfigStack(t)
 	if len(st.Warnings) != 0 {
 		t.Fatalf("configs warned: %q", st.Warnings)
-	}
-	f := fakeWithImages()
-	if _, err := New(f, nil).Up(context.Background(), st, UpOptions{ConfigDir: t.TempDir(), WaitTimeout: 5 * time.Second}); err != nil {
-		t.Fatalf("up: %v", err)
 	}
 	var app *fakeContainer
 	for _, c := range f.containers {
@@ -237,14 +245,7 @@ func TestUpRecreatesOnChangedSecretOrConfigOnly(t *testing.T) {
 
 func TestUpRecreatesContainerWithoutReadOnlyDelivery(t *testing.T) {
 	ctx := context.Background()
-	t.Setenv("TEST_DELIVERY_PW", "a-strong-value-for-delivery-1")
-	t.Setenv("TEST_DELIVERY_CONF", "from the environment")
-	st := loadStack(t, configStack, map[string]string{"app.ini": "[app]\nx=1\n"})
-	f := fakeWithImages()
-	d := New(f, nil)
-	if _, err := d.Up(ctx, st, UpOptions{ConfigDir: t.TempDir(), WaitTimeout: 5 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
+	f, d, st := upConfigStack(t)
 	// As an older invdeploy left it: no delivery volumes.
 	for name := range f.volumes {
 		delete(f.volumes, name)
@@ -292,14 +293,7 @@ func FuzzDeliveryTargets(f *testing.F) {
 
 func TestDownSweepsInterruptedDelivery(t *testing.T) {
 	ctx := context.Background()
-	t.Setenv("TEST_DELIVERY_PW", "a-strong-value-for-delivery-1")
-	t.Setenv("TEST_DELIVERY_CONF", "from the environment")
-	st := loadStack(t, configStack, map[string]string{"app.ini": "[app]\nx=1\n"})
-	f := fakeWithImages()
-	d := New(f, nil)
-	if _, err := d.Up(ctx, st, UpOptions{ConfigDir: t.TempDir(), WaitTimeout: 5 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
+	f, d, _ := upConfigStack(t)
 	// As a crash between loading and creating leaves them: a loader and
 	// the volumes of a container that was never created.
 	f.containers["left"] = &fakeContainer{id: "left", state: "created", cfg: container.Config{Labels: map[string]string{labelLoader: "t"}}, files: map[string]fakeFile{}}
