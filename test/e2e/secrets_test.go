@@ -84,6 +84,7 @@ func execIn(t *testing.T, c *client.Client, id, user string, cmd ...string) (str
 // changed") and an unchanged one keeps it; down leaves no delivery volume and
 // no loader container; the value never shows in output or inspect.
 func TestSecretAndConfigDelivery(t *testing.T) {
+	t.Parallel() // its own project; nothing shared but the engine
 	e := newLocalEnv(t, "debian:bookworm")
 	proj := fmt.Sprintf("wsec-deliver-%d", os.Getpid())
 	const first, second = "wsec-canary-first-Hq3vZ8", "wsec-canary-second-Lm5pK2"
@@ -265,6 +266,7 @@ secrets:
 // with the new password (its healthcheck gates rotate's exit 0) and no
 // longer with the old one; neither password shows anywhere.
 func TestSecretRotate(t *testing.T) {
+	t.Parallel() // its own project; nothing shared but the engine
 	e := newLocalEnv(t, "postgres:15")
 	proj := fmt.Sprintf("wsec-rotate-%d", os.Getpid())
 	dir := t.TempDir()
