@@ -74,6 +74,12 @@ func deliveryFiles(s types.ServiceConfig) ([]deliveredFile, error) {
 		if ref.Mode != nil {
 			mode = int64(*ref.Mode)
 		}
+		if mode&^0o777 != 0 || mode < 0 {
+			// setuid, setgid or sticky on a delivered file would hand the
+			// compose file's author a privileged binary outside /run/secrets
+			// (mounted nosuid); nobody needs them on a secret or config.
+			return fmt.Errorf("%s.mode %#o: give permission bits only (at most 0777)", where, mode)
+		}
 		f := deliveredFile{Kind: kind, Name: ref.Source, Target: t, Mode: mode, UID: ref.UID, GID: ref.GID}
 		if rel, ok := strings.CutPrefix(t, secretsDir+"/"); ok {
 			f.Stored = "run-secrets/" + rel

@@ -79,6 +79,7 @@ func TestDeliveryFiles(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("deliveryFiles:\n got %+v\nwant %+v", got, want)
 	}
+	setuid := types.FileMode(0o4755)
 	svc := func(secrets []types.ServiceSecretConfig, configs []types.ServiceConfigObjConfig) types.ServiceConfig {
 		s := types.ServiceConfig{Name: "x"}
 		s.Secrets, s.Configs = secrets, configs
@@ -92,6 +93,7 @@ func TestDeliveryFiles(t *testing.T) {
 		"trailing slash": svc(nil, []types.ServiceConfigObjConfig{{Source: "a", Target: "/etc/a/"}}),
 		"duplicate":      svc([]types.ServiceSecretConfig{{Source: "a", Target: "/x"}}, []types.ServiceConfigObjConfig{{Source: "b", Target: "/x"}}),
 		"uid not number": svc([]types.ServiceSecretConfig{{Source: "a", UID: "postgres"}}, nil),
+		"setuid mode":    svc(nil, []types.ServiceConfigObjConfig{{Source: "a", Target: "/usr/local/bin/a", Mode: &setuid}}),
 	} {
 		if _, err := deliveryFiles(bad); err == nil {
 			t.Errorf("%s: want an error", name)
