@@ -209,15 +209,6 @@ func convert(p *types.Project, s types.ServiceConfig, n int, hash string) (*cont
 		}
 		host.Mounts = append(host.Mounts, m)
 	}
-	if len(s.Secrets) > 0 {
-		// An anonymous volume holds /run/secrets so the secrets can be copied
-		// in through the API before start even with a read-only root
-		// filesystem; it is removed with the container.
-		if cfg.Volumes == nil {
-			cfg.Volumes = map[string]struct{}{}
-		}
-		cfg.Volumes[secretsDir] = struct{}{}
-	}
 
 	for i, port := range s.Ports {
 		proto := port.Protocol

@@ -89,7 +89,10 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 		}
 	}
 	if len(res.Orphans) > 0 {
-		return res, nil // the orphans still use the networks and volumes
+		return res, nil // the orphans still use the networks, volumes and delivered files
+	}
+	if err := d.sweepDelivery(ctx, project); err != nil {
+		return res, err
 	}
 	byProject := filters.NewArgs(filters.Arg("label", LabelProject+"="+project))
 	nets, err := d.engine.NetworkList(ctx, network.ListOptions{Filters: byProject})
@@ -156,6 +159,9 @@ func (d *Deployer) stopAndRemove(ctx context.Context, c container.Summary, timeo
 	}
 	if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{RemoveVolumes: true, Force: true}); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove %s: %w", name, err)
+	}
+	if err := d.removeDelivery(ctx, name); err != nil {
+		return err
 	}
 	d.out.Event("Container %s removed", name)
 	return nil

@@ -2,11 +2,14 @@ package deployer
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +19,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/volume"
@@ -36,7 +40,12 @@ type fakeEngine struct {
 	containers map[string]*fakeContainer
 	networks   map[string]network.Summary
 	volumes    map[string]volume.Volume
-	calls      []string
+	// volumeFiles are the files in each volume: name -> path -> file.
+	volumeFiles map[string]map[string]fakeFile
+	calls       []string
+	// execInput is what execs got on stdin; execExit their exit code.
+	execInput bytes.Buffer
+	execExit  int
 	// health is the health status a started container with a healthcheck
 	// reports, by service ("" means healthy).
 	health map[string]string
@@ -71,18 +80,29 @@ type fakeFile struct {
 
 func newFakeEngine() *fakeEngine {
 	return &fakeEngine{
-		apiVersion: "1.41",
-		images:     map[string]string{},
-		pullable:   map[string]bool{},
-		containers: map[string]*fakeContainer{},
-		networks:   map[string]network.Summary{},
-		volumes:    map[string]volume.Volume{},
-		health:     map[string]string{},
+		apiVersion:  "1.41",
+		images:      map[string]string{},
+		pullable:    map[string]bool{},
+		containers:  map[string]*fakeContainer{},
+		networks:    map[string]network.Summary{},
+		volumes:     map[string]volume.Volume{},
+		health:      map[string]string{},
+		volumeFiles: map[string]map[string]fakeFile{},
 	}
 }
 
 func (f *fakeEngine) record(format string, args ...any) {
 	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+
+// recordNamed records verb on a container; an unnamed one (the secret
+// loader) as verb-unnamed, so counts of named containers stay exact.
+func (f *fakeEngine) recordNamed(verb, name string) {
+	if name == "" || strings.HasPrefix(name, " ") {
+		f.record("%s-unnamed%s", verb, name)
+		return
+	}
+	f.record("%s %s", verb, name)
 }
 
 // mutations are the recorded calls that create or change something.
@@ -207,8 +227,8 @@ func (f *fakeEngine) ContainerList(_ context.Context, o container.ListOptions) (
 
 func matchLabels(fs filters.Args, labels map[string]string) bool {
 	for _, l := range fs.Get("label") {
-		k, v, _ := strings.Cut(l, "=")
-		if labels[k] != v {
+		k, v, hasValue := strings.Cut(l, "=")
+		if got, ok := labels[k]; !ok || (hasValue && got != v) {
 			return false
 		}
 	}
@@ -249,7 +269,7 @@ func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, h
 	f.seq++
 	id := fmt.Sprintf("c%04d", f.seq)
 	f.containers[id] = &fakeContainer{id: id, name: name, cfg: *cfg, host: *host, state: "created", created: time.Now(), imageID: imgID, files: map[string]fakeFile{}}
-	f.record("create %s", name)
+	f.recordNamed("create", name)
 	return container.CreateResponse{ID: id}, nil
 }
 
@@ -289,7 +309,7 @@ func (f *fakeEngine) ContainerRemove(_ context.Context, id string, _ container.R
 		return errdefs.NotFound(fmt.Errorf("No such container: %s", id))
 	}
 	delete(f.containers, id)
-	f.record("remove %s", c.name)
+	f.recordNamed("remove", c.name)
 	return nil
 }
 
@@ -307,6 +327,12 @@ func (f *fakeEngine) CopyToContainer(_ context.Context, id, dst string, r io.Rea
 	if c.state != "created" {
 		return fmt.Errorf("copy into %s in state %s: secrets must arrive before start", c.name, c.state)
 	}
+	vol := ""
+	for _, m := range c.host.Mounts {
+		if m.Type == mount.TypeVolume && m.Target == dst {
+			vol = m.Source
+		}
+	}
 	tr := tar.NewReader(r)
 	for {
 		h, err := tr.Next()
@@ -318,9 +344,16 @@ func (f *fakeEngine) CopyToContainer(_ context.Context, id, dst string, r io.Rea
 		}
 		var b bytes.Buffer
 		io.Copy(&b, tr)
+		if vol != "" {
+			if f.volumeFiles[vol] == nil {
+				f.volumeFiles[vol] = map[string]fakeFile{}
+			}
+			f.volumeFiles[vol][strings.TrimSuffix(h.Name, "/")] = fakeFile{hdr: *h, content: b.String(), opts: o}
+			continue
+		}
 		c.files[dst+"/"+h.Name] = fakeFile{hdr: *h, content: b.String(), opts: o}
 	}
-	f.record("copy %s %s", c.name, dst)
+	f.recordNamed("copy", c.name+" "+dst)
 	return nil
 }
 
@@ -331,7 +364,17 @@ func (f *fakeEngine) CopyFromContainer(_ context.Context, id, path string) (io.R
 		"/etc/passwd": "root:x:0:0:root:/root:/bin/bash\npostgres:x:999:999::/var/lib/postgresql:/bin/bash\nnonroot:x:65532:65532::/nonexistent:/sbin/nologin\n",
 		"/etc/group":  "root:x:0:\npostgres:x:999:\nnonroot:x:65532:\n",
 	}
+	if dir, ok := f.deliveredDir(id, path); ok {
+		return io.NopCloser(dir), container.PathStat{Name: path, Mode: os.ModeDir}, nil
+	}
 	content, ok := files[path]
+	f.mu.Lock()
+	if c, found := f.containers[id]; found {
+		if file, found := f.deliveredLocked(c, path); found {
+			content, ok = file.content, true
+		}
+	}
+	f.mu.Unlock()
 	if !ok {
 		return nil, container.PathStat{}, errdefs.NotFound(fmt.Errorf("no such file %s", path))
 	}
@@ -403,7 +446,7 @@ func (f *fakeEngine) VolumeList(_ context.Context, o volume.ListOptions) (volume
 func (f *fakeEngine) VolumeCreate(_ context.Context, o volume.CreateOptions) (volume.Volume, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	v := volume.Volume{Name: o.Name, Labels: o.Labels}
+	v := volume.Volume{Name: o.Name, Labels: o.Labels, Driver: o.Driver, Options: o.DriverOpts, Mountpoint: "/fake/volumes/" + o.Name + "/_data"}
 	f.volumes[o.Name] = v
 	f.record("volume-create %s", o.Name)
 	return v, nil
@@ -413,6 +456,7 @@ func (f *fakeEngine) VolumeRemove(_ context.Context, name string, _ bool) error 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.volumes, name)
+	delete(f.volumeFiles, name)
 	f.record("volume-remove %s", name)
 	return nil
 }
@@ -430,5 +474,119 @@ func (f *fakeEngine) runningContainer(name string, labels map[string]string, hos
 	f.containers[id] = &fakeContainer{id: id, name: name, state: "running", cfg: container.Config{Labels: labels, Image: "other"},
 		host: container.HostConfig{PortBindings: nat.PortMap{"80/tcp": {{HostIP: hostIP, HostPort: hostPort}}}}, files: map[string]fakeFile{}}
 }
+
+// deliveredDir is a tar of the files a container sees in a directory that is
+// a volume mount (/run/secrets), named from the directory's base name on as
+// the engine names them.
+func (f *fakeEngine) deliveredDir(id, dir string) (*bytes.Buffer, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return nil, false
+	}
+	for _, m := range c.host.Mounts {
+		if m.Type != mount.TypeVolume || m.Target != dir {
+			continue
+		}
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		base := dir[strings.LastIndex(dir, "/")+1:]
+		for _, name := range f.volumePaths(m.Source) {
+			if file, ok := f.deliveredLocked(c, dir+"/"+name); ok && file.hdr.Typeflag == tar.TypeReg {
+				tw.WriteHeader(&tar.Header{Name: base + "/" + name, Mode: file.hdr.Mode, Size: int64(len(file.content)), Typeflag: tar.TypeReg})
+				tw.Write([]byte(file.content))
+			}
+		}
+		tw.Close()
+		return &buf, true
+	}
+	return nil, false
+}
+
+// volumePaths are the file paths a volume mount shows, relative to it.
+func (f *fakeEngine) volumePaths(vol string) []string {
+	v := f.volumes[vol]
+	root := v.Mountpoint
+	if dev := v.Options["device"]; dev != "" {
+		root = dev
+	}
+	var out []string
+	for name, v := range f.volumes {
+		for rel := range f.volumeFiles[name] {
+			if p, ok := strings.CutPrefix(v.Mountpoint+"/"+rel, root+"/"); ok {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// delivered is the file a container sees at target through its volume and
+// bind mounts (the fake's model of the engine's mount table).
+func (f *fakeEngine) delivered(c *fakeContainer, target string) (fakeFile, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.deliveredLocked(c, target)
+}
+
+func (f *fakeEngine) deliveredLocked(c *fakeContainer, target string) (fakeFile, bool) {
+	for _, m := range c.host.Mounts {
+		var hostPath string
+		switch {
+		case m.Type == mount.TypeBind && m.Target == target:
+			hostPath = m.Source
+		case m.Type == mount.TypeVolume && strings.HasPrefix(target, m.Target+"/"):
+			v := f.volumes[m.Source]
+			hostPath = v.Mountpoint
+			if dev := v.Options["device"]; dev != "" {
+				hostPath = dev
+			}
+			hostPath += strings.TrimPrefix(target, m.Target)
+		default:
+			continue
+		}
+		for name, v := range f.volumes {
+			if rel, ok := strings.CutPrefix(hostPath, v.Mountpoint+"/"); ok {
+				file, ok := f.volumeFiles[name][rel]
+				return file, ok
+			}
+		}
+	}
+	return fakeFile{}, false
+}
+
+// ContainerExecCreate records the command; ContainerExecAttach keeps what
+// is written to stdin in execInput and answers with no output; the exit code
+// is execExit.
+func (f *fakeEngine) ContainerExecCreate(_ context.Context, id string, o container.ExecOptions) (container.ExecCreateResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok || c.state != "running" {
+		return container.ExecCreateResponse{}, errdefs.Conflict(fmt.Errorf("container %s is not running", id))
+	}
+	f.record("exec %s %s", c.name, strings.Join(o.Cmd, " "))
+	return container.ExecCreateResponse{ID: "exec-" + id}, nil
+}
+
+func (f *fakeEngine) ContainerExecAttach(context.Context, string, container.ExecAttachOptions) (types.HijackedResponse, error) {
+	conn := &fakeConn{in: &f.execInput}
+	return types.HijackedResponse{Conn: conn, Reader: bufio.NewReader(strings.NewReader(""))}, nil
+}
+
+func (f *fakeEngine) ContainerExecInspect(context.Context, string) (container.ExecInspect, error) {
+	return container.ExecInspect{ExitCode: f.execExit}, nil
+}
+
+// fakeConn is the stdin side of a fake exec.
+type fakeConn struct {
+	net.Conn
+	in *bytes.Buffer
+}
+
+func (c *fakeConn) Write(b []byte) (int, error) { return c.in.Write(b) }
+func (c *fakeConn) CloseWrite() error           { return nil }
+func (c *fakeConn) Close() error                { return nil }
 
 var _ Engine = (*fakeEngine)(nil)

@@ -64,7 +64,7 @@ func (d *Deployer) Check(ctx context.Context, st *Stack, o CheckOptions) (*Repor
 	}
 	p := st.Project
 
-	d.checkSecrets(p, o, add)
+	r.Warnings = append(r.Warnings, d.checkSecrets(p, o, add)...)
 	d.checkFiles(st, add)
 	r.Warnings = append(r.Warnings, checkLiteralPasswords(p, o.Remote, add)...)
 
@@ -123,11 +123,16 @@ func isWeak(v string) bool {
 	return weakPasswords[strings.ToLower(v)] || len(v) < 8
 }
 
-func (d *Deployer) checkSecrets(p *types.Project, o CheckOptions, add func(rule, subject, format string, args ...any)) {
+// checkSecrets refuses missing, empty, weak or group/world-readable secrets
+// (one mode rule for file and generated secrets), refuses unreadable
+// configs, and returns warnings for secret and env_file paths in system
+// directories.
+func (d *Deployer) checkSecrets(p *types.Project, o CheckOptions, add func(rule, subject, format string, args ...any)) []string {
+	checkConfigs(p, add)
 	srcs, err := secretSources(p, o.ConfigDir)
 	if err != nil {
 		add("secret", "secrets", "%v", err)
-		return
+		return nil
 	}
 	for _, name := range usedSecrets(p) {
 		src, ok := srcs[name]
@@ -142,8 +147,8 @@ func (d *Deployer) checkSecrets(p *types.Project, o CheckOptions, add func(rule,
 				add("secret", name, "file %s is missing; create it with the secret value (mode 0600)", src.File)
 				continue
 			}
-			if fi.Mode().Perm()&0o004 != 0 {
-				add("secret", name, "file %s is world-readable (mode %04o); run chmod 600 %s", src.File, fi.Mode().Perm(), src.File)
+			if fi.Mode().Perm()&0o044 != 0 {
+				add("secret", name, "file %s is %s (mode %04o); run chmod 600 %s: %s", src.File, readableBy(fi.Mode()), fi.Mode().Perm(), src.File, chmodSafe)
 				continue
 			}
 		case src.Env != "":
@@ -153,7 +158,7 @@ func (d *Deployer) checkSecrets(p *types.Project, o CheckOptions, add func(rule,
 					continue // generated on the first up
 				}
 				if err == nil && fi.Mode().Perm()&0o044 != 0 {
-					add("secret", name, "stored file %s is readable by others (mode %04o); run chmod 600 %s", src.Stored, fi.Mode().Perm(), src.Stored)
+					add("secret", name, "stored file %s is %s (mode %04o); run chmod 600 %s: %s", src.Stored, readableBy(fi.Mode()), fi.Mode().Perm(), src.Stored, chmodSafe)
 					continue
 				}
 			}
@@ -175,6 +180,20 @@ func (d *Deployer) checkSecrets(p *types.Project, o CheckOptions, add func(rule,
 			add("secret", name, "is a known weak default or shorter than 8 characters; set a strong value")
 		}
 	}
+	return systemDirWarnings(p, srcs)
+}
+
+// chmodSafe says why the fix of a readable secret file breaks nothing: docker
+// compose bind-mounts the file, so samples ship it at 0644 for a container
+// user that is not the file's owner; invdeploy delivers a copy.
+const chmodSafe = "that is safe under invdeploy, which delivers a copy owned by the service's user, so the container never reads your file"
+
+// readableBy says who besides the owner can read a file of mode m.
+func readableBy(m fs.FileMode) string {
+	if m.Perm()&0o004 != 0 {
+		return "world-readable"
+	}
+	return "group-readable"
 }
 
 // checkFiles refuses a .env or secret file that is tracked by git or would

@@ -77,7 +77,9 @@ func TestPreflightSecrets(t *testing.T) {
 	}{
 		{name: "missing file", want: "is missing"},
 		{name: "empty", files: map[string]string{"pw.txt": ""}, mode: 0o600, want: "is empty"},
-		{name: "world-readable", files: map[string]string{"pw.txt": "a-long-strong-value-123"}, mode: 0o644, want: "world-readable"},
+		{name: "world-readable", files: map[string]string{"pw.txt": "a-long-strong-value-123"}, mode: 0o644, want: "world-readable (mode 0644); run chmod 600"},
+		{name: "group-readable", files: map[string]string{"pw.txt": "a-long-strong-value-123"}, mode: 0o640, want: "group-readable (mode 0640); run chmod 600"},
+		{name: "hint says why chmod is safe", files: map[string]string{"pw.txt": "a-long-strong-value-123"}, mode: 0o644, want: "delivers a copy owned by the service's user"},
 		{name: "weak default", files: map[string]string{"pw.txt": "changeme\n"}, mode: 0o600, want: "weak default"},
 		{name: "short", files: map[string]string{"pw.txt": "abc12"}, mode: 0o600, want: "weak default"},
 	}
@@ -115,9 +117,36 @@ secrets:
 	t.Run("stored generated readable by others", func(t *testing.T) {
 		st, cfgDir := bundledStack(t, "INVOICING_API_PORT="+strconv.Itoa(freePort(t)))
 		writeFiles(t, cfgDir, map[string]string{"db_password": "a-strong-generated-value-xyz"})
-		os.Chmod(filepath.Join(cfgDir, "db_password"), 0o644)
-		refused(t, fakeWithImages(), st, UpOptions{ConfigDir: cfgDir}, "chmod 600")
+		os.Chmod(filepath.Join(cfgDir, "db_password"), 0o640)
+		refused(t, fakeWithImages(), st, UpOptions{ConfigDir: cfgDir}, "group-readable", "chmod 600")
 	})
+	t.Run("config file missing", func(t *testing.T) {
+		st := loadStack(t, "services:\n  db:\n    image: postgres:15\n    configs: [c]\nconfigs:\n  c:\n    file: ./nope.conf\n", nil)
+		refused(t, fakeWithImages(), st, UpOptions{}, "config c", "nope.conf")
+	})
+}
+
+func TestPreflightWarnsSystemDirPaths(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"compose.yaml": "services:\n  db:\n    image: postgres:15\n    env_file: /etc/os-release\n"})
+	st, err := Load(context.Background(), LoadOptions{WorkingDir: dir, ProjectName: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, _ := New(fakeWithImages(), nil).Check(context.Background(), st, CheckOptions{})
+	if !strings.Contains(strings.Join(rep.Warnings, "\n"), "env_file[0] /etc/os-release is in a system directory") {
+		t.Fatalf("no system-directory warning for env_file /etc/os-release: %q", rep.Warnings)
+	}
+	for _, p := range []string{"/etc/shadow", "/home/u/.ssh/id_ed25519", "/var/lib/docker/x"} {
+		if !inSystemDir(p) {
+			t.Errorf("inSystemDir(%q) = false", p)
+		}
+	}
+	for _, p := range []string{"/home/u/app/pw.txt", "/root/app/.env", "/etcetera/x", "/tmp/pw"} {
+		if inSystemDir(p) {
+			t.Errorf("inSystemDir(%q) = true", p)
+		}
+	}
 }
 
 func TestPreflightFiles(t *testing.T) {

@@ -283,7 +283,7 @@ var (
 		"mem_reservation", "memswap_limit", "pids_limit", "cpus", "cpu_shares", "ulimits", "restart", "deploy",
 		"healthcheck", "depends_on", "networks", "secrets", "stop_grace_period", "stop_signal", "init",
 		"extra_hosts", "dns", "dns_search", "dns_opt", "shm_size", "sysctls", "logging", "tty", "stdin_open",
-		"container_name", "scale", "profiles", "pull_policy", "group_add", "network_mode", "oom_score_adj")
+		"container_name", "scale", "profiles", "pull_policy", "group_add", "network_mode", "oom_score_adj", "configs")
 	supportedDeployKeys    = keySet("resources", "restart_policy", "replicas")
 	supportedResourceKeys  = keySet("cpus", "memory", "pids")
 	supportedBuildKeys     = keySet("context", "dockerfile", "args", "target", "labels", "no_cache", "pull", "tags", "shm_size", "extra_hosts", "network", "cache_from")
@@ -291,6 +291,7 @@ var (
 	supportedVolumeKeys    = keySet("name", "driver", "driver_opts", "labels", "external")
 	supportedSecretKeys    = keySet("name", "file", "environment")
 	supportedSvcSecretKeys = keySet("source", "target", "mode", "uid", "gid")
+	supportedConfigKeys    = keySet("name", "file", "environment", "content")
 )
 
 func keySet(keys ...string) map[string]bool {
@@ -347,12 +348,9 @@ func unsupported(p *types.Project) ([]string, error) {
 		}
 		for i, sec := range s.Secrets {
 			extra(fmt.Sprintf("%s.secrets[%d]", path, i), sec, supportedSvcSecretKeys)
-			if t := sec.Target; t != "" && strings.HasPrefix(t, "/") && !strings.HasPrefix(t, "/run/secrets/") {
-				return nil, fmt.Errorf("%s.secrets[%d].target %q: secrets are delivered under /run/secrets/ only", path, i, t)
-			}
-			if strings.Contains(strings.TrimPrefix(sec.Target, "/run/secrets/"), "/") || strings.Contains(sec.Target, "..") {
-				return nil, fmt.Errorf("%s.secrets[%d].target %q: must be a plain file name under /run/secrets/", path, i, sec.Target)
-			}
+		}
+		for i, c := range s.Configs {
+			extra(fmt.Sprintf("%s.configs[%d]", path, i), c, supportedSvcSecretKeys)
 		}
 		if nm := s.NetworkMode; strings.HasPrefix(nm, "service:") || strings.HasPrefix(nm, "container:") {
 			return nil, fmt.Errorf("%s.network_mode %q is not supported by invdeploy", path, nm)
@@ -385,8 +383,11 @@ func unsupported(p *types.Project) ([]string, error) {
 		}
 		extra("secrets."+name, sec, supportedSecretKeys)
 	}
-	if len(p.Configs) > 0 {
-		warns = append(warns, "configs is not supported by invdeploy and is ignored")
+	for name, c := range p.Configs {
+		extra("configs."+name, c, supportedConfigKeys)
+	}
+	if err := checkDelivery(p); err != nil {
+		return nil, err
 	}
 	if len(p.Models) > 0 {
 		warns = append(warns, "models is not supported by invdeploy and is ignored")

@@ -128,18 +128,10 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 		return res, err
 	}
 
-	// Secret values, generated on first use; never printed.
-	srcs, err := secretSources(p, o.ConfigDir)
+	// Secret (generated on first use) and config values; never printed.
+	values, err := deliveryValues(p, o.ConfigDir)
 	if err != nil {
 		return res, err
-	}
-	values := map[string][]byte{}
-	for _, name := range usedSecrets(p) {
-		v, err := readSecret(p, srcs[name], true)
-		if err != nil {
-			return res, err
-		}
-		values[name] = v
 	}
 
 	// Images: build what has a build section and is missing (or --build).
@@ -420,6 +412,9 @@ func (d *Deployer) prepare(ctx context.Context, p *types.Project, s types.Servic
 		ids[containerName(c)] = c.ID
 	}
 	steps := plan(p, s, hash, imageID, existing)
+	if err := d.recreateForDelivery(ctx, s, steps, existing, secrets); err != nil {
+		return nil, nil, err
+	}
 	var starts []pendingStart
 	n := 0
 	for _, st := range steps {
@@ -463,27 +458,33 @@ func (d *Deployer) removeContainer(ctx context.Context, id, name string, s types
 	if err := d.engine.ContainerStop(ctx, id, container.StopOptions{Timeout: timeout}); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("stop %s: %w", name, err)
 	}
-	// RemoveVolumes removes anonymous volumes only (the /run/secrets one),
-	// never named volumes.
+	// RemoveVolumes removes anonymous volumes only, never named volumes.
 	if err := d.engine.ContainerRemove(ctx, id, container.RemoveOptions{RemoveVolumes: true, Force: true}); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
-	return nil
+	return d.removeDelivery(ctx, name)
 }
 
-// create creates container n of a service, joins its further networks and
-// delivers its secrets; the container is not started.
+// create delivers the secrets and configs of container n of a service,
+// creates it and joins its further networks; the container is not started.
 func (d *Deployer) create(ctx context.Context, p *types.Project, s types.ServiceConfig, n int, hash string, secrets map[string][]byte) (id, name string, err error) {
 	spec, err := convert(p, s, n, hash)
 	if err != nil {
 		return "", "", err
 	}
+	undo, err := d.prepareDelivery(ctx, p, s, spec, secrets)
+	if err != nil {
+		undo()
+		return "", "", err
+	}
 	created, err := d.engine.ContainerCreate(ctx, spec.Config, spec.Host, spec.Network, nil, spec.Name)
 	if err != nil {
+		undo()
 		return "", "", fmt.Errorf("create %s: %w", spec.Name, err)
 	}
 	cleanup := func(cause error) (string, string, error) {
 		_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{RemoveVolumes: true, Force: true})
+		undo()
 		return "", "", cause
 	}
 	netNames := make([]string, 0, len(spec.Connect))
@@ -495,9 +496,6 @@ func (d *Deployer) create(ctx context.Context, p *types.Project, s types.Service
 		if err := d.engine.NetworkConnect(ctx, nn, created.ID, spec.Connect[nn]); err != nil {
 			return cleanup(fmt.Errorf("connect %s to network %s: %w", spec.Name, nn, err))
 		}
-	}
-	if err := d.deliverSecrets(ctx, created.ID, s, secrets); err != nil {
-		return cleanup(err)
 	}
 	return created.ID, spec.Name, nil
 }

@@ -143,16 +143,16 @@ func TestUpDeliversSecretsBeforeStartNeverInEnvOrLabels(t *testing.T) {
 		t.Fatalf("up: %v", err)
 	}
 	for _, c := range f.containers {
-		file, ok := c.files["/run/secrets/db_password"]
+		file, ok := f.delivered(c, "/run/secrets/db_password")
 		if !ok {
-			t.Fatalf("%s: no /run/secrets/db_password delivered (files %v)", c.name, c.files)
+			t.Fatalf("%s: no /run/secrets/db_password delivered", c.name)
 		}
 		wantUID := map[string]int{"inv-api-1": 65532, "inv-db-1": 999}[c.name]
 		if file.content != canary || file.hdr.Mode != 0o400 || file.hdr.Uid != wantUID || file.opts.CopyUIDGID {
 			t.Fatalf("%s: secret delivered with mode %o, owner %d (want %d), CopyUIDGID %v, right content %v", c.name, file.hdr.Mode, file.hdr.Uid, wantUID, file.opts.CopyUIDGID, file.content == canary)
 		}
-		if _, ok := c.cfg.Volumes["/run/secrets"]; !ok {
-			t.Fatalf("%s: /run/secrets is not a volume, CopyToContainer fails on a read-only rootfs", c.name)
+		if !secretsMountReadOnly(f, c) {
+			t.Fatalf("%s: /run/secrets is not a ro,noexec,nosuid volume (mounts %+v)", c.name, c.host.Mounts)
 		}
 		for _, e := range c.cfg.Env {
 			if strings.Contains(e, canary) {
@@ -189,7 +189,8 @@ func TestUpGeneratesPasswordOnceMode0600(t *testing.T) {
 	}
 	var delivered string
 	for _, c := range f.containers {
-		delivered = c.files["/run/secrets/db_password"].content
+		file, _ := f.delivered(c, "/run/secrets/db_password")
+		delivered = file.content
 	}
 	if delivered != string(first) {
 		t.Fatal("delivered secret differs from the stored one")
@@ -206,7 +207,7 @@ func TestUpGeneratesPasswordOnceMode0600(t *testing.T) {
 		t.Fatal("password regenerated on the second up")
 	}
 	for _, c := range f.containers {
-		if c.files["/run/secrets/db_password"].content != string(first) {
+		if file, _ := f.delivered(c, "/run/secrets/db_password"); file.content != string(first) {
 			t.Fatal("second up delivered another password")
 		}
 	}

@@ -17,7 +17,7 @@ func newCheckCommand(g *globalOptions) *cobra.Command {
 image exists is asked of its registry through the engine). It exits 3 and names each
 problem and its fix when:
 a published host port is held by a process or container; a secret is missing, empty,
-world-readable or a known weak default; a .env or secret file is tracked by git or
+group- or world-readable or a known weak default, or a config cannot be read; a .env or secret file is tracked by git or
 would enter a build context, or the context holds secret-looking files that are not
 dockerignored; an image is neither present nor buildable nor pullable; the engine
 does not answer or is older than API 1.41. Weak literal passwords in environment:

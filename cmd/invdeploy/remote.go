@@ -138,8 +138,9 @@ func newRemoteUpCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 		Use:   "up --host URL [--via ssh|registry] [--port N] [--allow-from CIDR]",
 		Short: "Move images to the host, preflight there, start the stack and wait until healthy",
 		Long: `remote up deploys the stack to the --host engine with the semantics of up:
-preflight, dependency order, health gating, secrets copied through the Engine API
-(files under /run/secrets, never env or bind mounts), idempotency, labels, exit codes.
+preflight, dependency order, health gating, secrets and configs copied through the
+Engine API (read-only files, /run/secrets noexec and nosuid; never env, never a bind
+of a file on this machine), idempotency, labels, exit codes.
 
 Images are built locally when missing, then reach the host either --via ssh (the
 default: streamed over the same connection, skipping images the host already has)

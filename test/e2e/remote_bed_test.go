@@ -102,18 +102,30 @@ func run(t *testing.T, name string, args ...string) string {
 // startRemoteHost starts a simulated EC2 host; registryPort, when not 0,
 // lets its engine pull over plain HTTP from GatewayIP:registryPort.
 func startRemoteHost(t *testing.T, registryPort int) *remoteHost {
+	return startNamedRemoteHost(t, registryPort, bedNaming{netns: "inv5e2e", hostIf: "i5h", nsIf: "i5g", dir: "inv5ec2-", net: 254, bip: 253})
+}
+
+// bedNaming names a simulated host's network namespace, veth ends and
+// directory, and picks its subnets (10.<net>.N.0/30, containers on
+// 10.<bip>.N.0/24), so tests of different areas can run beside each other.
+type bedNaming struct {
+	netns, hostIf, nsIf, dir string
+	net, bip                 int
+}
+
+func startNamedRemoteHost(t *testing.T, registryPort int, nm bedNaming) *remoteHost {
 	t.Helper()
 	needRemoteBed(t)
 	n := os.Getpid()%200 + 20
 	h := &remoteHost{
-		Netns:     fmt.Sprintf("inv5e2e%d", n),
-		Addr:      fmt.Sprintf("10.254.%d.2", n),
-		GatewayIP: fmt.Sprintf("10.254.%d.1", n),
+		Netns:     fmt.Sprintf("%s%d", nm.netns, n),
+		Addr:      fmt.Sprintf("10.%d.%d.2", nm.net, n),
+		GatewayIP: fmt.Sprintf("10.%d.%d.1", nm.net, n),
 		Port:      22,
 		User:      "root",
 	}
-	hostIf, nsIf := fmt.Sprintf("i5h%d", n), fmt.Sprintf("i5g%d", n)
-	dir, err := os.MkdirTemp("/tmp", "inv5ec2-")
+	hostIf, nsIf := fmt.Sprintf("%s%d", nm.hostIf, n), fmt.Sprintf("%s%d", nm.nsIf, n)
+	dir, err := os.MkdirTemp("/tmp", nm.dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +184,7 @@ func startRemoteHost(t *testing.T, registryPort int) *remoteHost {
 	os.WriteFile(filepath.Join(dir, "daemon.json"), []byte("{}"), 0o600)
 	dargs := []string{"--config-file", filepath.Join(dir, "daemon.json"), "--data-root", filepath.Join(dir, "data"),
 		"--exec-root", filepath.Join(dir, "exec"), "--pidfile", filepath.Join(dir, "dockerd.pid"),
-		"-H", "unix://" + h.Socket, "--bip", fmt.Sprintf("10.253.%d.1/24", n), "--iptables=false"}
+		"-H", "unix://" + h.Socket, "--bip", fmt.Sprintf("10.%d.%d.1/24", nm.bip, n), "--iptables=false"}
 	if registryPort != 0 {
 		dargs = append(dargs, "--insecure-registry", net.JoinHostPort(h.GatewayIP, strconv.Itoa(registryPort)))
 	}

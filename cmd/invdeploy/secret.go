@@ -1,0 +1,67 @@
+package main
+
+import (
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/invdeploy/invdeploy/deployer"
+)
+
+// Registration kept out of root.go's list so the files change independently.
+func init() {
+	commands = append(commands, newSecretCommand)
+}
+
+func newSecretCommand(g *globalOptions) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "secret",
+		Short: "Manage a stack's secrets (rotate)",
+		Args:  noArgs,
+	}
+	cmd.AddCommand(newSecretRotateCommand(g))
+	return cmd
+}
+
+func newSecretRotateCommand(g *globalOptions) *cobra.Command {
+	var stack stackOptions
+	var waitTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "rotate NAME [-f FILE] [-p NAME]",
+		Short: "Give a generated database password a new value (not zero-downtime yet)",
+		Long: `rotate gives a generated PostgreSQL password secret (the bundled stack's
+db_password) a new value: it generates one, sets it in the database with ALTER ROLE
+(psql in the database container, as its own user; the password travels as a SCRAM
+verifier on stdin, never in an argument or the environment), stores it (mode 0600)
+where up keeps it, and runs up, which recreates the containers that use the secret.
+
+Not zero-downtime yet: the containers are recreated in place, so the API answers
+nothing for a few seconds. Secrets taken from a variable you set (INVOICING_DB_PASSWORD)
+are yours to change: rotate refuses them.`,
+		Example: `  invdeploy secret rotate db_password
+  invdeploy secret rotate db_password -p shop --wait-timeout 5m`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if waitTimeout <= 0 {
+				return usagef("--wait-timeout must be positive")
+			}
+			st, err := stack.load(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			d, closeFn, err := g.deployer()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			res, err := d.RotateSecret(cmd.Context(), st, args[0], deployer.RotateOptions{WaitTimeout: waitTimeout, Lock: true})
+			if err != nil {
+				return err
+			}
+			return printUp(g, st, d, cmd, res)
+		},
+	}
+	stack.bind(cmd, true)
+	durationFlag(cmd, &waitTimeout, "wait-timeout", 3*time.Minute, "how long to wait for health after the containers are recreated")
+	return cmd
+}

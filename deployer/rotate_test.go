@@ -1,0 +1,89 @@
+package deployer
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRotateSecretSetsVerifierStoresAndRecreates(t *testing.T) {
+	ctx := context.Background()
+	st, cfgDir := bundledStack(t, "INVOICING_API_PORT="+strconv.Itoa(freePort(t)))
+	f := fakeWithImages()
+	d := New(f, nil)
+	if _, err := d.Up(ctx, st, UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	stored := filepath.Join(cfgDir, "db_password")
+	old, _ := os.ReadFile(stored)
+
+	res, err := d.RotateSecret(ctx, st, "db_password", RotateOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	now, _ := os.ReadFile(stored)
+	if fi, err := os.Stat(stored); err != nil || fi.Mode().Perm() != 0o600 || len(now) < 32 || string(now) == string(old) {
+		t.Fatalf("stored value not replaced by a new 0600 one (%v)", err)
+	}
+	if _, err := os.Stat(stored + ".new"); err == nil {
+		t.Fatal("the .new file was left behind")
+	}
+	in := f.execInput.String()
+	if !strings.HasPrefix(in, `ALTER ROLE "invoicing" PASSWORD 'SCRAM-SHA-256$4096:`) || strings.Contains(in, string(now)) {
+		t.Fatalf("psql input is not an ALTER ROLE with a SCRAM verifier (or holds the password)")
+	}
+	for _, c := range f.mutations() {
+		if strings.Contains(c, string(now)) || strings.Contains(c, string(old)) {
+			t.Fatal("a password appears in an engine call")
+		}
+	}
+	if f.countCalls("exec inv-db-1 psql") != 1 {
+		t.Fatalf("psql not run once in the db container: %v", f.mutations())
+	}
+	for _, s := range res.Steps {
+		if s.Action != ActionRecreate || s.Reason != "secret db_password changed" {
+			t.Fatalf("step %+v, want every container recreated for the changed secret", s)
+		}
+	}
+	for _, c := range f.containers {
+		if file, _ := f.delivered(c, "/run/secrets/db_password"); file.content != string(now) {
+			t.Fatalf("%s did not get the new password", c.name)
+		}
+	}
+}
+
+func TestRotateSecretRefusals(t *testing.T) {
+	ctx := context.Background()
+	st, cfgDir := bundledStack(t, "INVOICING_API_PORT="+strconv.Itoa(freePort(t)))
+	f := fakeWithImages()
+	d := New(f, nil)
+	if _, err := d.RotateSecret(ctx, st, "db_password", RotateOptions{ConfigDir: cfgDir}); err == nil || !strings.Contains(err.Error(), "run up first") {
+		t.Fatalf("rotate before up: %v", err)
+	}
+	if _, err := d.Up(ctx, st, UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	stored := filepath.Join(cfgDir, "db_password")
+	old, _ := os.ReadFile(stored)
+	f.execExit = 2
+	if _, err := d.RotateSecret(ctx, st, "db_password", RotateOptions{ConfigDir: cfgDir}); err == nil || !strings.Contains(err.Error(), "the password is unchanged") {
+		t.Fatalf("failing psql: %v", err)
+	}
+	if now, _ := os.ReadFile(stored); string(now) != string(old) {
+		t.Fatal("a failed ALTER ROLE changed the stored password")
+	}
+	if _, err := os.Stat(stored + ".new"); err == nil {
+		t.Fatal("the .new file was left behind")
+	}
+	if _, err := d.RotateSecret(ctx, st, "nope", RotateOptions{ConfigDir: cfgDir}); err == nil {
+		t.Fatal("unknown secret: no error")
+	}
+	set, _ := bundledStack(t, "INVOICING_DB_PASSWORD=a-chosen-strong-password-1", "INVOICING_API_PORT="+strconv.Itoa(freePort(t)))
+	if _, err := d.RotateSecret(ctx, set, "db_password", RotateOptions{ConfigDir: cfgDir}); err == nil || !strings.Contains(err.Error(), "unset INVOICING_DB_PASSWORD") {
+		t.Fatalf("rotate with the variable set: %v", err)
+	}
+}
