@@ -157,8 +157,10 @@ func (d *Deployer) buildService(ctx context.Context, p *types.Project, s types.S
 		labels[k] = v
 	}
 
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeContextTar(pw, dir, df)) }()
+	pr, err := openBuildContext(p, s)
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", s.Name, err)
+	}
 	defer pr.Close()
 
 	d.out.Event("Building %s (%s) from %s", s.Name, ref, dir)
