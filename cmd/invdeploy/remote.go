@@ -259,7 +259,7 @@ unless --port; Postgres is never published.`,
 			if err != nil {
 				return err
 			}
-			return printRemoteUp(g, s, st, res)
+			return printRemoteUp(g, ro, &stack, s, st, res)
 		},
 	}
 	stack.bind(cmd, true)
@@ -310,7 +310,7 @@ func printFindings(g *globalOptions, f *remote.Findings) {
 	}
 }
 
-func printRemoteUp(g *globalOptions, s *session, st *deployer.Stack, res *remote.UpReport) error {
+func printRemoteUp(g *globalOptions, ro *remoteOptions, so *stackOptions, s *session, st *deployer.Stack, res *remote.UpReport) error {
 	p := st.Project
 	stats := s.conn.Stats()
 	if g.Output == "json" {
@@ -344,6 +344,7 @@ func printRemoteUp(g *globalOptions, s *session, st *deployer.Stack, res *remote
 			fmt.Fprintf(g.stdout, "  %s: http://%s/\n", name, net.JoinHostPort(host, pc.Published))
 		}
 	}
+	fmt.Fprintf(g.stdout, "Status: %s\nStop:   %s (keeps the data)\n", remoteHint(g, ro, so, "status"), remoteHint(g, ro, so, "down"))
 	return nil
 }
 
@@ -417,7 +418,7 @@ func newRemoteStatusCommand(g *globalOptions, ro *remoteOptions) *cobra.Command 
 				return writeJSON(g.stdout, sts)
 			}
 			if len(sts) == 0 {
-				fmt.Fprintf(g.stdout, "No containers in project %s on %s (run invdeploy remote up)\n", name, s.conn.Endpoint.Host)
+				fmt.Fprintf(g.stdout, "No containers in project %s on %s (run %s)\n", name, s.conn.Endpoint.Host, remoteHint(g, ro, &stack, "up"))
 				return nil
 			}
 			return printStatus(g.stdout, sts)

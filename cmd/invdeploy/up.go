@@ -56,7 +56,7 @@ $XDG_CONFIG_HOME/invdeploy/<project>/ (set INVOICING_DB_PASSWORD to choose one).
 			if err != nil {
 				return err
 			}
-			return printUp(g, st, d, cmd, res)
+			return printUp(g, &o.stack, st, d, cmd, res)
 		},
 	}
 	o.stack.bind(cmd, true)
@@ -65,7 +65,7 @@ $XDG_CONFIG_HOME/invdeploy/<project>/ (set INVOICING_DB_PASSWORD to choose one).
 	return cmd
 }
 
-func printUp(g *globalOptions, st *deployer.Stack, d *deployer.Deployer, cmd *cobra.Command, res *deployer.UpResult) error {
+func printUp(g *globalOptions, so *stackOptions, st *deployer.Stack, d *deployer.Deployer, cmd *cobra.Command, res *deployer.UpResult) error {
 	p := st.Project
 	status, err := d.Status(cmd.Context(), p.Name)
 	if err != nil {
@@ -106,8 +106,7 @@ func printUp(g *globalOptions, st *deployer.Stack, d *deployer.Deployer, cmd *co
 			fmt.Fprintf(g.stdout, "  %s: http://%s/\n", name, net.JoinHostPort(host, port.Published))
 		}
 	}
-	if st.Bundled {
-		fmt.Fprintf(g.stdout, "Logs: invdeploy logs -f    Status: invdeploy status    Stop: invdeploy down (keeps the data)\n")
-	}
+	fmt.Fprintf(g.stdout, "Logs: %s    Status: %s    Stop: %s (keeps the data)\n",
+		localHint(g, so, "logs -f"), localHint(g, so, "status"), localHint(g, so, "down"))
 	return nil
 }
