@@ -211,7 +211,7 @@ $XDG_CONFIG_HOME/invdeploy/<project>/pushed.json, where
 				return err
 			}
 			defer c.Close()
-			d := deployer.New(c, g.progress())
+			d := deployer.New(deployer.WithCallTimeout(c, g.EngineTimeout, g.Host), g.progress())
 			source, err := ensureBuilt(ctx, d, st, app, rebuild)
 			if err != nil {
 				return err

@@ -43,6 +43,8 @@ func (o *remoteOptions) bind(cmd *cobra.Command) {
 type session struct {
 	conn   *remote.Conn
 	client *client.Client
+	// engine is client with the quick calls bounded by --engine-timeout.
+	engine deployer.Engine
 }
 
 // connect opens the run's connection to the --host engine.
@@ -76,7 +78,7 @@ func (o *remoteOptions) connect(ctx context.Context, g *globalOptions) (*session
 		conn.Close()
 		return nil, err
 	}
-	return &session{conn: conn, client: c}, nil
+	return &session{conn: conn, client: c, engine: deployer.WithCallTimeout(c, g.EngineTimeout, remote.Redact(host))}, nil
 }
 
 // close ends the run's connection and reports its traffic.
@@ -252,7 +254,7 @@ unless --port; Postgres is never published.`,
 				uo.Preflight.SSHPort = s.conn.Endpoint.Port
 			}
 			prog := g.progress()
-			res, err := remote.Up(ctx, deployer.New(local, prog), local, deployer.New(s.client, prog), s.client, st, uo, prog)
+			res, err := remote.Up(ctx, deployer.New(deployer.WithCallTimeout(local, g.EngineTimeout, ""), prog), local, deployer.New(s.engine, prog), s.client, st, uo, prog)
 			if res != nil && res.Findings != nil {
 				printFindings(g, res.Findings)
 			}
@@ -372,7 +374,7 @@ func newRemoteDownCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 				return err
 			}
 			defer s.close(g)
-			res, err := deployer.New(s.client, g.progress()).Down(cmd.Context(), name, deployer.DownOptions{Volumes: volumes, Timeout: timeout})
+			res, err := deployer.New(s.engine, g.progress()).Down(cmd.Context(), name, deployer.DownOptions{Volumes: volumes, Timeout: timeout})
 			if err != nil {
 				return err
 			}
@@ -410,7 +412,7 @@ func newRemoteStatusCommand(g *globalOptions, ro *remoteOptions) *cobra.Command 
 				return err
 			}
 			defer s.close(g)
-			sts, err := deployer.New(s.client, g.progress()).Status(cmd.Context(), name)
+			sts, err := deployer.New(s.engine, g.progress()).Status(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
@@ -449,7 +451,7 @@ func newRemoteLogsCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 				return err
 			}
 			defer s.close(g)
-			err = deployer.New(s.client, g.progress()).Logs(cmd.Context(), name, deployer.LogsOptions{Services: args, Follow: follow, Tail: tail, Out: g.stdout})
+			err = deployer.New(s.engine, g.progress()).Logs(cmd.Context(), name, deployer.LogsOptions{Services: args, Follow: follow, Tail: tail, Out: g.stdout})
 			if follow && cmd.Context().Err() != nil {
 				return nil
 			}
