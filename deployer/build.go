@@ -150,6 +150,7 @@ func (d *Deployer) buildService(ctx context.Context, p *types.Project, s types.S
 			args[k] = v
 		}
 	}
+	d.safeBuildArgs(s.Name, args)
 	// Only the stack's own build labels: a project label would make the
 	// image differ between projects that share it.
 	labels := map[string]string{}
