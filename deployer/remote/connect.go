@@ -54,7 +54,11 @@ func Connect(ctx context.Context, rawURL string, o Options) (*Conn, error) {
 	}
 	switch ep.Scheme {
 	case "ssh":
-		sc, err := DialSSH(ctx, ep, o.SSH)
+		ep, sshOpts, err := applySSHConfig(rawURL, ep, o.SSH)
+		if err != nil {
+			return nil, err
+		}
+		sc, err := DialSSH(ctx, ep, sshOpts)
 		if err != nil {
 			return nil, err
 		}

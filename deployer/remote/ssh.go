@@ -32,6 +32,10 @@ type SSHOptions struct {
 	AgentSocket string
 	// HomeDir locates ~/.ssh; default the user's home directory.
 	HomeDir string
+	// ConfigFile is the OpenSSH client config read for the host's HostName,
+	// User, Port and IdentityFile (ssh -F); default ~/.ssh/config, "none"
+	// reads none.
+	ConfigFile string
 	// ConnectTimeout bounds resolution, TCP connect and the SSH handshake;
 	// default 20s.
 	ConnectTimeout time.Duration
@@ -185,6 +189,9 @@ func withSSHDefaults(o SSHOptions) SSHOptions {
 	}
 	if o.KnownHostsFile == "" {
 		o.KnownHostsFile = filepath.Join(o.HomeDir, ".ssh", "known_hosts")
+	}
+	if o.ConfigFile == "" && o.HomeDir != "" {
+		o.ConfigFile = filepath.Join(o.HomeDir, ".ssh", "config")
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 20 * time.Second
