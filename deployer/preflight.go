@@ -82,6 +82,9 @@ func (d *Deployer) Check(ctx context.Context, st *Stack, o CheckOptions) (*Repor
 		if err := d.checkPorts(ctx, p, o, add); err != nil {
 			return r, err
 		}
+		if err := d.checkNetworks(ctx, p, add); err != nil {
+			return r, err
+		}
 		if !o.SkipImages {
 			if err := d.checkImages(ctx, p, o, add); err != nil {
 				return r, err

@@ -10,8 +10,6 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/errdefs"
 
@@ -239,30 +237,14 @@ func dependencyOrder(p *types.Project) ([]string, error) {
 }
 
 func (d *Deployer) ensureNetworks(ctx context.Context, p *types.Project) error {
-	used := map[string]bool{}
-	for _, s := range p.Services {
-		if s.NetworkMode == "" {
-			for k := range s.Networks {
-				used[k] = true
-			}
-		}
+	if err := d.recreateChangedNetworks(ctx, p); err != nil {
+		return err
 	}
-	keys := make([]string, 0, len(used))
-	for k := range used {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
+	for _, key := range usedNetworks(p) {
 		nc := p.Networks[key]
-		list, err := d.engine.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", nc.Name))})
+		_, exists, err := d.existingNetwork(ctx, nc.Name)
 		if err != nil {
-			return fmt.Errorf("list networks: %w", err)
-		}
-		exists := false
-		for _, n := range list {
-			if n.Name == nc.Name {
-				exists = true
-			}
+			return err
 		}
 		if exists {
 			continue
@@ -270,13 +252,7 @@ func (d *Deployer) ensureNetworks(ctx context.Context, p *types.Project) error {
 		if nc.External {
 			return fmt.Errorf("networks.%s: external network %s does not exist; create it first", key, nc.Name)
 		}
-		labels := map[string]string{LabelProject: p.Name, LabelNetwork: key, LabelManagedBy: "invdeploy", LabelVersion: version.Version}
-		for k, v := range nc.Labels {
-			labels[k] = v
-		}
-		if _, err := d.engine.NetworkCreate(ctx, nc.Name, network.CreateOptions{
-			Driver: nc.Driver, Options: nc.DriverOpts, Internal: nc.Internal, Attachable: nc.Attachable, Labels: labels,
-		}); err != nil {
+		if _, err := d.engine.NetworkCreate(ctx, nc.Name, networkCreateOptions(p, key, nc)); err != nil {
 			return fmt.Errorf("create network %s: %w", nc.Name, err)
 		}
 		d.out.Event("Network %s created", nc.Name)
