@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,20 +45,16 @@ func (o *loginOptions) credentials(g *globalOptions) (registry.Credentials, erro
 		if o.username == "" {
 			return registry.Credentials{}, usagef("--password-stdin needs --username")
 		}
-		b, err := io.ReadAll(io.LimitReader(g.stdin, 64<<10))
-		if err != nil {
-			return registry.Credentials{}, fmt.Errorf("read the password from standard input: %w", err)
-		}
-		password = strings.TrimRight(string(b), "\r\n")
-		if password == "" {
-			return registry.Credentials{}, usagef("--password-stdin: standard input is empty")
+		var err error
+		if password, err = readPasswordStdin(g, "--password-stdin"); err != nil {
+			return registry.Credentials{}, err
 		}
 	} else if o.username != "" {
 		return registry.Credentials{}, usagef("--username needs --password-stdin (a password is never taken as an argument)")
 	}
 	host := registry.DockerHub
 	if o.registry != "" {
-		host = registry.RegistryOf(strings.TrimPrefix(strings.TrimPrefix(o.registry, "https://"), "http://") + "/x")
+		host = registryHost(o.registry)
 	}
 	return registry.Resolve(registry.ResolveOptions{
 		Registry:  host,

@@ -135,6 +135,7 @@ key, SSH authentication, or the Docker socket.`,
 func newRemoteUpCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 	var stack stackOptions
 	var login loginOptions
+	var pull pullLoginOptions
 	var via, allowFrom, adminCIDR, service, pullRegistry string
 	var port int
 	var waitTimeout time.Duration
@@ -149,7 +150,9 @@ preflight, dependency order, health gating, secrets copied through the Engine AP
 Images are built locally when missing, then reach the host either --via ssh (the
 default: streamed over the same connection, skipping images the host already has)
 or --via registry (pushed, then pulled by digest by the host's engine, with the
-login sent only in that request). The host needs nothing but Docker and sshd.
+login sent only in that request: give the host a read-only token with
+--pull-username/--pull-password-stdin, else it gets the push login, with a
+warning). The host needs nothing but Docker and sshd.
 
 Before anything of the stack is created it checks, besides what up checks: the
 engine version; that no port 2375, 2376 or 5432 (or Postgres at all) would be
@@ -167,7 +170,7 @@ unless --port; Postgres is never published.`,
 			ctx := cmd.Context()
 			// A registry given means images go through it, unless --via
 			// says otherwise, which is then a contradiction.
-			registryGiven := cmd.Flags().Changed("registry") || cmd.Flags().Changed("pull-registry")
+			registryGiven := cmd.Flags().Changed("registry") || cmd.Flags().Changed("pull-registry") || pull.given()
 			if registryGiven && !cmd.Flags().Changed("via") {
 				via = remote.ViaRegistry
 			}
@@ -175,7 +178,7 @@ unless --port; Postgres is never published.`,
 				return usagef("--via %q: want ssh or registry", via)
 			}
 			if registryGiven && via == remote.ViaSSH {
-				return usagef("--registry and --pull-registry apply to --via registry, not --via ssh")
+				return usagef("--registry, --pull-registry and --pull-username/--pull-password-stdin apply to --via registry, not --via ssh")
 			}
 			for flag, v := range map[string]string{"--allow-from": allowFrom, "--admin-cidr": adminCIDR} {
 				if err := remote.CheckCIDR(v, flag); err != nil {
@@ -241,6 +244,12 @@ unless --port; Postgres is never published.`,
 						return usageError{fmt.Errorf("--pull-registry: %w", err)}
 					}
 				}
+				if uo.Registry.PullCredentials, err = pull.credentials(g, &login, creds, pullRegistry); err != nil {
+					return err
+				}
+				if uo.Registry.PullCredentials == nil && !creds.Anonymous() && !g.Quiet {
+					fmt.Fprintf(g.stderr, "warning: the host pulls with the push login (%s); give it a read-only token instead with --pull-username/--pull-password-stdin\n", creds)
+				}
 			}
 
 			local, err := deployer.NewLocalClient(localEngineHost())
@@ -269,6 +278,7 @@ unless --port; Postgres is never published.`,
 	}
 	stack.bind(cmd, true)
 	login.bind(cmd)
+	pull.bind(cmd)
 	cmd.Flags().StringVar(&via, "via", remote.ViaSSH, "how images reach the host: ssh (streamed over the connection) or registry (push, then pull by digest)")
 	cmd.Flags().IntVar(&port, "port", 8000, "host port the API is published on (bundled stack)")
 	cmd.Flags().StringVar(&allowFrom, "allow-from", "", "CIDR allowed to reach the app port, for the printed security-group rule")

@@ -39,9 +39,13 @@ type RegistryRoute struct {
 	Repository string
 	// Tags are pushed (the git revision, latest).
 	Tags []string
-	// Credentials are used by the local push and sent, in the pull request
-	// only, to the remote engine.
+	// Credentials are used by the local push; without PullCredentials they
+	// are also sent, in the pull request only, to the remote engine.
 	Credentials registry.Credentials
+	// PullCredentials, when set, are the login sent to the remote engine
+	// for its pull instead of Credentials (a read-only token): the push
+	// login then never reaches the host.
+	PullCredentials *registry.Credentials
 	// PullRepository is the same repository as the remote engine reaches
 	// it, when that differs (a registry the local engine knows by another
 	// address); "" means Repository.
@@ -265,10 +269,19 @@ func pushAndPull(ctx context.Context, localImages ImageEngine, eng Engine, ref s
 	if pullRepo == "" {
 		pullRepo = pushed.Repository
 	}
-	if err := PullOnRemote(ctx, eng, pullRepo+"@"+pushed.Digest, r.Credentials, []string{ref}, rep); err != nil {
+	if err := PullOnRemote(ctx, eng, pullRepo+"@"+pushed.Digest, r.pullLogin(), []string{ref}, rep); err != nil {
 		return nil, err
 	}
 	return &pushed, nil
+}
+
+// pullLogin is the login the remote engine pulls with: PullCredentials when
+// given, else the push login.
+func (r *RegistryRoute) pullLogin() registry.Credentials {
+	if r.PullCredentials != nil {
+		return *r.PullCredentials
+	}
+	return r.Credentials
 }
 
 // firstLine is the first line of s, cut to at most n bytes.
