@@ -12,9 +12,9 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/invdeploy/invdeploy/internal/version"
 )
@@ -263,7 +263,7 @@ func (d *Deployer) showStream(r io.Reader, what string) error {
 func (d *Deployer) imageID(ctx context.Context, ref string) (string, error) {
 	img, err := d.engine.ImageInspect(ctx, ref)
 	if err != nil {
-		if errdefs.IsNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return "", nil
 		}
 		return "", fmt.Errorf("inspect image %s: %w", ref, err)

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/volume"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/invdeploy/invdeploy/internal/version"
 )
@@ -402,12 +402,12 @@ func (d *Deployer) removeContainer(ctx context.Context, id, name string, s types
 		t := int(time.Duration(*s.StopGracePeriod).Seconds())
 		timeout = &t
 	}
-	if err := d.engine.ContainerStop(ctx, id, container.StopOptions{Timeout: timeout}); err != nil && !errdefs.IsNotFound(err) {
+	if err := d.engine.ContainerStop(ctx, id, container.StopOptions{Timeout: timeout}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("stop %s: %w", name, err)
 	}
 	// RemoveVolumes removes anonymous volumes only (the /run/secrets one),
 	// never named volumes.
-	if err := d.engine.ContainerRemove(ctx, id, container.RemoveOptions{RemoveVolumes: true, Force: true}); err != nil && !errdefs.IsNotFound(err) {
+	if err := d.engine.ContainerRemove(ctx, id, container.RemoveOptions{RemoveVolumes: true, Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
 	return nil
@@ -465,7 +465,7 @@ func (d *Deployer) serviceStates(ctx context.Context, project, service string) (
 	for _, c := range cs {
 		ins, err := d.engine.ContainerInspect(ctx, c.ID)
 		if err != nil {
-			if errdefs.IsNotFound(err) {
+			if cerrdefs.IsNotFound(err) {
 				continue
 			}
 			return nil, fmt.Errorf("inspect %s: %w", containerName(c), err)

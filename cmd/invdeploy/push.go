@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
-	"github.com/docker/docker/errdefs"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/spf13/cobra"
 
 	"github.com/invdeploy/invdeploy/deployer"
@@ -143,7 +143,7 @@ func ensureBuilt(ctx context.Context, d *deployer.Deployer, st *deployer.Stack, 
 		}
 	}
 	_, err := d.Engine().ImageInspect(ctx, source)
-	if err != nil && !errdefs.IsNotFound(err) {
+	if err != nil && !cerrdefs.IsNotFound(err) {
 		return "", fmt.Errorf("inspect local image %s: %w", source, err)
 	}
 	if err == nil && !rebuild {

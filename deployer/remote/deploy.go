@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/invdeploy/invdeploy/deployer"
 	"github.com/invdeploy/invdeploy/deployer/registry"
@@ -137,7 +137,7 @@ func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, 
 			continue
 		}
 		_, err := localImages.ImageInspect(ctx, ref)
-		missing := errdefs.IsNotFound(err)
+		missing := cerrdefs.IsNotFound(err)
 		if err != nil && !missing {
 			return res, fmt.Errorf("inspect local image %s: %w", ref, err)
 		}
@@ -153,7 +153,7 @@ func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, 
 	var send []string
 	for _, ref := range uniq(others) {
 		li, err := localImages.ImageInspect(ctx, ref)
-		if errdefs.IsNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			continue // absent here too: the remote engine pulls it during its preflight
 		} else if err != nil {
 			return res, fmt.Errorf("inspect local image %s: %w", ref, err)
@@ -161,7 +161,7 @@ func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, 
 		ri, err := eng.ImageInspect(ctx, ref)
 		if err == nil && ri.ID == li.ID {
 			continue // the host runs exactly the local image already
-		} else if err != nil && !errdefs.IsNotFound(err) {
+		} else if err != nil && !cerrdefs.IsNotFound(err) {
 			return res, fmt.Errorf("inspect remote image %s: %w", ref, err)
 		}
 		// What was tested here is what runs there. When the local image
