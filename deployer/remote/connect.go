@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -140,14 +139,6 @@ func (c *Conn) Stats() Stats {
 
 // Close ends the connection (the SSH connection for ssh://).
 func (c *Conn) Close() error { return c.close() }
-
-// String names the remote engine for messages.
-func (c *Conn) String() string {
-	if c.Endpoint.Scheme == "ssh" {
-		return c.Endpoint.String()
-	}
-	return "tcp://" + net.JoinHostPort(c.Endpoint.Host, strconv.Itoa(c.Endpoint.Port))
-}
 
 type wireCounter struct {
 	sent, received, dials atomic.Int64

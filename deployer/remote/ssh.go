@@ -243,9 +243,6 @@ func (c *SSHConn) Stats() Stats {
 	return Stats{BytesSent: c.wire.sent.Load(), BytesReceived: c.wire.received.Load(), Dials: c.dials.Load()}
 }
 
-// Endpoint returns the host this connection goes to.
-func (c *SSHConn) Endpoint() Endpoint { return c.ep }
-
 // Close ends the SSH connection and every stream on it.
 func (c *SSHConn) Close() error {
 	c.stopOnce.Do(func() { close(c.stop) })
