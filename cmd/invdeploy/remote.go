@@ -46,7 +46,7 @@ type session struct {
 	conn   *remote.Conn
 	client *client.Client
 	// engine is client with the quick calls bounded by --engine-timeout.
-	engine deployer.Engine
+	engine remote.Engine
 }
 
 // connect opens the run's connection to the --host engine.
@@ -81,7 +81,7 @@ func (o *remoteOptions) connect(ctx context.Context, g *globalOptions) (*session
 		conn.Close()
 		return nil, err
 	}
-	return &session{conn: conn, client: c, engine: deployer.WithCallTimeout(c, g.EngineTimeout, remote.Redact(host))}, nil
+	return &session{conn: conn, client: c, engine: remote.WithCallTimeout(c, g.EngineTimeout, remote.Redact(host))}, nil
 }
 
 // close ends the run's connection and reports its traffic.
@@ -266,7 +266,7 @@ unless --port; Postgres is never published.`,
 				uo.Preflight.SSHPort = s.conn.Endpoint.Port
 			}
 			prog := g.progress()
-			res, err := remote.Up(ctx, deployer.New(deployer.WithCallTimeout(local, g.EngineTimeout, ""), prog), local, deployer.New(s.engine, prog), s.client, st, uo, prog)
+			res, err := remote.Up(ctx, deployer.New(deployer.WithCallTimeout(local, g.EngineTimeout, ""), prog), local, deployer.New(s.engine, prog), s.engine, st, uo, prog)
 			if res != nil && res.Findings != nil {
 				printFindings(g, res.Findings)
 			}
