@@ -32,7 +32,7 @@ func (o *remoteOptions) bind(cmd *cobra.Command) {
 	pf := cmd.PersistentFlags()
 	pf.StringArrayVarP(&o.identities, "identity", "i", nil, "SSH private key to log in with (default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa)")
 	pf.StringVar(&o.knownHosts, "known-hosts", "", "known_hosts file (default ~/.ssh/known_hosts)")
-	pf.StringVar(&o.sshConfig, "ssh-config", "", "OpenSSH client config read for the host's HostName, User, Port, IdentityFile (default ~/.ssh/config; none: read none)")
+	pf.StringVar(&o.sshConfig, "ssh-config", "", "OpenSSH client config read for the host's HostName, User, Port, IdentityFile, ProxyJump (default ~/.ssh/config; none: read none)")
 	pf.BoolVar(&o.acceptNew, "accept-new-host-key", false, "add an unknown host's key to known_hosts (a changed key is always refused)")
 	pf.StringVar(&o.tlsCA, "tlscacert", "", "tcp:// only: CA certificate of the engine (default $DOCKER_CERT_PATH/ca.pem)")
 	pf.StringVar(&o.tlsCert, "tlscert", "", "tcp:// only: client certificate (default $DOCKER_CERT_PATH/cert.pem)")

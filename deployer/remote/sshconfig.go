@@ -24,9 +24,11 @@ type sshHostConfig struct {
 	User          string
 	Port          int
 	IdentityFiles []string
-	// Proxy is the ProxyJump or ProxyCommand line, which invdeploy does
-	// not follow (and so refuses, rather than connect another way).
-	Proxy string
+	// ProxyJump is the jump host list ("none" dropped).
+	ProxyJump string
+	// ProxyCommand is not run by invdeploy (so it refuses rather than
+	// connect another way).
+	ProxyCommand string
 }
 
 // readSSHConfig reads the settings of file for alias (first match wins, as
@@ -69,14 +71,13 @@ func readSSHConfig(file, alias string) (sshHostConfig, error) {
 	if hc.IdentityFiles, err = cfg.GetAll(alias, "IdentityFile"); err != nil {
 		return hc, fmt.Errorf("%s: IdentityFile for %s: %w", file, alias, err)
 	}
-	for _, key := range []string{"ProxyJump", "ProxyCommand"} {
+	for key, dst := range map[string]*string{"ProxyJump": &hc.ProxyJump, "ProxyCommand": &hc.ProxyCommand} {
 		v, err := get(key)
 		if err != nil {
 			return hc, err
 		}
-		if v != "" && !strings.EqualFold(v, "none") {
-			hc.Proxy = key + " " + v
-			break
+		if !strings.EqualFold(v, "none") {
+			*dst = v
 		}
 	}
 	return hc, nil
@@ -86,8 +87,9 @@ func readSSHConfig(file, alias string) (sshHostConfig, error) {
 // through opts.ConfigFile as ssh(1) would: HostName replaces the alias, and
 // User and Port apply when the URL gives none; IdentityFile entries that
 // exist are offered after --identity (a missing one is a notice, as with
-// ssh). A ProxyJump or ProxyCommand for the host refuses: connecting
-// directly instead could reach another machine or be blocked.
+// ssh); a ProxyJump of one hop becomes opts.ProxyJump. A ProxyCommand or a
+// chain of jump hosts refuses: connecting directly instead could reach
+// another machine or be blocked.
 func applySSHConfig(rawURL string, ep Endpoint, opts SSHOptions) (Endpoint, SSHOptions, error) {
 	opts = withSSHDefaults(opts)
 	if opts.ConfigFile == "" || opts.ConfigFile == "none" {
@@ -101,9 +103,15 @@ func applySSHConfig(rawURL string, ep Endpoint, opts SSHOptions) (Endpoint, SSHO
 	if err != nil {
 		return ep, opts, fail(err, "fix the file, or pass --ssh-config none to ignore it")
 	}
-	if hc.Proxy != "" {
-		return ep, opts, fail(fmt.Errorf("%s sets %s for %s, and invdeploy does not go through jump hosts", opts.ConfigFile, hc.Proxy, alias),
-			"open a tunnel first (ssh -N -L 2222:HOST:22 JUMPHOST) and use --host ssh://USER@127.0.0.1:2222, or reach the host directly")
+	tunnel := "open a tunnel first (ssh -N -L 2222:HOST:22 JUMPHOST) and use --host ssh://USER@127.0.0.1:2222, or reach the host directly"
+	if hc.ProxyCommand != "" {
+		return ep, opts, fail(fmt.Errorf("%s sets ProxyCommand %s for %s, and invdeploy does not run proxy commands", opts.ConfigFile, hc.ProxyCommand, alias), tunnel)
+	}
+	if strings.Contains(hc.ProxyJump, ",") {
+		return ep, opts, fail(fmt.Errorf("%s sets ProxyJump %s for %s: invdeploy goes through one jump host, not a chain", opts.ConfigFile, hc.ProxyJump, alias), tunnel)
+	}
+	if hc.ProxyJump != "" && opts.ProxyJump == "" {
+		opts.ProxyJump = hc.ProxyJump
 	}
 	if hc.HostName != "" {
 		ep.Host = strings.ReplaceAll(strings.ReplaceAll(hc.HostName, "%h", alias), "%%", "%")

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
 func writeSSHConfig(t *testing.T, home, content string) string {
@@ -39,6 +41,12 @@ Host *.corp
 
 Host bastioned
   ProxyJump jump.example.net
+
+Host chained
+  ProxyJump a.example,b.example
+
+Host commanded
+  ProxyCommand nc %h %p
 
 Host *
   User fallback
@@ -85,10 +93,17 @@ Host *
 		t.Errorf("identities with --identity: %v, %v", o.IdentityFiles, err)
 	}
 
-	// A jump host refuses, naming it; no silent direct connection.
-	_, _, err = applySSHConfig("ssh://bastioned", parse("ssh://bastioned"), opts)
-	if FailedStep(err) != StepSSHConfig || !strings.Contains(err.Error(), "ProxyJump jump.example.net") {
-		t.Errorf("ProxyJump: %v", err)
+	// One jump host is taken; a chain or a ProxyCommand refuses, naming
+	// it: no silent direct connection.
+	_, o, err = applySSHConfig("ssh://bastioned", parse("ssh://bastioned"), opts)
+	if err != nil || o.ProxyJump != "jump.example.net" {
+		t.Errorf("ProxyJump: %q %v", o.ProxyJump, err)
+	}
+	for alias, want := range map[string]string{"chained": "ProxyJump a.example,b.example", "commanded": "ProxyCommand nc %h %p"} {
+		_, _, err = applySSHConfig("ssh://"+alias, parse("ssh://"+alias), opts)
+		if FailedStep(err) != StepSSHConfig || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", alias, err)
+		}
 	}
 
 	// "none" and a missing file read nothing.
@@ -142,4 +157,60 @@ func FuzzReadSSHConfig(f *testing.F) {
 			t.Fatalf("port %d accepted", hc.Port)
 		}
 	})
+}
+
+// TestConnectThroughProxyJump: a ProxyJump in the config makes the jump
+// host open the TCP connection to the target (direct-tcpip), as ssh -J does;
+// the engine is then reached on the target.
+func TestConnectThroughProxyJump(t *testing.T) {
+	r := newRig(t) // the target, with the engine socket
+	jumpSrv := startSSHServer(t, mustSigner(t, r.identity).PublicKey())
+	// known_hosts holds both hosts.
+	kh := knownHostsFor(t, t.TempDir(), jumpSrv, jumpSrv.hostKey.PublicKey())
+	target, err := os.ReadFile(r.knownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, kh, "\n"+string(target))
+	home := t.TempDir()
+	cfg := writeSSHConfig(t, home, "Host engine-box\n  HostName 127.0.0.1\n  Port "+itoa(r.srv.port)+"\n  User deploy\n  ProxyJump bastion\n\n"+
+		"Host bastion\n  HostName 127.0.0.1\n  Port "+itoa(jumpSrv.port)+"\n  User jumper\n\nHost *\n  IdentityFile "+r.identity+"\n")
+	c, err := Connect(context.Background(), "ssh://engine-box"+r.eng.socket, Options{SSH: SSHOptions{
+		HomeDir: home, ConfigFile: cfg, KnownHostsFile: kh, ConnectTimeout: 5 * time.Second,
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jumpSrv.forwards.Load() != 1 || jumpSrv.channels.Load() != 0 || r.srv.logins.Load() != 1 {
+		t.Fatalf("jump forwards %d, jump streamlocal %d, target logins %d; want 1, 0, 1", jumpSrv.forwards.Load(), jumpSrv.channels.Load(), r.srv.logins.Load())
+	}
+	if r.srv.channels.Load() == 0 {
+		t.Fatal("the engine socket was not opened on the target")
+	}
+	c.Close()
+}
+
+func mustSigner(t *testing.T, file string) ssh.Signer {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.ParsePrivateKey(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func appendFile(t *testing.T, file, s string) {
+	t.Helper()
+	f, err := os.OpenFile(file, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
 }
