@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -163,12 +162,7 @@ func contextProblems(p *types.Project, s types.ServiceConfig, sensitive map[stri
 		add(dir, "%v", err)
 		return problems
 	}
-	paths := make([]string, 0, len(sensitive))
-	for f := range sensitive {
-		paths = append(paths, f)
-	}
-	sort.Strings(paths)
-	for _, f := range paths {
+	for _, f := range sortedKeys(sensitive) {
 		rel, err := filepath.Rel(dir, f)
 		if err != nil || strings.HasPrefix(rel, "..") {
 			continue

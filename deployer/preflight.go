@@ -167,12 +167,7 @@ func (d *Deployer) checkSecrets(p *types.Project, o CheckOptions, add func(rule,
 func (d *Deployer) checkFiles(st *Stack, add func(rule, subject, format string, args ...any)) {
 	p := st.Project
 	sensitive := sensitiveFiles(p)
-	paths := make([]string, 0, len(sensitive))
-	for f := range sensitive {
-		paths = append(paths, f)
-	}
-	sort.Strings(paths)
-	for _, f := range paths {
+	for _, f := range sortedKeys(sensitive) {
 		if gitTracked(f) {
 			add("file", f, "%s is tracked by git; run git rm --cached %s, add it to .gitignore and rotate the values it held", sensitive[f], f)
 		}
