@@ -1,9 +1,6 @@
 package deployer
 
-import (
-	"regexp"
-	"sort"
-)
+import "regexp"
 
 // urlUserinfo matches the user[:password]@ part of a URL anywhere in a value:
 // up to the last @ of the authority, as net/url reads it, and never past a
@@ -23,12 +20,7 @@ func stripUserinfo(v string) (string, bool) {
 // would ship with the image. Each stripped arg is named in a warning, never
 // its value.
 func (d *Deployer) safeBuildArgs(service string, args map[string]*string) {
-	names := make([]string, 0, len(args))
-	for k := range args {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
+	for _, k := range sortedKeys(args) {
 		if args[k] == nil {
 			continue
 		}
