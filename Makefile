@@ -46,10 +46,11 @@ unit:
 e2e: deps images
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./test/...
 
-## lint: gofmt + go vet
+## lint: gofmt + go vet + go.mod tidy (requirements must match the imports)
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
 
 ## bench-remote: remote up to a simulated EC2 host over SSH, cold and warm: seconds and bytes sent
 bench-remote: deps images

@@ -12,9 +12,9 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/invdeploy/invdeploy/internal/version"
 )
@@ -150,6 +150,7 @@ func (d *Deployer) buildService(ctx context.Context, p *types.Project, s types.S
 			args[k] = v
 		}
 	}
+	d.safeBuildArgs(s.Name, args)
 	// Only the stack's own build labels: a project label would make the
 	// image differ between projects that share it.
 	labels := map[string]string{}
@@ -157,8 +158,10 @@ func (d *Deployer) buildService(ctx context.Context, p *types.Project, s types.S
 		labels[k] = v
 	}
 
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeContextTar(pw, dir, df)) }()
+	pr, err := openBuildContext(p, s)
+	if err != nil {
+		return nil, fmt.Errorf("build %s: %w", s.Name, err)
+	}
 	defer pr.Close()
 
 	d.out.Event("Building %s (%s) from %s", s.Name, ref, dir)
@@ -260,7 +263,7 @@ func (d *Deployer) showStream(r io.Reader, what string) error {
 func (d *Deployer) imageID(ctx context.Context, ref string) (string, error) {
 	img, err := d.engine.ImageInspect(ctx, ref)
 	if err != nil {
-		if errdefs.IsNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return "", nil
 		}
 		return "", fmt.Errorf("inspect image %s: %w", ref, err)

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
 )
@@ -141,6 +142,69 @@ func writeContextTar(w io.Writer, dir, dockerfile string) error {
 		return fmt.Errorf("pack build context %s: %w", dir, err)
 	}
 	return tw.Close()
+}
+
+// contextProblems are the refusals for the build context of service s: a
+// sensitive file (see sensitiveFiles) or a secret-looking one that is not
+// dockerignored. Preflight and every path that sends a context (build, push,
+// up, remote up through openBuildContext) run this one rule.
+func contextProblems(p *types.Project, s types.ServiceConfig, sensitive map[string]string) []Problem {
+	if s.Build == nil || strings.Contains(s.Build.Context, "://") {
+		return nil // a remote context is fetched by the engine, not sent from here
+	}
+	var problems []Problem
+	add := func(subject, format string, args ...any) {
+		problems = append(problems, Problem{Rule: "file", Subject: subject, Message: fmt.Sprintf(format, args...)})
+	}
+	dir := buildContextDir(p, s)
+	filter, err := newContextFilter(dir, dockerfileName(s))
+	if err != nil {
+		add(dir, "%v", err)
+		return problems
+	}
+	for _, f := range sortedKeys(sensitive) {
+		rel, err := filepath.Rel(dir, f)
+		if err != nil || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		if ex, _ := filter.Excluded(rel); !ex {
+			add(f, "%s would enter the build context of services.%s (%s); add %s to %s", sensitive[f], s.Name, dir, filepath.ToSlash(rel), filepath.Join(dir, ".dockerignore"))
+		}
+	}
+	var found []string
+	_ = walkContext(dir, filter, func(rel string, de fs.DirEntry) error {
+		if de.IsDir() {
+			if de.Name() == ".git" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if secretLooking(de.Name()) && sensitive[filepath.Join(dir, rel)] == "" {
+			found = append(found, rel)
+		}
+		if len(found) >= 5 {
+			return fs.SkipAll
+		}
+		return nil
+	})
+	for _, rel := range found {
+		add(filepath.Join(dir, rel), "looks like a secret and would enter the build context of services.%s; add %s to %s", s.Name, rel, filepath.Join(dir, ".dockerignore"))
+	}
+	return problems
+}
+
+// openBuildContext returns the build context of s as a tar stream, after the
+// same secret rule preflight runs: when the context would carry a credential
+// it returns a *PreflightError and nothing is read or sent. Every build goes
+// through here, so no path (build, push, up, remote up) can skip the rule.
+func openBuildContext(p *types.Project, s types.ServiceConfig) (io.ReadCloser, error) {
+	if problems := contextProblems(p, s, sensitiveFiles(p)); len(problems) > 0 {
+		return nil, &PreflightError{Problems: problems}
+	}
+	dir := buildContextDir(p, s)
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(writeContextTar(pw, dir, dockerfileName(s))) }()
+	return pr, nil
 }
 
 // dockerfileInfo is what preflight and build need from a Dockerfile.

@@ -7,11 +7,11 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
-	"github.com/docker/docker/errdefs"
 )
 
 // DownOptions control Down.
@@ -100,7 +100,7 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 		return res, fmt.Errorf("list networks of %s: %w", project, err)
 	}
 	for _, n := range nets {
-		if err := d.engine.NetworkRemove(ctx, n.ID); err != nil && !errdefs.IsNotFound(err) {
+		if err := d.engine.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
 			return res, fmt.Errorf("remove network %s: %w", n.Name, err)
 		}
 		res.Networks++
@@ -112,7 +112,7 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 			return res, fmt.Errorf("list volumes of %s: %w", project, err)
 		}
 		for _, v := range vols.Volumes {
-			if err := d.engine.VolumeRemove(ctx, v.Name, false); err != nil && !errdefs.IsNotFound(err) {
+			if err := d.engine.VolumeRemove(ctx, v.Name, false); err != nil && !cerrdefs.IsNotFound(err) {
 				return res, fmt.Errorf("remove volume %s: %w", v.Name, err)
 			}
 			res.Volumes++
@@ -124,7 +124,7 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 			return res, err
 		}
 		for _, c := range recs {
-			if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{}); err != nil && !errdefs.IsNotFound(err) {
+			if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
 				return res, fmt.Errorf("remove release record %s: %w", containerName(c), err)
 			}
 		}
@@ -153,11 +153,11 @@ func (d *Deployer) stopAndRemove(ctx context.Context, c container.Summary, timeo
 			t = &n
 		}
 		d.out.Live("Stopping " + name)
-		if err := d.engine.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: t}); err != nil && !errdefs.IsNotFound(err) {
+		if err := d.engine.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: t}); err != nil && !cerrdefs.IsNotFound(err) {
 			return fmt.Errorf("stop %s: %w", name, err)
 		}
 	}
-	if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{RemoveVolumes: true, Force: true}); err != nil && !errdefs.IsNotFound(err) {
+	if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{RemoveVolumes: true, Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
 	if err := d.removeDelivery(ctx, name); err != nil {

@@ -70,6 +70,8 @@ type fakeContainer struct {
 	imageID string
 	// files copied in with CopyToContainer: path -> header + content
 	files map[string]fakeFile
+	// connected are the networks joined with NetworkConnect.
+	connected []string
 }
 
 type fakeFile struct {
@@ -217,12 +219,23 @@ func (f *fakeEngine) ContainerList(_ context.Context, o container.ListOptions) (
 		if !o.All && c.state != "running" {
 			continue
 		}
-		if !matchLabels(o.Filters, c.cfg.Labels) {
+		if !matchLabels(o.Filters, c.cfg.Labels) || !onNetworks(o.Filters, c) {
 			continue
 		}
 		out = append(out, f.summary(c))
 	}
 	return out, nil
+}
+
+// onNetworks applies a "network" filter: the container's network mode or a
+// network it was connected to.
+func onNetworks(fs filters.Args, c *fakeContainer) bool {
+	for _, n := range fs.Get("network") {
+		if string(c.host.NetworkMode) != n && !contains(c.connected, n) {
+			return false
+		}
+	}
+	return true
 }
 
 func matchLabels(fs filters.Args, labels map[string]string) bool {
@@ -405,7 +418,17 @@ func (f *fakeEngine) NetworkList(_ context.Context, o network.ListOptions) ([]ne
 func (f *fakeEngine) NetworkCreate(_ context.Context, name string, o network.CreateOptions) (network.CreateResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.networks[name] = network.Summary{ID: "n-" + name, Name: name, Labels: o.Labels}
+	driver := o.Driver
+	if driver == "" {
+		driver = "bridge"
+	}
+	n := network.Summary{ID: "n-" + name, Name: name, Labels: o.Labels, Driver: driver, Internal: o.Internal, Attachable: o.Attachable, Options: o.Options}
+	if o.IPAM != nil {
+		n.IPAM = *o.IPAM
+	} else {
+		n.IPAM = network.IPAM{Driver: "default", Config: []network.IPAMConfig{{Subnet: fmt.Sprintf("172.%d.0.0/16", 18+len(f.networks))}}}
+	}
+	f.networks[name] = n
 	f.record("network-create %s", name)
 	return network.CreateResponse{ID: "n-" + name}, nil
 }
@@ -414,6 +437,9 @@ func (f *fakeEngine) NetworkConnect(_ context.Context, netID, id string, _ *netw
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("network-connect %s %s", netID, id)
+	if c, ok := f.containers[id]; ok {
+		c.connected = append(c.connected, netID)
+	}
 	return nil
 }
 

@@ -7,19 +7,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/invdeploy/invdeploy/internal/testenv"
 )
 
 // The bundled API image is tagged with the checkout's commit; uncommitted
 // changes would not be in it, so up says so instead of deploying stale code
 // without a word.
 func TestBundledStackTaggedWithCommitWarnsWhenDirty(t *testing.T) {
-	git, err := exec.LookPath("git")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("git is not installed")
-		}
-		t.Skip("git not installed")
-	}
+	git := testenv.NeedCommand(t, "git")
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM scratch\n", "main.go": "package main\n"})
 	gitIn := func(args ...string) string {

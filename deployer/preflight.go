@@ -83,6 +83,9 @@ func (d *Deployer) Check(ctx context.Context, st *Stack, o CheckOptions) (*Repor
 		if err := d.checkPorts(ctx, p, o, add); err != nil {
 			return r, err
 		}
+		if err := d.checkNetworks(ctx, p, add); err != nil {
+			return r, err
+		}
 		if !o.SkipImages {
 			if err := d.checkImages(ctx, p, o, add); err != nil {
 				return r, err
@@ -200,6 +203,22 @@ func readableBy(m fs.FileMode) string {
 // enter a build context, and secret-looking files a build context would send.
 func (d *Deployer) checkFiles(st *Stack, add func(rule, subject, format string, args ...any)) {
 	p := st.Project
+	sensitive := sensitiveFiles(p)
+	for _, f := range sortedKeys(sensitive) {
+		if gitTracked(f) {
+			add("file", f, "%s is tracked by git; run git rm --cached %s, add it to .gitignore and rotate the values it held", sensitive[f], f)
+		}
+	}
+	for _, name := range p.ServiceNames() {
+		for _, pr := range contextProblems(p, p.Services[name], sensitive) {
+			add(pr.Rule, pr.Subject, "%s", pr.Message)
+		}
+	}
+}
+
+// sensitiveFiles are the stack's files that hold credentials (the project's
+// .env, every env_file and file secret): absolute path -> what it is.
+func sensitiveFiles(p *types.Project) map[string]string {
 	sensitive := map[string]string{} // path -> what it is
 	if env := filepath.Join(p.WorkingDir, ".env"); fileExists(env) {
 		sensitive[env] = ".env"
@@ -228,59 +247,7 @@ func (d *Deployer) checkFiles(st *Stack, add func(rule, subject, format string, 
 			sensitive[f] = "secret file"
 		}
 	}
-	paths := make([]string, 0, len(sensitive))
-	for f := range sensitive {
-		paths = append(paths, f)
-	}
-	sort.Strings(paths)
-	for _, f := range paths {
-		if gitTracked(f) {
-			add("file", f, "%s is tracked by git; run git rm --cached %s, add it to .gitignore and rotate the values it held", sensitive[f], f)
-		}
-	}
-	for _, name := range p.ServiceNames() {
-		s := p.Services[name]
-		if s.Build == nil {
-			continue
-		}
-		dir := buildContextDir(p, s)
-		if strings.Contains(s.Build.Context, "://") {
-			continue
-		}
-		filter, err := newContextFilter(dir, dockerfileName(s))
-		if err != nil {
-			add("file", dir, "%v", err)
-			continue
-		}
-		for _, f := range paths {
-			rel, err := filepath.Rel(dir, f)
-			if err != nil || strings.HasPrefix(rel, "..") {
-				continue
-			}
-			if ex, _ := filter.Excluded(rel); !ex {
-				add("file", f, "%s would enter the build context of services.%s (%s); add %s to %s", sensitive[f], name, dir, filepath.ToSlash(rel), filepath.Join(dir, ".dockerignore"))
-			}
-		}
-		var found []string
-		_ = walkContext(dir, filter, func(rel string, de fs.DirEntry) error {
-			if de.IsDir() {
-				if de.Name() == ".git" {
-					return filepath.SkipDir
-				}
-				return nil
-			}
-			if secretLooking(de.Name()) && sensitive[filepath.Join(dir, rel)] == "" {
-				found = append(found, rel)
-			}
-			if len(found) >= 5 {
-				return fs.SkipAll
-			}
-			return nil
-		})
-		for _, rel := range found {
-			add("file", filepath.Join(dir, rel), "looks like a secret and would enter the build context of services.%s; add %s to %s", name, rel, filepath.Join(dir, ".dockerignore"))
-		}
-	}
+	return sensitive
 }
 
 // secretLooking is true for file names that usually hold credentials.

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/invdeploy/invdeploy/internal/testenv"
 )
 
 // refused runs Up and asserts a preflight refusal that created nothing and
@@ -191,10 +193,9 @@ secrets:
 		refused(t, fakeWithImages(), st, UpOptions{}, "certs/server.key", "looks like a secret")
 	})
 	t.Run(".env tracked by git", func(t *testing.T) {
-		git, err := exec.LookPath("git")
-		if err != nil {
-			t.Skip("git not installed") // the rule needs git to answer; without it nothing is tracked
-		}
+		// The rule needs git to answer; without it nothing is tracked, so
+		// CI=true fails rather than skip.
+		git := testenv.NeedCommand(t, "git")
 		dir := t.TempDir()
 		writeFiles(t, dir, map[string]string{"compose.yaml": "services:\n  db:\n    image: postgres:15\n", ".env": "X=1\n"})
 		for _, args := range [][]string{{"init", "-q"}, {"add", ".env"}} {

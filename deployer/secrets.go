@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	cerrdefs "github.com/containerd/errdefs"
 	"io"
 	"io/fs"
 	"os"
@@ -24,7 +25,6 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/invdeploy/invdeploy/internal/version"
 )
@@ -332,7 +332,7 @@ func (d *Deployer) removeDelivery(ctx context.Context, containerName string) err
 		return strings.HasSuffix(list.Volumes[i].Name, "-secrets") && !strings.HasSuffix(list.Volumes[j].Name, "-secrets")
 	})
 	for _, v := range list.Volumes {
-		if err := d.engine.VolumeRemove(ctx, v.Name, true); err != nil && !errdefs.IsNotFound(err) {
+		if err := d.engine.VolumeRemove(ctx, v.Name, true); err != nil && !cerrdefs.IsNotFound(err) {
 			return fmt.Errorf("remove volume %s of %s: %w", v.Name, containerName, err)
 		}
 	}
@@ -348,7 +348,7 @@ func (d *Deployer) sweepDelivery(ctx context.Context, project string) error {
 		return fmt.Errorf("list the secret loaders of %s: %w", project, err)
 	}
 	for _, c := range loaders {
-		if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
+		if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			return fmt.Errorf("remove secret loader %s: %w", c.ID, err)
 		}
 	}
@@ -425,7 +425,7 @@ func (d *Deployer) hasDelivery(ctx context.Context, containerName string) bool {
 // missing target adds nothing.
 func (d *Deployer) readDelivered(ctx context.Context, id, target string, limit int, got map[string][]byte) error {
 	rc, _, err := d.engine.CopyFromContainer(ctx, id, target)
-	if errdefs.IsNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {

@@ -287,7 +287,7 @@ var (
 	supportedDeployKeys    = keySet("resources", "restart_policy", "replicas")
 	supportedResourceKeys  = keySet("cpus", "memory", "pids")
 	supportedBuildKeys     = keySet("context", "dockerfile", "args", "target", "labels", "no_cache", "pull", "tags", "shm_size", "extra_hosts", "network", "cache_from")
-	supportedNetworkKeys   = keySet("name", "driver", "driver_opts", "internal", "labels", "external", "attachable")
+	supportedNetworkKeys   = keySet("name", "driver", "driver_opts", "internal", "labels", "external", "attachable", "ipam")
 	supportedVolumeKeys    = keySet("name", "driver", "driver_opts", "labels", "external")
 	supportedSecretKeys    = keySet("name", "file", "environment")
 	supportedSvcSecretKeys = keySet("source", "target", "mode", "uid", "gid")

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/errdefs"
 )
 
 // ContainerStatus is one line of `invdeploy status`.
@@ -40,7 +40,7 @@ func (d *Deployer) Status(ctx context.Context, project string) ([]ContainerStatu
 			Ports:   formatPorts(c.Ports),
 		}
 		ins, err := d.engine.ContainerInspect(ctx, c.ID)
-		if err != nil && !errdefs.IsNotFound(err) {
+		if err != nil && !cerrdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("inspect %s: %w", st.Name, err)
 		}
 		if err == nil && ins.State != nil {

@@ -9,11 +9,9 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/invdeploy/invdeploy/internal/version"
 )
@@ -265,30 +263,14 @@ func dependencyOrder(p *types.Project) ([]string, error) {
 }
 
 func (d *Deployer) ensureNetworks(ctx context.Context, p *types.Project) error {
-	used := map[string]bool{}
-	for _, s := range p.Services {
-		if s.NetworkMode == "" {
-			for k := range s.Networks {
-				used[k] = true
-			}
-		}
+	if err := d.recreateChangedNetworks(ctx, p); err != nil {
+		return err
 	}
-	keys := make([]string, 0, len(used))
-	for k := range used {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
+	for _, key := range usedNetworks(p) {
 		nc := p.Networks[key]
-		list, err := d.engine.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("name", nc.Name))})
+		_, exists, err := d.existingNetwork(ctx, nc.Name)
 		if err != nil {
-			return fmt.Errorf("list networks: %w", err)
-		}
-		exists := false
-		for _, n := range list {
-			if n.Name == nc.Name {
-				exists = true
-			}
+			return err
 		}
 		if exists {
 			continue
@@ -296,13 +278,7 @@ func (d *Deployer) ensureNetworks(ctx context.Context, p *types.Project) error {
 		if nc.External {
 			return fmt.Errorf("networks.%s: external network %s does not exist; create it first", key, nc.Name)
 		}
-		labels := map[string]string{LabelProject: p.Name, LabelNetwork: key, LabelManagedBy: "invdeploy", LabelVersion: version.Version}
-		for k, v := range nc.Labels {
-			labels[k] = v
-		}
-		if _, err := d.engine.NetworkCreate(ctx, nc.Name, network.CreateOptions{
-			Driver: nc.Driver, Options: nc.DriverOpts, Internal: nc.Internal, Attachable: nc.Attachable, Labels: labels,
-		}); err != nil {
+		if _, err := d.engine.NetworkCreate(ctx, nc.Name, networkCreateOptions(p, key, nc)); err != nil {
 			return fmt.Errorf("create network %s: %w", nc.Name, err)
 		}
 		d.out.Event("Network %s created", nc.Name)
@@ -455,11 +431,11 @@ func (d *Deployer) removeContainer(ctx context.Context, id, name string, s types
 		t := int(time.Duration(*s.StopGracePeriod).Seconds())
 		timeout = &t
 	}
-	if err := d.engine.ContainerStop(ctx, id, container.StopOptions{Timeout: timeout}); err != nil && !errdefs.IsNotFound(err) {
+	if err := d.engine.ContainerStop(ctx, id, container.StopOptions{Timeout: timeout}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("stop %s: %w", name, err)
 	}
 	// RemoveVolumes removes anonymous volumes only, never named volumes.
-	if err := d.engine.ContainerRemove(ctx, id, container.RemoveOptions{RemoveVolumes: true, Force: true}); err != nil && !errdefs.IsNotFound(err) {
+	if err := d.engine.ContainerRemove(ctx, id, container.RemoveOptions{RemoveVolumes: true, Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
 	return d.removeDelivery(ctx, name)
@@ -521,7 +497,7 @@ func (d *Deployer) serviceStates(ctx context.Context, project, service string) (
 	for _, c := range cs {
 		ins, err := d.engine.ContainerInspect(ctx, c.ID)
 		if err != nil {
-			if errdefs.IsNotFound(err) {
+			if cerrdefs.IsNotFound(err) {
 				continue
 			}
 			return nil, fmt.Errorf("inspect %s: %w", containerName(c), err)

@@ -18,7 +18,9 @@ func newBuildCommand(g *globalOptions) *cobra.Command {
 		Long: `build sends each build context (honouring .dockerignore) to the engine's builder
 and tags the image with the service's image name, <name>:<git-sha> of the checkout,
 <name>:latest and every --tag. Build args VERSION, REVISION and GOPROXY are passed
-when the Dockerfile declares them (VERSION and GOPROXY from the environment).`,
+when the Dockerfile declares them (VERSION and GOPROXY from the environment).
+Credentials in a URL (user:token@) are removed from every build arg, with a
+warning: build args are recorded in the image history.`,
 		Example: `  invdeploy build                       # invoicing-api:<git-sha> and invoicing-api:latest
   invdeploy build api --tag v1.2.0 --no-cache`,
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +11,7 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
-	"github.com/docker/docker/errdefs"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/spf13/cobra"
 
 	"github.com/invdeploy/invdeploy/deployer"
@@ -46,20 +45,16 @@ func (o *loginOptions) credentials(g *globalOptions) (registry.Credentials, erro
 		if o.username == "" {
 			return registry.Credentials{}, usagef("--password-stdin needs --username")
 		}
-		b, err := io.ReadAll(io.LimitReader(g.stdin, 64<<10))
-		if err != nil {
-			return registry.Credentials{}, fmt.Errorf("read the password from standard input: %w", err)
-		}
-		password = strings.TrimRight(string(b), "\r\n")
-		if password == "" {
-			return registry.Credentials{}, usagef("--password-stdin: standard input is empty")
+		var err error
+		if password, err = readPasswordStdin(g, "--password-stdin"); err != nil {
+			return registry.Credentials{}, err
 		}
 	} else if o.username != "" {
 		return registry.Credentials{}, usagef("--username needs --password-stdin (a password is never taken as an argument)")
 	}
 	host := registry.DockerHub
 	if o.registry != "" {
-		host = registry.RegistryOf(strings.TrimPrefix(strings.TrimPrefix(o.registry, "https://"), "http://") + "/x")
+		host = registryHost(o.registry)
 	}
 	return registry.Resolve(registry.ResolveOptions{
 		Registry:  host,
@@ -148,7 +143,7 @@ func ensureBuilt(ctx context.Context, d *deployer.Deployer, st *deployer.Stack, 
 		}
 	}
 	_, err := d.Engine().ImageInspect(ctx, source)
-	if err != nil && !errdefs.IsNotFound(err) {
+	if err != nil && !cerrdefs.IsNotFound(err) {
 		return "", fmt.Errorf("inspect local image %s: %w", source, err)
 	}
 	if err == nil && !rebuild {
@@ -212,7 +207,7 @@ $XDG_CONFIG_HOME/invdeploy/<project>/pushed.json, where
 				return err
 			}
 			defer c.Close()
-			d := deployer.New(c, g.progress())
+			d := deployer.New(deployer.WithCallTimeout(c, g.EngineTimeout, g.Host), g.progress())
 			source, err := ensureBuilt(ctx, d, st, app, rebuild)
 			if err != nil {
 				return err

@@ -21,6 +21,7 @@ import (
 type remoteOptions struct {
 	identities     []string
 	knownHosts     string
+	sshConfig      string
 	acceptNew      bool
 	tlsCA, tlsCert string
 	tlsKey         string
@@ -31,6 +32,7 @@ func (o *remoteOptions) bind(cmd *cobra.Command) {
 	pf := cmd.PersistentFlags()
 	pf.StringArrayVarP(&o.identities, "identity", "i", nil, "SSH private key to log in with (default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa)")
 	pf.StringVar(&o.knownHosts, "known-hosts", "", "known_hosts file (default ~/.ssh/known_hosts)")
+	pf.StringVar(&o.sshConfig, "ssh-config", "", "OpenSSH client config read for the host's HostName, User, Port, IdentityFile, ProxyJump (default ~/.ssh/config; none: read none)")
 	pf.BoolVar(&o.acceptNew, "accept-new-host-key", false, "add an unknown host's key to known_hosts (a changed key is always refused)")
 	pf.StringVar(&o.tlsCA, "tlscacert", "", "tcp:// only: CA certificate of the engine (default $DOCKER_CERT_PATH/ca.pem)")
 	pf.StringVar(&o.tlsCert, "tlscert", "", "tcp:// only: client certificate (default $DOCKER_CERT_PATH/cert.pem)")
@@ -43,6 +45,8 @@ func (o *remoteOptions) bind(cmd *cobra.Command) {
 type session struct {
 	conn   *remote.Conn
 	client *client.Client
+	// engine is client with the quick calls bounded by --engine-timeout.
+	engine remote.Engine
 }
 
 // connect opens the run's connection to the --host engine.
@@ -57,6 +61,7 @@ func (o *remoteOptions) connect(ctx context.Context, g *globalOptions) (*session
 	conn, err := remote.Connect(ctx, host, remote.Options{
 		SSH: remote.SSHOptions{
 			KnownHostsFile:   o.knownHosts,
+			ConfigFile:       o.sshConfig,
 			AcceptNewHostKey: o.acceptNew,
 			IdentityFiles:    o.identities,
 			AgentSocket:      os.Getenv("SSH_AUTH_SOCK"),
@@ -76,7 +81,7 @@ func (o *remoteOptions) connect(ctx context.Context, g *globalOptions) (*session
 		conn.Close()
 		return nil, err
 	}
-	return &session{conn: conn, client: c}, nil
+	return &session{conn: conn, client: c, engine: remote.WithCallTimeout(c, g.EngineTimeout, remote.Redact(host))}, nil
 }
 
 // close ends the run's connection and reports its traffic.
@@ -130,6 +135,7 @@ key, SSH authentication, or the Docker socket.`,
 func newRemoteUpCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 	var stack stackOptions
 	var login loginOptions
+	var pull pullLoginOptions
 	var via, allowFrom, adminCIDR, service, pullRegistry string
 	var port int
 	var waitTimeout time.Duration
@@ -145,7 +151,9 @@ of a file on this machine), idempotency, labels, exit codes.
 Images are built locally when missing, then reach the host either --via ssh (the
 default: streamed over the same connection, skipping images the host already has)
 or --via registry (pushed, then pulled by digest by the host's engine, with the
-login sent only in that request). The host needs nothing but Docker and sshd.
+login sent only in that request: give the host a read-only token with
+--pull-username/--pull-password-stdin, else it gets the push login, with a
+warning). The host needs nothing but Docker and sshd.
 
 Before anything of the stack is created it checks, besides what up checks: the
 engine version; that no port 2375, 2376 or 5432 (or Postgres at all) would be
@@ -163,7 +171,7 @@ unless --port; Postgres is never published.`,
 			ctx := cmd.Context()
 			// A registry given means images go through it, unless --via
 			// says otherwise, which is then a contradiction.
-			registryGiven := cmd.Flags().Changed("registry") || cmd.Flags().Changed("pull-registry")
+			registryGiven := cmd.Flags().Changed("registry") || cmd.Flags().Changed("pull-registry") || pull.given()
 			if registryGiven && !cmd.Flags().Changed("via") {
 				via = remote.ViaRegistry
 			}
@@ -171,7 +179,7 @@ unless --port; Postgres is never published.`,
 				return usagef("--via %q: want ssh or registry", via)
 			}
 			if registryGiven && via == remote.ViaSSH {
-				return usagef("--registry and --pull-registry apply to --via registry, not --via ssh")
+				return usagef("--registry, --pull-registry and --pull-username/--pull-password-stdin apply to --via registry, not --via ssh")
 			}
 			for flag, v := range map[string]string{"--allow-from": allowFrom, "--admin-cidr": adminCIDR} {
 				if err := remote.CheckCIDR(v, flag); err != nil {
@@ -238,6 +246,12 @@ unless --port; Postgres is never published.`,
 						return usageError{fmt.Errorf("--pull-registry: %w", err)}
 					}
 				}
+				if uo.Registry.PullCredentials, err = pull.credentials(g, &login, creds, pullRegistry); err != nil {
+					return err
+				}
+				if uo.Registry.PullCredentials == nil && !creds.Anonymous() && !g.Quiet {
+					fmt.Fprintf(g.stderr, "warning: the host pulls with the push login (%s); give it a read-only token instead with --pull-username/--pull-password-stdin\n", creds)
+				}
 			}
 
 			local, err := deployer.NewLocalClient(localEngineHost())
@@ -254,18 +268,19 @@ unless --port; Postgres is never published.`,
 				uo.Preflight.SSHPort = s.conn.Endpoint.Port
 			}
 			prog := g.progress()
-			res, err := remote.Up(ctx, deployer.New(local, prog), local, deployer.New(s.client, prog), s.client, st, uo, prog)
+			res, err := remote.Up(ctx, deployer.New(deployer.WithCallTimeout(local, g.EngineTimeout, ""), prog), local, deployer.New(s.engine, prog), s.engine, st, uo, prog)
 			if res != nil && res.Findings != nil {
 				printFindings(g, res.Findings)
 			}
 			if err != nil {
 				return err
 			}
-			return printRemoteUp(g, s, st, res)
+			return printRemoteUp(g, ro, &stack, s, st, res)
 		},
 	}
 	stack.bind(cmd, true)
 	login.bind(cmd)
+	pull.bind(cmd)
 	cmd.Flags().StringVar(&via, "via", remote.ViaSSH, "how images reach the host: ssh (streamed over the connection) or registry (push, then pull by digest)")
 	cmd.Flags().IntVar(&port, "port", 8000, "host port the API is published on (bundled stack)")
 	cmd.Flags().StringVar(&allowFrom, "allow-from", "", "CIDR allowed to reach the app port, for the printed security-group rule")
@@ -312,7 +327,7 @@ func printFindings(g *globalOptions, f *remote.Findings) {
 	}
 }
 
-func printRemoteUp(g *globalOptions, s *session, st *deployer.Stack, res *remote.UpReport) error {
+func printRemoteUp(g *globalOptions, ro *remoteOptions, so *stackOptions, s *session, st *deployer.Stack, res *remote.UpReport) error {
 	p := st.Project
 	stats := s.conn.Stats()
 	if g.Output == "json" {
@@ -346,6 +361,7 @@ func printRemoteUp(g *globalOptions, s *session, st *deployer.Stack, res *remote
 			fmt.Fprintf(g.stdout, "  %s: http://%s/\n", name, net.JoinHostPort(host, pc.Published))
 		}
 	}
+	fmt.Fprintf(g.stdout, "Status: %s\nStop:   %s (keeps the data)\n", remoteHint(g, ro, so, "status"), remoteHint(g, ro, so, "down"))
 	return nil
 }
 
@@ -373,7 +389,7 @@ func newRemoteDownCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 				return err
 			}
 			defer s.close(g)
-			res, err := deployer.New(s.client, g.progress()).Down(cmd.Context(), name, deployer.DownOptions{Volumes: volumes, Timeout: timeout, Lock: true})
+			res, err := deployer.New(s.engine, g.progress()).Down(cmd.Context(), name, deployer.DownOptions{Volumes: volumes, Timeout: timeout, Lock: true})
 			if err != nil {
 				return err
 			}
@@ -411,7 +427,7 @@ func newRemoteStatusCommand(g *globalOptions, ro *remoteOptions) *cobra.Command 
 				return err
 			}
 			defer s.close(g)
-			sts, err := deployer.New(s.client, g.progress()).Status(cmd.Context(), name)
+			sts, err := deployer.New(s.engine, g.progress()).Status(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
@@ -419,7 +435,7 @@ func newRemoteStatusCommand(g *globalOptions, ro *remoteOptions) *cobra.Command 
 				return writeJSON(g.stdout, sts)
 			}
 			if len(sts) == 0 {
-				fmt.Fprintf(g.stdout, "No containers in project %s on %s (run invdeploy remote up)\n", name, s.conn.Endpoint.Host)
+				fmt.Fprintf(g.stdout, "No containers in project %s on %s (run %s)\n", name, s.conn.Endpoint.Host, remoteHint(g, ro, &stack, "up"))
 				return nil
 			}
 			return printStatus(g.stdout, sts)
@@ -450,7 +466,7 @@ func newRemoteLogsCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 				return err
 			}
 			defer s.close(g)
-			err = deployer.New(s.client, g.progress()).Logs(cmd.Context(), name, deployer.LogsOptions{Services: args, Follow: follow, Tail: tail, Out: g.stdout})
+			err = deployer.New(s.engine, g.progress()).Logs(cmd.Context(), name, deployer.LogsOptions{Services: args, Follow: follow, Tail: tail, Out: g.stdout})
 			if follow && cmd.Context().Err() != nil {
 				return nil
 			}

@@ -22,6 +22,10 @@ type globalOptions struct {
 	Output string
 	// Quiet prints only results and errors, no progress.
 	Quiet bool
+	// EngineTimeout bounds each quick engine call (ping, version, inspect,
+	// list): an engine that accepts connections but never answers fails
+	// the command instead of hanging it.
+	EngineTimeout time.Duration
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -74,6 +78,7 @@ Exit codes: 0 ok; 1 failure; 2 usage; 3 preflight refused (nothing changed);
 	pf.StringVarP(&g.Host, "host", "H", "", "Docker engine address (default $DOCKER_HOST, then the local socket)")
 	pf.StringVarP(&g.Output, "output", "o", "text", "output format: text or json")
 	pf.BoolVarP(&g.Quiet, "quiet", "q", false, "print results and errors only, no progress")
+	pf.DurationVar(&g.EngineTimeout, "engine-timeout", deployer.DefaultCallTimeout, "bound on each quick engine call (ping, version, inspect, list); 0 means none")
 	for _, newCmd := range commands {
 		root.AddCommand(newCmd(g))
 	}
@@ -98,7 +103,7 @@ func (g *globalOptions) deployer() (*deployer.Deployer, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return deployer.New(c, g.progress()), func() { c.Close() }, nil
+	return deployer.New(deployer.WithCallTimeout(c, g.EngineTimeout, g.Host), g.progress()), func() { c.Close() }, nil
 }
 
 func (g *globalOptions) progress() *deployer.Progress {

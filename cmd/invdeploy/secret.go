@@ -58,7 +58,7 @@ are yours to change: rotate refuses them.`,
 			if err != nil {
 				return err
 			}
-			return printUp(g, st, d, cmd, res)
+			return printUp(g, &stack, st, d, cmd, res)
 		},
 	}
 	stack.bind(cmd, true)

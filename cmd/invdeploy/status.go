@@ -44,7 +44,7 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
 				return writeJSON(g.stdout, sts)
 			}
 			if len(sts) == 0 {
-				fmt.Fprintf(g.stdout, "No containers in project %s (run invdeploy up)\n", name)
+				fmt.Fprintf(g.stdout, "No containers in project %s (run %s)\n", name, localHint(g, &stack, "up"))
 				return nil
 			}
 			return printStatus(g.stdout, sts)

@@ -64,7 +64,7 @@ longer has (orphans) are named in a warning; --remove-orphans removes them.`,
 			if err != nil {
 				return err
 			}
-			return printUp(g, st, d, cmd, res)
+			return printUp(g, &o.stack, st, d, cmd, res)
 		},
 	}
 	o.stack.bind(cmd, true)
@@ -74,7 +74,7 @@ longer has (orphans) are named in a warning; --remove-orphans removes them.`,
 	return cmd
 }
 
-func printUp(g *globalOptions, st *deployer.Stack, d *deployer.Deployer, cmd *cobra.Command, res *deployer.UpResult) error {
+func printUp(g *globalOptions, so *stackOptions, st *deployer.Stack, d *deployer.Deployer, cmd *cobra.Command, res *deployer.UpResult) error {
 	p := st.Project
 	status, err := d.Status(cmd.Context(), p.Name)
 	if err != nil {
@@ -115,8 +115,7 @@ func printUp(g *globalOptions, st *deployer.Stack, d *deployer.Deployer, cmd *co
 			fmt.Fprintf(g.stdout, "  %s: http://%s/\n", name, net.JoinHostPort(host, port.Published))
 		}
 	}
-	if st.Bundled {
-		fmt.Fprintf(g.stdout, "Logs: invdeploy logs -f    Status: invdeploy status    Stop: invdeploy down (keeps the data)\n")
-	}
+	fmt.Fprintf(g.stdout, "Logs: %s    Status: %s    Stop: %s (keeps the data)\n",
+		localHint(g, so, "logs -f"), localHint(g, so, "status"), localHint(g, so, "down"))
 	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -54,7 +53,11 @@ func Connect(ctx context.Context, rawURL string, o Options) (*Conn, error) {
 	}
 	switch ep.Scheme {
 	case "ssh":
-		sc, err := DialSSH(ctx, ep, o.SSH)
+		ep, sshOpts, err := applySSHConfig(rawURL, ep, o.SSH)
+		if err != nil {
+			return nil, err
+		}
+		sc, err := DialSSH(ctx, ep, sshOpts)
 		if err != nil {
 			return nil, err
 		}
@@ -136,14 +139,6 @@ func (c *Conn) Stats() Stats {
 
 // Close ends the connection (the SSH connection for ssh://).
 func (c *Conn) Close() error { return c.close() }
-
-// String names the remote engine for messages.
-func (c *Conn) String() string {
-	if c.Endpoint.Scheme == "ssh" {
-		return c.Endpoint.String()
-	}
-	return "tcp://" + net.JoinHostPort(c.Endpoint.Host, strconv.Itoa(c.Endpoint.Port))
-}
 
 type wireCounter struct {
 	sent, received, dials atomic.Int64

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/invdeploy/invdeploy/deployer"
 	"github.com/invdeploy/invdeploy/deployer/registry"
@@ -39,9 +39,13 @@ type RegistryRoute struct {
 	Repository string
 	// Tags are pushed (the git revision, latest).
 	Tags []string
-	// Credentials are used by the local push and sent, in the pull request
-	// only, to the remote engine.
+	// Credentials are used by the local push; without PullCredentials they
+	// are also sent, in the pull request only, to the remote engine.
 	Credentials registry.Credentials
+	// PullCredentials, when set, are the login sent to the remote engine
+	// for its pull instead of Credentials (a read-only token): the push
+	// login then never reaches the host.
+	PullCredentials *registry.Credentials
 	// PullRepository is the same repository as the remote engine reaches
 	// it, when that differs (a registry the local engine knows by another
 	// address); "" means Repository.
@@ -133,7 +137,7 @@ func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, 
 			continue
 		}
 		_, err := localImages.ImageInspect(ctx, ref)
-		missing := errdefs.IsNotFound(err)
+		missing := cerrdefs.IsNotFound(err)
 		if err != nil && !missing {
 			return res, fmt.Errorf("inspect local image %s: %w", ref, err)
 		}
@@ -149,7 +153,7 @@ func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, 
 	var send []string
 	for _, ref := range uniq(others) {
 		li, err := localImages.ImageInspect(ctx, ref)
-		if errdefs.IsNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			continue // absent here too: the remote engine pulls it during its preflight
 		} else if err != nil {
 			return res, fmt.Errorf("inspect local image %s: %w", ref, err)
@@ -157,7 +161,7 @@ func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, 
 		ri, err := eng.ImageInspect(ctx, ref)
 		if err == nil && ri.ID == li.ID {
 			continue // the host runs exactly the local image already
-		} else if err != nil && !errdefs.IsNotFound(err) {
+		} else if err != nil && !cerrdefs.IsNotFound(err) {
 			return res, fmt.Errorf("inspect remote image %s: %w", ref, err)
 		}
 		// What was tested here is what runs there. When the local image
@@ -265,10 +269,19 @@ func pushAndPull(ctx context.Context, localImages ImageEngine, eng Engine, ref s
 	if pullRepo == "" {
 		pullRepo = pushed.Repository
 	}
-	if err := PullOnRemote(ctx, eng, pullRepo+"@"+pushed.Digest, r.Credentials, []string{ref}, rep); err != nil {
+	if err := PullOnRemote(ctx, eng, pullRepo+"@"+pushed.Digest, r.pullLogin(), []string{ref}, rep); err != nil {
 		return nil, err
 	}
 	return &pushed, nil
+}
+
+// pullLogin is the login the remote engine pulls with: PullCredentials when
+// given, else the push login.
+func (r *RegistryRoute) pullLogin() registry.Credentials {
+	if r.PullCredentials != nil {
+		return *r.PullCredentials
+	}
+	return r.Credentials
 }
 
 // firstLine is the first line of s, cut to at most n bytes.

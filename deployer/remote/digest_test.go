@@ -1,6 +1,12 @@
 package remote
 
-import "testing"
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+
+	"github.com/invdeploy/invdeploy/deployer/registry"
+)
 
 func TestRepoDigest(t *testing.T) {
 	const sum = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -20,5 +26,30 @@ func TestRepoDigest(t *testing.T) {
 		if got := repoDigest(c.digests, c.ref); got != c.want {
 			t.Errorf("repoDigest(%v, %s) = %q, want %q", c.digests, c.ref, got, c.want)
 		}
+	}
+}
+
+// TestPullLoginIsNeverThePushLoginWhenGiven: with pull credentials the
+// remote engine gets those, not the push login; without, the push login.
+func TestPullLoginIsNeverThePushLoginWhenGiven(t *testing.T) {
+	push := registry.Credentials{Registry: "reg.example", Username: "ci", Password: "push-secret", Source: "--username/--password-stdin"}
+	pull := registry.Credentials{Registry: "reg.example", Username: "host", Password: "read-only", Source: "--pull-username/--pull-password-stdin"}
+	r := &RegistryRoute{Credentials: push, PullCredentials: &pull}
+	if got := r.pullLogin(); got.Password != "read-only" || got.Username != "host" {
+		t.Fatalf("pull login %v, want the pull credentials", got)
+	}
+	auth, err := r.pullLogin().EncodedAuth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := base64.URLEncoding.DecodeString(auth); strings.Contains(string(raw), "push-secret") {
+		t.Fatal("the pull request's X-Registry-Auth carries the push password")
+	}
+	if got := (&RegistryRoute{Credentials: push}).pullLogin(); got.Password != "push-secret" {
+		t.Fatalf("without pull credentials: %v, want the push login", got)
+	}
+	anon := registry.Credentials{Registry: "reg.example"}
+	if got := (&RegistryRoute{Credentials: push, PullCredentials: &anon}).pullLogin(); !got.Anonymous() {
+		t.Fatalf("anonymous pull credentials: %v", got)
 	}
 }

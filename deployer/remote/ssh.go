@@ -32,6 +32,13 @@ type SSHOptions struct {
 	AgentSocket string
 	// HomeDir locates ~/.ssh; default the user's home directory.
 	HomeDir string
+	// ConfigFile is the OpenSSH client config read for the host's HostName,
+	// User, Port, IdentityFile and ProxyJump (ssh -F); default
+	// ~/.ssh/config, "none" reads none.
+	ConfigFile string
+	// ProxyJump is a jump host, [user@]host[:port] or a config alias, that
+	// opens the TCP connection to the host (ssh -J); one hop only.
+	ProxyJump string
 	// ConnectTimeout bounds resolution, TCP connect and the SSH handshake;
 	// default 20s.
 	ConnectTimeout time.Duration
@@ -61,8 +68,10 @@ type Stats struct {
 type SSHConn struct {
 	ep     Endpoint
 	client *ssh.Client
-	wire   *countingConn
-	dials  atomic.Int64
+	// jump is the connection to the ProxyJump host, when there is one.
+	jump  *ssh.Client
+	wire  *countingConn
+	dials atomic.Int64
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -70,12 +79,117 @@ type SSHConn struct {
 
 // DialSSH logs in to ep and checks that the Docker socket can be opened.
 // The steps (name resolution, TCP connect, host key, authentication, Docker
-// socket) fail with a *ConnectError naming the step.
+// socket) fail with a *ConnectError naming the step. With opts.ProxyJump the
+// TCP connection to ep is opened by the jump host, as ssh -J does.
 func DialSSH(ctx context.Context, ep Endpoint, opts SSHOptions) (*SSHConn, error) {
 	if ep.Scheme != "ssh" {
 		return nil, &ConnectError{Step: StepParse, Host: ep.String(), Err: errors.New("not an ssh:// URL")}
 	}
 	opts = withSSHDefaults(opts)
+	ctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
+	defer cancel()
+
+	dial := dialDirect(opts)
+	var jump *ssh.Client
+	if opts.ProxyJump != "" {
+		var err error
+		if jump, err = dialJump(ctx, opts); err != nil {
+			return nil, err
+		}
+		dial = func(ctx context.Context, ep Endpoint) (net.Conn, error) {
+			conn, err := jump.DialContext(ctx, "tcp", ep.Address())
+			if err != nil {
+				return nil, &ConnectError{Step: StepTCP, Host: ep.Address(), Err: fmt.Errorf("through jump host %s: %w", opts.ProxyJump, err),
+					Hint: "check that the jump host can reach the host (its HostName and port) and allows TCP forwarding"}
+			}
+			return conn, nil
+		}
+	}
+	client, wire, err := login(ctx, ep, opts, dial)
+	if err != nil {
+		if jump != nil {
+			jump.Close()
+		}
+		return nil, err
+	}
+	c := &SSHConn{ep: ep, client: client, jump: jump, wire: wire, stop: make(chan struct{})}
+	if opts.KeepAlive > 0 {
+		go c.keepAlive(opts.KeepAlive)
+	}
+	// Prove the socket can be opened now, so a wrong path fails here, named.
+	probe, err := c.DialContext(ctx, "unix", ep.Socket)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	probe.Close()
+	c.dials.Store(0)
+	return c, nil
+}
+
+// dialFunc opens the TCP connection to an SSH server.
+type dialFunc func(ctx context.Context, ep Endpoint) (net.Conn, error)
+
+// dialDirect resolves ep's host and connects to it from here.
+func dialDirect(opts SSHOptions) dialFunc {
+	return func(ctx context.Context, ep Endpoint) (net.Conn, error) {
+		fail := func(step Step, err error, hint string) error {
+			return &ConnectError{Step: step, Host: ep.Address(), Err: err, Hint: hint}
+		}
+		addrs := []string{ep.Host}
+		if net.ParseIP(ep.Host) == nil {
+			var err error
+			addrs, err = opts.LookupHost(ctx, ep.Host)
+			if err == nil && len(addrs) == 0 {
+				err = errors.New("no addresses")
+			}
+			if err != nil {
+				return nil, fail(StepResolve, fmt.Errorf("look up %s: %w", ep.Host, err), "check the host name (or use the instance's public IP address)")
+			}
+		}
+		var dialErrs []string
+		for _, a := range addrs {
+			var d net.Dialer
+			raw, err := d.DialContext(ctx, "tcp", net.JoinHostPort(a, fmt.Sprint(ep.Port)))
+			if err == nil {
+				return raw, nil
+			}
+			dialErrs = append(dialErrs, err.Error())
+		}
+		return nil, fail(StepTCP, errors.New(strings.Join(dialErrs, "; ")),
+			fmt.Sprintf("is sshd running on port %d, and does the host's firewall (EC2 security group) allow SSH from this address?", ep.Port))
+	}
+}
+
+// dialJump logs in to the jump host opts.ProxyJump ([user@]host[:port], or
+// an alias of the ssh config), itself reached directly.
+func dialJump(ctx context.Context, opts SSHOptions) (*ssh.Client, error) {
+	raw := "ssh://" + opts.ProxyJump
+	jep, err := ParseHost(raw)
+	if err != nil {
+		return nil, &ConnectError{Step: StepSSHConfig, Host: opts.ProxyJump, Err: fmt.Errorf("ProxyJump %q: %w", opts.ProxyJump, err)}
+	}
+	jopts := opts
+	jopts.ProxyJump = ""
+	jep, jopts, err = applySSHConfig(raw, jep, jopts)
+	if err != nil {
+		return nil, err
+	}
+	if jopts.ProxyJump != "" {
+		return nil, &ConnectError{Step: StepSSHConfig, Host: jep.String(), Err: fmt.Errorf("jump host %s has a ProxyJump of its own (%s): chains of jump hosts are not supported", opts.ProxyJump, jopts.ProxyJump),
+			Hint: "open a tunnel first (ssh -N -L 2222:HOST:22 JUMPHOST) and use --host ssh://USER@127.0.0.1:2222"}
+	}
+	client, _, err := login(ctx, jep, jopts, dialDirect(jopts))
+	if err != nil {
+		return nil, fmt.Errorf("jump host %s: %w", opts.ProxyJump, err)
+	}
+	return client, nil
+}
+
+// login connects to ep with dial and logs in: host key against known_hosts,
+// then public-key authentication. It returns the client and the counted
+// wire under it.
+func login(ctx context.Context, ep Endpoint, opts SSHOptions, dial dialFunc) (*ssh.Client, *countingConn, error) {
 	fail := func(step Step, err error, hint string) error {
 		return &ConnectError{Step: step, Host: ep.Address(), Err: err, Hint: hint}
 	}
@@ -90,36 +204,12 @@ func DialSSH(ctx context.Context, ep Endpoint, opts SSHOptions) (*SSHConn, error
 		fmt.Fprintln(opts.Notices, "ssh: "+n)
 	}
 	if err != nil {
-		return nil, fail(StepCredential, err, "start ssh-agent and ssh-add your key, or pass --identity FILE")
+		return nil, nil, fail(StepCredential, err, "start ssh-agent and ssh-add your key, or pass --identity FILE")
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
-	defer cancel()
-
-	addrs := []string{ep.Host}
-	if net.ParseIP(ep.Host) == nil {
-		addrs, err = opts.LookupHost(ctx, ep.Host)
-		if err == nil && len(addrs) == 0 {
-			err = errors.New("no addresses")
-		}
-		if err != nil {
-			return nil, fail(StepResolve, fmt.Errorf("look up %s: %w", ep.Host, err), "check the host name (or use the instance's public IP address)")
-		}
-	}
-
-	var raw net.Conn
-	var dialErrs []string
-	for _, a := range addrs {
-		var d net.Dialer
-		raw, err = d.DialContext(ctx, "tcp", net.JoinHostPort(a, fmt.Sprint(ep.Port)))
-		if err == nil {
-			break
-		}
-		dialErrs = append(dialErrs, err.Error())
-	}
-	if raw == nil {
-		return nil, fail(StepTCP, errors.New(strings.Join(dialErrs, "; ")),
-			fmt.Sprintf("is sshd running on port %d, and does the host's firewall (EC2 security group) allow SSH from this address?", ep.Port))
+	raw, err := dial(ctx, ep)
+	if err != nil {
+		return nil, nil, err
 	}
 	wire := &countingConn{Conn: raw}
 
@@ -151,32 +241,19 @@ func DialSSH(ctx context.Context, ep Endpoint, opts SSHOptions) (*SSHConn, error
 		refused := keys.refused
 		keys.mu.Unlock()
 		if refused != nil {
-			return nil, fail(StepHostKey, refused, "")
+			return nil, nil, fail(StepHostKey, refused, "")
 		}
 		if strings.Contains(err.Error(), "unable to authenticate") {
-			return nil, fail(StepAuth, fmt.Errorf("user %q: the server accepted none of %d key(s) offered", user, len(signers)),
+			return nil, nil, fail(StepAuth, fmt.Errorf("user %q: the server accepted none of %d key(s) offered", user, len(signers)),
 				fmt.Sprintf("add your public key to ~%s/.ssh/authorized_keys on the host, or pass the right key with --identity", user))
 		}
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (after %s)", err, opts.ConnectTimeout)
 		}
-		return nil, fail(StepHandshake, err, "is it an SSH server on that port?")
+		return nil, nil, fail(StepHandshake, err, "is it an SSH server on that port?")
 	}
 	raw.SetDeadline(time.Time{})
-
-	c := &SSHConn{ep: ep, client: ssh.NewClient(sconn, chans, reqs), wire: wire, stop: make(chan struct{})}
-	if opts.KeepAlive > 0 {
-		go c.keepAlive(opts.KeepAlive)
-	}
-	// Prove the socket can be opened now, so a wrong path fails here, named.
-	probe, err := c.DialContext(ctx, "unix", ep.Socket)
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
-	probe.Close()
-	c.dials.Store(0)
-	return c, nil
+	return ssh.NewClient(sconn, chans, reqs), wire, nil
 }
 
 func withSSHDefaults(o SSHOptions) SSHOptions {
@@ -185,6 +262,9 @@ func withSSHDefaults(o SSHOptions) SSHOptions {
 	}
 	if o.KnownHostsFile == "" {
 		o.KnownHostsFile = filepath.Join(o.HomeDir, ".ssh", "known_hosts")
+	}
+	if o.ConfigFile == "" && o.HomeDir != "" {
+		o.ConfigFile = filepath.Join(o.HomeDir, ".ssh", "config")
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 20 * time.Second
@@ -236,13 +316,14 @@ func (c *SSHConn) Stats() Stats {
 	return Stats{BytesSent: c.wire.sent.Load(), BytesReceived: c.wire.received.Load(), Dials: c.dials.Load()}
 }
 
-// Endpoint returns the host this connection goes to.
-func (c *SSHConn) Endpoint() Endpoint { return c.ep }
-
 // Close ends the SSH connection and every stream on it.
 func (c *SSHConn) Close() error {
 	c.stopOnce.Do(func() { close(c.stop) })
-	return c.client.Close()
+	err := c.client.Close()
+	if c.jump != nil {
+		c.jump.Close()
+	}
+	return err
 }
 
 func (c *SSHConn) keepAlive(every time.Duration) {

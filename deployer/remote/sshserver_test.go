@@ -20,7 +20,8 @@ import (
 
 // testSSHServer is an in-process SSH server on 127.0.0.1 that accepts
 // public-key logins and forwards direct-streamlocal channels to unix sockets,
-// like sshd with AllowStreamLocalForwarding. It counts TCP connections.
+// like sshd with AllowStreamLocalForwarding, and direct-tcpip channels (ssh
+// -J through it) to TCP addresses. It counts TCP connections.
 type testSSHServer struct {
 	addr     string
 	port     int
@@ -28,6 +29,7 @@ type testSSHServer struct {
 	accepted atomic.Int64 // TCP connections accepted
 	logins   atomic.Int64 // successful authentications
 	channels atomic.Int64 // streamlocal channels opened
+	forwards atomic.Int64 // direct-tcpip channels opened
 }
 
 func newKey(t testing.TB) ssh.Signer {
@@ -123,20 +125,37 @@ func (s *testSSHServer) serve(c net.Conn, config *ssh.ServerConfig) {
 	s.logins.Add(1)
 	go ssh.DiscardRequests(reqs)
 	for nc := range chans {
-		if nc.ChannelType() != "direct-streamlocal@openssh.com" {
-			nc.Reject(ssh.UnknownChannelType, "only streamlocal here")
+		var network, addr string
+		counter := &s.channels
+		switch nc.ChannelType() {
+		case "direct-streamlocal@openssh.com":
+			var msg struct {
+				Path      string
+				Reserved0 string
+				Reserved1 uint32
+			}
+			if err := ssh.Unmarshal(nc.ExtraData(), &msg); err != nil {
+				nc.Reject(ssh.ConnectionFailed, "bad payload")
+				continue
+			}
+			network, addr = "unix", msg.Path
+		case "direct-tcpip":
+			var msg struct {
+				Host     string
+				Port     uint32
+				OrigHost string
+				OrigPort uint32
+			}
+			if err := ssh.Unmarshal(nc.ExtraData(), &msg); err != nil {
+				nc.Reject(ssh.ConnectionFailed, "bad payload")
+				continue
+			}
+			network, addr, counter = "tcp", net.JoinHostPort(msg.Host, strconv.Itoa(int(msg.Port))), &s.forwards
+		default:
+			nc.Reject(ssh.UnknownChannelType, "only streamlocal and tcpip here")
 			continue
 		}
-		var msg struct {
-			Path      string
-			Reserved0 string
-			Reserved1 uint32
-		}
-		if err := ssh.Unmarshal(nc.ExtraData(), &msg); err != nil {
-			nc.Reject(ssh.ConnectionFailed, "bad payload")
-			continue
-		}
-		target, err := net.Dial("unix", msg.Path)
+		target, err := net.Dial(network, addr)
 		if err != nil {
 			nc.Reject(ssh.ConnectionFailed, "open failed")
 			continue
@@ -146,7 +165,7 @@ func (s *testSSHServer) serve(c net.Conn, config *ssh.ServerConfig) {
 			target.Close()
 			continue
 		}
-		s.channels.Add(1)
+		counter.Add(1)
 		go ssh.DiscardRequests(creqs)
 		go func() {
 			io.Copy(ch, target)
@@ -155,8 +174,8 @@ func (s *testSSHServer) serve(c net.Conn, config *ssh.ServerConfig) {
 		}()
 		go func() {
 			io.Copy(target, ch)
-			if uc, ok := target.(*net.UnixConn); ok {
-				uc.CloseWrite()
+			if cw, ok := target.(interface{ CloseWrite() error }); ok {
+				cw.CloseWrite()
 			}
 		}()
 	}

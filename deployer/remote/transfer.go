@@ -11,9 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
-	"github.com/docker/docker/errdefs"
 
 	"github.com/invdeploy/invdeploy/deployer/registry"
 )
@@ -114,12 +114,12 @@ func compareRemote(ctx context.Context, remote ImageEngine, ref, id string) (str
 	switch {
 	case err == nil && ri.ID == id:
 		return "present", nil
-	case err != nil && !errdefs.IsNotFound(err):
+	case err != nil && !cerrdefs.IsNotFound(err):
 		return "", fmt.Errorf("transfer %s: inspect on remote: %w", ref, err)
 	}
 	if _, err := remote.ImageInspect(ctx, id); err == nil {
 		return "tag", nil
-	} else if !errdefs.IsNotFound(err) {
+	} else if !cerrdefs.IsNotFound(err) {
 		return "", fmt.Errorf("transfer %s: inspect %s on remote: %w", ref, id, err)
 	}
 	return "send", nil

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -78,4 +80,14 @@ func NeedCommand(t testing.TB, name string) string {
 		Missing(t, name+": not on PATH (make deps installs it)")
 	}
 	return p
+}
+
+// RepoRoot returns the root of the repository (the directory of go.mod).
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("repo root: no caller information")
+	}
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }

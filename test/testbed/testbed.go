@@ -95,14 +95,6 @@ func (h *Host) Accepted(t testing.TB) int {
 	return strings.Count(string(b), "Accepted publickey")
 }
 
-// Command returns a command that runs "on the host": in its network
-// namespace, with DOCKER_HOST set to its engine.
-func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "nsenter", append([]string{"--net=/var/run/netns/" + h.Netns, name}, args...)...)
-	cmd.Env = append(os.Environ(), "DOCKER_HOST=unix://"+h.Socket)
-	return cmd
-}
-
 // Bed is one running instance of the test bed.
 type Bed struct {
 	// Slot is the instance number (1..200); Dir holds its state and logs.
@@ -119,9 +111,6 @@ func Start(t testing.TB) *Bed { return start(t, "up") }
 
 // StartRegistry brings up only the registry (on loopback).
 func StartRegistry(t testing.TB) *Registry { return start(t, "registry-up").Registry }
-
-// StartEC2 brings up only the simulated EC2 host.
-func StartEC2(t testing.TB) *Host { return start(t, "ec2-up").EC2 }
 
 const maxSlot = 200
 

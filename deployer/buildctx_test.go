@@ -1,0 +1,71 @@
+package deployer
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestBuildRefusesSecretsInContext: Build (which push and remote up call too)
+// runs the build-context rule of preflight and sends nothing when the context
+// holds credentials that are not dockerignored.
+func TestBuildRefusesSecretsInContext(t *testing.T) {
+	files := map[string]string{
+		"Dockerfile":      "FROM scratch\nCOPY . /app\n",
+		"server.key":      "-----BEGIN PRIVATE KEY-----\n",
+		"api/id_rsa":      "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+		".env.production": "API_TOKEN=abc\n",
+		"main.go":         "package main\n",
+	}
+	st := loadStack(t, "services:\n  app:\n    build: .\n    image: app\n", files)
+	f := newFakeEngine()
+	_, err := New(f, nil).Build(context.Background(), st, BuildOptions{})
+	if !errors.Is(err, ErrPreflight) {
+		t.Fatalf("want a preflight refusal, got %v", err)
+	}
+	for _, want := range []string{"server.key: looks like a secret", "api/id_rsa: looks like a secret", ".env.production: looks like a secret", "services.app"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal does not mention %q:\n%v", want, err)
+		}
+	}
+	if n := f.countCalls("build "); n != 0 || f.buildFiles != nil {
+		t.Fatalf("a refused build reached the engine: %v", f.mutations())
+	}
+
+	// The same rule as check: the problems are the ones preflight reports.
+	var pe *PreflightError
+	if !errors.As(err, &pe) {
+		t.Fatalf("refusal is not a *PreflightError: %T", err)
+	}
+	_, cerr := New(newFakeEngine(), nil).Check(context.Background(), st, CheckOptions{SkipImages: true})
+	for _, p := range pe.Problems {
+		if cerr == nil || !strings.Contains(cerr.Error(), p.String()) {
+			t.Errorf("build refused %q but check does not report it", p)
+		}
+	}
+}
+
+// TestBuildSendsDockerignoredContext: once the files are dockerignored the
+// build goes ahead and none of them is in the context sent.
+func TestBuildSendsDockerignoredContext(t *testing.T) {
+	st := loadStack(t, "services:\n  app:\n    build: .\n    image: app\n", map[string]string{
+		"Dockerfile":      "FROM scratch\n",
+		"server.key":      "k",
+		"api/id_rsa":      "k",
+		".env.production": "k",
+		".dockerignore":   "server.key\napi/id_rsa\n.env.*\n",
+	})
+	f := newFakeEngine()
+	if _, err := New(f, nil).Build(context.Background(), st, BuildOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.buildFiles) == 0 {
+		t.Fatal("no build context sent")
+	}
+	for _, name := range f.buildFiles {
+		if name == "server.key" || name == "api/id_rsa" || name == ".env.production" {
+			t.Fatalf("context holds %s", name)
+		}
+	}
+}
