@@ -114,7 +114,9 @@ func status(t *testing.T, method, url, body string, header map[string]string) (i
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	r, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+	// Generous: the SIGTERM test keeps one PATCH waiting on a row lock
+	// through several steps, which take long on a loaded 2-core machine.
+	r, err := (&http.Client{Timeout: 90 * time.Second}).Do(req)
 	if err != nil {
 		return 0, err.Error()
 	}
