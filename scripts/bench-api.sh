@@ -40,7 +40,7 @@ for _ in $(seq 100); do "$PGBIN/psql" -qAtc 'SELECT 1' postgres >/dev/null 2>&1 
 "$PGBIN/psql" -qc 'CREATE DATABASE invoicing' postgres
 
 APIPORT=$(free_port)
-export DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/invoicing?sslmode=disable&pool_max_conns=$CLIENTS"
+export DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/invoicing?sslmode=disable"
 PORT=$APIPORT SHUTDOWN_DELAY=0s ./bin/invoicing-api serve >"$work/api.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$APIPORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
