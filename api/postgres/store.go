@@ -65,10 +65,10 @@ func scanInvoice(row pgx.Row) (*api.Invoice, int64, error) {
 		desc, q, r  []string
 		unit, a, tx []int64
 	)
-	err := row.Scan(&pk, &inv.ID, &inv.Number, &inv.Status, &inv.Currency, &inv.Customer.Name,
+	err := row.Scan(planScans{&pk, &inv.ID, &inv.Number, &inv.Status, &inv.Currency, &inv.Customer.Name,
 		&inv.Customer.Email, &inv.Subtotal, &inv.Tax, &inv.Total, &inv.AmountPaid, &inv.DueDate,
 		&inv.Memo, &inv.Metadata, &inv.Version, &inv.CreatedAt, &inv.UpdatedAt, &inv.FinalizedAt,
-		&inv.PaidAt, &inv.VoidedAt, &desc, &q, &unit, &r, &a, &tx)
+		&inv.PaidAt, &inv.VoidedAt, &desc, &q, &unit, &r, &a, &tx})
 	if err != nil {
 		return nil, 0, err
 	}
