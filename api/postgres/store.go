@@ -64,10 +64,11 @@ func scanInvoice(row pgx.Row) (*api.Invoice, int64, error) {
 		pk          int64
 		desc, q, r  []string
 		unit, a, tx []int64
+		metadata    []byte
 	)
 	err := row.Scan(planScans{&pk, &inv.ID, &inv.Number, &inv.Status, &inv.Currency, &inv.Customer.Name,
 		&inv.Customer.Email, &inv.Subtotal, &inv.Tax, &inv.Total, &inv.AmountPaid, &inv.DueDate,
-		&inv.Memo, &inv.Metadata, &inv.Version, &inv.CreatedAt, &inv.UpdatedAt, &inv.FinalizedAt,
+		&inv.Memo, &metadata, &inv.Version, &inv.CreatedAt, &inv.UpdatedAt, &inv.FinalizedAt,
 		&inv.PaidAt, &inv.VoidedAt, &desc, &q, &unit, &r, &a, &tx})
 	if err != nil {
 		return nil, 0, err
@@ -80,13 +81,26 @@ func scanInvoice(row pgx.Row) (*api.Invoice, int64, error) {
 			*t = &u
 		}
 	}
-	if inv.Metadata == nil {
-		inv.Metadata = map[string]string{}
+	if inv.Metadata, err = decodeMetadata(metadata); err != nil {
+		return nil, 0, fmt.Errorf("decode metadata of %s: %w", inv.ID, err)
 	}
 	if inv.LineItems, err = decodeLines(desc, q, unit, r, a, tx); err != nil {
 		return nil, 0, fmt.Errorf("decode line items of %s: %w", inv.ID, err)
 	}
 	return &inv, pk, nil
+}
+
+// decodeMetadata decodes the metadata column; most invoices have none, and
+// "{}" skips encoding/json.
+func decodeMetadata(b []byte) (map[string]string, error) {
+	m := map[string]string{}
+	if len(b) == 0 || string(b) == "{}" {
+		return m, nil
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // decodeLines rebuilds line items from the column arrays of invoiceFrom.
