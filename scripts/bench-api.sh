@@ -50,6 +50,7 @@ APIPORT=${BENCH_API_PORT:-$(free_port)}
 export DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/invoicing?sslmode=disable"
 PORT=$APIPORT SHUTDOWN_DELAY=0s ./bin/invoicing-api serve >"$work/api.log" 2>&1 &
 pids+=($!)
+apipid=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$APIPORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$APIPORT/readyz" >/dev/null || { cat "$work/api.log"; exit 1; }
 api="http://127.0.0.1:$APIPORT"
@@ -59,6 +60,7 @@ api="http://127.0.0.1:$APIPORT"
 MINPORT=${BENCH_MINIMAL_PORT:-$(free_port)}
 DATABASE_URL="$DATABASE_URL&pool_max_conns=$CLIENTS" ADDR="127.0.0.1:$MINPORT" "$work/minimal" >"$work/minimal.log" 2>&1 &
 pids+=($!)
+minpid=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$MINPORT/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 curl -fs "http://127.0.0.1:$MINPORT/healthz" >/dev/null || { cat "$work/minimal.log"; exit 1; }
 minimal="http://127.0.0.1:$MINPORT"
@@ -68,14 +70,23 @@ minimal="http://127.0.0.1:$MINPORT"
 ROUNDS=${BENCH_ROUNDS:-3}
 SLICE=$(( DURATION / ROUNDS > 0 ? DURATION / ROUNDS : 1 ))
 
-# wrk_slice NAME LUA PATH ROUND [SERVER] -> appends "rps p50_ms p99_ms" to
-# $work/api-NAME (or $work/min-NAME for SERVER=minimal)
+# cpu_ticks PID: user + system CPU time of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_US=$(( 1000000 / $(getconf CLK_TCK) ))
+
+# wrk_slice NAME LUA PATH ROUND [SERVER] -> appends "rps p50_ms p99_ms
+# cpu_us_per_request" to $work/api-NAME (or $work/min-NAME for
+# SERVER=minimal). The server's CPU time per request is its cost
+# independent of how much of the shared machine it got.
 wrk_slice() {
-  local base=$api side=api
-  if [ "${5:-}" = minimal ]; then base=$minimal side=min; fi
+  local base=$api side=api pid=$apipid
+  if [ "${5:-}" = minimal ]; then base=$minimal side=min pid=$minpid; fi
+  local t0 t1
+  t0=$(cpu_ticks "$pid")
   wrk -t"$THREADS" -c"$CLIENTS" -d"${SLICE}s" --latency -s "$2" "$base$3" >"$work/wrk-$side-$1-$4.txt"
-  python3 - "$work/wrk-$side-$1-$4.txt" >>"$work/$side-$1" <<'PY'
-import re, sys
+  t1=$(cpu_ticks "$pid")
+  CPU_US=$(( (t1 - t0) * TICK_US )) python3 - "$work/wrk-$side-$1-$4.txt" >>"$work/$side-$1" <<'PY'
+import os, re, sys
 t = open(sys.argv[1]).read()
 def ms(v):
     n, u = re.match(r"([\d.]+)(us|ms|s)", v).groups()
@@ -84,7 +95,9 @@ non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
 if non2xx:
     sys.exit("wrk: %s non-2xx responses:\n%s" % (non2xx.group(1), t))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-print(rps, ms(re.search(r"\s50%\s+(\S+)", t).group(1)), ms(re.search(r"\s99%\s+(\S+)", t).group(1)))
+n = int(re.search(r"(\d+) requests in", t).group(1))
+print(rps, ms(re.search(r"\s50%\s+(\S+)", t).group(1)), ms(re.search(r"\s99%\s+(\S+)", t).group(1)),
+      int(os.environ["CPU_US"]) / max(n, 1))
 PY
 }
 
@@ -154,7 +167,8 @@ import os, statistics, sys
 w = sys.argv[1]
 def load(f):
     rows = [list(map(float, l.split())) for l in open(f)]
-    return statistics.mean(r[0] for r in rows), statistics.median(r[1] for r in rows), statistics.median(r[2] for r in rows)
+    cpu = statistics.median(r[3] for r in rows) if len(rows[0]) > 3 else None
+    return statistics.mean(r[0] for r in rows), statistics.median(r[1] for r in rows), statistics.median(r[2] for r in rows), cpu
 print(f"{'operation':<9} {'API req/s':>10} {'p50 ms':>7} {'p99 ms':>7} | {'pgbench tps':>11} {'p50 ms':>7} {'p99 ms':>7} | {'minimal req/s':>13} {'p50 ms':>7} {'p99 ms':>7} | {'API/pgbench':>11} {'API/minimal':>11}")
 below = []
 targets = {("create", "pgbench"): 0.8, ("get", "minimal"): 0.9}
@@ -173,6 +187,16 @@ for op in ("create", "get", "list"):
         line += f"{'-':>13} {'-':>7} {'-':>7} | {ratio(op, 'pgbench', a[0] / b[0])} {'-':>11}"
     print(line)
 print("* targets: create API/pgbench >= 0.80, get API/minimal >= 0.90")
+print()
+print("server CPU time per request (median of the slices; independent of the machine's other load)")
+print(f"{'operation':<9} {'API us':>8} {'minimal us':>10} {'API/minimal':>11}")
+for op in ("create", "get", "list"):
+    a = load(f"{w}/api-{op}")
+    if os.path.exists(f"{w}/min-{op}"):
+        m = load(f"{w}/min-{op}")
+        print(f"{op:<9} {a[3]:>8.0f} {m[3]:>10.0f} {a[3] / m[3]:>11.2f}")
+    else:
+        print(f"{op:<9} {a[3]:>8.0f} {'-':>10} {'-':>11}")
 print()
 print("fixed rate, half of the API's measured maximum (target: API p99 < 5 ms)")
 print(f"{'operation':<9} {'server':<8} {'rate req/s':>10} {'sent':>6} {'errors':>6} {'p50 ms':>7} {'p99 ms':>7}")
