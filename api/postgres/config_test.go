@@ -81,6 +81,7 @@ func TestParseConfigPoolSize(t *testing.T) {
 		{"env", map[string]string{"DATABASE_URL": "postgres://u@h/d", "DATABASE_POOL_MAX_CONNS": "7"}, 7, ""},
 		{"url", map[string]string{"DATABASE_URL": "postgres://u@h/d?sslmode=disable&pool_max_conns=5"}, 5, ""},
 		{"keyword/value", map[string]string{"DATABASE_URL": "host=h user=u pool_max_conns=3"}, 3, ""},
+		{"min above the default", map[string]string{"DATABASE_URL": "postgres://u@h/d?pool_min_conns=40"}, max(40, DefaultPoolMaxConns()), ""},
 		{"password naming the key", map[string]string{"DATABASE_URL": "postgres://u:pool_max_conns=1@h/d"}, DefaultPoolMaxConns(), ""},
 		{"both", map[string]string{"DATABASE_URL": "postgres://u@h/d?pool_max_conns=5", "DATABASE_POOL_MAX_CONNS": "7"}, 0, "not both"},
 		{"zero", map[string]string{"DATABASE_POOL_MAX_CONNS": "0"}, 0, "positive integer"},

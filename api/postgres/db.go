@@ -122,7 +122,8 @@ func setPoolSize(cfg *pgxpool.Config, dsn, envMax string) error {
 		}
 		cfg.MaxConns = int32(n)
 	default:
-		cfg.MaxConns = DefaultPoolMaxConns()
+		// pool_min_conns above the default raises it: pgx refuses min > max.
+		cfg.MaxConns = max(DefaultPoolMaxConns(), cfg.MinConns)
 	}
 	return nil
 }
