@@ -60,7 +60,7 @@ bench-remote: deps images
 bench-deploy: deps build images
 	bash test/e2e/bench-deploy.sh
 
-## bench-api: the API and pgbench on one PostgreSQL: req/s, p50, p99, ratio API/pgbench (~2 min)
+## bench-api: the API vs pgbench and a minimal net/http+pgx server on one PostgreSQL: req/s, p50, p99, ratios, p99 at half load (~4 min)
 bench-api: deps
 	bash scripts/bench-api.sh
 

@@ -27,13 +27,16 @@ var ErrOverflow = errors.New("amount exceeds the maximum of 9007199254740991 min
 // held exactly as an integer scaled by 10^4 (no floats anywhere).
 type Decimal struct{ scaled int64 }
 
+// errDecimalSyntax is created once: ParseDecimal runs for every quantity and
+// rate read or written, and a local errors.New allocated on every call.
+var errDecimalSyntax = errors.New(`must be a decimal number such as "2" or "1.25"`)
+
 // ParseDecimal parses digits with an optional fraction of 1..4 digits, e.g.
 // "3", "0.5", "19.9999". Signs, exponents and spaces are rejected.
 func ParseDecimal(s string) (Decimal, error) {
-	errSyntax := errors.New(`must be a decimal number such as "2" or "1.25"`)
 	intPart, frac, hasDot := strings.Cut(s, ".")
 	if intPart == "" || (hasDot && frac == "") || !allDigits(intPart) || !allDigits(frac) {
-		return Decimal{}, errSyntax
+		return Decimal{}, errDecimalSyntax
 	}
 	if len(frac) > decimalPlaces {
 		return Decimal{}, errors.New("must have at most 4 decimal places")

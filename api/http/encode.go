@@ -10,7 +10,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/invdeploy/invdeploy/api"
 )
@@ -148,10 +150,52 @@ func renderProblem(r *http.Request, err error) (int, []byte) {
 	return status, b
 }
 
+// bodyBuffers recycles response buffers: an invoice body is built by
+// appending (api.Invoice.AppendJSON), so a warm buffer makes it allocation-free.
+var bodyBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// writeBody writes a JSON body built by appendBody, with its length, from a
+// pooled buffer.
+func writeBody(w http.ResponseWriter, status int, appendBody func([]byte) []byte) {
+	bp := bodyBuffers.Get().(*[]byte)
+	b := appendBody((*bp)[:0])
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+	if cap(b) <= 64<<10 { // a rare huge page is left to the GC
+		*bp = b
+		bodyBuffers.Put(bp)
+	}
+}
+
 // writeInvoice writes an invoice with its ETag.
 func writeInvoice(w http.ResponseWriter, status int, inv *api.Invoice) {
 	w.Header().Set("ETag", api.ETag(inv.Version))
-	writeJSON(w, status, inv)
+	writeBody(w, status, inv.AppendJSON)
+}
+
+// writePage writes a page of invoices: {"data":[...],"has_more":...,"next_cursor":...}.
+func writePage(w http.ResponseWriter, page *api.InvoicePage) {
+	writeBody(w, http.StatusOK, func(b []byte) []byte {
+		b = append(b, `{"data":[`...)
+		for i, inv := range page.Data {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = inv.AppendJSON(b)
+		}
+		b = append(b, `],"has_more":`...)
+		b = strconv.AppendBool(b, page.HasMore)
+		b = append(b, `,"next_cursor":`...)
+		if page.NextCursor == nil {
+			b = append(b, "null"...)
+		} else {
+			b = strconv.AppendQuote(b, *page.NextCursor) // "c" + base 36 digits: nothing to escape
+		}
+		return append(b, '}')
+	})
 }
 
 // writeOutcome writes the result of a change, or replays a stored one.

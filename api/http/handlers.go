@@ -91,11 +91,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, struct {
-		Data       []*api.Invoice `json:"data"`
-		HasMore    bool           `json:"has_more"`
-		NextCursor *string        `json:"next_cursor"`
-	}{page.Data, page.HasMore, page.NextCursor})
+	writePage(w, page)
 }
 
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request) {

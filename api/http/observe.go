@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -23,6 +24,37 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	created   prometheus.Counter
 	finalized prometheus.Counter
+	// children caches the request counter and latency histogram of each
+	// (method, route, status): WithLabelValues hashes the label values and
+	// takes a lock on every call, a cost paid twice per request otherwise.
+	// The key space is bounded (metricMethod, route patterns, status codes).
+	children sync.Map // requestLabels -> *requestChildren
+}
+
+type requestLabels struct {
+	method, route string
+	status        int
+}
+
+type requestChildren struct {
+	requests prometheus.Counter
+	latency  prometheus.Observer
+}
+
+// observeRequest counts one request and records its duration.
+func (m *metrics) observeRequest(method, route string, status int, d time.Duration) {
+	key := requestLabels{method, route, status}
+	c, ok := m.children.Load(key)
+	if !ok {
+		code := strconv.Itoa(status)
+		c, _ = m.children.LoadOrStore(key, &requestChildren{
+			requests: m.requests.WithLabelValues(method, route, code),
+			latency:  m.latency.WithLabelValues(method, route, code),
+		})
+	}
+	rc := c.(*requestChildren)
+	rc.requests.Inc()
+	rc.latency.Observe(d.Seconds())
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -105,10 +137,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			route = rc.RoutePattern()
 		}
 		d := time.Since(start)
-		status := strconv.Itoa(sw.status)
-		method := metricMethod(r.Method)
-		s.metrics.requests.WithLabelValues(method, route, status).Inc()
-		s.metrics.latency.WithLabelValues(method, route, status).Observe(d.Seconds())
+		s.metrics.observeRequest(metricMethod(r.Method), route, sw.status, d)
 		s.logger.LogAttrs(r.Context(), levelOf(sw.status), "request",
 			slog.String("request_id", id), slog.String("method", r.Method), slog.String("route", route),
 			slog.String("path", r.URL.Path), slog.Int("status", sw.status),

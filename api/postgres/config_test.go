@@ -68,3 +68,42 @@ func TestParseConfigErrorsHideSecrets(t *testing.T) {
 		t.Errorf("missing file error should name the variable and cause: %v", err)
 	}
 }
+
+func TestParseConfigPoolSize(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		vars    map[string]string
+		want    int32
+		wantErr string
+	}{
+		{"default", map[string]string{"DATABASE_URL": "postgres://u@h/d"}, DefaultPoolMaxConns(), ""},
+		{"default with PG vars", map[string]string{}, DefaultPoolMaxConns(), ""},
+		{"env", map[string]string{"DATABASE_URL": "postgres://u@h/d", "DATABASE_POOL_MAX_CONNS": "7"}, 7, ""},
+		{"url", map[string]string{"DATABASE_URL": "postgres://u@h/d?sslmode=disable&pool_max_conns=5"}, 5, ""},
+		{"keyword/value", map[string]string{"DATABASE_URL": "host=h user=u pool_max_conns=3"}, 3, ""},
+		{"min above the default", map[string]string{"DATABASE_URL": "postgres://u@h/d?pool_min_conns=40"}, max(40, DefaultPoolMaxConns()), ""},
+		{"password naming the key", map[string]string{"DATABASE_URL": "postgres://u:pool_max_conns=1@h/d"}, DefaultPoolMaxConns(), ""},
+		{"both", map[string]string{"DATABASE_URL": "postgres://u@h/d?pool_max_conns=5", "DATABASE_POOL_MAX_CONNS": "7"}, 0, "not both"},
+		{"zero", map[string]string{"DATABASE_POOL_MAX_CONNS": "0"}, 0, "positive integer"},
+		{"not a number", map[string]string{"DATABASE_POOL_MAX_CONNS": "lots"}, 0, "positive integer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := ParseConfig(fakeEnv(tc.vars, nil))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.MaxConns != tc.want {
+				t.Fatalf("MaxConns = %d, want %d", cfg.MaxConns, tc.want)
+			}
+		})
+	}
+	if d := DefaultPoolMaxConns(); d < 16 {
+		t.Fatalf("default pool size %d is below 16", d)
+	}
+}

@@ -45,21 +45,31 @@ func (s *Store) Ready(ctx context.Context) error {
 const invoiceColumns = `i.pk, i.id, i.number, i.status, i.currency, i.customer_name, i.customer_email,
 	i.subtotal, i.tax, i.total, i.amount_paid, to_char(i.due_date, 'YYYY-MM-DD'), i.memo, i.metadata, i.version,
 	i.created_at, i.updated_at, i.finalized_at, i.paid_at, i.voided_at,
-	coalesce((SELECT json_agg(json_build_object('description', l.description, 'quantity', l.quantity::text,
-		'unit_amount', l.unit_amount, 'tax_rate', l.tax_rate::text, 'amount', l.amount, 'tax_amount', l.tax_amount)
-		ORDER BY l.position) FROM line_items l WHERE l.invoice_pk = i.pk), '[]')`
+	li.d, li.q, li.u, li.r, li.a, li.t`
+
+// invoiceFrom is the FROM clause of invoiceColumns: the line items come as
+// one array per column (the inverse of lineArrays), which pgx decodes
+// straight into slices; json_agg made PostgreSQL build JSON and the API
+// parse it back, a tenth of a GET's CPU. No lines gives NULL arrays.
+const invoiceFrom = ` FROM invoices i CROSS JOIN LATERAL (
+	SELECT array_agg(l.description ORDER BY l.position) d, array_agg(l.quantity::text ORDER BY l.position) q,
+		array_agg(l.unit_amount ORDER BY l.position) u, array_agg(l.tax_rate::text ORDER BY l.position) r,
+		array_agg(l.amount ORDER BY l.position) a, array_agg(l.tax_amount ORDER BY l.position) t
+	FROM line_items l WHERE l.invoice_pk = i.pk) li`
 
 // scanInvoice reads one row of invoiceColumns.
 func scanInvoice(row pgx.Row) (*api.Invoice, int64, error) {
 	var (
-		inv   api.Invoice
-		pk    int64
-		lines []byte
+		inv         api.Invoice
+		pk          int64
+		desc, q, r  []string
+		unit, a, tx []int64
+		metadata    []byte
 	)
-	err := row.Scan(&pk, &inv.ID, &inv.Number, &inv.Status, &inv.Currency, &inv.Customer.Name,
+	err := row.Scan(planScans{&pk, &inv.ID, &inv.Number, &inv.Status, &inv.Currency, &inv.Customer.Name,
 		&inv.Customer.Email, &inv.Subtotal, &inv.Tax, &inv.Total, &inv.AmountPaid, &inv.DueDate,
-		&inv.Memo, &inv.Metadata, &inv.Version, &inv.CreatedAt, &inv.UpdatedAt, &inv.FinalizedAt,
-		&inv.PaidAt, &inv.VoidedAt, &lines)
+		&inv.Memo, &metadata, &inv.Version, &inv.CreatedAt, &inv.UpdatedAt, &inv.FinalizedAt,
+		&inv.PaidAt, &inv.VoidedAt, &desc, &q, &unit, &r, &a, &tx})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -71,13 +81,48 @@ func scanInvoice(row pgx.Row) (*api.Invoice, int64, error) {
 			*t = &u
 		}
 	}
-	if inv.Metadata == nil {
-		inv.Metadata = map[string]string{}
+	if inv.Metadata, err = decodeMetadata(metadata); err != nil {
+		return nil, 0, fmt.Errorf("decode metadata of %s: %w", inv.ID, err)
 	}
-	if err := json.Unmarshal(lines, &inv.LineItems); err != nil {
-		return nil, 0, fmt.Errorf("decode line items: %w", err)
+	if inv.LineItems, err = decodeLines(desc, q, unit, r, a, tx); err != nil {
+		return nil, 0, fmt.Errorf("decode line items of %s: %w", inv.ID, err)
 	}
 	return &inv, pk, nil
+}
+
+// decodeMetadata decodes the metadata column; most invoices have none, and
+// "{}" skips encoding/json.
+func decodeMetadata(b []byte) (map[string]string, error) {
+	m := map[string]string{}
+	if len(b) == 0 || string(b) == "{}" {
+		return m, nil
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// decodeLines rebuilds line items from the column arrays of invoiceFrom.
+func decodeLines(desc, qty []string, unit []int64, rate []string, amount, tax []int64) ([]api.LineItem, error) {
+	n := len(desc)
+	if len(qty) != n || len(unit) != n || len(rate) != n || len(amount) != n || len(tax) != n {
+		return nil, fmt.Errorf("line item columns have different lengths")
+	}
+	lines := make([]api.LineItem, n)
+	for i := range lines {
+		q, err := api.ParseDecimal(qty[i])
+		if err != nil {
+			return nil, fmt.Errorf("quantity %q: %w", qty[i], err)
+		}
+		r, err := api.ParseDecimal(rate[i])
+		if err != nil {
+			return nil, fmt.Errorf("tax rate %q: %w", rate[i], err)
+		}
+		lines[i] = api.LineItem{Description: desc[i], Quantity: q, UnitAmount: unit[i], TaxRate: r,
+			Amount: amount[i], TaxAmount: tax[i]}
+	}
+	return lines, nil
 }
 
 // lineArrays flattens line items into the columns of an unnest() insert.
@@ -137,7 +182,7 @@ func (s *Store) FindInvoice(ctx context.Context, id string) (*api.Invoice, error
 	if !api.ValidID(id) {
 		return nil, notFound(id)
 	}
-	inv, _, err := scanInvoice(s.pool.QueryRow(ctx, `SELECT `+invoiceColumns+` FROM invoices i WHERE i.id = $1`, id))
+	inv, _, err := scanInvoice(s.pool.QueryRow(ctx, `SELECT `+invoiceColumns+invoiceFrom+` WHERE i.id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFound(id)
 	}
@@ -176,7 +221,7 @@ func (s *Store) ListInvoices(ctx context.Context, f api.ListFilter) (*api.Invoic
 		args = append(args, f.CustomerEmail)
 		where = append(where, fmt.Sprintf("lower(i.customer_email) = lower($%d)", len(args)))
 	}
-	q := `SELECT ` + invoiceColumns + ` FROM invoices i`
+	q := `SELECT ` + invoiceColumns + invoiceFrom
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")
 	}
@@ -387,7 +432,7 @@ func (s *Store) mutate(ctx context.Context, id string, opts api.WriteOptions, ch
 		return api.Outcome{}, notFound(id)
 	}
 	return s.inTx(ctx, opts.Idempotency, func(tx pgx.Tx) (*api.Invoice, error) {
-		inv, pk, err := scanInvoice(tx.QueryRow(ctx, `SELECT `+invoiceColumns+` FROM invoices i WHERE i.id = $1 FOR UPDATE OF i`, id))
+		inv, pk, err := scanInvoice(tx.QueryRow(ctx, `SELECT `+invoiceColumns+invoiceFrom+` WHERE i.id = $1 FOR UPDATE OF i`, id))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil, notFound(id)
 		}

@@ -27,6 +27,7 @@ const usage = `usage: invoicing-api [serve | migrate | healthcheck | probe-ports
 environment:
   DATABASE_URL, DATABASE_URL_FILE  postgres://USER@HOST:PORT/DB?sslmode=disable (else libpq PG* variables)
   DATABASE_PASSWORD, DATABASE_PASSWORD_FILE  the database password (overrides one in the URL)
+  DATABASE_POOL_MAX_CONNS  most database connections, default max(16, 4 x GOMAXPROCS) (or pool_max_conns in the URL)
   PORT            listen port, default 8000
   SHUTDOWN_DELAY  how long /readyz reports 503 before the server stops accepting, default 1s`
 
