@@ -90,6 +90,13 @@ var contextEpoch = time.Unix(0, 0)
 // writeContextTar writes the build context of dir to w as a tar stream,
 // honouring .dockerignore.
 func writeContextTar(w io.Writer, dir, dockerfile string) error {
+	return writeContextTarAs(w, dir, dockerfile, nil)
+}
+
+// writeContextTarAs is writeContextTar with the Dockerfile's content
+// replaced by dfContent when that is not nil (what BuildKit is sent when
+// invdeploy adds cache mounts).
+func writeContextTarAs(w io.Writer, dir, dockerfile string, dfContent []byte) error {
 	filter, err := newContextFilter(dir, dockerfile)
 	if err != nil {
 		return err
@@ -121,6 +128,14 @@ func writeContextTar(w io.Writer, dir, dockerfile string) error {
 		hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = contextEpoch, time.Time{}, time.Time{}
 		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
 		hdr.Format = tar.FormatPAX
+		if dfContent != nil && rel == filter.dockerfile && fi.Mode().IsRegular() {
+			hdr.Size = int64(len(dfContent))
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+			_, err := tw.Write(dfContent)
+			return err
+		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
@@ -206,4 +221,58 @@ func parseDockerfile(r io.Reader) (dockerfileInfo, error) {
 		handle(logical.String())
 	}
 	return info, sc.Err()
+}
+
+// cacheDirective is the Dockerfile comment that opts a stage's RUN
+// instructions into BuildKit cache mounts when invdeploy builds through
+// BuildKit: "# invdeploy:cache /go/pkg/mod /root/.cache/go-build". The
+// classic builder (a plain `docker build .`) reads it as a comment and
+// builds the same image contents, only without the caches.
+const cacheDirective = "invdeploy:cache"
+
+// withCacheMounts returns the Dockerfile df with
+// "--mount=type=cache,target=DIR" added to every RUN instruction that
+// follows a cache directive in the same stage (a FROM ends it), and whether
+// it added any.
+func withCacheMounts(df []byte) ([]byte, bool) {
+	var out strings.Builder
+	var mounts []string
+	cont, changed := false, false
+	for _, line := range strings.SplitAfter(string(df), "\n") {
+		trimmed := strings.TrimSpace(line)
+		if cont || trimmed == "" {
+			// Continuation lines (and comments among them) belong to the
+			// instruction above.
+			if trimmed != "" && !strings.HasPrefix(trimmed, "#") {
+				cont = strings.HasSuffix(trimmed, "\\")
+			}
+			out.WriteString(line)
+			continue
+		}
+		if strings.HasPrefix(trimmed, "#") {
+			if fields := strings.Fields(strings.TrimPrefix(trimmed, "#")); len(fields) > 0 && fields[0] == cacheDirective {
+				mounts = append(mounts, fields[1:]...)
+			}
+			out.WriteString(line)
+			continue
+		}
+		cont = strings.HasSuffix(trimmed, "\\")
+		keyword := strings.Fields(trimmed)[0]
+		switch strings.ToUpper(keyword) {
+		case "FROM":
+			mounts = nil
+		case "RUN":
+			if len(mounts) > 0 {
+				indent := line[:strings.Index(line, keyword)]
+				var flags strings.Builder
+				for _, m := range mounts {
+					fmt.Fprintf(&flags, "--mount=type=cache,target=%s ", m)
+				}
+				line = indent + keyword + " " + flags.String() + strings.TrimLeft(line[len(indent)+len(keyword):], " \t")
+				changed = true
+			}
+		}
+		out.WriteString(line)
+	}
+	return []byte(out.String()), changed
 }
