@@ -16,7 +16,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/errdefs"
 
-	"github.com/invdeploy/invdeploy/deployer/internal/stream"
+	"github.com/invdeploy/invdeploy/deployer/internal/enginestream"
 	"github.com/invdeploy/invdeploy/internal/version"
 )
 
@@ -283,7 +283,7 @@ func (d *Deployer) runBuild(ctx context.Context, opts build.ImageBuildOptions, t
 // the stream's error with the last lines of output for context.
 func (d *Deployer) showStream(r io.Reader) error {
 	v := newStreamView(d.out)
-	err := stream.Decode(r, v.show)
+	err := enginestream.Decode(r, v.show)
 	d.out.Done()
 	if err != nil {
 		return v.fail(err)

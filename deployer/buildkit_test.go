@@ -104,7 +104,7 @@ func (e *buildKitEngine) ImageBuild(ctx context.Context, r io.Reader, o build.Im
 	}
 	resp, err := e.fakeEngine.ImageBuild(ctx, &buf, o)
 	if err == nil && o.Version == build.BuilderBuildKit {
-		b, rerr := os.ReadFile("internal/stream/testdata/buildkit-ok.jsonl")
+		b, rerr := os.ReadFile("internal/enginestream/testdata/buildkit-ok.jsonl")
 		if rerr != nil {
 			return resp, rerr
 		}

@@ -11,7 +11,7 @@ import (
 	"github.com/docker/go-units"
 	controlapi "github.com/moby/buildkit/api/services/control"
 
-	"github.com/invdeploy/invdeploy/deployer/internal/stream"
+	"github.com/invdeploy/invdeploy/deployer/internal/enginestream"
 )
 
 // Progress reports what a long operation is doing: on a terminal a live
@@ -132,8 +132,8 @@ func (v *streamView) keep(line string) {
 }
 
 // show renders one message of the stream.
-func (v *streamView) show(m *stream.Message) error {
-	if st, ok, err := stream.Trace(m); ok {
+func (v *streamView) show(m *enginestream.Message) error {
+	if st, ok, err := enginestream.Trace(m); ok {
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,7 @@
-// Package stream decodes the Docker Engine API's JSON progress streams
+// Package enginestream decodes the Docker Engine API's JSON progress streams
 // (build, pull, push, load) in one place, including the BuildKit status the
 // engine wraps in them, so every caller reads errors the same way.
-package stream
+package enginestream
 
 import (
 	"encoding/json"
