@@ -187,12 +187,7 @@ func TestDockerImage(t *testing.T) {
 		}
 	}
 	// The same static binary built here: the image may add at most 3 MB.
-	bin := filepath.Join(t.TempDir(), "invoicing-api")
-	gb := exec.Command(goBin, "build", "-trimpath", "-ldflags", "-s -w -buildid= -X github.com/invdeploy/invdeploy/internal/version.Version=v9.9.9-test -X github.com/invdeploy/invdeploy/internal/version.Revision=0123abc", "-o", bin, ".")
-	gb.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local")
-	if out, err := gb.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := hostBinary(t, goBin)
 	st, err := os.Stat(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -319,6 +314,19 @@ func TestDockerImage(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// hostBinary builds the API here as the Dockerfile does, with the build args
+// the image tests pass (VERSION v9.9.9-test, REVISION 0123abc).
+func hostBinary(t *testing.T, goBin string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "invoicing-api")
+	gb := exec.Command(goBin, "build", "-trimpath", "-ldflags", "-s -w -buildid= -X github.com/invdeploy/invdeploy/internal/version.Version=v9.9.9-test -X github.com/invdeploy/invdeploy/internal/version.Revision=0123abc", "-o", bin, ".")
+	gb.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local")
+	if out, err := gb.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
 
 // imageFiles reads files out of image tag through a created (never started)
 // container.
