@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,10 +38,7 @@ func TestDockerImageBuildKit(t *testing.T) {
 	if _, err := cli.ImageInspect(ctx, "golang:1.26-bookworm"); err != nil {
 		testenv.Missing(t, "image golang:1.26-bookworm (make images builds it): "+err.Error())
 	}
-	goproxy := os.Getenv("GOPROXY")
-	if out, err := exec.Command(goBin, "env", "GOPROXY").Output(); goproxy == "" && err == nil {
-		goproxy = strings.TrimSpace(string(out))
-	}
+	goproxy := goproxyOf(goBin)
 
 	repo := fmt.Sprintf("invdeploy-imagetest-buildkit-%d", os.Getpid())
 	ref := repo + ":test"
@@ -83,18 +79,7 @@ func TestDockerImageBuildKit(t *testing.T) {
 	}
 
 	files := imageFiles(ctx, t, cli, ref, "/invoicing-api", "/etc/passwd")
-	hostBin, err := os.ReadFile(hostBinary(t, goBin))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(files["/invoicing-api"], hostBin) {
-		imgGo, hostGo := goVersionOf(t, goBin, files["/invoicing-api"]), goVersionOf(t, goBin, hostBin)
-		if imgGo == hostGo {
-			t.Errorf("the BuildKit image's binary differs from the one built here with %s: cache mounts made the build not reproducible", hostGo)
-		} else {
-			t.Logf("the builder image has %s, this machine %s: binaries not compared", imgGo, hostGo)
-		}
-	}
+	sameBinary(t, goBin, files["/invoicing-api"], hostBinary(t, goBin))
 	if !bytes.Contains(files["/etc/passwd"], []byte("nonroot:x:65532:65532:")) {
 		t.Errorf("the image's /etc/passwd lacks the nonroot user: %q", files["/etc/passwd"])
 	}
