@@ -159,3 +159,25 @@ func TestBuilderChoice(t *testing.T) {
 		})
 	}
 }
+
+// FuzzWithCacheMounts: any Dockerfile comes back with the same lines, only
+// longer where a mount was added, and unchanged when nothing was.
+func FuzzWithCacheMounts(f *testing.F) {
+	f.Add([]byte("FROM golang AS build\n# invdeploy:cache /go/pkg/mod\nRUN go build \\\n  ./...\nFROM scratch\n"))
+	f.Add([]byte("# invdeploy:cache\nRUN\n\\\n#x\n  run a"))
+	f.Fuzz(func(t *testing.T, df []byte) {
+		got, changed := withCacheMounts(df)
+		if !changed && !bytes.Equal(got, df) {
+			t.Fatalf("unchanged but different:\n%q\n%q", df, got)
+		}
+		in, out := strings.Split(string(df), "\n"), strings.Split(string(got), "\n")
+		if len(in) != len(out) {
+			t.Fatalf("%d lines became %d", len(in), len(out))
+		}
+		for i := range in {
+			if in[i] != out[i] && !strings.Contains(out[i], "--mount=type=cache,target=") {
+				t.Fatalf("line %d changed without a mount: %q -> %q", i, in[i], out[i])
+			}
+		}
+	})
+}
