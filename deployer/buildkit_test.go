@@ -73,7 +73,9 @@ func TestRepoDockerfileCacheMounts(t *testing.T) {
 // without BuildKit does. It keeps the Dockerfile each build was sent.
 type buildKitEngine struct {
 	*fakeEngine
-	kit         bool
+	kit bool
+	// stream is the captured BuildKit stream answered (default: a build that succeeds).
+	stream      string
 	versions    []build.BuilderVersion
 	dockerfiles []string
 }
@@ -104,7 +106,11 @@ func (e *buildKitEngine) ImageBuild(ctx context.Context, r io.Reader, o build.Im
 	}
 	resp, err := e.fakeEngine.ImageBuild(ctx, &buf, o)
 	if err == nil && o.Version == build.BuilderBuildKit {
-		b, rerr := os.ReadFile("internal/enginestream/testdata/buildkit-ok.jsonl")
+		name := e.stream
+		if name == "" {
+			name = "buildkit-ok.jsonl"
+		}
+		b, rerr := os.ReadFile("internal/enginestream/testdata/" + name)
 		if rerr != nil {
 			return resp, rerr
 		}
@@ -180,4 +186,20 @@ func FuzzWithCacheMounts(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A failed BuildKit build says what failed and shows the step's last output
+// lines, taken from the BuildKit trace.
+func TestBuildKitFailureShowsOutput(t *testing.T) {
+	st, _ := bundledStack(t)
+	e := &buildKitEngine{fakeEngine: fakeWithImages(), kit: true, stream: "buildkit-fail.jsonl"}
+	_, err := New(e, nil).Build(context.Background(), st, BuildOptions{Getenv: func(string) string { return "" }})
+	if err == nil {
+		t.Fatal("a failed build returned no error")
+	}
+	for _, want := range []string{"build api:", "exit code: 3", "step-one-output", "about-to-fail"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
 }
