@@ -58,7 +58,7 @@ bench-remote: deps images
 bench-deploy: deps build images
 	bash test/e2e/bench-deploy.sh
 
-## bench-inner-loop: one-line change in api/ to healthy, BuildKit + cache mounts vs classic builder, and remote bytes (~10 min)
+## bench-inner-loop: one-line change in api/ to healthy, BuildKit + cache mounts vs classic builder, and remote bytes (~5-20 min: one cold classic build)
 bench-inner-loop: build images
 	bash test/e2e/bench-inner-loop.sh
 
