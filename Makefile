@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/invdeploy/invdeploy/internal/version.Version=$(VERSION) -X github.com/invdeploy/invdeploy/internal/version.Revision=$(GIT_SHA)
 TEST_TIMEOUT ?= 75m
 
-.PHONY: all build up down test unit e2e images deps lint fmt bench-api bench-deploy bench-remote clean
+.PHONY: all build up down test unit e2e images deps lint fmt bench-api bench-deploy bench-remote bench-inner-loop clean
 
 all: build
 
@@ -59,6 +59,10 @@ bench-remote: deps images
 ## bench-deploy: time to all-healthy, invdeploy up vs docker-compose up -d + polling, and a no-op up
 bench-deploy: deps build images
 	bash test/e2e/bench-deploy.sh
+
+## bench-inner-loop: one-line change in api/ to healthy, BuildKit + cache mounts vs classic builder, and remote bytes (~5-20 min: one cold classic build)
+bench-inner-loop: build images
+	bash test/e2e/bench-inner-loop.sh
 
 ## bench-api: the API vs pgbench and a minimal net/http+pgx server on one PostgreSQL: req/s, p50, p99, ratios, p99 at half load (~4 min)
 bench-api: deps

@@ -1,9 +1,8 @@
 package deployer
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
 
+	"github.com/invdeploy/invdeploy/deployer/internal/enginestream"
 	"github.com/invdeploy/invdeploy/internal/version"
 )
 
@@ -27,12 +27,15 @@ type BuildOptions struct {
 	Tags []string
 	// NoCache builds without the engine's layer cache.
 	NoCache bool
-	// Getenv reads VERSION and GOPROXY for build args; nil means os.Getenv.
+	// Getenv reads VERSION and GOPROXY for build args, and DOCKER_BUILDKIT
+	// (0 for the classic builder, 1 to require BuildKit); nil means os.Getenv.
 	Getenv func(string) string
 }
 
 // Build builds the images of the stack's services that have a build section
-// through the Engine API (the classic builder: no session needed), tagging
+// through the Engine API, with the engine's BuildKit where it has one (the
+// context uploaded as a tar: no session needed) and the classic builder
+// otherwise or when DOCKER_BUILDKIT=0, tagging
 // each <name>:<git-sha> and <name>:latest besides the image the service names.
 // It returns the tags it applied.
 func (d *Deployer) Build(ctx context.Context, st *Stack, o BuildOptions) ([]string, error) {
@@ -106,12 +109,15 @@ func dockerfileName(s types.ServiceConfig) string {
 	return "Dockerfile"
 }
 
-func readDockerfile(dir, name string) (dockerfileInfo, error) {
-	path := name
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(dir, name)
+func dockerfilePath(dir, name string) string {
+	if filepath.IsAbs(name) {
+		return name
 	}
-	f, err := os.Open(path)
+	return filepath.Join(dir, name)
+}
+
+func readDockerfile(dir, name string) (dockerfileInfo, error) {
+	f, err := os.Open(dockerfilePath(dir, name))
 	if err != nil {
 		return dockerfileInfo{}, err
 	}
@@ -158,14 +164,10 @@ func (d *Deployer) buildService(ctx context.Context, p *types.Project, s types.S
 		labels[k] = v
 	}
 
-	pr, err := openBuildContext(p, s)
-	if err != nil {
+	if err := checkBuildContext(p, s); err != nil {
 		return nil, fmt.Errorf("build %s: %w", s.Name, err)
 	}
-	defer pr.Close()
-
-	d.out.Event("Building %s (%s) from %s", s.Name, ref, dir)
-	resp, err := d.engine.ImageBuild(ctx, pr, build.ImageBuildOptions{
+	opts := build.ImageBuildOptions{
 		Tags:        tags,
 		Dockerfile:  df,
 		BuildArgs:   args,
@@ -180,82 +182,115 @@ func (d *Deployer) buildService(ctx context.Context, p *types.Project, s types.S
 		NetworkMode: s.Build.Network,
 		CacheFrom:   s.Build.CacheFrom,
 		Version:     build.BuilderV1,
-	})
+	}
+	kit, required, err := d.useBuildKit(ctx, getenv("DOCKER_BUILDKIT"))
 	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", s.Name, err)
 	}
-	defer resp.Body.Close()
-	if err := d.showStream(resp.Body, "build "+s.Name); err != nil {
+	d.out.Event("Building %s (%s) from %s", s.Name, ref, dir)
+	if kit {
+		err = d.buildKit(ctx, dir, df, opts)
+		if err != nil && !required && errBuildKitMissing(err) {
+			d.out.Event("  the engine has no BuildKit (%v): building with the classic builder", err)
+			kit = false
+		}
+	}
+	if !kit {
+		err = d.buildClassic(ctx, dir, df, opts)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("build %s: %w", s.Name, err)
 	}
 	d.out.Event("Built %s: %s", s.Name, strings.Join(tags, ", "))
 	return tags, nil
 }
 
-// jsonMessage is one line of the engine's build or pull progress stream.
-type jsonMessage struct {
-	Stream   string `json:"stream"`
-	Status   string `json:"status"`
-	Progress string `json:"progress"`
-	ID       string `json:"id"`
-	Error    string `json:"error"`
-	Detail   struct {
-		Message string `json:"message"`
-	} `json:"errorDetail"`
+// useBuildKit decides the builder from DOCKER_BUILDKIT (env) and the
+// engine: "0"/"false" is the classic builder, "1"/"true" requires BuildKit,
+// unset means BuildKit when the engine runs Linux containers (its BuildKit
+// answers POST /build?version=2 from API 1.39, Docker 18.09, on). required
+// says a failure must not fall back.
+func (d *Deployer) useBuildKit(ctx context.Context, env string) (kit, required bool, err error) {
+	switch strings.ToLower(strings.TrimSpace(env)) {
+	case "0", "false":
+		return false, false, nil
+	case "1", "true":
+		return true, true, nil
+	case "":
+	default:
+		return false, false, fmt.Errorf("DOCKER_BUILDKIT=%q: set 1 (BuildKit), 0 (classic builder) or leave it unset", env)
+	}
+	ping, err := d.engine.Ping(ctx)
+	if err != nil {
+		return false, false, fmt.Errorf("ask the engine which builders it has: %w", err)
+	}
+	return ping.OSType == "linux", false, nil
 }
 
-// showStream renders a build or pull stream: each build step as an event,
-// pull status as a live line; it returns the stream's error, with the last
-// lines of output for context.
-func (d *Deployer) showStream(r io.Reader, what string) error {
-	dec := json.NewDecoder(bufio.NewReader(r))
-	var tail []string
-	for {
-		var m jsonMessage
-		if err := dec.Decode(&m); err == io.EOF {
-			break
-		} else if err != nil {
-			return fmt.Errorf("read %s progress: %w", what, err)
-		}
-		if m.Error != "" || m.Detail.Message != "" {
-			msg := m.Detail.Message
-			if msg == "" {
-				msg = m.Error
-			}
-			if len(tail) > 0 {
-				return fmt.Errorf("%s\n%s", msg, strings.Join(tail, "\n"))
-			}
-			return fmt.Errorf("%s", msg)
-		}
-		if m.Stream != "" {
-			for _, line := range strings.Split(strings.TrimRight(m.Stream, "\n"), "\n") {
-				line = strings.TrimRight(line, "\r")
-				if line == "" {
-					continue
-				}
-				tail = append(tail, line)
-				if len(tail) > 10 {
-					tail = tail[1:]
-				}
-				if strings.HasPrefix(line, "Step ") {
-					d.out.Event("  %s", line)
-				} else {
-					d.out.Live("  " + line)
-				}
-			}
-		}
-		if m.Status != "" {
-			line := m.Status
-			if m.ID != "" {
-				line = m.ID + ": " + line
-			}
-			if m.Progress != "" {
-				line += " " + m.Progress
-			}
-			d.out.Live("  " + line)
-		}
+// errBuildKitMissing reports whether the engine refused a BuildKit build
+// because it has no BuildKit (as opposed to the build failing).
+func errBuildKitMissing(err error) bool {
+	var bk *buildKitRefused
+	return errors.As(err, &bk)
+}
+
+// buildKitRefused is the engine's refusal of POST /build?version=2.
+type buildKitRefused struct{ err error }
+
+func (e *buildKitRefused) Error() string { return e.err.Error() }
+func (e *buildKitRefused) Unwrap() error { return e.err }
+
+// buildKit builds through the engine's BuildKit. A Dockerfile with cache
+// directives (see withCacheMounts) is sent with its cache mounts added, so
+// the Go module and build caches survive between builds while the image
+// contents stay those of a classic build.
+func (d *Deployer) buildKit(ctx context.Context, dir, df string, opts build.ImageBuildOptions) error {
+	content, err := os.ReadFile(dockerfilePath(dir, df))
+	if err != nil {
+		return fmt.Errorf("read Dockerfile: %w", err)
 	}
+	content, mounted := withCacheMounts(content)
+	if !mounted {
+		content = nil
+	}
+	opts.Version = build.BuilderBuildKit
+	// Classic-only options: BuildKit removes intermediate containers itself.
+	opts.Remove, opts.ForceRemove = false, false
+	return d.runBuild(ctx, opts, func(w io.Writer) error { return writeContextTarAs(w, dir, df, content) }, true)
+}
+
+// buildClassic builds with the engine's classic builder.
+func (d *Deployer) buildClassic(ctx context.Context, dir, df string, opts build.ImageBuildOptions) error {
+	opts.Version = build.BuilderV1
+	return d.runBuild(ctx, opts, func(w io.Writer) error { return writeContextTar(w, dir, df) }, false)
+}
+
+// runBuild streams the context written by tarContext to the engine and
+// shows the build's progress.
+func (d *Deployer) runBuild(ctx context.Context, opts build.ImageBuildOptions, tarContext func(io.Writer) error, kit bool) error {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(tarContext(pw)) }()
+	defer pr.Close()
+	resp, err := d.engine.ImageBuild(ctx, pr, opts)
+	if err != nil {
+		if kit && (cerrdefs.IsInvalidArgument(err) || cerrdefs.IsNotImplemented(err)) && strings.Contains(strings.ToLower(err.Error()), "buildkit") {
+			return &buildKitRefused{err: err}
+		}
+		return err
+	}
+	defer resp.Body.Close()
+	return d.showStream(resp.Body)
+}
+
+// showStream renders a build or pull stream (see streamView) and returns
+// the stream's error with the last lines of output for context.
+func (d *Deployer) showStream(r io.Reader) error {
+	v := newStreamView(d.out)
+	err := enginestream.Decode(r, v.show)
 	d.out.Done()
+	if err != nil {
+		return v.fail(err)
+	}
 	return nil
 }
 
@@ -279,7 +314,7 @@ func (d *Deployer) pull(ctx context.Context, ref string) error {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
 	defer rc.Close()
-	if err := d.showStream(rc, "pull "+ref); err != nil {
+	if err := d.showStream(rc); err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
 	return nil

@@ -91,6 +91,13 @@ var contextEpoch = time.Unix(0, 0)
 // writeContextTar writes the build context of dir to w as a tar stream,
 // honouring .dockerignore.
 func writeContextTar(w io.Writer, dir, dockerfile string) error {
+	return writeContextTarAs(w, dir, dockerfile, nil)
+}
+
+// writeContextTarAs is writeContextTar with the Dockerfile's content
+// replaced by dfContent when that is not nil (what BuildKit is sent when
+// invdeploy adds cache mounts).
+func writeContextTarAs(w io.Writer, dir, dockerfile string, dfContent []byte) error {
 	filter, err := newContextFilter(dir, dockerfile)
 	if err != nil {
 		return err
@@ -122,6 +129,14 @@ func writeContextTar(w io.Writer, dir, dockerfile string) error {
 		hdr.ModTime, hdr.AccessTime, hdr.ChangeTime = contextEpoch, time.Time{}, time.Time{}
 		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
 		hdr.Format = tar.FormatPAX
+		if dfContent != nil && rel == filter.dockerfile && fi.Mode().IsRegular() {
+			hdr.Size = int64(len(dfContent))
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+			_, err := tw.Write(dfContent)
+			return err
+		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
@@ -147,7 +162,7 @@ func writeContextTar(w io.Writer, dir, dockerfile string) error {
 // contextProblems are the refusals for the build context of service s: a
 // sensitive file (see sensitiveFiles) or a secret-looking one that is not
 // dockerignored. Preflight and every path that sends a context (build, push,
-// up, remote up through openBuildContext) run this one rule.
+// up, remote up through checkBuildContext) run this one rule.
 func contextProblems(p *types.Project, s types.ServiceConfig, sensitive map[string]string) []Problem {
 	if s.Build == nil || strings.Contains(s.Build.Context, "://") {
 		return nil // a remote context is fetched by the engine, not sent from here
@@ -193,18 +208,16 @@ func contextProblems(p *types.Project, s types.ServiceConfig, sensitive map[stri
 	return problems
 }
 
-// openBuildContext returns the build context of s as a tar stream, after the
-// same secret rule preflight runs: when the context would carry a credential
-// it returns a *PreflightError and nothing is read or sent. Every build goes
-// through here, so no path (build, push, up, remote up) can skip the rule.
-func openBuildContext(p *types.Project, s types.ServiceConfig) (io.ReadCloser, error) {
+// checkBuildContext runs the secret rule preflight runs on the build context
+// of s: when the context would carry a credential it returns a
+// *PreflightError and the caller sends nothing. buildService, the one place
+// that sends a context (build, push, up, remote up), calls it first, so no
+// path can skip the rule.
+func checkBuildContext(p *types.Project, s types.ServiceConfig) error {
 	if problems := contextProblems(p, s, sensitiveFiles(p)); len(problems) > 0 {
-		return nil, &PreflightError{Problems: problems}
+		return &PreflightError{Problems: problems}
 	}
-	dir := buildContextDir(p, s)
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeContextTar(pw, dir, dockerfileName(s))) }()
-	return pr, nil
+	return nil
 }
 
 // dockerfileInfo is what preflight and build need from a Dockerfile.
@@ -270,4 +283,58 @@ func parseDockerfile(r io.Reader) (dockerfileInfo, error) {
 		handle(logical.String())
 	}
 	return info, sc.Err()
+}
+
+// cacheDirective is the Dockerfile comment that opts a stage's RUN
+// instructions into BuildKit cache mounts when invdeploy builds through
+// BuildKit: "# invdeploy:cache /go/pkg/mod /root/.cache/go-build". The
+// classic builder (a plain `docker build .`) reads it as a comment and
+// builds the same image contents, only without the caches.
+const cacheDirective = "invdeploy:cache"
+
+// withCacheMounts returns the Dockerfile df with
+// "--mount=type=cache,target=DIR" added to every RUN instruction that
+// follows a cache directive in the same stage (a FROM ends it), and whether
+// it added any.
+func withCacheMounts(df []byte) ([]byte, bool) {
+	var out strings.Builder
+	var mounts []string
+	cont, changed := false, false
+	for _, line := range strings.SplitAfter(string(df), "\n") {
+		trimmed := strings.TrimSpace(line)
+		if cont || trimmed == "" {
+			// Continuation lines (and comments among them) belong to the
+			// instruction above.
+			if trimmed != "" && !strings.HasPrefix(trimmed, "#") {
+				cont = strings.HasSuffix(trimmed, "\\")
+			}
+			out.WriteString(line)
+			continue
+		}
+		if strings.HasPrefix(trimmed, "#") {
+			if fields := strings.Fields(strings.TrimPrefix(trimmed, "#")); len(fields) > 0 && fields[0] == cacheDirective {
+				mounts = append(mounts, fields[1:]...)
+			}
+			out.WriteString(line)
+			continue
+		}
+		cont = strings.HasSuffix(trimmed, "\\")
+		keyword := strings.Fields(trimmed)[0]
+		switch strings.ToUpper(keyword) {
+		case "FROM":
+			mounts = nil
+		case "RUN":
+			if len(mounts) > 0 {
+				indent := line[:strings.Index(line, keyword)]
+				var flags strings.Builder
+				for _, m := range mounts {
+					fmt.Fprintf(&flags, "--mount=type=cache,target=%s ", m)
+				}
+				line = indent + keyword + " " + flags.String() + strings.TrimLeft(line[len(indent)+len(keyword):], " \t")
+				changed = true
+			}
+		}
+		out.WriteString(line)
+	}
+	return []byte(out.String()), changed
 }

@@ -131,10 +131,7 @@ func TestDockerImage(t *testing.T) {
 	if _, err := cli.ImageInspect(ctx, "golang:1.26-bookworm"); err != nil {
 		testenv.Missing(t, "image golang:1.26-bookworm (make images builds it): "+err.Error())
 	}
-	goproxy := os.Getenv("GOPROXY")
-	if out, err := exec.Command(goBin, "env", "GOPROXY").Output(); goproxy == "" && err == nil {
-		goproxy = strings.TrimSpace(string(out))
-	}
+	goproxy := goproxyOf(goBin)
 	root := repoRoot(t)
 	tarball, err := contextTar(root)
 	if err != nil {
@@ -187,12 +184,7 @@ func TestDockerImage(t *testing.T) {
 		}
 	}
 	// The same static binary built here: the image may add at most 3 MB.
-	bin := filepath.Join(t.TempDir(), "invoicing-api")
-	gb := exec.Command(goBin, "build", "-trimpath", "-ldflags", "-s -w -buildid= -X github.com/invdeploy/invdeploy/internal/version.Version=v9.9.9-test -X github.com/invdeploy/invdeploy/internal/version.Revision=0123abc", "-o", bin, ".")
-	gb.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local")
-	if out, err := gb.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := hostBinary(t, goBin)
 	st, err := os.Stat(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -208,18 +200,7 @@ func TestDockerImage(t *testing.T) {
 	// pulled golang:1.26-bookworm) makes another binary; then the Go
 	// versions must differ.
 	files := imageFiles(ctx, t, cli, tag, "/invoicing-api", "/etc/ssl/certs/ca-certificates.crt", "/etc/passwd")
-	hostBin, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(files["/invoicing-api"], hostBin) {
-		imgGo, hostGo := goVersionOf(t, goBin, files["/invoicing-api"]), goVersionOf(t, goBin, hostBin)
-		if imgGo == hostGo {
-			t.Errorf("the image's binary differs from the one built here with %s and the same flags: the build is not reproducible", hostGo)
-		} else {
-			t.Logf("the builder image has %s, this machine %s: binaries not compared", imgGo, hostGo)
-		}
-	}
+	sameBinary(t, goBin, files["/invoicing-api"], bin)
 	if !bytes.Contains(files["/etc/ssl/certs/ca-certificates.crt"], []byte("BEGIN CERTIFICATE")) {
 		t.Error("the image has no CA certificates at /etc/ssl/certs/ca-certificates.crt")
 	}
@@ -319,6 +300,47 @@ func TestDockerImage(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// goproxyOf is the GOPROXY the image build gets: $GOPROXY, else go env's.
+func goproxyOf(goBin string) string {
+	goproxy := os.Getenv("GOPROXY")
+	if out, err := exec.Command(goBin, "env", "GOPROXY").Output(); goproxy == "" && err == nil {
+		goproxy = strings.TrimSpace(string(out))
+	}
+	return goproxy
+}
+
+// sameBinary fails unless the image's binary is byte for byte the host
+// build at hostPath, or the two were built by different Go releases (a pulled
+// golang:1.26-bookworm), which it logs.
+func sameBinary(t *testing.T, goBin string, imageBin []byte, hostPath string) {
+	t.Helper()
+	hostBin, err := os.ReadFile(hostPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(imageBin, hostBin) {
+		imgGo, hostGo := goVersionOf(t, goBin, imageBin), goVersionOf(t, goBin, hostBin)
+		if imgGo == hostGo {
+			t.Errorf("the image's binary differs from the one built here with %s and the same flags: the build is not reproducible", hostGo)
+		} else {
+			t.Logf("the builder image has %s, this machine %s: binaries not compared", imgGo, hostGo)
+		}
+	}
+}
+
+// hostBinary builds the API here as the Dockerfile does, with the build args
+// the image tests pass (VERSION v9.9.9-test, REVISION 0123abc).
+func hostBinary(t *testing.T, goBin string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "invoicing-api")
+	gb := exec.Command(goBin, "build", "-trimpath", "-ldflags", "-s -w -buildid= -X github.com/invdeploy/invdeploy/internal/version.Version=v9.9.9-test -X github.com/invdeploy/invdeploy/internal/version.Revision=0123abc", "-o", bin, ".")
+	gb.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GOTOOLCHAIN=local")
+	if out, err := gb.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
 
 // imageFiles reads files out of image tag through a created (never started)
 // container.

@@ -11,6 +11,9 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
+	"github.com/docker/go-units"
+
+	"github.com/invdeploy/invdeploy/deployer/internal/enginestream"
 )
 
 // Engine is the part of the Engine API that pushing uses; *client.Client
@@ -154,59 +157,26 @@ func classify(err error, reg string, c Credentials) error {
 	return err
 }
 
-// pushMessage is one line of the engine's JSON progress stream.
-type pushMessage struct {
-	Status         string `json:"status"`
-	ID             string `json:"id"`
-	ProgressDetail struct {
-		Current int64 `json:"current"`
-		Total   int64 `json:"total"`
-	} `json:"progressDetail"`
-	Error       string `json:"error"`
-	ErrorDetail *struct {
-		Message string `json:"message"`
-	} `json:"errorDetail"`
-	Aux *struct {
-		Tag    string `json:"Tag"`
-		Digest string `json:"Digest"`
-		Size   int64  `json:"Size"`
-	} `json:"aux"`
-}
-
 // readPushStream reports per-layer progress and returns the pushed digest.
 func readPushStream(r io.Reader, rep Reporter) (string, error) {
-	dec := json.NewDecoder(r)
 	digest := ""
-	for {
-		var m pushMessage
-		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
-			return digest, nil
-		} else if err != nil {
-			return digest, fmt.Errorf("read progress: %w", err)
-		}
+	err := enginestream.Decode(r, func(m *enginestream.Message) error {
 		switch {
-		case m.ErrorDetail != nil && m.ErrorDetail.Message != "":
-			return digest, errors.New(m.ErrorDetail.Message)
-		case m.Error != "":
-			return digest, errors.New(m.Error)
-		case m.Aux != nil && m.Aux.Digest != "":
-			digest = m.Aux.Digest
-		case m.ID != "" && m.ProgressDetail.Total > 0:
-			rep.Live(fmt.Sprintf("  layer %s: %s %s/%s", m.ID, m.Status, size(m.ProgressDetail.Current), size(m.ProgressDetail.Total)))
+		case m.Aux != nil:
+			var aux struct {
+				Digest string `json:"Digest"`
+			}
+			if json.Unmarshal(*m.Aux, &aux) == nil && aux.Digest != "" {
+				digest = aux.Digest
+			}
+		case m.ID != "" && m.Progress != nil && m.Progress.Total > 0:
+			rep.Live(fmt.Sprintf("  layer %s: %s %s/%s", m.ID, m.Status, units.BytesSize(float64(m.Progress.Current)), units.BytesSize(float64(m.Progress.Total))))
 		case m.ID != "" && (m.Status == "Pushed" || m.Status == "Layer already exists" || strings.HasPrefix(m.Status, "Mounted from")):
 			rep.Event("  layer %s: %s", m.ID, m.Status)
 		}
-	}
-}
-
-func size(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1fMB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1fkB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%dB", n)
+		return nil
+	})
+	return digest, err
 }
 
 // RegistryOf returns the registry host of a repository reference: its first

@@ -73,7 +73,7 @@ func TestPushTagsPushesAndReportsDigest(t *testing.T) {
 		t.Errorf("tagged %v pushed %v", f.tagged, f.pushed)
 	}
 	out := strings.Join(rep.lines, "\n")
-	for _, want := range []string{"layer aaa: Pushing 512B/2.0kB", "layer aaa: Pushed", "layer bbb: Layer already exists"} {
+	for _, want := range []string{"layer aaa: Pushing 512B/2KiB", "layer aaa: Pushed", "layer bbb: Layer already exists"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("progress lacks %q:\n%s", want, out)
 		}

@@ -2,8 +2,6 @@ package remote
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -14,7 +12,9 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+	"github.com/docker/go-units"
 
+	"github.com/invdeploy/invdeploy/deployer/internal/enginestream"
 	"github.com/invdeploy/invdeploy/deployer/registry"
 )
 
@@ -50,7 +50,7 @@ type TransferResult struct {
 // Summary is a one-line account for the user.
 func (r TransferResult) Summary() string {
 	return fmt.Sprintf("images: %d already on the host, %d tagged, %d sent (%s), %d pulled, in %s",
-		len(r.Present), len(r.Tagged), len(r.Sent), humanBytes(r.Bytes), len(r.Pulled), r.Elapsed.Round(time.Millisecond))
+		len(r.Present), len(r.Tagged), len(r.Sent), units.BytesSize(float64(r.Bytes)), len(r.Pulled), r.Elapsed.Round(time.Millisecond))
 }
 
 // TransferSSH makes every image in refs present on remote with the same image
@@ -144,7 +144,7 @@ func stream(ctx context.Context, local, remote ImageEngine, refs []string, rep R
 			case <-done:
 				return
 			case <-t.C:
-				rep.Live("  sent " + humanBytes(cr.n.Load()))
+				rep.Live("  sent " + units.BytesSize(float64(cr.n.Load())))
 			}
 		}
 	}()
@@ -162,31 +162,13 @@ func stream(ctx context.Context, local, remote ImageEngine, refs []string, rep R
 	if msgErr != nil {
 		return n, fmt.Errorf("transfer: the remote engine failed to load the images: %w", msgErr)
 	}
-	rep.Event("  sent %s", humanBytes(n))
+	rep.Event("  sent %s", units.BytesSize(float64(n)))
 	return n, nil
 }
 
+// readLoadStream waits for a load or pull to finish and returns its error.
 func readLoadStream(r io.Reader) error {
-	dec := json.NewDecoder(r)
-	for {
-		var m struct {
-			Error       string `json:"error"`
-			ErrorDetail *struct {
-				Message string `json:"message"`
-			} `json:"errorDetail"`
-		}
-		if err := dec.Decode(&m); errors.Is(err, io.EOF) {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("read load progress: %w", err)
-		}
-		if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
-			return errors.New(m.ErrorDetail.Message)
-		}
-		if m.Error != "" {
-			return errors.New(m.Error)
-		}
-	}
+	return enginestream.Decode(r, nil)
 }
 
 // PullOnRemote makes the remote engine pull ref (repo@sha256:... to pin),
@@ -240,18 +222,6 @@ func uniq(in []string) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 type nopReporter struct{}
