@@ -2,11 +2,13 @@ package deployer
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +41,18 @@ type fakeEngine struct {
 	// health is the health status a started container with a healthcheck
 	// reports, by service ("" means healthy).
 	health map[string]string
+	// healthyAfter turns a service's containers healthy that long after
+	// their start (health says what they report before).
+	healthyAfter map[string]time.Duration
+	// probes script the exec of a service's healthcheck; a service without
+	// one fails its probes at once (exit 1).
+	probes map[string]fakeProbe
+	// exits makes a service's containers exit with that code as soon as
+	// they start (one-shot services).
+	exits map[string]int
+	execs map[string]*fakeExec
+	// execOrder lists the exec ids in creation order.
+	execOrder []string
 	// builds records the build options of each ImageBuild.
 	builds []build.ImageBuildOptions
 	// buildFiles are the file names of the last build context.
@@ -47,14 +61,16 @@ type fakeEngine struct {
 }
 
 type fakeContainer struct {
-	id      string
-	name    string
-	cfg     container.Config
-	host    container.HostConfig
-	state   string
-	health  string
-	created time.Time
-	imageID string
+	id       string
+	name     string
+	cfg      container.Config
+	host     container.HostConfig
+	state    string
+	health   string
+	created  time.Time
+	started  time.Time
+	exitCode int
+	imageID  string
 	// files copied in with CopyToContainer: path -> header + content
 	files map[string]fakeFile
 }
@@ -65,15 +81,34 @@ type fakeFile struct {
 	opts    container.CopyToContainerOptions
 }
 
+// fakeProbe is how a healthcheck exec behaves: it runs for took, then
+// exits with code.
+type fakeProbe struct {
+	code int
+	took time.Duration
+}
+
+type fakeExec struct {
+	id        string
+	container string
+	opts      container.ExecOptions
+	probe     fakeProbe
+	started   time.Time // zero until attached
+}
+
 func newFakeEngine() *fakeEngine {
 	return &fakeEngine{
-		apiVersion: "1.41",
-		images:     map[string]string{},
-		pullable:   map[string]bool{},
-		containers: map[string]*fakeContainer{},
-		networks:   map[string]network.Summary{},
-		volumes:    map[string]volume.Volume{},
-		health:     map[string]string{},
+		apiVersion:   "1.41",
+		images:       map[string]string{},
+		pullable:     map[string]bool{},
+		containers:   map[string]*fakeContainer{},
+		networks:     map[string]network.Summary{},
+		volumes:      map[string]volume.Volume{},
+		health:       map[string]string{},
+		healthyAfter: map[string]time.Duration{},
+		probes:       map[string]fakeProbe{},
+		execs:        map[string]*fakeExec{},
+		exits:        map[string]int{},
 	}
 }
 
@@ -206,9 +241,13 @@ func (f *fakeEngine) ContainerInspect(_ context.Context, id string) (container.I
 	if !ok {
 		return container.InspectResponse{}, errdefs.NotFound(fmt.Errorf("No such container: %s", id))
 	}
-	st := &container.State{Status: c.state, Running: c.state == "running"}
+	st := &container.State{Status: c.state, Running: c.state == "running", ExitCode: c.exitCode}
 	if c.cfg.Healthcheck != nil && c.state == "running" {
-		st.Health = &container.Health{Status: c.health, Log: []*container.HealthcheckResult{{Output: "check output " + c.health}}}
+		health := c.health
+		if after, ok := f.healthyAfter[c.cfg.Labels[LabelService]]; ok && time.Since(c.started) >= after {
+			health = "healthy"
+		}
+		st.Health = &container.Health{Status: health, Log: []*container.HealthcheckResult{{Output: "check output " + health}}}
 	}
 	cfg := c.cfg
 	host := c.host
@@ -245,9 +284,13 @@ func (f *fakeEngine) ContainerStart(_ context.Context, id string, _ container.St
 		return errdefs.NotFound(fmt.Errorf("No such container: %s", id))
 	}
 	c.state = "running"
+	c.started = time.Now()
 	c.health = "healthy"
 	if h := f.health[c.cfg.Labels[LabelService]]; h != "" {
 		c.health = h
+	}
+	if code, ok := f.exits[c.cfg.Labels[LabelService]]; ok {
+		c.state, c.exitCode = "exited", code
 	}
 	f.record("start %s", c.name)
 	return nil
@@ -413,6 +456,95 @@ func (f *fakeEngine) runningContainer(name string, labels map[string]string, hos
 	}
 	f.containers[id] = &fakeContainer{id: id, name: name, state: "running", cfg: container.Config{Labels: labels, Image: "other"},
 		host: container.HostConfig{PortBindings: nat.PortMap{"80/tcp": {{HostIP: hostIP, HostPort: hostPort}}}}, files: map[string]fakeFile{}}
+}
+
+func (f *fakeEngine) ContainerExecCreate(_ context.Context, id string, o container.ExecOptions) (container.ExecCreateResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return container.ExecCreateResponse{}, errdefs.NotFound(fmt.Errorf("No such container: %s", id))
+	}
+	if c.state != "running" {
+		return container.ExecCreateResponse{}, errdefs.Conflict(fmt.Errorf("container %s is not running", id))
+	}
+	f.seq++
+	ex := &fakeExec{id: fmt.Sprintf("e%04d", f.seq), container: id, opts: o, probe: fakeProbe{code: 1}}
+	if p, ok := f.probes[c.cfg.Labels[LabelService]]; ok {
+		ex.probe = p
+	}
+	f.execs[ex.id] = ex
+	f.execOrder = append(f.execOrder, ex.id)
+	return container.ExecCreateResponse{ID: ex.id}, nil
+}
+
+// ContainerExecAttach starts the exec; its stream ends when the exec does,
+// and the exec runs on when the caller hangs up, as on the real engine.
+func (f *fakeEngine) ContainerExecAttach(_ context.Context, execID string, _ container.ExecAttachOptions) (types.HijackedResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ex, err := f.exec(execID)
+	if err != nil {
+		return types.HijackedResponse{}, err
+	}
+	ex.started = time.Now()
+	client, server := net.Pipe()
+	go func() {
+		time.Sleep(ex.probe.took)
+		server.Close()
+	}()
+	return types.HijackedResponse{Conn: client, Reader: bufio.NewReader(client)}, nil
+}
+
+func (f *fakeEngine) ContainerExecInspect(_ context.Context, execID string) (container.ExecInspect, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ex, err := f.exec(execID)
+	if err != nil {
+		return container.ExecInspect{}, err
+	}
+	ins := container.ExecInspect{ExecID: ex.id, ContainerID: ex.container, Running: f.execRunning(ex, time.Now())}
+	if !ex.started.IsZero() && !ins.Running {
+		ins.ExitCode = ex.probe.code
+	}
+	return ins, nil
+}
+
+// exec finds an exec; f.mu is held.
+func (f *fakeEngine) exec(id string) (*fakeExec, error) {
+	if ex, ok := f.execs[id]; ok {
+		return ex, nil
+	}
+	return nil, errdefs.NotFound(fmt.Errorf("No such exec instance: %s", id))
+}
+
+func (f *fakeEngine) execRunning(ex *fakeExec, at time.Time) bool {
+	return !ex.started.IsZero() && at.Before(ex.started.Add(ex.probe.took))
+}
+
+// execOverlaps reports whether two execs in one container ever ran at once.
+func (f *fakeEngine) execOverlaps() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range f.execs {
+		for _, b := range f.execs {
+			if a != b && a.container == b.container && !a.started.IsZero() && !b.started.IsZero() &&
+				!b.started.Before(a.started) && f.execRunning(a, b.started) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (f *fakeEngine) execList() []fakeExec {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]fakeExec, 0, len(f.execOrder))
+	for _, id := range f.execOrder {
+		out = append(out, *f.execs[id])
+	}
+	return out
 }
 
 var _ Engine = (*fakeEngine)(nil)
