@@ -38,14 +38,17 @@ type fakeEngine struct {
 	networks   map[string]network.Summary
 	volumes    map[string]volume.Volume
 	calls      []string
+	// execInput is what execs got on stdin; execExit their exit code.
+	execInput bytes.Buffer
+	execExit  int
 	// health is the health status a started container with a healthcheck
 	// reports, by service ("" means healthy).
 	health map[string]string
 	// healthyAfter turns a service's containers healthy that long after
 	// their start (health says what they report before).
 	healthyAfter map[string]time.Duration
-	// probes script the exec of a service's healthcheck; a service without
-	// one fails its probes at once (exit 1).
+	// probes script the execs without stdin (healthcheck probes) of a
+	// service; a service without one fails its probes at once (exit 1).
 	probes map[string]fakeProbe
 	// exits makes a service's containers exit with that code as soon as
 	// they start (one-shot services).
@@ -458,6 +461,9 @@ func (f *fakeEngine) runningContainer(name string, labels map[string]string, hos
 		host: container.HostConfig{PortBindings: nat.PortMap{"80/tcp": {{HostIP: hostIP, HostPort: hostPort}}}}, files: map[string]fakeFile{}}
 }
 
+// ContainerExecCreate records the command. An exec with stdin (secret
+// rotate) exits execExit; one without (a healthcheck probe) behaves as the
+// service's probes script says, failing at once by default.
 func (f *fakeEngine) ContainerExecCreate(_ context.Context, id string, o container.ExecOptions) (container.ExecCreateResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -468,18 +474,23 @@ func (f *fakeEngine) ContainerExecCreate(_ context.Context, id string, o contain
 	if c.state != "running" {
 		return container.ExecCreateResponse{}, errdefs.Conflict(fmt.Errorf("container %s is not running", id))
 	}
+	f.record("exec %s %s", c.name, strings.Join(o.Cmd, " "))
 	f.seq++
-	ex := &fakeExec{id: fmt.Sprintf("e%04d", f.seq), container: id, opts: o, probe: fakeProbe{code: 1}}
-	if p, ok := f.probes[c.cfg.Labels[LabelService]]; ok {
-		ex.probe = p
+	ex := &fakeExec{id: fmt.Sprintf("exec-%04d", f.seq), container: id, opts: o, probe: fakeProbe{code: f.execExit}}
+	if !o.AttachStdin {
+		ex.probe = fakeProbe{code: 1}
+		if p, ok := f.probes[c.cfg.Labels[LabelService]]; ok {
+			ex.probe = p
+		}
 	}
 	f.execs[ex.id] = ex
 	f.execOrder = append(f.execOrder, ex.id)
 	return container.ExecCreateResponse{ID: ex.id}, nil
 }
 
-// ContainerExecAttach starts the exec; its stream ends when the exec does,
-// and the exec runs on when the caller hangs up, as on the real engine.
+// ContainerExecAttach starts the exec: what is written to stdin is kept in
+// execInput, there is no output, and the stream ends when the exec does;
+// the exec runs on when the caller hangs up, as on the real engine.
 func (f *fakeEngine) ContainerExecAttach(_ context.Context, execID string, _ container.ExecAttachOptions) (types.HijackedResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -493,7 +504,8 @@ func (f *fakeEngine) ContainerExecAttach(_ context.Context, execID string, _ con
 		time.Sleep(ex.probe.took)
 		server.Close()
 	}()
-	return types.HijackedResponse{Conn: client, Reader: bufio.NewReader(client)}, nil
+	conn := &fakeConn{Conn: client, in: &f.execInput}
+	return types.HijackedResponse{Conn: conn, Reader: bufio.NewReader(client)}, nil
 }
 
 func (f *fakeEngine) ContainerExecInspect(_ context.Context, execID string) (container.ExecInspect, error) {
@@ -509,6 +521,16 @@ func (f *fakeEngine) ContainerExecInspect(_ context.Context, execID string) (con
 	}
 	return ins, nil
 }
+
+// fakeConn is the client side of a fake exec: stdin goes to in; reads come
+// from the embedded pipe, which ends when the exec does.
+type fakeConn struct {
+	net.Conn
+	in *bytes.Buffer
+}
+
+func (c *fakeConn) Write(b []byte) (int, error) { return c.in.Write(b) }
+func (c *fakeConn) CloseWrite() error           { return nil }
 
 // exec finds an exec; f.mu is held.
 func (f *fakeEngine) exec(id string) (*fakeExec, error) {
