@@ -62,15 +62,23 @@ inv_ready() {
 
 tmp=$(mktemp)
 trap 'cleanup; rm -f "$tmp"' EXIT
-inv_times=() dc_times=() noop_times=() by=()
+inv_times=() dc_times=() noop_times=() early_times=() by=()
 for i in $(seq "$runs"); do
 	t0=$(now)
 	BENCH_PORT=$port_inv "$inv" -q up -f "$file" -p "$pinv" --output json >"$tmp"
 	t1=$(now)
 	inv_ready || { echo "bench-deploy: invdeploy returned before every service was ready" >&2; exit 1; }
 	inv_times+=("$(elapsed "$t0" "$t1")")
-	by+=("$(tr -d ' \n' <"$tmp" | grep -o '"service":"[a-z]*","state":"[a-z]*","by":"[a-z]*"' | sed 's/"service":"\([a-z]*\)".*"by":"\([a-z]*\)"/\1 by \2/' | paste -sd, -)")
+	by+=("$(tr -d ' \n' <"$tmp" | grep -o '"service":"[a-z]*","state":"[a-z]*","by":"[a-z]*"' | sed 's/"service":"\([a-z]*\)".*"by":"\([a-z]*\)"/\1 by \2/' | paste -sd, - || true)")
 
+	# The no-op up of a settled stack (the engine says healthy), as a user
+	# runs it again later; right after up the engine may still say
+	# "starting" and the no-op up then probes once more (printed apart).
+	t0=$(now)
+	BENCH_PORT=$port_inv "$inv" -q up -f "$file" -p "$pinv" >/dev/null
+	t1=$(now)
+	early_times+=("$(elapsed "$t0" "$t1")")
+	until all_healthy "$pinv"; do sleep 0.1; done
 	t0=$(now)
 	BENCH_PORT=$port_inv "$inv" -q up -f "$file" -p "$pinv" >/dev/null
 	t1=$(now)
@@ -82,8 +90,8 @@ for i in $(seq "$runs"); do
 	t1=$(now)
 	dc_times+=("$(elapsed "$t0" "$t1")")
 
-	printf 'run %d: invdeploy up %.2fs (%s)  docker-compose up -d + poll %.2fs  no-op invdeploy up %.3fs\n' \
-		"$i" "${inv_times[-1]}" "${by[-1]}" "${dc_times[-1]}" "${noop_times[-1]}"
+	printf 'run %d: invdeploy up %.2fs (%s)  docker-compose up -d + poll %.2fs  no-op invdeploy up %.3fs (right after up %.3fs)\n' \
+		"$i" "${inv_times[-1]}" "${by[-1]}" "${dc_times[-1]}" "${noop_times[-1]}" "${early_times[-1]}"
 	cleanup
 done
 
@@ -91,6 +99,7 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[
 mi=$(median "${inv_times[@]}")
 md=$(median "${dc_times[@]}")
 mn=$(median "${noop_times[@]}")
+me=$(median "${early_times[@]}")
 ratio=$(awk -v a="$mi" -v b="$md" 'BEGIN {printf "%.3f", a / b}')
-printf 'median of %d runs: invdeploy up %.2fs, docker-compose up -d + poll %.2fs, ratio %.2f (target <= 0.7); no-op invdeploy up %.3fs (target <= 0.07 s)\n' \
-	"$runs" "$mi" "$md" "$ratio" "$mn"
+printf 'median of %d runs: invdeploy up %.2fs, docker-compose up -d + poll %.2fs, ratio %.2f (target <= 0.7); no-op invdeploy up %.3fs (target <= 0.07 s; right after up %.3fs)\n' \
+	"$runs" "$mi" "$md" "$ratio" "$mn" "$me"
