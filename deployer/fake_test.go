@@ -49,6 +49,18 @@ type fakeEngine struct {
 	// health is the health status a started container with a healthcheck
 	// reports, by service ("" means healthy).
 	health map[string]string
+	// healthyAfter turns a service's containers healthy that long after
+	// their start (health says what they report before).
+	healthyAfter map[string]time.Duration
+	// probes script the execs without stdin (healthcheck probes) of a
+	// service; a service without one fails its probes at once (exit 1).
+	probes map[string]fakeProbe
+	// exits makes a service's containers exit with that code as soon as
+	// they start (one-shot services).
+	exits map[string]int
+	execs map[string]*fakeExec
+	// execOrder lists the exec ids in creation order.
+	execOrder []string
 	// builds records the build options of each ImageBuild.
 	builds []build.ImageBuildOptions
 	// buildFiles are the file names of the last build context.
@@ -60,14 +72,16 @@ type fakeEngine struct {
 }
 
 type fakeContainer struct {
-	id      string
-	name    string
-	cfg     container.Config
-	host    container.HostConfig
-	state   string
-	health  string
-	created time.Time
-	imageID string
+	id       string
+	name     string
+	cfg      container.Config
+	host     container.HostConfig
+	state    string
+	health   string
+	created  time.Time
+	started  time.Time
+	exitCode int
+	imageID  string
 	// files copied in with CopyToContainer: path -> header + content
 	files map[string]fakeFile
 	// connected are the networks joined with NetworkConnect.
@@ -80,16 +94,35 @@ type fakeFile struct {
 	opts    container.CopyToContainerOptions
 }
 
+// fakeProbe is how a healthcheck exec behaves: it runs for took, then
+// exits with code.
+type fakeProbe struct {
+	code int
+	took time.Duration
+}
+
+type fakeExec struct {
+	id        string
+	container string
+	opts      container.ExecOptions
+	probe     fakeProbe
+	started   time.Time // zero until attached
+}
+
 func newFakeEngine() *fakeEngine {
 	return &fakeEngine{
-		apiVersion:  "1.41",
-		images:      map[string]string{},
-		pullable:    map[string]bool{},
-		containers:  map[string]*fakeContainer{},
-		networks:    map[string]network.Summary{},
-		volumes:     map[string]volume.Volume{},
-		health:      map[string]string{},
-		volumeFiles: map[string]map[string]fakeFile{},
+		apiVersion:   "1.41",
+		images:       map[string]string{},
+		pullable:     map[string]bool{},
+		containers:   map[string]*fakeContainer{},
+		networks:     map[string]network.Summary{},
+		volumes:      map[string]volume.Volume{},
+		health:       map[string]string{},
+		healthyAfter: map[string]time.Duration{},
+		probes:       map[string]fakeProbe{},
+		execs:        map[string]*fakeExec{},
+		exits:        map[string]int{},
+		volumeFiles:  map[string]map[string]fakeFile{},
 	}
 }
 
@@ -255,9 +288,13 @@ func (f *fakeEngine) ContainerInspect(_ context.Context, id string) (container.I
 	if !ok {
 		return container.InspectResponse{}, errdefs.NotFound(fmt.Errorf("No such container: %s", id))
 	}
-	st := &container.State{Status: c.state, Running: c.state == "running"}
+	st := &container.State{Status: c.state, Running: c.state == "running", ExitCode: c.exitCode}
 	if c.cfg.Healthcheck != nil && c.state == "running" {
-		st.Health = &container.Health{Status: c.health, Log: []*container.HealthcheckResult{{Output: "check output " + c.health}}}
+		health := c.health
+		if after, ok := f.healthyAfter[c.cfg.Labels[LabelService]]; ok && time.Since(c.started) >= after {
+			health = "healthy"
+		}
+		st.Health = &container.Health{Status: health, Log: []*container.HealthcheckResult{{Output: "check output " + health}}}
 	}
 	cfg := c.cfg
 	host := c.host
@@ -294,9 +331,13 @@ func (f *fakeEngine) ContainerStart(_ context.Context, id string, _ container.St
 		return errdefs.NotFound(fmt.Errorf("No such container: %s", id))
 	}
 	c.state = "running"
+	c.started = time.Now()
 	c.health = "healthy"
 	if h := f.health[c.cfg.Labels[LabelService]]; h != "" {
 		c.health = h
+	}
+	if code, ok := f.exits[c.cfg.Labels[LabelService]]; ok {
+		c.state, c.exitCode = "exited", code
 	}
 	f.record("start %s", c.name)
 	return nil
@@ -582,30 +623,69 @@ func (f *fakeEngine) deliveredLocked(c *fakeContainer, target string) (fakeFile,
 	return fakeFile{}, false
 }
 
-// ContainerExecCreate records the command; ContainerExecAttach keeps what
-// is written to stdin in execInput and answers with no output; the exit code
-// is execExit.
+// ContainerExecCreate records the command. An exec with stdin (secret
+// rotate) exits execExit; one without (a healthcheck probe) behaves as the
+// service's probes script says, failing at once by default.
 func (f *fakeEngine) ContainerExecCreate(_ context.Context, id string, o container.ExecOptions) (container.ExecCreateResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	c, ok := f.containers[id]
-	if !ok || c.state != "running" {
+	if !ok {
+		return container.ExecCreateResponse{}, errdefs.NotFound(fmt.Errorf("No such container: %s", id))
+	}
+	if c.state != "running" {
 		return container.ExecCreateResponse{}, errdefs.Conflict(fmt.Errorf("container %s is not running", id))
 	}
 	f.record("exec %s %s", c.name, strings.Join(o.Cmd, " "))
-	return container.ExecCreateResponse{ID: "exec-" + id}, nil
+	f.seq++
+	ex := &fakeExec{id: fmt.Sprintf("exec-%04d", f.seq), container: id, opts: o, probe: fakeProbe{code: f.execExit}}
+	if !o.AttachStdin {
+		ex.probe = fakeProbe{code: 1}
+		if p, ok := f.probes[c.cfg.Labels[LabelService]]; ok {
+			ex.probe = p
+		}
+	}
+	f.execs[ex.id] = ex
+	f.execOrder = append(f.execOrder, ex.id)
+	return container.ExecCreateResponse{ID: ex.id}, nil
 }
 
-func (f *fakeEngine) ContainerExecAttach(context.Context, string, container.ExecAttachOptions) (types.HijackedResponse, error) {
-	conn := &fakeConn{in: &f.execInput}
-	return types.HijackedResponse{Conn: conn, Reader: bufio.NewReader(strings.NewReader(""))}, nil
+// ContainerExecAttach starts the exec: what is written to stdin is kept in
+// execInput, there is no output, and the stream ends when the exec does;
+// the exec runs on when the caller hangs up, as on the real engine.
+func (f *fakeEngine) ContainerExecAttach(_ context.Context, execID string, _ container.ExecAttachOptions) (types.HijackedResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ex, err := f.exec(execID)
+	if err != nil {
+		return types.HijackedResponse{}, err
+	}
+	ex.started = time.Now()
+	client, server := net.Pipe()
+	go func() {
+		time.Sleep(ex.probe.took)
+		server.Close()
+	}()
+	conn := &fakeConn{Conn: client, in: &f.execInput}
+	return types.HijackedResponse{Conn: conn, Reader: bufio.NewReader(client)}, nil
 }
 
-func (f *fakeEngine) ContainerExecInspect(context.Context, string) (container.ExecInspect, error) {
-	return container.ExecInspect{ExitCode: f.execExit}, nil
+func (f *fakeEngine) ContainerExecInspect(_ context.Context, execID string) (container.ExecInspect, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ex, err := f.exec(execID)
+	if err != nil {
+		return container.ExecInspect{}, err
+	}
+	ins := container.ExecInspect{ExecID: ex.id, ContainerID: ex.container, Running: f.execRunning(ex, time.Now())}
+	if !ex.started.IsZero() && !ins.Running {
+		ins.ExitCode = ex.probe.code
+	}
+	return ins, nil
 }
 
-// fakeConn is the stdin side of a fake exec.
+// fakeConn is the client side of a fake exec: stdin goes to in; reads come
+// from the embedded pipe, which ends when the exec does.
 type fakeConn struct {
 	net.Conn
 	in *bytes.Buffer
@@ -613,6 +693,42 @@ type fakeConn struct {
 
 func (c *fakeConn) Write(b []byte) (int, error) { return c.in.Write(b) }
 func (c *fakeConn) CloseWrite() error           { return nil }
-func (c *fakeConn) Close() error                { return nil }
+
+// exec finds an exec; f.mu is held.
+func (f *fakeEngine) exec(id string) (*fakeExec, error) {
+	if ex, ok := f.execs[id]; ok {
+		return ex, nil
+	}
+	return nil, errdefs.NotFound(fmt.Errorf("No such exec instance: %s", id))
+}
+
+func (f *fakeEngine) execRunning(ex *fakeExec, at time.Time) bool {
+	return !ex.started.IsZero() && at.Before(ex.started.Add(ex.probe.took))
+}
+
+// execOverlaps reports whether two execs in one container ever ran at once.
+func (f *fakeEngine) execOverlaps() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range f.execs {
+		for _, b := range f.execs {
+			if a != b && a.container == b.container && !a.started.IsZero() && !b.started.IsZero() &&
+				!b.started.Before(a.started) && f.execRunning(a, b.started) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (f *fakeEngine) execList() []fakeExec {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]fakeExec, 0, len(f.execOrder))
+	for _, id := range f.execOrder {
+		out = append(out, *f.execs[id])
+	}
+	return out
+}
 
 var _ Engine = (*fakeEngine)(nil)

@@ -11,7 +11,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 )
 
-// ContainerStatus is one line of `invdeploy status`.
+// ContainerStatus is one line of `invdeploy status`. State is the engine's,
+// except that a container that exited 0 is "completed".
 type ContainerStatus struct {
 	Name    string    `json:"name"`
 	Service string    `json:"service"`
@@ -45,6 +46,10 @@ func (d *Deployer) Status(ctx context.Context, project string) ([]ContainerStatu
 		}
 		if err == nil && ins.State != nil {
 			st.State = ins.State.Status
+			if st.State == "exited" && ins.State.ExitCode == 0 {
+				// A one-shot service that ran to success (see completed).
+				st.State = "completed"
+			}
 			if ins.State.Health != nil {
 				st.Health = ins.State.Health.Status
 			}

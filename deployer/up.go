@@ -70,6 +70,8 @@ type UpResult struct {
 	Elapsed time.Duration
 	// Release is the release this Up recorded (nil: none).
 	Release *Release
+	// Ready says, per service, when it became ready and who saw it first.
+	Ready []Readiness
 }
 
 // Changed reports whether Up created, recreated, started or removed anything.
@@ -86,8 +88,10 @@ func (r *UpResult) Changed() bool {
 // build of missing images, networks and volumes, then each service in
 // dependency order once its dependencies meet their depends_on condition;
 // an unchanged container is left running untouched, a changed one recreated.
-// It returns when every container is running and every healthcheck healthy,
-// or with ErrUnhealthy and the failing container's last 20 log lines.
+// It returns when every container is running and every healthcheck healthy
+// (a container without a healthcheck that exited 0 is completed), or with
+// ErrUnhealthy and the failing container's last 20 log lines. While it waits
+// for health it also runs each healthcheck itself (see probe.go).
 func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, error) {
 	start := time.Now()
 	res := &UpResult{}
@@ -195,20 +199,23 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 		pending[name] = starts
 	}
 	deadline := time.Now().Add(timeout)
+	rd := newReadiness(ctx, d.engine, start)
+	defer rd.stop()
 	for _, name := range order {
 		if len(pending[name]) == 0 {
 			continue
 		}
-		if err := d.waitDependencies(ctx, p, p.Services[name], deadline); err != nil {
+		if err := d.waitDependencies(ctx, rd, p, p.Services[name], deadline); err != nil {
 			return res, err
 		}
 		if err := startAll(pending[name]); err != nil {
 			return res, err
 		}
 	}
-	if err := d.waitHealthy(ctx, p, order, deadline); err != nil {
+	if err := d.waitHealthy(ctx, rd, p, order, deadline); err != nil {
 		return res, err
 	}
+	res.Ready = rd.results()
 	if o.RecordCommand != "" {
 		rel, err := d.recordRelease(ctx, p, imageIDs, o.RecordCommand)
 		if err != nil {
@@ -220,46 +227,48 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	return res, nil
 }
 
-// dependencyOrder sorts services so that every service comes after what it
-// depends on; ties by name. A cycle is an error.
+// dependencyOrder sorts services by level, then by name within a level, as
+// compose starts them: a service's level is one more than its deepest
+// dependency's (0 without dependencies), so every service comes after what
+// it depends on and the order is the same on every run. A cycle is an error.
 func dependencyOrder(p *types.Project) ([]string, error) {
-	var order []string
+	level := map[string]int{}
 	state := map[string]int{} // 1 visiting, 2 done
-	var visit func(name string, path []string) error
-	visit = func(name string, path []string) error {
+	var visit func(name string, path []string) (int, error)
+	visit = func(name string, path []string) (int, error) {
 		switch state[name] {
 		case 1:
-			return fmt.Errorf("services: depends_on cycle %s", strings.Join(append(path, name), " -> "))
+			return 0, fmt.Errorf("services: depends_on cycle %s", strings.Join(append(path, name), " -> "))
 		case 2:
-			return nil
-		}
-		s, ok := p.Services[name]
-		if !ok {
-			return nil // an optional dependency that is not enabled
+			return level[name], nil
 		}
 		state[name] = 1
-		deps := make([]string, 0, len(s.DependsOn))
-		for dep := range s.DependsOn {
-			deps = append(deps, dep)
+		deps := make([]string, 0, len(p.Services[name].DependsOn))
+		for dep := range p.Services[name].DependsOn {
+			if _, ok := p.Services[dep]; ok { // else an optional dependency that is not enabled
+				deps = append(deps, dep)
+			}
 		}
 		sort.Strings(deps)
 		for _, dep := range deps {
-			if err := visit(dep, append(path, name)); err != nil {
-				return err
+			l, err := visit(dep, append(path, name))
+			if err != nil {
+				return 0, err
 			}
+			level[name] = max(level[name], l+1)
 		}
 		state[name] = 2
-		order = append(order, name)
-		return nil
+		return level[name], nil
 	}
 	names := p.ServiceNames()
 	sort.Strings(names)
 	for _, n := range names {
-		if err := visit(n, nil); err != nil {
+		if _, err := visit(n, nil); err != nil {
 			return nil, err
 		}
 	}
-	return order, nil
+	sort.SliceStable(names, func(i, j int) bool { return level[names[i]] < level[names[j]] })
+	return names, nil
 }
 
 func (d *Deployer) ensureNetworks(ctx context.Context, p *types.Project) error {
@@ -486,6 +495,11 @@ type containerState struct {
 	Health   string // "" when the container has no healthcheck
 	Restart  bool   // a restart policy may bring it back
 	LastLog  string // last healthcheck output
+	// Probe is the container's healthcheck as invdeploy runs it; nil when
+	// it has none.
+	Probe *healthProbe
+	// Probed: invdeploy's own run of the healthcheck passed.
+	Probed bool
 }
 
 func (d *Deployer) serviceStates(ctx context.Context, project, service string) ([]containerState, error) {
@@ -503,6 +517,9 @@ func (d *Deployer) serviceStates(ctx context.Context, project, service string) (
 			return nil, fmt.Errorf("inspect %s: %w", containerName(c), err)
 		}
 		st := containerState{Name: containerName(c), Service: service, ID: c.ID}
+		if hp, ok := probeOf(ins.Config); ok {
+			st.Probe = &hp
+		}
 		if ins.State != nil {
 			st.Status = ins.State.Status
 			st.ExitCode = ins.State.ExitCode
@@ -523,8 +540,21 @@ func (d *Deployer) serviceStates(ctx context.Context, project, service string) (
 	return out, nil
 }
 
+// condFinal is the condition of up's final wait: running, healthy where
+// there is a healthcheck, or completed (exited 0) where there is none.
+const condFinal = "final"
+
+// completed reports whether a container is a one-shot that ran to success:
+// it exited 0 and no restart policy brings it back.
+func completed(st containerState) bool {
+	return st.Status == "exited" && st.ExitCode == 0 && !st.Restart
+}
+
 // ready reports whether a container meets cond; failed means it never will.
 func ready(st containerState, cond string) (ok, failed bool, why string) {
+	// Healthy is the engine's word, or a passing probe the engine has not
+	// contradicted: only the engine decides unhealthy.
+	healthy := st.Status == "running" && (st.Health == "healthy" || (st.Probed && st.Health != "unhealthy"))
 	switch cond {
 	case types.ServiceConditionCompletedSuccessfully:
 		if st.Status == "exited" {
@@ -540,15 +570,23 @@ func ready(st containerState, cond string) (ok, failed bool, why string) {
 				return false, true, "has no healthcheck (depends_on condition service_healthy)"
 			}
 		}
-		if st.Health == "healthy" && st.Status == "running" {
+		if healthy {
 			return true, false, ""
 		}
-	default:
-		if st.Status == "running" && (st.Health == "" || cond == types.ServiceConditionStarted) {
+	case types.ServiceConditionStarted:
+		// A one-shot dependency that already ran to success was started.
+		if st.Status == "running" || completed(st) {
 			return true, false, ""
 		}
-		if st.Status == "running" && st.Health == "healthy" {
+	default: // condFinal
+		if (st.Status == "running" && st.Health == "") || healthy {
 			return true, false, ""
+		}
+		if completed(st) && st.Probe == nil {
+			return true, false, ""
+		}
+		if completed(st) {
+			return false, true, "exited with code 0 before its healthcheck passed (a service with a healthcheck is expected to keep running)"
 		}
 	}
 	if st.Health == "unhealthy" {
@@ -567,7 +605,7 @@ func ready(st containerState, cond string) (ok, failed bool, why string) {
 	return false, false, st.Status
 }
 
-func (d *Deployer) waitDependencies(ctx context.Context, p *types.Project, s types.ServiceConfig, deadline time.Time) error {
+func (d *Deployer) waitDependencies(ctx context.Context, rd *readiness, p *types.Project, s types.ServiceConfig, deadline time.Time) error {
 	deps := make([]string, 0, len(s.DependsOn))
 	for dep := range s.DependsOn {
 		if _, ok := p.Services[dep]; ok {
@@ -580,7 +618,7 @@ func (d *Deployer) waitDependencies(ctx context.Context, p *types.Project, s typ
 		if cond == "" {
 			cond = types.ServiceConditionStarted
 		}
-		if err := d.waitService(ctx, p.Name, dep, cond, deadline, s.Name); err != nil {
+		if err := d.waitService(ctx, rd, p.Name, dep, cond, deadline, s.Name); err != nil {
 			return err
 		}
 	}
@@ -588,9 +626,10 @@ func (d *Deployer) waitDependencies(ctx context.Context, p *types.Project, s typ
 }
 
 // waitHealthy waits until every service meets its final condition: running,
-// and healthy when it has a healthcheck (one-shot services that exited 0 and
-// that others wait for with service_completed_successfully are done too).
-func (d *Deployer) waitHealthy(ctx context.Context, p *types.Project, order []string, deadline time.Time) error {
+// and healthy when it has a healthcheck; a service without one that exited 0
+// is completed (one-shot services that others wait for with
+// service_completed_successfully must complete).
+func (d *Deployer) waitHealthy(ctx context.Context, rd *readiness, p *types.Project, order []string, deadline time.Time) error {
 	oneShot := map[string]bool{}
 	for _, s := range p.Services {
 		for dep, c := range s.DependsOn {
@@ -600,21 +639,26 @@ func (d *Deployer) waitHealthy(ctx context.Context, p *types.Project, order []st
 		}
 	}
 	for _, name := range order {
-		cond := "healthy-if-any"
+		cond := condFinal
 		if oneShot[name] {
 			cond = types.ServiceConditionCompletedSuccessfully
 		}
-		if err := d.waitService(ctx, p.Name, name, cond, deadline, ""); err != nil {
+		if err := d.waitService(ctx, rd, p.Name, name, cond, deadline, ""); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (d *Deployer) waitService(ctx context.Context, project, service, cond string, deadline time.Time, purpose string) error {
+// waitService waits until every container of a service meets cond. While a
+// condition needs health it also probes each running container that has a
+// healthcheck and is not yet healthy (see probe.go).
+func (d *Deployer) waitService(ctx context.Context, rd *readiness, project, service, cond string, deadline time.Time, purpose string) error {
 	start := time.Now()
+	needsHealth := cond == types.ServiceConditionHealthy || cond == condFinal
 	// Poll often: a local inspect costs about a millisecond, and health
-	// changes should be seen at once (the benchmark against docker-compose).
+	// changes should be seen at once (the benchmark against docker-compose);
+	// a passing probe wakes the loop at once.
 	delay := 50 * time.Millisecond
 	for {
 		states, err := d.serviceStates(ctx, project, service)
@@ -623,27 +667,29 @@ func (d *Deployer) waitService(ctx context.Context, project, service, cond strin
 		}
 		allOK := len(states) > 0
 		var waiting []string
-		for _, st := range states {
-			ok, failed, why := ready(st, cond)
+		for i := range states {
+			st := &states[i]
+			st.Probed = rd.passed(st.ID)
+			ok, failed, why := ready(*st, cond)
 			if failed {
 				d.out.Done()
-				return d.unhealthy(ctx, st, why)
+				return d.unhealthy(ctx, *st, why)
 			}
 			if !ok {
 				allOK = false
 				waiting = append(waiting, st.Name+" ("+why+")")
+				if needsHealth && st.Probe != nil && st.Status == "running" {
+					rd.probe(st.ID, *st.Probe)
+				}
+				continue
+			}
+			if !st.Probed && (cond != types.ServiceConditionStarted || st.Probe == nil) {
+				rd.see(st.ID, ReadyByEngine)
 			}
 		}
 		if allOK {
 			d.out.Done()
-			if cond != types.ServiceConditionStarted {
-				for _, st := range states {
-					if st.Health == "healthy" && !d.announced[st.ID] {
-						d.announced[st.ID] = true
-						d.out.Event("Container %s healthy", st.Name)
-					}
-				}
-			}
+			d.serviceReady(rd, service, cond, states)
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -666,6 +712,7 @@ func (d *Deployer) waitService(ctx context.Context, project, service, cond strin
 		case <-ctx.Done():
 			d.out.Done()
 			return ctx.Err()
+		case <-rd.wake:
 		case <-time.After(delay):
 		}
 		if time.Since(start) > 30*time.Second {
@@ -674,6 +721,34 @@ func (d *Deployer) waitService(ctx context.Context, project, service, cond strin
 			delay += 10 * time.Millisecond
 		}
 	}
+}
+
+// serviceReady announces a service's containers that became healthy or
+// completed and records when the service became ready. A service waited for
+// only as started is not recorded when it has a healthcheck: its readiness
+// is its health, which a later wait sees.
+func (d *Deployer) serviceReady(rd *readiness, service, cond string, states []containerState) {
+	state, ids := "running", make([]string, 0, len(states))
+	for _, st := range states {
+		ids = append(ids, st.ID)
+		switch {
+		case st.Probe != nil && cond == types.ServiceConditionStarted:
+			return
+		case completed(st):
+			if !d.announced[st.ID] {
+				d.announced[st.ID] = true
+				d.out.Event("Container %s completed (exited 0)", st.Name)
+			}
+			state = "completed"
+		case st.Probe != nil:
+			if !d.announced[st.ID] {
+				d.announced[st.ID] = true
+				d.out.Event("Container %s healthy", st.Name)
+			}
+			state = "healthy"
+		}
+	}
+	rd.service(service, state, ids)
 }
 
 // unhealthy builds the ErrUnhealthy error with the container's last 20 log

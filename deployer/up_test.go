@@ -393,8 +393,10 @@ func TestDependencyOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(order, ","); got != "c,b,a,d" {
-		t.Fatalf("order %s, want c,b,a,d", got)
+	// By level, then by name: c and d have no dependencies, b needs c, a
+	// needs b.
+	if got := strings.Join(order, ","); got != "c,d,b,a" {
+		t.Fatalf("order %s, want c,d,b,a", got)
 	}
 }
 

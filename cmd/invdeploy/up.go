@@ -81,24 +81,29 @@ func printUp(g *globalOptions, so *stackOptions, st *deployer.Stack, d *deployer
 		return err
 	}
 	if g.Output == "json" {
-		return writeJSON(g.stdout, map[string]any{"project": p.Name, "steps": res.Steps, "containers": status, "elapsed_seconds": res.Elapsed.Seconds()})
+		return writeJSON(g.stdout, map[string]any{"project": p.Name, "steps": res.Steps, "containers": status, "elapsed_seconds": res.Elapsed.Seconds(), "ready": res.Ready})
 	}
 	verb := "is up"
 	if !res.Changed() {
 		verb = "is up, nothing changed"
 	}
-	healthy, noCheck := 0, 0
+	healthy, noCheck, completed := 0, 0, 0
 	for _, c := range status {
-		switch c.Health {
-		case "healthy":
+		switch {
+		case c.State == "completed":
+			completed++
+		case c.Health == "healthy":
 			healthy++
-		case "":
+		case c.Health == "":
 			noCheck++
 		}
 	}
 	state := fmt.Sprintf("%d containers, all healthy", len(status))
-	if noCheck > 0 {
-		state = fmt.Sprintf("%d containers running, %d healthy, %d without a healthcheck", len(status), healthy, noCheck)
+	if noCheck > 0 || completed > 0 {
+		state = fmt.Sprintf("%d containers running, %d healthy, %d without a healthcheck", len(status)-completed, healthy, noCheck)
+	}
+	if completed > 0 {
+		state += fmt.Sprintf(", %d completed", completed)
 	}
 	fmt.Fprintf(g.stdout, "Stack %s %s: %s (%.1fs)\n", p.Name, verb, state, res.Elapsed.Seconds())
 	names := p.ServiceNames()

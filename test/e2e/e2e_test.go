@@ -309,7 +309,7 @@ func TestBundledStack(t *testing.T) {
 		t.Fatal("create invoice: no Location")
 	}
 
-	sts := statusJSON(t, e.mustRun(localRoot(), "status", "-p", proj, "--output", "json"))
+	sts := e.statusWhenHealthy(localRoot(), proj)
 	if len(sts) != 2 {
 		t.Fatalf("status: %d containers, want 2: %+v", len(sts), sts)
 	}
@@ -386,7 +386,7 @@ func TestPlainComposeProject(t *testing.T) {
 	if code != 200 || strings.TrimSpace(string(body)) != "hello" {
 		t.Fatalf("GET /: %d %q", code, body)
 	}
-	sts := statusJSON(t, e.mustRun(dir, "status", "-p", proj, "-o", "json"))
+	sts := e.statusWhenHealthy(dir, proj)
 	if len(sts) != 2 {
 		t.Fatalf("status %+v", sts)
 	}
