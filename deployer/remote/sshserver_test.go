@@ -20,7 +20,8 @@ import (
 
 // testSSHServer is an in-process SSH server on 127.0.0.1 that accepts
 // public-key logins and forwards direct-streamlocal channels to unix sockets,
-// like sshd with AllowStreamLocalForwarding. It counts TCP connections.
+// like sshd with AllowStreamLocalForwarding, and direct-tcpip channels to TCP
+// addresses, like sshd with AllowTcpForwarding. It counts TCP connections.
 type testSSHServer struct {
 	addr     string
 	port     int
@@ -28,6 +29,8 @@ type testSSHServer struct {
 	accepted atomic.Int64 // TCP connections accepted
 	logins   atomic.Int64 // successful authentications
 	channels atomic.Int64 // streamlocal channels opened
+	// tcpChannels counts direct-tcpip channels asked for (remote tunnel).
+	tcpChannels atomic.Int64
 }
 
 func newKey(t testing.TB) ssh.Signer {
@@ -123,20 +126,37 @@ func (s *testSSHServer) serve(c net.Conn, config *ssh.ServerConfig) {
 	s.logins.Add(1)
 	go ssh.DiscardRequests(reqs)
 	for nc := range chans {
-		if nc.ChannelType() != "direct-streamlocal@openssh.com" {
-			nc.Reject(ssh.UnknownChannelType, "only streamlocal here")
+		var target net.Conn
+		var err error
+		switch nc.ChannelType() {
+		case "direct-streamlocal@openssh.com":
+			var msg struct {
+				Path      string
+				Reserved0 string
+				Reserved1 uint32
+			}
+			if err := ssh.Unmarshal(nc.ExtraData(), &msg); err != nil {
+				nc.Reject(ssh.ConnectionFailed, "bad payload")
+				continue
+			}
+			target, err = net.Dial("unix", msg.Path)
+		case "direct-tcpip": // ssh -L, for remote tunnel
+			var msg struct {
+				Host     string
+				Port     uint32
+				OrigHost string
+				OrigPort uint32
+			}
+			if err := ssh.Unmarshal(nc.ExtraData(), &msg); err != nil {
+				nc.Reject(ssh.ConnectionFailed, "bad payload")
+				continue
+			}
+			s.tcpChannels.Add(1)
+			target, err = net.Dial("tcp", net.JoinHostPort(msg.Host, strconv.Itoa(int(msg.Port))))
+		default:
+			nc.Reject(ssh.UnknownChannelType, "only streamlocal and direct-tcpip here")
 			continue
 		}
-		var msg struct {
-			Path      string
-			Reserved0 string
-			Reserved1 uint32
-		}
-		if err := ssh.Unmarshal(nc.ExtraData(), &msg); err != nil {
-			nc.Reject(ssh.ConnectionFailed, "bad payload")
-			continue
-		}
-		target, err := net.Dial("unix", msg.Path)
 		if err != nil {
 			nc.Reject(ssh.ConnectionFailed, "open failed")
 			continue
@@ -155,8 +175,8 @@ func (s *testSSHServer) serve(c net.Conn, config *ssh.ServerConfig) {
 		}()
 		go func() {
 			io.Copy(target, ch)
-			if uc, ok := target.(*net.UnixConn); ok {
-				uc.CloseWrite()
+			if cw, ok := target.(interface{ CloseWrite() error }); ok {
+				cw.CloseWrite()
 			}
 		}()
 	}
