@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/docker/docker/api/types/container"
 )
 
 // portInRange returns a free 127.0.0.1 port in [lo, hi], so that tests on the
@@ -67,24 +70,21 @@ func promQuery(base, expr string) (int, error) {
 }
 
 // exprsIn collects every "expr" string of a JSON document (a Grafana
-// dashboard: panel targets, nested rows, annotations), so a new panel is
-// checked without a new test. Grafana's interval variables are expanded as
-// Grafana would before Prometheus sees the query.
+// dashboard's panels, nested rows included), so a new panel is checked
+// without a new test. Grafana's interval variables are expanded as Grafana
+// would before Prometheus sees the query. at names where v is.
 func exprsIn(v any, at string, out map[string]string) {
 	vars := strings.NewReplacer("$__rate_interval", "1m", "$__interval", "10s", "$__range", "1h")
 	switch x := v.(type) {
 	case map[string]any:
-		if e, ok := x["expr"].(string); ok && e != "" {
-			out[fmt.Sprintf("%s %v", at, x["title"])+" "+fmt.Sprint(x["refId"])] = vars.Replace(e)
-		}
-		name := at
 		if t, ok := x["title"].(string); ok {
-			name = t
-		} else if n, ok := x["name"].(string); ok {
-			name = n
+			at = fmt.Sprintf("panel %q", t)
+		}
+		if e, ok := x["expr"].(string); ok && e != "" {
+			out[fmt.Sprintf("%s %v", at, x["refId"])] = vars.Replace(e)
 		}
 		for _, child := range x {
-			exprsIn(child, name, out)
+			exprsIn(child, at, out)
 		}
 	case []any:
 		for _, child := range x {
@@ -105,6 +105,13 @@ func TestMonitoringProfile(t *testing.T) {
 	apiPort := portInRange(t, 18800, 18899)
 	promPort := portInRange(t, 18800, 18899, apiPort)
 	e.extra = []string{"INVOICING_API_PORT=" + strconv.Itoa(apiPort), "INVOICING_PROMETHEUS_PORT=" + strconv.Itoa(promPort)}
+	// One api image for both ups, even if a commit lands in between (the
+	// tag is otherwise the checkout's commit at each up).
+	if _, set := os.LookupEnv("INVOICING_API_TAG"); !set {
+		if rev, err := exec.Command("git", "-C", localRoot(), "rev-parse", "--short=12", "HEAD").Output(); err == nil {
+			e.extra = append(e.extra, "INVOICING_API_TAG="+strings.TrimSpace(string(rev)))
+		}
+	}
 	e.cleanup(proj)
 	root := localRoot()
 
@@ -183,12 +190,24 @@ func TestMonitoringProfile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc any
-	if err := json.Unmarshal(raw, &doc); err != nil {
+	var dash struct {
+		Panels      []any `json:"panels"`
+		Annotations struct {
+			List []map[string]any `json:"list"`
+		} `json:"annotations"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
 		t.Fatalf("dashboard JSON: %v", err)
 	}
 	queries := map[string]string{}
-	exprsIn(doc, "dashboard", queries)
+	exprsIn(dash.Panels, "dashboard", queries)
+	annotations := map[string]string{}
+	for _, a := range dash.Annotations.List {
+		exprsIn(a, fmt.Sprintf("annotation %q", a["name"]), annotations)
+	}
+	if len(annotations) == 0 {
+		t.Fatal("the dashboard has no query annotation (release / restart markers)")
+	}
 	if len(queries) < 10 {
 		t.Fatalf("found %d queries in the dashboard, want its dozen or so", len(queries))
 	}
@@ -218,6 +237,31 @@ func TestMonitoringProfile(t *testing.T) {
 		}
 	}
 	t.Logf("%d dashboard queries return data", len(queries))
+
+	// The release/restart markers: nothing while the API process is the
+	// same; a mark once a new one runs (here a restart; a release's new
+	// container looks the same to Prometheus).
+	for where, q := range annotations {
+		if n, err := promQuery(prom, q); err != nil || n != 0 {
+			t.Fatalf("%s: %q before any restart: %d series, %v; want none", where, q, n, err)
+		}
+	}
+	if err := e.docker.ContainerRestart(ctx, ids[proj+"-api-1"], container.StopOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	marked := time.Now().Add(90 * time.Second)
+	for where, q := range annotations {
+		for {
+			n, err := promQuery(prom, q)
+			if err == nil && n > 0 {
+				break
+			}
+			if time.Now().After(marked) {
+				t.Fatalf("%s: %q shows no mark within 90s of an API restart (%d series, %v)", where, q, n, err)
+			}
+			time.Sleep(2 * time.Second)
+		}
+	}
 
 	// Every alert rule is loaded and evaluates without error.
 	resp, err := http.Get(prom + "/api/v1/rules?type=alert")
