@@ -56,16 +56,24 @@ wait_ready() {
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-without=() with=()
-for r in $(seq "$ROUNDS"); do
+measure_without() {
 	docker stop -t 5 "$prom_container" >/dev/null
 	without+=("$(rps "${DURATION}s")")
+}
+measure_with() {
 	docker start "$prom_container" >/dev/null
 	wait_ready
 	sleep 6 # at least one scrape before measuring
 	with+=("$(rps "${DURATION}s")")
+}
+# Alternate which goes first (ABBA...), so a drift of the machine's load
+# during the run does not favour one side.
+without=() with=()
+for r in $(seq "$ROUNDS"); do
+	if [ $((r % 2)) = 1 ]; then measure_without; measure_with; else measure_with; measure_without; fi
 	echo "round $r: without Prometheus ${without[-1]} req/s, scraped every 5 s ${with[-1]} req/s"
 done
+docker start "$prom_container" >/dev/null
 w=$(printf '%s\n' "${with[@]}" | median)
 wo=$(printf '%s\n' "${without[@]}" | median)
 echo "API throughput (median of $ROUNDS x ${DURATION}s, $CLIENTS connections): without Prometheus $wo req/s, scraped every 5 s $w req/s"
