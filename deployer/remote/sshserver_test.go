@@ -20,8 +20,8 @@ import (
 
 // testSSHServer is an in-process SSH server on 127.0.0.1 that accepts
 // public-key logins and forwards direct-streamlocal channels to unix sockets,
-// like sshd with AllowStreamLocalForwarding, and direct-tcpip channels to TCP
-// addresses, like sshd with AllowTcpForwarding. It counts TCP connections.
+// like sshd with AllowStreamLocalForwarding, and direct-tcpip channels (ssh
+// -J through it) to TCP addresses. It counts TCP connections.
 type testSSHServer struct {
 	addr     string
 	port     int
@@ -29,8 +29,7 @@ type testSSHServer struct {
 	accepted atomic.Int64 // TCP connections accepted
 	logins   atomic.Int64 // successful authentications
 	channels atomic.Int64 // streamlocal channels opened
-	// tcpChannels counts direct-tcpip channels asked for (remote tunnel).
-	tcpChannels atomic.Int64
+	forwards atomic.Int64 // direct-tcpip channels opened
 }
 
 func newKey(t testing.TB) ssh.Signer {
@@ -126,8 +125,8 @@ func (s *testSSHServer) serve(c net.Conn, config *ssh.ServerConfig) {
 	s.logins.Add(1)
 	go ssh.DiscardRequests(reqs)
 	for nc := range chans {
-		var target net.Conn
-		var err error
+		var network, addr string
+		counter := &s.channels
 		switch nc.ChannelType() {
 		case "direct-streamlocal@openssh.com":
 			var msg struct {
@@ -139,8 +138,8 @@ func (s *testSSHServer) serve(c net.Conn, config *ssh.ServerConfig) {
 				nc.Reject(ssh.ConnectionFailed, "bad payload")
 				continue
 			}
-			target, err = net.Dial("unix", msg.Path)
-		case "direct-tcpip": // ssh -L, for remote tunnel
+			network, addr = "unix", msg.Path
+		case "direct-tcpip":
 			var msg struct {
 				Host     string
 				Port     uint32
@@ -151,12 +150,12 @@ func (s *testSSHServer) serve(c net.Conn, config *ssh.ServerConfig) {
 				nc.Reject(ssh.ConnectionFailed, "bad payload")
 				continue
 			}
-			s.tcpChannels.Add(1)
-			target, err = net.Dial("tcp", net.JoinHostPort(msg.Host, strconv.Itoa(int(msg.Port))))
+			network, addr, counter = "tcp", net.JoinHostPort(msg.Host, strconv.Itoa(int(msg.Port))), &s.forwards
 		default:
-			nc.Reject(ssh.UnknownChannelType, "only streamlocal and direct-tcpip here")
+			nc.Reject(ssh.UnknownChannelType, "only streamlocal and tcpip here")
 			continue
 		}
+		target, err := net.Dial(network, addr)
 		if err != nil {
 			nc.Reject(ssh.ConnectionFailed, "open failed")
 			continue
@@ -166,7 +165,7 @@ func (s *testSSHServer) serve(c net.Conn, config *ssh.ServerConfig) {
 			target.Close()
 			continue
 		}
-		s.channels.Add(1)
+		counter.Add(1)
 		go ssh.DiscardRequests(creqs)
 		go func() {
 			io.Copy(ch, target)

@@ -52,7 +52,7 @@ func TestTunnelOverTheOneSSHConnection(t *testing.T) {
 			t.Fatalf("through the tunnel: %q", b)
 		}
 	}
-	if got := r.srv.tcpChannels.Load(); got != requests {
+	if got := r.srv.forwards.Load(); got != requests {
 		t.Errorf("%d direct-tcpip channels for %d connections, want one each", got, requests)
 	}
 	if got := r.srv.accepted.Load(); got != 1 {
