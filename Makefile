@@ -68,6 +68,11 @@ bench-inner-loop: build images
 bench-api: deps
 	bash scripts/bench-api.sh
 
+## bench-monitoring: API req/s with Prometheus scraping every 5 s / without (target >= 0.97), Prometheus memory after 10 min of load
+.PHONY: bench-monitoring
+bench-monitoring: deps images
+	bash scripts/bench-monitoring.sh
+
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 

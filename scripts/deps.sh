@@ -14,6 +14,7 @@ PKGS=(
   util-linux           # nsenter
   iptables
   wrk                  # HTTP load for make bench-api
+  prometheus           # promtool: the tests check the bundled stack's Prometheus config and alert rules
   docker-compose       # the reference of make bench-deploy
   ca-certificates
   git
@@ -38,6 +39,6 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -o Acquire::Retries=3 >/dev/null 2>&1 || $SUDO apt-get update -o Acquire::Retries=3 || true
 $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
 # The Debian packages start services we do not want: the tests start their own.
-for svc in docker-registry postgresql ssh; do
+for svc in docker-registry postgresql ssh prometheus prometheus-node-exporter; do
   $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
 done

@@ -129,6 +129,7 @@ key, SSH authentication, or the Docker socket.`,
 	}
 	o.bind(cmd)
 	cmd.AddCommand(newRemoteUpCommand(g, o), newRemoteDownCommand(g, o), newRemoteStatusCommand(g, o), newRemoteLogsCommand(g, o))
+	cmd.AddCommand(newRemoteTunnelCommand(g, o))
 	return cmd
 }
 

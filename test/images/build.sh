@@ -5,10 +5,13 @@
 #   debian:bookworm (also debian:bookworm-slim, debian:12)   base of the others
 #   golang:1.26-bookworm (also golang:1.26)                 the Dockerfile's builder
 #   postgres:15 (also postgres:15-bookworm)                  the stack's database
+#   prom/prometheus:v2.42.0                                  the monitoring profile's Prometheus
+#   prometheuscommunity/postgres-exporter:v0.11.1            and its PostgreSQL exporter
 #
 # An image already present is kept. A missing one is pulled when a registry
 # answers; when none does, it is built here from Debian packages: debootstrap
-# for the base, the host's Go for golang, Debian's postgresql-15 for postgres.
+# for the base, the host's Go for golang, Debian's postgresql-15 for postgres,
+# Debian's prometheus and prometheus-postgres-exporter for the monitoring ones.
 # Locally built images carry the label org.invdeploy.local-recipe (a hash of
 # their recipe) and are rebuilt when the recipe changes; pulled ones have no
 # such label and are never touched. A run with nothing to do takes seconds.
@@ -191,6 +194,17 @@ build_golang() {
 		quiet_build "$name" -
 }
 
+# build_from_dir NAME RECIPE DIR: docker build of the recipe directory DIR
+# (the monitoring stand-ins; postgres keeps its own function so its recipe
+# hash, and so the image, stays the same).
+build_from_dir() {
+	local name=$1 recipe=$2 ctx=$work/$3
+	mkdir -p "$ctx"
+	cp -a "$here/$3/." "$ctx/"
+	echo "LABEL $label=$recipe" >>"$ctx/Dockerfile"
+	quiet_build "$name" "$ctx"
+}
+
 build_postgres() {
 	local name=$1 recipe=$2 ctx
 	ctx=$work/postgres
@@ -200,6 +214,9 @@ build_postgres() {
 	quiet_build "$name" "$ctx"
 }
 
+build_prometheus() { build_from_dir "$1" "$2" prometheus; }
+build_postgres_exporter() { build_from_dir "$1" "$2" postgres-exporter; }
+
 goroot=$(go env GOROOT 2>/dev/null || echo /usr/local/go)
 go_version() { sed -n '1s/^go//p' "$goroot/VERSION"; }
 
@@ -207,4 +224,6 @@ ensure debian:bookworm "$(recipe_hash build_debian "$(declare -f apt_mirror)")" 
 base=$(image_id debian:bookworm)
 ensure golang:1.26-bookworm "$(recipe_hash build_golang golang "$base" "$(go_version)")" build_golang golang:1.26
 ensure postgres:15 "$(recipe_hash build_postgres postgres "$base")" build_postgres postgres:15-bookworm
-log "ready: debian:bookworm golang:1.26-bookworm postgres:15"
+ensure prom/prometheus:v2.42.0 "$(recipe_hash build_prometheus prometheus "$base" "$(declare -f build_from_dir)")" build_prometheus
+ensure prometheuscommunity/postgres-exporter:v0.11.1 "$(recipe_hash build_postgres_exporter postgres-exporter "$base" "$(declare -f build_from_dir)")" build_postgres_exporter
+log "ready: debian:bookworm golang:1.26-bookworm postgres:15 prom/prometheus:v2.42.0 prometheuscommunity/postgres-exporter:v0.11.1"
