@@ -16,10 +16,10 @@ func init() {
 func newSecretCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "secret",
-		Short: "Manage a stack's secrets (rotate)",
+		Short: "Manage a stack's secrets (rotate, show)",
 		Args:  noArgs,
 	}
-	cmd.AddCommand(newSecretRotateCommand(g))
+	cmd.AddCommand(newSecretRotateCommand(g), newSecretShowCommand(g))
 	return cmd
 }
 

@@ -9,24 +9,6 @@ import (
 	"github.com/invdeploy/invdeploy/deployer"
 )
 
-// MERGE NOTE: main's cmd/invdeploy/secret.go (secret rotate) defines the
-// `secret` parent; this branch predates it. When both meet, delete this
-// init and newSecretCommand, and add newSecretShowCommand(g) to that
-// parent's AddCommand (the redeclaration makes the build say so).
-func init() {
-	commands = append(commands, newSecretCommand)
-}
-
-func newSecretCommand(g *globalOptions) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "secret",
-		Short: "Show a stack's generated secrets",
-		Args:  noArgs,
-	}
-	cmd.AddCommand(newSecretShowCommand(g))
-	return cmd
-}
-
 func newSecretShowCommand(g *globalOptions) *cobra.Command {
 	var stack stackOptions
 	var force bool
