@@ -94,6 +94,11 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 	if err := d.sweepDelivery(ctx, project); err != nil {
 		return res, err
 	}
+	// No container stays behind: the release records that kept the images
+	// from prune go (the history itself stays, see releases.go).
+	if err := d.unprotectReleases(ctx, project); err != nil {
+		return res, err
+	}
 	byProject := filters.NewArgs(filters.Arg("label", LabelProject+"="+project))
 	nets, err := d.engine.NetworkList(ctx, network.ListOptions{Filters: byProject})
 	if err != nil {
@@ -118,18 +123,13 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 			res.Volumes++
 			d.out.Event("Volume %s removed", v.Name)
 		}
-		// Everything goes: the release history too, which frees its images.
-		recs, err := d.releaseContainers(ctx, project, 0)
+		// Everything goes: the release history too.
+		n, err := d.removeReleases(ctx, project)
 		if err != nil {
 			return res, err
 		}
-		for _, c := range recs {
-			if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
-				return res, fmt.Errorf("remove release record %s: %w", containerName(c), err)
-			}
-		}
-		if len(recs) > 0 {
-			d.out.Event("Release history of %s removed", project)
+		if n > 0 {
+			d.out.Event("Release history of %s removed (%d releases)", project, n)
 		}
 	}
 	return res, nil

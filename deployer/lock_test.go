@@ -34,6 +34,7 @@ type lockEngine struct {
 	labels  map[string]map[string]string // id -> labels
 	files   map[string][]byte            // id -> lock file
 	removed []string
+	vols    map[string]map[string]string // volume name -> labels
 }
 
 func newLockEngine() *lockEngine {

@@ -13,16 +13,19 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/volume"
 )
 
 // Release history lives on the engine, so `releases` and `rollback` work from
-// any machine: every successful up records release N as one never-started
-// container per service, named invdeploy-release-<project>-<N>-<service>,
-// made from that service's image (by id) and labelled with the release. A
-// container that uses an image protects it from `docker image prune -a`, so
-// the images of the last KeepReleases releases stay on the host for a
-// rollback without a build or a registry. The records hold no secret and run
-// nothing.
+// any machine: every successful up that changed something records release N
+// as a small labelled volume, invdeploy-release-<project>-<N> (the release is
+// in its labels; it holds no data and no secret). While the stack is deployed,
+// one never-started container per service of each kept release,
+// invdeploy-release-<project>-<N>-<service>, made from that service's image by
+// id, protects the image from `docker image prune -a`, so a rollback needs no
+// build and no registry. down removes those containers (a stack that is down
+// leaves no container behind, as with compose) and keeps the history; down
+// --volumes removes the history too.
 
 // KeepReleases is how many releases (and their images) are kept per project.
 const KeepReleases = 5
@@ -73,7 +76,6 @@ func (d *Deployer) recordRelease(ctx context.Context, p *types.Project, imageIDs
 	if len(rels) > 0 {
 		r.Number = rels[0].Number + 1
 	}
-	names := make([]string, 0, len(imageIDs))
 	for name, id := range imageIDs {
 		s := p.Services[name]
 		hash, err := ConfigHash(s)
@@ -81,40 +83,79 @@ func (d *Deployer) recordRelease(ctx context.Context, p *types.Project, imageIDs
 			return nil, err
 		}
 		r.Services[name] = ReleaseService{Image: ImageRef(p.Name, s), ImageID: id, ConfigHash: hash}
-		names = append(names, name)
 	}
-	sort.Strings(names)
 	if len(rels) > 0 && sameServices(rels[0].Services, r.Services) {
-		return &rels[0], nil // an up that changed nothing is no new release
+		// An up that changed nothing is no new release; after a down the
+		// kept releases' images need their protection again.
+		return &rels[0], d.protectReleases(ctx, p.Name, rels)
 	}
 	info, err := json.Marshal(r)
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range names {
-		_, err := d.engine.ContainerCreate(ctx, &container.Config{
-			Image:      r.Services[name].ImageID,
-			Entrypoint: []string{"/invdeploy-release-record-never-runs"},
-			Cmd:        nil,
-			Labels: map[string]string{
-				LabelManagedBy:      "invdeploy",
-				labelReleaseProject: p.Name,
-				labelReleaseNumber:  strconv.Itoa(r.Number),
-				labelReleaseInfo:    string(info),
-			},
-		}, &container.HostConfig{NetworkMode: "none"}, nil, nil, releaseName(p.Name, r.Number, name))
-		if err != nil {
-			return nil, fmt.Errorf("record release %d of %s: %w", r.Number, p.Name, err)
-		}
+	if _, err := d.engine.VolumeCreate(ctx, volume.CreateOptions{
+		Name: releaseVolume(p.Name, r.Number),
+		Labels: map[string]string{
+			LabelManagedBy:      "invdeploy",
+			labelReleaseProject: p.Name,
+			labelReleaseNumber:  strconv.Itoa(r.Number),
+			labelReleaseInfo:    string(info),
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("record release %d of %s: %w", r.Number, p.Name, err)
 	}
 	if len(rels) >= KeepReleases {
 		for _, old := range rels[KeepReleases-1:] {
-			if err := d.forgetRelease(ctx, old.Number, p.Name); err != nil {
+			if err := d.forgetRelease(ctx, old.Number, p.Name, true); err != nil {
 				return r, err
 			}
 		}
+		rels = rels[:KeepReleases-1]
 	}
-	return r, nil
+	return r, d.protectReleases(ctx, p.Name, append([]Release{*r}, rels...))
+}
+
+// protectReleases makes sure every kept release has its record containers,
+// which keep its images from prune. One list call when all are there (a
+// no-op up); an image already gone is skipped (its rollback will say so).
+func (d *Deployer) protectReleases(ctx context.Context, project string, rels []Release) error {
+	cs, err := d.releaseContainers(ctx, project, 0)
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, c := range cs {
+		have[containerName(c)] = true
+	}
+	for _, r := range rels {
+		names := make([]string, 0, len(r.Services))
+		for name := range r.Services {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			cname := releaseName(project, r.Number, name)
+			if have[cname] {
+				continue
+			}
+			_, err := d.engine.ContainerCreate(ctx, &container.Config{
+				Image:      r.Services[name].ImageID,
+				Entrypoint: []string{"/invdeploy-release-record-never-runs"},
+				Labels: map[string]string{
+					LabelManagedBy:      "invdeploy",
+					labelReleaseProject: project,
+					labelReleaseNumber:  strconv.Itoa(r.Number),
+				},
+			}, &container.HostConfig{NetworkMode: "none"}, nil, nil, cname)
+			if cerrdefs.IsConflict(err) || cerrdefs.IsNotFound(err) {
+				continue // created meanwhile, or the image is gone
+			}
+			if err != nil {
+				return fmt.Errorf("protect the images of release %d of %s: %w", r.Number, project, err)
+			}
+		}
+	}
+	return nil
 }
 
 func sameServices(a, b map[string]ReleaseService) bool {
@@ -129,7 +170,7 @@ func sameServices(a, b map[string]ReleaseService) bool {
 	return true
 }
 
-func (d *Deployer) forgetRelease(ctx context.Context, n int, project string) error {
+func (d *Deployer) forgetRelease(ctx context.Context, n int, project string, history bool) error {
 	cs, err := d.releaseContainers(ctx, project, n)
 	if err != nil {
 		return err
@@ -139,7 +180,40 @@ func (d *Deployer) forgetRelease(ctx context.Context, n int, project string) err
 			return fmt.Errorf("forget release %d of %s: %w", n, project, err)
 		}
 	}
+	if !history {
+		return nil
+	}
+	if err := d.engine.VolumeRemove(ctx, releaseVolume(project, n), false); err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("forget release %d of %s: %w", n, project, err)
+	}
 	return nil
+}
+
+// unprotectReleases removes every record container of project (down): the
+// history stays, its images may then be pruned.
+func (d *Deployer) unprotectReleases(ctx context.Context, project string) error {
+	return d.forgetRelease(ctx, 0, project, false)
+}
+
+// removeReleases removes project's whole release history (down --volumes).
+func (d *Deployer) removeReleases(ctx context.Context, project string) (int, error) {
+	rels, err := d.Releases(ctx, project)
+	if err != nil {
+		return 0, err
+	}
+	if err := d.unprotectReleases(ctx, project); err != nil {
+		return 0, err
+	}
+	for _, r := range rels {
+		if err := d.engine.VolumeRemove(ctx, releaseVolume(project, r.Number), false); err != nil && !cerrdefs.IsNotFound(err) {
+			return 0, fmt.Errorf("remove release %d of %s: %w", r.Number, project, err)
+		}
+	}
+	return len(rels), nil
+}
+
+func releaseVolume(project string, n int) string {
+	return fmt.Sprintf("invdeploy-release-%s-%d", project, n)
 }
 
 func (d *Deployer) releaseContainers(ctx context.Context, project string, n int) ([]container.Summary, error) {
@@ -156,23 +230,17 @@ func (d *Deployer) releaseContainers(ctx context.Context, project string, n int)
 
 // Releases returns the project's recorded releases, newest first.
 func (d *Deployer) Releases(ctx context.Context, project string) ([]Release, error) {
-	cs, err := d.releaseContainers(ctx, project, 0)
+	vs, err := d.engine.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelReleaseProject+"="+project))})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list releases of %s: %w", project, err)
 	}
-	byNumber := map[int]*Release{}
-	for _, c := range cs {
+	out := make([]Release, 0, len(vs.Volumes))
+	for _, v := range vs.Volumes {
 		var r Release
-		if err := json.Unmarshal([]byte(c.Labels[labelReleaseInfo]), &r); err != nil || r.Number == 0 {
+		if err := json.Unmarshal([]byte(v.Labels[labelReleaseInfo]), &r); err != nil || r.Number == 0 || r.Project != project {
 			continue // not ours, or damaged: ignore rather than fail the listing
 		}
-		if byNumber[r.Number] == nil {
-			byNumber[r.Number] = &r
-		}
-	}
-	out := make([]Release, 0, len(byNumber))
-	for _, r := range byNumber {
-		out = append(out, *r)
+		out = append(out, r)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Number > out[j].Number })
 	return out, nil

@@ -7,7 +7,9 @@ import (
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/volume"
 )
 
 // ContainerList of the lock fake: label filters only (enough for releases).
@@ -29,6 +31,46 @@ func (f *lockEngine) ContainerList(_ context.Context, o container.ListOptions) (
 		}
 	}
 	return out, nil
+}
+
+// Volumes of the lock fake: name and labels only (the release history).
+func (f *lockEngine) VolumeCreate(_ context.Context, o volume.CreateOptions) (volume.Volume, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.vols == nil {
+		f.vols = map[string]map[string]string{}
+	}
+	f.vols[o.Name] = o.Labels
+	return volume.Volume{Name: o.Name, Labels: o.Labels}, nil
+}
+
+func (f *lockEngine) VolumeList(_ context.Context, o volume.ListOptions) (volume.ListResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out volume.ListResponse
+	for name, labels := range f.vols {
+		ok := true
+		for _, kv := range o.Filters.Get("label") {
+			k, v, _ := strings.Cut(kv, "=")
+			if labels[k] != v {
+				ok = false
+			}
+		}
+		if ok {
+			out.Volumes = append(out.Volumes, &volume.Volume{Name: name, Labels: labels})
+		}
+	}
+	return out, nil
+}
+
+func (f *lockEngine) VolumeRemove(_ context.Context, name string, _ bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.vols[name]; !ok {
+		return cerrdefs.ErrNotFound
+	}
+	delete(f.vols, name)
+	return nil
 }
 
 func TestReleasesKeepTheLastFive(t *testing.T) {
@@ -64,6 +106,22 @@ func TestReleasesKeepTheLastFive(t *testing.T) {
 	}
 	if n := len(eng.byName); n != 2*KeepReleases {
 		t.Fatalf("%d record containers, want one per service per kept release (%d)", n, 2*KeepReleases)
+	}
+	if n := len(eng.vols); n != KeepReleases {
+		t.Fatalf("%d history volumes, want %d", n, KeepReleases)
+	}
+	// down: the records go, the history stays; the next up protects again.
+	if err := d.unprotectReleases(ctx, "shop"); err != nil || len(eng.byName) != 0 {
+		t.Fatalf("unprotect: %v, %d containers left", err, len(eng.byName))
+	}
+	if rels, _ := d.Releases(ctx, "shop"); len(rels) != KeepReleases {
+		t.Fatalf("history after down: %d releases", len(rels))
+	}
+	if _, err := d.recordRelease(ctx, p, map[string]string{"web": fmt.Sprintf("sha256:web%d", KeepReleases+2), "db": "sha256:pg"}, "up"); err != nil || len(eng.byName) != 2*KeepReleases {
+		t.Fatalf("re-protect after down: %v, %d containers", err, len(eng.byName))
+	}
+	if n, err := d.removeReleases(ctx, "shop"); err != nil || n != KeepReleases || len(eng.vols) != 0 || len(eng.byName) != 0 {
+		t.Fatalf("down --volumes: %d %v, %d volumes and %d containers left", n, err, len(eng.vols), len(eng.byName))
 	}
 	// Another project's history is separate.
 	if rels, _ := d.Releases(ctx, "blog"); len(rels) != 0 {

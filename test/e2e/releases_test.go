@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"os"
 	"path/filepath"
@@ -101,6 +103,15 @@ func TestReleasesAndRollback(t *testing.T) {
 	// The records are not part of the stack: status shows only the service.
 	if sts := statusJSON(t, e.mustRun(dir, "status", "-p", proj, "-o", "json")); len(sts) != 1 {
 		t.Fatalf("status lists release records: %+v", sts)
+	}
+	// down leaves no container behind, as compose does, and keeps the history.
+	e.mustRun(dir, "down", "-p", proj)
+	cs, err := e.docker.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", "io.invdeploy.release.project="+proj))})
+	if err != nil || len(cs) != 0 {
+		t.Fatalf("after down: %d release record containers (%v)", len(cs), err)
+	}
+	if n := len(e.releases(dir, proj).Releases); n != 4 {
+		t.Fatalf("after down: %d releases, want the 4 recorded", n)
 	}
 }
 
