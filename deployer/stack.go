@@ -271,6 +271,7 @@ func hasKey(env []string, key string) bool {
 
 func newStack(p *types.Project, bundled bool, source string) (*Stack, error) {
 	s := &Stack{Project: p, Bundled: bundled, Source: source}
+	recordFileOrder(p)
 	warns, err := unsupported(p)
 	if err != nil {
 		return nil, composeRefusal(source, err)

@@ -227,8 +227,9 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	return res, nil
 }
 
-// dependencyOrder sorts services by level, then by name within a level, as
-// compose starts them: a service's level is one more than its deepest
+// dependencyOrder sorts services by level, then within a level in the
+// order the compose files list them (docker-compose's order; by name when
+// that is unknown): a service's level is one more than its deepest
 // dependency's (0 without dependencies), so every service comes after what
 // it depends on and the order is the same on every run. A cycle is an error.
 func dependencyOrder(p *types.Project) ([]string, error) {
@@ -267,7 +268,19 @@ func dependencyOrder(p *types.Project) ([]string, error) {
 			return nil, err
 		}
 	}
-	sort.SliceStable(names, func(i, j int) bool { return level[names[i]] < level[names[j]] })
+	pos := fileOrderIndex(p)
+	at := func(n string) int {
+		if i, ok := pos[n]; ok {
+			return i
+		}
+		return len(pos) + 1
+	}
+	sort.SliceStable(names, func(i, j int) bool {
+		if level[names[i]] != level[names[j]] {
+			return level[names[i]] < level[names[j]]
+		}
+		return at(names[i]) < at(names[j]) // names already sorted: the tie-break
+	})
 	return names, nil
 }
 

@@ -400,6 +400,28 @@ func TestDependencyOrder(t *testing.T) {
 	}
 }
 
+// TestDependencyOrderFollowsTheFile: within a level, services start in the
+// order the file lists them (a server listed before its clients starts
+// first, as with docker-compose), whatever their names.
+func TestDependencyOrderFollowsTheFile(t *testing.T) {
+	st := loadStack(t, `services:
+  server: {image: x}
+  client: {image: x}
+  worker: {image: x, depends_on: [server]}
+  aaa: {image: x}
+`, nil)
+	order, err := dependencyOrder(st.Project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(order, ","); got != "server,client,aaa,worker" {
+		t.Fatalf("order %s, want server,client,aaa,worker", got)
+	}
+	if got := serviceKeys([]byte("services: [1]")); got != nil {
+		t.Fatalf("keys of a malformed file: %v", got)
+	}
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {

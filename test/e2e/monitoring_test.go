@@ -17,6 +17,10 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/volume"
+
+	"github.com/invdeploy/invdeploy/deployer"
 )
 
 // portInRange returns a free 127.0.0.1 port in [lo, hi], so that tests on the
@@ -119,8 +123,8 @@ func TestMonitoringProfile(t *testing.T) {
 	if got := e.services(proj); got != "api db" {
 		t.Fatalf("plain up started %q, want only api db", got)
 	}
-	if n := e.objects(proj); n != 2+1+1 { // api, db, the network, db-data
-		t.Fatalf("plain up created %d containers/networks/volumes, want 4 (no monitoring volume)", n)
+	if n := e.objects(proj) - e.deliveryVolumes(proj); n != 2+1+1 { // api, db, the network, db-data
+		t.Fatalf("plain up created %d containers/networks/volumes (besides secret delivery), want 4 (no monitoring volume)", n)
 	}
 	if _, err := os.Stat(filepath.Join(e.xdg, "invdeploy", proj, "grafana_admin")); err == nil {
 		t.Fatal("plain up generated Grafana's admin password; only the dashboards profile needs it")
@@ -305,4 +309,16 @@ func TestMonitoringProfile(t *testing.T) {
 	pw, _ := os.ReadFile(filepath.Join(e.xdg, "invdeploy", proj, "db_password"))
 	e.run(root, "logs", "-p", proj, "--tail", "50")
 	e.assertNoSecret(proj, string(pw))
+}
+
+// deliveryVolumes counts the project's secret and config delivery volumes
+// (two per container that gets files), which objects counts too.
+func (e *localEnv) deliveryVolumes(project string) int {
+	e.t.Helper()
+	f := filters.NewArgs(filters.Arg("label", deployer.LabelProject+"="+project), filters.Arg("label", deployer.LabelDeliveryFor))
+	vs, err := e.docker.VolumeList(context.Background(), volume.ListOptions{Filters: f})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return len(vs.Volumes)
 }

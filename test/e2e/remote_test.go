@@ -160,7 +160,7 @@ func TestRemoteOverSSH(t *testing.T) {
 		mustCode(t, r, 0, "warm remote up")
 		warm := wireBytes(t, r)
 		t.Logf("warm remote up: %s, %d bytes sent", r.Elapsed.Round(time.Millisecond), warm)
-		if !strings.Contains(r.Stderr, "0 sent (0 B)") || !strings.Contains(r.Stdout, "nothing changed") {
+		if !strings.Contains(r.Stderr, "0 sent (0B)") || !strings.Contains(r.Stdout, "nothing changed") {
 			t.Errorf("warm deploy moved images or changed containers:\n%s\n%s", r.Stdout, tail(r.Stderr, 20))
 		}
 		if warm > 1<<20 {
