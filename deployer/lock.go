@@ -300,10 +300,9 @@ func (d *Deployer) createLock(ctx context.Context, project string, h LockHolder)
 	if err != nil {
 		return "", err
 	}
-	if err := d.writeLockFile(ctx, resp.ID, h); err != nil {
-		_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), resp.ID, container.RemoveOptions{Force: true})
-		return "", fmt.Errorf("write the deploy lock: %w", err)
-	}
+	// The first heartbeat is the labels' time (Since): writing the file
+	// costs a copy into the container (hundreds of ms), paid only by the
+	// heartbeats of a deploy that lasts longer than LockHeartbeat.
 	return resp.ID, nil
 }
 

@@ -69,6 +69,7 @@ func (f *lockEngine) ContainerCreate(_ context.Context, cfg *container.Config, _
 	id := fmt.Sprintf("c%d", f.seq)
 	f.byName[name] = id
 	f.labels[id] = cfg.Labels
+	f.files[id] = []byte("{}\n") // the lock image's file
 	return container.CreateResponse{ID: id}, nil
 }
 

@@ -216,7 +216,7 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 		return res, err
 	}
 	res.Ready = rd.results()
-	if o.RecordCommand != "" {
+	if o.RecordCommand != "" && res.Changed() { // a no-op up has nothing new to record
 		rel, err := d.recordRelease(ctx, p, imageIDs, o.RecordCommand)
 		if err != nil {
 			d.out.Event("warning: the stack is up but its release was not recorded: %v", err)
