@@ -146,8 +146,9 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// action runs one state transition whose body is empty or {}.
-func (s *Server) action(do func(ctx context.Context, id string, opts api.WriteOptions) (api.Outcome, error), after func()) http.HandlerFunc {
+// action runs one state transition whose body is empty or {}; after sees
+// the invoice once the transition is committed (not on a replay).
+func (s *Server) action(do func(ctx context.Context, id string, opts api.WriteOptions) (api.Outcome, error), after func(*api.Invoice)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, err := readBody(r, jsonMediaTypes, false)
 		if err == nil {
@@ -167,23 +168,23 @@ func (s *Server) action(do func(ctx context.Context, id string, opts api.WriteOp
 			s.writeError(w, r, err)
 			return
 		}
-		if after != nil && out.Replay == nil {
-			after()
+		if after != nil && out.Replay == nil && out.Invoice != nil {
+			after(out.Invoice)
 		}
 		writeOutcome(w, http.StatusOK, out)
 	}
 }
 
 func (s *Server) handleFinalize(w http.ResponseWriter, r *http.Request) {
-	s.action(s.svc.FinalizeInvoice, s.metrics.finalized.Inc)(w, r)
+	s.action(s.svc.FinalizeInvoice, s.metrics.finalizedInvoice)(w, r)
 }
 
 func (s *Server) handleVoid(w http.ResponseWriter, r *http.Request) {
-	s.action(s.svc.VoidInvoice, nil)(w, r)
+	s.action(s.svc.VoidInvoice, func(*api.Invoice) { s.metrics.voided.Inc() })(w, r)
 }
 
 func (s *Server) handleMarkUncollectible(w http.ResponseWriter, r *http.Request) {
-	s.action(s.svc.MarkUncollectible, nil)(w, r)
+	s.action(s.svc.MarkUncollectible, func(*api.Invoice) { s.metrics.uncollectible.Inc() })(w, r)
 }
 
 func (s *Server) handlePayment(w http.ResponseWriter, r *http.Request) {
@@ -206,6 +207,9 @@ func (s *Server) handlePayment(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	if out.Replay == nil && out.Invoice != nil {
+		s.metrics.payment(out.Invoice, amount)
 	}
 	writeOutcome(w, http.StatusOK, out)
 }

@@ -17,13 +17,23 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/invdeploy/invdeploy/api"
 )
 
 type metrics struct {
 	requests  *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
+	inFlight  prometheus.Gauge
 	created   prometheus.Counter
 	finalized prometheus.Counter
+	paid      prometheus.Counter
+	voided    prometheus.Counter
+	// uncollectible counts invoices marked uncollectible.
+	uncollectible prometheus.Counter
+	// invoiced and paidAmount are minor units by currency. The currency
+	// label is bounded: the API accepts ISO 4217 codes only.
+	invoiced, paidAmount *prometheus.CounterVec
 	// children caches the request counter and latency histogram of each
 	// (method, route, status): WithLabelValues hashes the label values and
 	// takes a lock on every call, a cost paid twice per request otherwise.
@@ -57,6 +67,26 @@ func (m *metrics) observeRequest(method, route string, status int, d time.Durati
 	rc.latency.Observe(d.Seconds())
 }
 
+// finalizedInvoice counts a committed finalize of inv, which is paid at
+// once when its total is zero.
+func (m *metrics) finalizedInvoice(inv *api.Invoice) {
+	m.finalized.Inc()
+	// WithLabelValues (a hash and a read lock) is fine here: it runs once
+	// per committed write, next to a database round trip, not per request.
+	m.invoiced.WithLabelValues(inv.Currency).Add(float64(inv.Total))
+	if inv.Status == api.StatusPaid {
+		m.paid.Inc()
+	}
+}
+
+// payment counts a committed payment of amount minor units on inv.
+func (m *metrics) payment(inv *api.Invoice, amount int64) {
+	m.paidAmount.WithLabelValues(inv.Currency).Add(float64(amount))
+	if inv.Status == api.StatusPaid {
+		m.paid.Inc()
+	}
+}
+
 func newMetrics(reg *prometheus.Registry) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -66,10 +96,27 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "invoicing_http_request_duration_seconds", Help: "HTTP request latency by method, route and status.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"method", "route", "status"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "invoicing_http_requests_in_flight", Help: "HTTP requests being served.",
+		}),
 		created:   prometheus.NewCounter(prometheus.CounterOpts{Name: "invoicing_invoices_created_total", Help: "Invoices created."}),
 		finalized: prometheus.NewCounter(prometheus.CounterOpts{Name: "invoicing_invoices_finalized_total", Help: "Invoices finalized."}),
+		paid: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "invoicing_invoices_paid_total", Help: "Invoices that became paid (by a payment, or at finalize when nothing was due).",
+		}),
+		voided: prometheus.NewCounter(prometheus.CounterOpts{Name: "invoicing_invoices_voided_total", Help: "Invoices voided."}),
+		uncollectible: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "invoicing_invoices_marked_uncollectible_total", Help: "Invoices marked uncollectible.",
+		}),
+		invoiced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "invoicing_invoiced_amount_minor_total", Help: "Totals of finalized invoices, in minor units (cents) by currency.",
+		}, []string{"currency"}),
+		paidAmount: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "invoicing_paid_amount_minor_total", Help: "Payments recorded, in minor units (cents) by currency.",
+		}, []string{"currency"}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.created, m.finalized,
+	reg.MustRegister(m.requests, m.latency, m.inFlight, m.created, m.finalized, m.paid, m.voided,
+		m.uncollectible, m.invoiced, m.paidAmount,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -121,6 +168,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		// A gauge's Inc and Dec are atomic adds: no allocation, no lock.
+		s.metrics.inFlight.Inc()
+		defer s.metrics.inFlight.Dec()
 		id := r.Header.Get("X-Request-Id")
 		if !validRequestID.MatchString(id) {
 			id = newRequestID()

@@ -10,6 +10,8 @@ type PoolCollector struct {
 	pool                                           *pgxpool.Pool
 	acquired, idle, total, max                     *prometheus.Desc
 	acquires, emptyAcquires, acquireSecs, canceled *prometheus.Desc
+	// emptyWaitSecs is the time spent only by acquires that had to wait.
+	emptyWaitSecs *prometheus.Desc
 }
 
 // NewPoolCollector returns a collector of pool's statistics.
@@ -27,12 +29,13 @@ func NewPoolCollector(pool *pgxpool.Pool) *PoolCollector {
 		emptyAcquires: d("empty_acquires_total", "Acquires that had to wait for a connection."),
 		acquireSecs:   d("acquire_seconds_total", "Time spent acquiring connections."),
 		canceled:      d("canceled_acquires_total", "Acquires canceled by their context."),
+		emptyWaitSecs: d("empty_acquire_wait_seconds_total", "Time spent waiting by acquires that found no idle connection."),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *PoolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.acquired, c.idle, c.total, c.max, c.acquires, c.emptyAcquires, c.acquireSecs, c.canceled} {
+	for _, d := range []*prometheus.Desc{c.acquired, c.idle, c.total, c.max, c.acquires, c.emptyAcquires, c.acquireSecs, c.canceled, c.emptyWaitSecs} {
 		ch <- d
 	}
 }
@@ -50,4 +53,5 @@ func (c *PoolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.emptyAcquires, k, float64(s.EmptyAcquireCount()))
 	ch <- prometheus.MustNewConstMetric(c.acquireSecs, k, s.AcquireDuration().Seconds())
 	ch <- prometheus.MustNewConstMetric(c.canceled, k, float64(s.CanceledAcquireCount()))
+	ch <- prometheus.MustNewConstMetric(c.emptyWaitSecs, k, s.EmptyAcquireWaitTime().Seconds())
 }
