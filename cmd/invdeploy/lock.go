@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -40,40 +41,47 @@ this machine that no longer runs, is taken over by the next deploy with a warnin
 				return err
 			}
 			defer closeFn()
-			if o.brk {
-				h, err := d.BreakLock(cmd.Context(), name)
-				if err != nil {
-					return err
-				}
-				if g.Output == "json" {
-					return writeJSON(g.stdout, map[string]any{"project": name, "broken": h})
-				}
-				if h == nil {
-					fmt.Fprintf(g.stdout, "Project %s: nobody held the deploy lock\n", name)
-					return nil
-				}
-				fmt.Fprintf(g.stdout, "Project %s: broke the deploy lock of %s\n", name, h)
-				return nil
-			}
-			h, age, err := d.LockStatus(cmd.Context(), name)
-			if errors.Is(err, deployer.ErrNotFound) {
-				if g.Output == "json" {
-					return writeJSON(g.stdout, map[string]any{"project": name, "holder": nil})
-				}
-				fmt.Fprintf(g.stdout, "Project %s: the deploy lock is free\n", name)
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			if g.Output == "json" {
-				return writeJSON(g.stdout, map[string]any{"project": name, "holder": h, "heartbeat_age_seconds": age.Seconds()})
-			}
-			fmt.Fprintf(g.stdout, "Project %s: deploy lock held by %s, last heartbeat %s ago\n", name, h, age.Round(time.Second))
-			return nil
+			return showOrBreakLock(cmd.Context(), g, d, name, o.brk, "")
 		},
 	}
 	o.stack.bind(cmd, true)
 	cmd.Flags().BoolVar(&o.brk, "break", false, "remove the lock whoever holds it (only when its holder is dead)")
 	return cmd
+}
+
+// showOrBreakLock prints who holds project name's deploy lock on d's engine,
+// or breaks it (brk); where names a remote engine in the messages (" on
+// HOST"), "" for the local one.
+func showOrBreakLock(ctx context.Context, g *globalOptions, d *deployer.Deployer, name string, brk bool, where string) error {
+	if brk {
+		h, err := d.BreakLock(ctx, name)
+		if err != nil {
+			return err
+		}
+		if g.Output == "json" {
+			return writeJSON(g.stdout, map[string]any{"project": name, "broken": h})
+		}
+		if h == nil {
+			fmt.Fprintf(g.stdout, "Project %s%s: nobody held the deploy lock\n", name, where)
+			return nil
+		}
+		fmt.Fprintf(g.stdout, "Project %s%s: broke the deploy lock of %s\n", name, where, h)
+		return nil
+	}
+	h, age, err := d.LockStatus(ctx, name)
+	if errors.Is(err, deployer.ErrNotFound) {
+		if g.Output == "json" {
+			return writeJSON(g.stdout, map[string]any{"project": name, "holder": nil})
+		}
+		fmt.Fprintf(g.stdout, "Project %s%s: the deploy lock is free\n", name, where)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if g.Output == "json" {
+		return writeJSON(g.stdout, map[string]any{"project": name, "holder": h, "heartbeat_age_seconds": age.Seconds()})
+	}
+	fmt.Fprintf(g.stdout, "Project %s%s: deploy lock held by %s, last heartbeat %s ago\n", name, where, h, age.Round(time.Second))
+	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
@@ -34,23 +35,29 @@ docker image prune) so that rollback needs no build and no registry.`,
 				return err
 			}
 			defer closeFn()
-			rels, err := d.Releases(cmd.Context(), name)
-			if err != nil {
-				return err
-			}
-			if g.Output == "json" {
-				return writeJSON(g.stdout, map[string]any{"project": name, "releases": rels})
-			}
-			if len(rels) == 0 {
-				fmt.Fprintf(g.stdout, "Project %s has no recorded release yet\n", name)
-				return nil
-			}
-			printReleases(g, rels)
-			return nil
+			return listReleases(cmd.Context(), g, d, name, "")
 		},
 	}
 	stack.bind(cmd, true)
 	return cmd
+}
+
+// listReleases prints project name's releases on d's engine; where names a
+// remote engine in the messages (" on HOST"), "" for the local one.
+func listReleases(ctx context.Context, g *globalOptions, d *deployer.Deployer, name, where string) error {
+	rels, err := d.Releases(ctx, name)
+	if err != nil {
+		return err
+	}
+	if g.Output == "json" {
+		return writeJSON(g.stdout, map[string]any{"project": name, "releases": rels})
+	}
+	if len(rels) == 0 {
+		fmt.Fprintf(g.stdout, "Project %s has no recorded release yet%s\n", name, where)
+		return nil
+	}
+	printReleases(g, rels)
+	return nil
 }
 
 func printReleases(g *globalOptions, rels []deployer.Release) {
@@ -121,19 +128,25 @@ changed containers are recreated in place (a short interruption), as up does.`,
 			if err != nil {
 				return err
 			}
-			if g.Output == "json" {
-				return writeJSON(g.stdout, map[string]any{"project": st.Project.Name, "rolled_back_to": rel, "release": res.Release, "steps": res.Steps, "elapsed_seconds": res.Elapsed.Seconds()})
-			}
-			n := 0
-			if res.Release != nil {
-				n = res.Release.Number
-			}
-			fmt.Fprintf(g.stdout, "Stack %s is back on the images of release %d (recorded as release %d) in %.1fs\n", st.Project.Name, rel.Number, n, res.Elapsed.Seconds())
-			return nil
+			return printRollback(g, st, rel, res, "")
 		},
 	}
 	o.stack.bind(cmd, true)
 	cmd.Flags().IntVar(&o.to, "to", 0, "release number to return to (default: the one before the current)")
 	durationFlag(cmd, &o.waitTimeout, "wait-timeout", 3*time.Minute, "how long to wait for health")
 	return cmd
+}
+
+// printRollback reports a successful rollback; where names a remote engine
+// (" on HOST"), "" for the local one.
+func printRollback(g *globalOptions, st *deployer.Stack, rel *deployer.Release, res *deployer.UpResult, where string) error {
+	if g.Output == "json" {
+		return writeJSON(g.stdout, map[string]any{"project": st.Project.Name, "rolled_back_to": rel, "release": res.Release, "steps": res.Steps, "elapsed_seconds": res.Elapsed.Seconds()})
+	}
+	n := 0
+	if res.Release != nil {
+		n = res.Release.Number
+	}
+	fmt.Fprintf(g.stdout, "Stack %s is back on the images of release %d (recorded as release %d)%s in %.1fs\n", st.Project.Name, rel.Number, n, where, res.Elapsed.Seconds())
+	return nil
 }

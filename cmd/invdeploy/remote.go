@@ -103,10 +103,11 @@ func (s *session) close(g *globalOptions) {
 func newRemoteCommand(g *globalOptions) *cobra.Command {
 	o := &remoteOptions{}
 	cmd := &cobra.Command{
-		Use:   "remote up|down|status|logs --host URL",
+		Use:   "remote up|down|status|logs|releases|rollback|lock --host URL",
 		Short: "Deploy to a Docker host over one SSH connection (or TLS)",
-		Long: `remote runs up, down, status and logs against the Docker engine of another host,
-such as an EC2 instance, given by --host (or DOCKER_HOST):
+		Long: `remote runs up, down, status, logs, releases, rollback and lock against the
+Docker engine of another host, such as an EC2 instance, given by --host (or
+DOCKER_HOST):
 
   ssh://user@host[:port][/path/to/docker.sock]   one SSH connection for the whole
       run; every Engine API request is a stream-local channel to the engine's socket,
@@ -124,12 +125,13 @@ key, SSH authentication, or the Docker socket.`,
   invdeploy remote down --host ssh://admin@203.0.113.7 --volumes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("remote needs a subcommand: up, down, status or logs")
+			return usagef("remote needs a subcommand: up, down, status, logs, releases, rollback, lock or tunnel")
 		},
 	}
 	o.bind(cmd)
 	cmd.AddCommand(newRemoteUpCommand(g, o), newRemoteDownCommand(g, o), newRemoteStatusCommand(g, o), newRemoteLogsCommand(g, o))
 	cmd.AddCommand(newRemoteTunnelCommand(g, o))
+	cmd.AddCommand(newRemoteReleasesCommand(g, o), newRemoteRollbackCommand(g, o), newRemoteLockCommand(g, o))
 	return cmd
 }
 
@@ -187,17 +189,7 @@ unless --port; Postgres is never published.`,
 					return usageError{err}
 				}
 			}
-			if port < 1 || port > 65535 {
-				return usagef("--port %d: want 1..65535", port)
-			}
-			env := []string{}
-			if os.Getenv("INVOICING_API_BIND") == "" {
-				env = append(env, "INVOICING_API_BIND=0.0.0.0")
-			}
-			if cmd.Flags().Changed("port") || os.Getenv("INVOICING_API_PORT") == "" {
-				env = append(env, fmt.Sprintf("INVOICING_API_PORT=%d", port))
-			}
-			st, err := deployer.Load(ctx, deployer.LoadOptions{Files: stack.Files, ProjectName: stack.Project, Profiles: stack.Profiles, Env: env})
+			st, err := loadRemoteStack(cmd, &stack, port)
 			if err != nil {
 				return err
 			}
@@ -291,6 +283,25 @@ unless --port; Postgres is never published.`,
 	cmd.Flags().BoolVar(&rebuild, "build", false, "rebuild images with a build section locally even when present")
 	durationFlag(cmd, &waitTimeout, "wait-timeout", 3*time.Minute, "how long to wait for dependencies and health")
 	return cmd
+}
+
+// loadRemoteStack loads the stack as remote up deploys it: the bundled API
+// published on all interfaces of the host (INVOICING_API_BIND, unless set)
+// at --port (INVOICING_API_PORT when set and --port not given). Every
+// command that runs up on a host (remote up, remote rollback) loads it so,
+// so that they publish the same ports.
+func loadRemoteStack(cmd *cobra.Command, stack *stackOptions, port int) (*deployer.Stack, error) {
+	if port < 1 || port > 65535 {
+		return nil, usagef("--port %d: want 1..65535", port)
+	}
+	env := []string{}
+	if os.Getenv("INVOICING_API_BIND") == "" {
+		env = append(env, "INVOICING_API_BIND=0.0.0.0")
+	}
+	if cmd.Flags().Changed("port") || os.Getenv("INVOICING_API_PORT") == "" {
+		env = append(env, fmt.Sprintf("INVOICING_API_PORT=%d", port))
+	}
+	return deployer.Load(cmd.Context(), deployer.LoadOptions{Files: stack.Files, ProjectName: stack.Project, Profiles: stack.Profiles, Env: env})
 }
 
 // localEngineHost is the engine images are built in and sent from: the

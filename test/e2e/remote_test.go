@@ -184,6 +184,59 @@ func TestRemoteOverSSH(t *testing.T) {
 		}
 	})
 
+	t.Run("releases, lock and rollback on the host", func(t *testing.T) {
+		r := rr(t, "releases", "--output", "json")
+		mustCode(t, r, 0, "remote releases")
+		var list struct {
+			Releases []struct {
+				Number  int    `json:"number"`
+				Command string `json:"command"`
+			} `json:"releases"`
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &list); err != nil || len(list.Releases) == 0 {
+			t.Fatalf("remote releases: %v\n%s", err, r.Stdout)
+		}
+		if list.Releases[0].Command != "remote up" {
+			t.Errorf("newest release was recorded by %q, want remote up", list.Releases[0].Command)
+		}
+		r = rr(t, "lock")
+		mustCode(t, r, 0, "remote lock")
+		if !strings.Contains(r.Stdout, "the deploy lock is free") {
+			t.Errorf("remote lock with no deploy running:\n%s", r.Stdout)
+		}
+
+		// The rollback's up publishes the API as remote up does: on all
+		// interfaces of the host (a local-style load would bind it to the
+		// host's loopback and the API would vanish from its address).
+		to := strconv.Itoa(list.Releases[0].Number)
+		r = rr(t, "rollback", "--to", to)
+		mustCode(t, r, 0, "remote rollback --to "+to)
+		if !strings.Contains(r.Stdout, "back on the images of release "+to) || !strings.Contains(r.Stdout, " on "+h.Addr) {
+			t.Errorf("remote rollback stdout:\n%s", r.Stdout)
+		}
+		if n := wireBytes(t, r); n > 1<<20 {
+			t.Errorf("remote rollback sent %d bytes: it should send no image", n)
+		}
+		if ports := h.Docker(t, "ps", "--filter", "label=com.docker.compose.service=api", "--format", "{{.Ports}}"); !strings.Contains(ports, "0.0.0.0:8000->8000") {
+			t.Errorf("after the rollback the API publishes %q, want 0.0.0.0:8000", ports)
+		}
+		if code, inv := httpJSON(t, "GET", api+"/v1/invoices/"+id, ""); code != 200 || inv["id"] != id {
+			t.Fatalf("invoice %s after the rollback: %d %v", id, code, inv)
+		}
+		// The services now run by image id, a changed config: the rollback
+		// is recorded as a new release.
+		r = rr(t, "releases")
+		mustCode(t, r, 0, "remote releases after the rollback")
+		if lines := strings.Split(strings.TrimSpace(r.Stdout), "\n"); len(lines) < 2 || !strings.Contains(lines[1], "(current)") || !strings.Contains(lines[1], "remote rollback to "+to) {
+			t.Errorf("the newest release is not the rollback:\n%s", r.Stdout)
+		}
+		r = rr(t, "lock", "--break")
+		mustCode(t, r, 0, "remote lock --break")
+		if !strings.Contains(r.Stdout, "nobody held the deploy lock") {
+			t.Errorf("the rollback left its deploy lock behind:\n%s", r.Stdout)
+		}
+	})
+
 	t.Run("a port taken on the host refuses with exit 3", func(t *testing.T) {
 		mustCode(t, rr(t, "down"), 0, "remote down")
 		l := h.InNetns("python3", "-m", "http.server", "8000", "--bind", "0.0.0.0")
