@@ -30,7 +30,7 @@ func New(engine Engine, out *Progress) *Deployer {
 func (d *Deployer) Engine() Engine { return d.engine }
 
 // projectContainers lists the containers of a project (all states), sorted by
-// service then number.
+// service then number; with services, only theirs (no rollout proxy).
 func (d *Deployer) projectContainers(ctx context.Context, project string, services ...string) ([]container.Summary, error) {
 	f := filters.NewArgs(filters.Arg("label", LabelProject+"="+project))
 	if len(services) == 1 {
@@ -39,6 +39,16 @@ func (d *Deployer) projectContainers(ctx context.Context, project string, servic
 	cs, err := d.engine.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
 		return nil, fmt.Errorf("list containers of %s: %w", project, err)
+	}
+	if len(services) > 0 {
+		// A service's containers, not the proxy that invdeploy adds.
+		kept := cs[:0]
+		for _, c := range cs {
+			if c.Labels[LabelRole] == "" {
+				kept = append(kept, c)
+			}
+		}
+		cs = kept
 	}
 	if len(services) > 1 {
 		want := map[string]bool{}

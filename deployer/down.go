@@ -160,7 +160,7 @@ func (d *Deployer) stopAndRemove(ctx context.Context, c container.Summary, timeo
 	if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{RemoveVolumes: true, Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove %s: %w", name, err)
 	}
-	if err := d.removeDelivery(ctx, name); err != nil {
+	if err := d.removeDelivery(ctx, deliveryKey(c)); err != nil {
 		return err
 	}
 	d.out.Event("Container %s removed", name)

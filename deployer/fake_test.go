@@ -367,6 +367,23 @@ func (f *fakeEngine) ContainerRemove(_ context.Context, id string, _ container.R
 	return nil
 }
 
+func (f *fakeEngine) ContainerRename(_ context.Context, id, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.containers[id]
+	if !ok {
+		return errdefs.NotFound(fmt.Errorf("No such container: %s", id))
+	}
+	for _, o := range f.containers {
+		if o.name == name {
+			return errdefs.Conflict(fmt.Errorf("name %s in use", name))
+		}
+	}
+	f.record("rename %s %s", c.name, name)
+	c.name = name
+	return nil
+}
+
 func (f *fakeEngine) ContainerLogs(context.Context, string, container.LogsOptions) (io.ReadCloser, error) {
 	return io.NopCloser(strings.NewReader("")), nil
 }

@@ -23,6 +23,8 @@ func FuzzLoadAndConvert(f *testing.F) {
 	f.Add([]byte("services:\n  w:\n    image: x\n    network_mode: service:db\n  db: {image: y}\n"))
 	f.Add([]byte("services:\n  a: {image: x, depends_on: [b]}\n  b: {image: x, depends_on: [a]}\n"))
 	f.Add([]byte("services:\n  w:\n    image: x\n    healthcheck: {test: [\"CMD\", \"true\"], interval: 1s, retries: 3}\n    ulimits: {nofile: {soft: 1, hard: 2}, nproc: 5}\n    scale: 3\n"))
+	f.Add([]byte("services:\n  w:\n    image: x\n    ports: [\"8080:80\"]\n    x-invdeploy: {rollout: proxy, health_path: /up, drain_timeout: 5s}\n"))
+	f.Add([]byte("services:\n  w:\n    image: x\n    ports: [\"8080:80\"]\n    volumes: [\"v:/v\"]\n    x-invdeploy: {rollout: proxy, drain_timeout: 99h}\nvolumes: {v: {}}\n"))
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, content []byte) {
 		ctx := context.Background()
@@ -47,7 +49,16 @@ func FuzzLoadAndConvert(f *testing.F) {
 			if err != nil {
 				t.Fatalf("hash %s: %v", name, err)
 			}
-			plan(p, s, h, "img", nil)
+			ro, err := rolloutOf(s, true)
+			if err != nil && !strings.Contains(err.Error(), "services."+name) {
+				t.Fatalf("rollout error does not name services.%s: %v", name, err)
+			}
+			plan(p, s, h, "img", nil, ro)
+			if ro.Proxy {
+				if _, err := proxySpec(p, s, ro, "proxy:1"); err != nil && !strings.Contains(err.Error(), "services."+name) {
+					t.Fatalf("proxy error does not name services.%s: %v", name, err)
+				}
+			}
 			if _, err := convert(p, s, 1, h); err != nil && !strings.Contains(err.Error(), "services."+name) {
 				t.Fatalf("convert error does not name services.%s: %v", name, err)
 			}

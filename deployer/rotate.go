@@ -29,6 +29,8 @@ type RotateOptions struct {
 	WaitTimeout time.Duration
 	// Lock holds the project's deploy lock for the whole rotation.
 	Lock bool
+	// ProxyBinary: see UpOptions.
+	ProxyBinary string
 }
 
 // RotateSecret gives a generated PostgreSQL password secret (the bundled
@@ -111,7 +113,7 @@ func (d *Deployer) RotateSecret(ctx context.Context, st *Stack, name string, o R
 		return nil, fmt.Errorf("the database now has the new password, kept in %s: move it to %s, then run up: %w", next, src.Stored, err)
 	}
 	d.out.Event("Secret %s rotated: role %s has the new password; recreating the containers that use it (not zero-downtime yet)", name, role)
-	return d.Up(ctx, st, UpOptions{ConfigDir: o.ConfigDir, WaitTimeout: o.WaitTimeout})
+	return d.Up(ctx, st, UpOptions{ConfigDir: o.ConfigDir, WaitTimeout: o.WaitTimeout, ProxyBinary: o.ProxyBinary})
 }
 
 // postgresUsing finds the service whose PostgreSQL reads its superuser

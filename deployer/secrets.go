@@ -378,7 +378,7 @@ func (d *Deployer) deliveredChange(ctx context.Context, c container.Summary, s t
 	if err != nil || len(files) == 0 {
 		return "", err
 	}
-	if !d.hasDelivery(ctx, containerName(c)) {
+	if !d.hasDelivery(ctx, deliveryKey(c)) {
 		return "secrets and configs now delivered read-only", nil
 	}
 	// One read of /run/secrets for the files there (each read costs a
@@ -456,7 +456,7 @@ func (d *Deployer) readDelivered(ctx context.Context, id, target string, limit i
 
 // recreateForDelivery turns keep and start steps into recreates when the
 // container's delivered secrets or configs changed (see deliveredChange).
-func (d *Deployer) recreateForDelivery(ctx context.Context, s types.ServiceConfig, steps []Step, existing []container.Summary, values map[string][]byte) error {
+func (d *Deployer) recreateForDelivery(ctx context.Context, s types.ServiceConfig, steps []Step, existing []container.Summary, values map[string][]byte, ro rollout) error {
 	byName := map[string]container.Summary{}
 	for _, c := range existing {
 		byName[containerName(c)] = c
@@ -469,7 +469,13 @@ func (d *Deployer) recreateForDelivery(ctx context.Context, s types.ServiceConfi
 		if err != nil {
 			return err
 		}
-		if why != "" {
+		if why == "" {
+			continue
+		}
+		c := byName[st.Container]
+		if ro.Proxy && c.Labels[LabelRollout] == roleProxy && c.State == "running" {
+			steps[i].Action, steps[i].Reason = ActionRoll, why
+		} else {
 			steps[i].Action, steps[i].Reason = ActionRecreate, why
 		}
 	}

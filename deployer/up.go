@@ -2,7 +2,9 @@ package deployer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +40,9 @@ type UpOptions struct {
 	// RecordCommand, when set, records a successful Up as the project's
 	// next release (see Releases) under that command name ("up").
 	RecordCommand string
+	// ProxyBinary is the rollout proxy's executable (see EnsureProxyImage);
+	// "" means no proxy: every changed container is recreated in place.
+	ProxyBinary string
 }
 
 // Action is what Up did to one container.
@@ -50,15 +55,18 @@ const (
 	ActionRecreate Action = "recreate"
 	ActionStart    Action = "start"
 	ActionRemove   Action = "remove"
+	// ActionRoll starts a new container beside the old one, switches the
+	// service's rollout proxy to it once healthy, drains and stops the old.
+	ActionRoll Action = "roll"
 )
 
 // Step is one container's part of a plan.
 type Step struct {
-	Service   string
-	Container string
-	Action    Action
+	Service   string `json:"service"`
+	Container string `json:"container"`
+	Action    Action `json:"action"`
 	// Reason says why a container is recreated.
-	Reason string
+	Reason string `json:"reason,omitempty"`
 }
 
 // UpResult is what Up did.
@@ -72,6 +80,8 @@ type UpResult struct {
 	Release *Release
 	// Ready says, per service, when it became ready and who saw it first.
 	Ready []Readiness
+	// Switches are the rollout proxies' switches.
+	Switches []Switch
 }
 
 // Changed reports whether Up created, recreated, started or removed anything.
@@ -172,35 +182,32 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 
 	// Create every container first (in dependency order), so that creating
 	// one never waits on another's health; then start each service once its
-	// dependencies meet their condition.
-	// A service without dependencies starts as soon as it is created.
-	startAll := func(starts []pendingStart) error {
-		for _, ps := range starts {
-			if err := d.engine.ContainerStart(ctx, ps.id, container.StartOptions{}); err != nil {
-				return fmt.Errorf("start %s: %w", ps.name, err)
-			}
-			d.out.Event("Container %s %s", ps.name, ps.verb)
-		}
-		return nil
+	// dependencies meet their condition. A service without dependencies
+	// starts as soon as it is created; a rolled one when the others start.
+	deadline := time.Now().Add(timeout)
+	rd := newReadiness(ctx, d.engine, start)
+	defer rd.stop()
+	rollouts, proxyImage, err := d.rollouts(ctx, p, order, o.ProxyBinary)
+	if err != nil {
+		return res, err
 	}
 	pending := map[string][]pendingStart{}
 	for _, name := range order {
-		steps, starts, err := d.prepare(ctx, p, p.Services[name], imageIDs[name], values)
+		s := p.Services[name]
+		ro := rollouts[name]
+		steps, starts, err := d.prepare(ctx, p, s, imageIDs[name], values, ro, proxyImage)
 		res.Steps = append(res.Steps, steps...)
 		if err != nil {
 			return res, err
 		}
-		if len(p.Services[name].DependsOn) == 0 {
-			if err := startAll(starts); err != nil {
+		if len(s.DependsOn) == 0 && !ro.Proxy {
+			if err := d.startAll(ctx, rd, p.Name, starts, deadline, res); err != nil {
 				return res, err
 			}
 			continue
 		}
 		pending[name] = starts
 	}
-	deadline := time.Now().Add(timeout)
-	rd := newReadiness(ctx, d.engine, start)
-	defer rd.stop()
 	for _, name := range order {
 		if len(pending[name]) == 0 {
 			continue
@@ -208,7 +215,7 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 		if err := d.waitDependencies(ctx, rd, p, p.Services[name], deadline); err != nil {
 			return res, err
 		}
-		if err := startAll(pending[name]); err != nil {
+		if err := d.startAll(ctx, rd, p.Name, pending[name], deadline, res); err != nil {
 			return res, err
 		}
 	}
@@ -225,6 +232,36 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
+}
+
+// rollouts decides how each service's changes are applied and, when one
+// is rolled, makes the proxy's image present. A proxy binary that cannot
+// run there is a warning: those services are recreated in place.
+func (d *Deployer) rollouts(ctx context.Context, p *types.Project, order []string, proxyBinary string) (map[string]rollout, string, error) {
+	out := map[string]rollout{}
+	need := false
+	for _, name := range order {
+		ro, err := rolloutOf(p.Services[name], proxyBinary != "")
+		if err != nil {
+			return nil, "", err
+		}
+		out[name] = ro
+		need = need || ro.Proxy
+	}
+	if !need {
+		return out, "", nil
+	}
+	image, err := d.EnsureProxyImage(ctx, proxyBinary)
+	if err == nil {
+		return out, image, nil
+	}
+	d.out.Event("warning: %v; services that would roll are recreated in place", err)
+	for _, name := range order {
+		if out[name].Proxy {
+			out[name], _ = rolloutOf(p.Services[name], false)
+		}
+	}
+	return out, "", nil
 }
 
 // dependencyOrder sorts services by level, then within a level in the
@@ -343,8 +380,11 @@ func (d *Deployer) ensureVolumes(ctx context.Context, p *types.Project) error {
 }
 
 // plan decides, for each container a service should have, whether to create,
-// keep (start if stopped) or recreate it, and which extra ones to remove.
-func plan(p *types.Project, s types.ServiceConfig, hash, imageID string, existing []container.Summary) []Step {
+// keep (start if stopped), roll or recreate it, and which extra ones to
+// remove. A changed container of a service behind the rollout proxy is
+// rolled; one that still publishes the port itself is recreated once (its
+// port moves to the proxy).
+func plan(p *types.Project, s types.ServiceConfig, hash, imageID string, existing []container.Summary, ro rollout) []Step {
 	byNumber := map[int]container.Summary{}
 	var extra []container.Summary
 	for _, c := range existing {
@@ -353,14 +393,33 @@ func plan(p *types.Project, s types.ServiceConfig, hash, imageID string, existin
 			extra = append(extra, c)
 			continue
 		}
-		if _, dup := byNumber[n]; dup {
-			extra = append(extra, c)
+		if prev, dup := byNumber[n]; dup {
+			// The container under the service's own name wins; a leftover
+			// of an interrupted roll (<name>-next) goes.
+			if containerName(c) == ContainerName(p.Name, s, n) {
+				extra = append(extra, prev)
+				byNumber[n] = c
+			} else {
+				extra = append(extra, c)
+			}
 			continue
 		}
 		byNumber[n] = c
 	}
 	scale := s.GetScale()
 	var steps []Step
+	changed := func(c container.Summary, why string) Step {
+		st := Step{Service: s.Name, Container: containerName(c), Action: ActionRecreate, Reason: why}
+		switch {
+		case ro.Proxy && c.Labels[LabelRollout] == roleProxy && c.State == "running":
+			st.Action = ActionRoll
+		case ro.Proxy:
+			st.Reason += "; its port moves behind the rollout proxy"
+		default:
+			st.Reason += "; " + ro.Why
+		}
+		return st
+	}
 	for n := 1; n <= scale; n++ {
 		name := ContainerName(p.Name, s, n)
 		c, ok := byNumber[n]
@@ -369,9 +428,11 @@ func plan(p *types.Project, s types.ServiceConfig, hash, imageID string, existin
 		case !ok:
 			steps = append(steps, Step{Service: s.Name, Container: name, Action: ActionCreate})
 		case c.Labels[LabelConfigHash] != hash:
-			steps = append(steps, Step{Service: s.Name, Container: containerName(c), Action: ActionRecreate, Reason: "configuration changed"})
+			steps = append(steps, changed(c, "configuration changed"))
 		case imageID != "" && c.ImageID != imageID:
-			steps = append(steps, Step{Service: s.Name, Container: containerName(c), Action: ActionRecreate, Reason: "image changed"})
+			steps = append(steps, changed(c, "image changed"))
+		case ro.Proxy && c.Labels[LabelRollout] != roleProxy:
+			steps = append(steps, changed(c, "publishes its port itself"))
 		case c.State != "running":
 			steps = append(steps, Step{Service: s.Name, Container: containerName(c), Action: ActionStart, Reason: "was " + c.State})
 		default:
@@ -388,15 +449,31 @@ func plan(p *types.Project, s types.ServiceConfig, hash, imageID string, existin
 	return steps
 }
 
-// pendingStart is a container prepare left created but not started.
+// pendingStart is a container prepare left created but not started (or,
+// behind the proxy, not yet switched to).
 type pendingStart struct {
 	id, name, verb string
+	// proxy is set for a service behind the rollout proxy: start, wait
+	// until ready, switch the proxy to it, then retire old.
+	proxy *proxyWork
+}
+
+type proxyWork struct {
+	ro        rollout
+	proxyID   string
+	alias     string
+	started   bool   // the container runs already (kept): only the switch
+	oldID     string // the container that serves until the switch ("" none)
+	oldName   string
+	oldKey    string // its delivery key
+	canonical string // the name the new container takes once it serves
+	service   types.ServiceConfig
 }
 
 // prepare carries out a service's plan up to start: it removes what goes
 // away, creates new containers with their networks and secrets, and returns
 // the containers to start.
-func (d *Deployer) prepare(ctx context.Context, p *types.Project, s types.ServiceConfig, imageID string, secrets map[string][]byte) ([]Step, []pendingStart, error) {
+func (d *Deployer) prepare(ctx context.Context, p *types.Project, s types.ServiceConfig, imageID string, secrets map[string][]byte, ro rollout, proxyImage string) ([]Step, []pendingStart, error) {
 	hash, err := ConfigHash(s)
 	if err != nil {
 		return nil, nil, err
@@ -405,49 +482,232 @@ func (d *Deployer) prepare(ctx context.Context, p *types.Project, s types.Servic
 	if err != nil {
 		return nil, nil, err
 	}
-	ids := map[string]string{}
+	byName := map[string]container.Summary{}
 	for _, c := range existing {
-		ids[containerName(c)] = c.ID
+		byName[containerName(c)] = c
 	}
-	steps := plan(p, s, hash, imageID, existing)
-	if err := d.recreateForDelivery(ctx, s, steps, existing, secrets); err != nil {
+	steps := plan(p, s, hash, imageID, existing, ro)
+	if err := d.recreateForDelivery(ctx, s, steps, existing, secrets, ro); err != nil {
 		return nil, nil, err
+	}
+	// Extra containers go first: a leftover of an interrupted roll holds
+	// the name a new one needs.
+	for _, st := range steps {
+		if st.Action == ActionRemove {
+			c := byName[st.Container]
+			if err := d.removeContainer(ctx, c.ID, deliveryKey(c), s); err != nil {
+				return steps, nil, err
+			}
+			d.out.Event("Container %s removed (%s)", st.Container, st.Reason)
+		}
+	}
+	var proxyID string
+	if ro.Proxy {
+		// The proxy takes the port from a container that publishes it
+		// itself only once that one is gone (recreate below).
+		direct := false
+		for _, st := range steps {
+			if c, ok := byName[st.Container]; ok && st.Action == ActionRecreate && c.Labels[LabelRollout] != roleProxy {
+				direct = true
+			}
+		}
+		if !direct {
+			if proxyID, err = d.ensureProxy(ctx, p, s, ro, proxyImage); err != nil {
+				return steps, nil, err
+			}
+		}
 	}
 	var starts []pendingStart
 	n := 0
 	for _, st := range steps {
+		c := byName[st.Container]
 		switch st.Action {
 		case ActionKeep:
 			n++
 			d.out.Event("Container %s unchanged", st.Container)
+			if want := ContainerName(p.Name, s, n); st.Container != want {
+				// A rolled container whose rename failed gets its name now.
+				if err := d.engine.ContainerRename(ctx, c.ID, want); err == nil {
+					d.out.Event("Container %s renamed %s", st.Container, want)
+				}
+			}
+			if ro.Proxy {
+				// Tell the proxy again (it may have been recreated or
+				// restarted): same target, only checked healthy.
+				starts = append(starts, pendingStart{id: c.ID, name: st.Container, verb: "unchanged",
+					proxy: &proxyWork{ro: ro, proxyID: proxyID, alias: c.Labels[LabelBackend], started: true, service: s}})
+			}
 		case ActionStart:
 			n++
-			starts = append(starts, pendingStart{id: ids[st.Container], name: st.Container, verb: "started (" + st.Reason + ")"})
-		case ActionRemove:
-			if err := d.removeContainer(ctx, ids[st.Container], st.Container, s); err != nil {
+			ps := pendingStart{id: c.ID, name: st.Container, verb: "started (" + st.Reason + ")"}
+			if ro.Proxy {
+				ps.proxy = &proxyWork{ro: ro, proxyID: proxyID, alias: c.Labels[LabelBackend], service: s}
+			}
+			starts = append(starts, ps)
+		case ActionRoll:
+			n++
+			d.out.Event("Rolling %s (%s): a new container starts beside it", st.Container, st.Reason)
+			// A name of its own (also the key of its secret delivery), so
+			// that no leftover of an earlier roll can collide with it.
+			id, name, alias, err := d.create(ctx, p, s, n, hash, secrets, ro, ContainerName(p.Name, s, n)+nextNameSuffix+randomHex(3))
+			if err != nil {
 				return steps, starts, err
 			}
-			d.out.Event("Container %s removed (%s)", st.Container, st.Reason)
+			starts = append(starts, pendingStart{id: id, name: name, verb: "rolled (" + st.Reason + ")",
+				proxy: &proxyWork{ro: ro, proxyID: proxyID, alias: alias, oldID: c.ID, oldName: st.Container,
+					oldKey: deliveryKey(c), canonical: ContainerName(p.Name, s, n), service: s}})
 		case ActionRecreate, ActionCreate:
 			n++
 			verb := "created and started"
 			if st.Action == ActionRecreate {
-				if err := d.removeContainer(ctx, ids[st.Container], st.Container, s); err != nil {
+				d.out.Event("Recreating %s in place (%s): it stops before its successor starts", st.Container, st.Reason)
+				if err := d.removeContainer(ctx, c.ID, deliveryKey(c), s); err != nil {
 					return steps, starts, err
 				}
 				verb = "recreated (" + st.Reason + ")"
 			}
-			id, name, err := d.create(ctx, p, s, n, hash, secrets)
+			if ro.Proxy && proxyID == "" {
+				if proxyID, err = d.ensureProxy(ctx, p, s, ro, proxyImage); err != nil {
+					return steps, starts, err
+				}
+			}
+			id, name, alias, err := d.create(ctx, p, s, n, hash, secrets, ro, "")
 			if err != nil {
 				return steps, starts, err
 			}
-			starts = append(starts, pendingStart{id: id, name: name, verb: verb})
+			ps := pendingStart{id: id, name: name, verb: verb}
+			if ro.Proxy {
+				ps.proxy = &proxyWork{ro: ro, proxyID: proxyID, alias: alias, service: s}
+			}
+			starts = append(starts, ps)
 		}
 	}
 	return steps, starts, nil
 }
 
-func (d *Deployer) removeContainer(ctx context.Context, id, name string, s types.ServiceConfig) error {
+// startAll starts prepared containers; one behind the rollout proxy is
+// started, waited for and switched to (see roll).
+func (d *Deployer) startAll(ctx context.Context, rd *readiness, project string, starts []pendingStart, deadline time.Time, res *UpResult) error {
+	for _, ps := range starts {
+		if ps.proxy != nil {
+			sw, err := d.roll(ctx, rd, project, ps, deadline)
+			if err != nil {
+				return err
+			}
+			if sw != nil {
+				res.Switches = append(res.Switches, *sw)
+			}
+			continue
+		}
+		if err := d.engine.ContainerStart(ctx, ps.id, container.StartOptions{}); err != nil {
+			return fmt.Errorf("start %s: %w", ps.name, err)
+		}
+		d.out.Event("Container %s %s", ps.name, ps.verb)
+	}
+	return nil
+}
+
+// roll starts a container behind the proxy, waits until it is ready (its
+// healthcheck, with invdeploy's own probes), has the proxy switch to it
+// (the proxy checks the health path through its own network path first),
+// then stops and removes the container it replaces and gives the new one
+// the service's name. Until the switch the old container serves; on any
+// failure the new one is removed and the old one keeps serving (exit 4).
+func (d *Deployer) roll(ctx context.Context, rd *readiness, project string, ps pendingStart, deadline time.Time) (*Switch, error) {
+	w := ps.proxy
+	fail := func(err error) (*Switch, error) {
+		if w.oldID == "" || w.started {
+			return nil, err
+		}
+		// Automatic rollback: the old container never stopped serving.
+		rmErr := d.removeContainer(context.WithoutCancel(ctx), ps.id, ps.name, w.service)
+		d.out.Event("Container %s removed: the rollout failed, %s keeps serving", ps.name, w.oldName)
+		var ue *UnhealthyError
+		if errors.As(err, &ue) {
+			ue.Reason += "; rolled back: " + w.oldName + " keeps serving"
+			if rmErr != nil {
+				ue.Reason += " (removing " + ps.name + " failed: " + rmErr.Error() + ")"
+			}
+			return nil, ue
+		}
+		return nil, &UnhealthyError{Container: ps.name, Service: w.service.Name, Reason: err.Error() + "; rolled back: " + w.oldName + " keeps serving", Logs: d.lastLogs(ctx, ps.id)}
+	}
+	if !w.started {
+		if err := d.engine.ContainerStart(ctx, ps.id, container.StartOptions{}); err != nil {
+			return fail(fmt.Errorf("start %s: %w", ps.name, err))
+		}
+		if w.oldID == "" {
+			d.out.Event("Container %s %s", ps.name, ps.verb)
+		} else {
+			d.out.Event("Container %s started beside %s", ps.name, w.oldName)
+		}
+	}
+	if err := d.waitContainers(ctx, rd, project, w.service.Name, []string{ps.id}, condFinal, deadline, ""); err != nil {
+		return fail(err)
+	}
+	if w.alias == "" {
+		// A kept container from before aliases: the proxy finds it by the
+		// service's alias (it is the only one).
+		w.alias = w.service.Name
+	}
+	target := w.alias + ":" + strconv.Itoa(int(w.ro.Port.Target))
+	remaining := max(time.Until(deadline), 5*time.Second)
+	sw, err := d.proxyDeploy(ctx, w.proxyID, target, w.ro, remaining)
+	if err != nil {
+		return fail(err)
+	}
+	out := &Switch{Service: w.service.Name, Container: ps.name, Target: target, Previous: sw.Previous, Drained: sw.Drained,
+		HealthySeconds: time.Duration(sw.HealthyAfter).Seconds(), DrainSeconds: time.Duration(sw.DrainedAfter).Seconds()}
+	if w.started {
+		return nil, nil
+	}
+	if w.oldID != "" {
+		drained := "drained"
+		if !sw.Drained {
+			drained = "drain timeout " + w.ro.DrainTimeout.String() + " passed with requests in flight"
+		}
+		d.out.Event("Proxy %s switched to %s (%s)", ProxyName(project, w.service.Name), ps.name, drained)
+		if err := d.removeContainer(ctx, w.oldID, w.oldKey, w.service); err != nil {
+			// The new container serves: the deploy stands; say what is left.
+			d.out.Event("warning: %s no longer serves, but removing it failed: %v", w.oldName, err)
+		} else {
+			d.out.Event("Container %s stopped and removed", w.oldName)
+		}
+		if err := d.engine.ContainerRename(ctx, ps.id, w.canonical); err != nil {
+			d.out.Event("warning: rename %s to %s: %v", ps.name, w.canonical, err)
+		} else {
+			out.Container = w.canonical
+			d.out.Event("Container %s %s", w.canonical, ps.verb)
+		}
+		return out, nil
+	}
+	d.out.Event("Proxy %s serves %s", ProxyName(project, w.service.Name), ps.name)
+	return out, nil
+}
+
+// Switch is one switch of a rollout proxy during up.
+type Switch struct {
+	Service        string  `json:"service"`
+	Container      string  `json:"container"`
+	Target         string  `json:"target"`
+	Previous       string  `json:"previous,omitempty"`
+	Drained        bool    `json:"drained"`
+	HealthySeconds float64 `json:"healthy_seconds"`
+	DrainSeconds   float64 `json:"drain_seconds"`
+}
+
+// deliveryKey names the secret-delivery volumes of a container.
+func deliveryKey(c container.Summary) string {
+	if k := c.Labels[LabelDeliveryKey]; k != "" {
+		return k
+	}
+	return containerName(c)
+}
+
+// removeContainer stops and removes a container of s and its secret
+// delivery (key: see deliveryKey).
+func (d *Deployer) removeContainer(ctx context.Context, id, key string, s types.ServiceConfig) error {
+	name := key
 	var timeout *int
 	if s.StopGracePeriod != nil {
 		t := int(time.Duration(*s.StopGracePeriod).Seconds())
@@ -464,26 +724,37 @@ func (d *Deployer) removeContainer(ctx context.Context, id, name string, s types
 }
 
 // create delivers the secrets and configs of container n of a service,
-// creates it and joins its further networks; the container is not started.
-func (d *Deployer) create(ctx context.Context, p *types.Project, s types.ServiceConfig, n int, hash string, secrets map[string][]byte) (id, name string, err error) {
+// creates it (under name when set) and joins its further networks; the
+// container is not started. Behind the rollout proxy it publishes no port
+// and gets a unique alias, returned.
+func (d *Deployer) create(ctx context.Context, p *types.Project, s types.ServiceConfig, n int, hash string, secrets map[string][]byte, ro rollout, name string) (id, cname, alias string, err error) {
 	spec, err := convert(p, s, n, hash)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
+	}
+	if name != "" {
+		spec.Name = name
+		spec.Config.Labels[LabelDeliveryKey] = name
+	}
+	if ro.Proxy {
+		if alias, err = backendSpec(spec, s, ro); err != nil {
+			return "", "", "", err
+		}
 	}
 	undo, err := d.prepareDelivery(ctx, p, s, spec, secrets)
 	if err != nil {
 		undo()
-		return "", "", err
+		return "", "", "", err
 	}
 	created, err := d.engine.ContainerCreate(ctx, spec.Config, spec.Host, spec.Network, nil, spec.Name)
 	if err != nil {
 		undo()
-		return "", "", fmt.Errorf("create %s: %w", spec.Name, err)
+		return "", "", "", fmt.Errorf("create %s: %w", spec.Name, err)
 	}
-	cleanup := func(cause error) (string, string, error) {
+	cleanup := func(cause error) (string, string, string, error) {
 		_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{RemoveVolumes: true, Force: true})
 		undo()
-		return "", "", cause
+		return "", "", "", cause
 	}
 	netNames := make([]string, 0, len(spec.Connect))
 	for k := range spec.Connect {
@@ -495,7 +766,7 @@ func (d *Deployer) create(ctx context.Context, p *types.Project, s types.Service
 			return cleanup(fmt.Errorf("connect %s to network %s: %w", spec.Name, nn, err))
 		}
 	}
-	return created.ID, spec.Name, nil
+	return created.ID, spec.Name, alias, nil
 }
 
 // containerState is what the health wait needs of a container.
@@ -667,6 +938,12 @@ func (d *Deployer) waitHealthy(ctx context.Context, rd *readiness, p *types.Proj
 // condition needs health it also probes each running container that has a
 // healthcheck and is not yet healthy (see probe.go).
 func (d *Deployer) waitService(ctx context.Context, rd *readiness, project, service, cond string, deadline time.Time, purpose string) error {
+	return d.waitContainers(ctx, rd, project, service, nil, cond, deadline, purpose)
+}
+
+// waitContainers is waitService for some of a service's containers (ids;
+// nil: all of them).
+func (d *Deployer) waitContainers(ctx context.Context, rd *readiness, project, service string, ids []string, cond string, deadline time.Time, purpose string) error {
 	start := time.Now()
 	needsHealth := cond == types.ServiceConditionHealthy || cond == condFinal
 	// Poll often: a local inspect costs about a millisecond, and health
@@ -677,6 +954,15 @@ func (d *Deployer) waitService(ctx context.Context, rd *readiness, project, serv
 		states, err := d.serviceStates(ctx, project, service)
 		if err != nil {
 			return err
+		}
+		if ids != nil {
+			kept := states[:0]
+			for _, st := range states {
+				if slices.Contains(ids, st.ID) {
+					kept = append(kept, st)
+				}
+			}
+			states = kept
 		}
 		allOK := len(states) > 0
 		var waiting []string
@@ -767,14 +1053,23 @@ func (d *Deployer) serviceReady(rd *readiness, service, cond string, states []co
 // unhealthy builds the ErrUnhealthy error with the container's last 20 log
 // lines.
 func (d *Deployer) unhealthy(ctx context.Context, st containerState, why string) error {
-	logs, err := d.tailLogs(ctx, st.ID, 20)
+	e := &UnhealthyError{Container: st.Name, Service: st.Service, Reason: why, Logs: d.lastLogs(ctx, st.ID)}
+	if st.LastLog != "" && !strings.Contains(why, st.LastLog) {
+		e.HealthOutput = st.LastLog
+	}
+	return e
+}
+
+// lastLogs are a container's last 20 log lines, or why there are none.
+func (d *Deployer) lastLogs(ctx context.Context, id string) string {
+	logs, err := d.tailLogs(context.WithoutCancel(ctx), id, 20)
 	if err != nil {
 		logs = "(logs unavailable: " + err.Error() + ")"
 	}
 	if strings.TrimSpace(logs) == "" {
 		logs = "(no output)"
 	}
-	return &UnhealthyError{Container: st.Name, Service: st.Service, Reason: why, Logs: logs}
+	return logs
 }
 
 // UnhealthyError says which container failed its health gate and why.
@@ -784,10 +1079,17 @@ type UnhealthyError struct {
 	Reason    string
 	// Logs are the container's last 20 log lines.
 	Logs string
+	// HealthOutput is the last output of its healthcheck, when the reason
+	// does not already quote it.
+	HealthOutput string
 }
 
 func (e *UnhealthyError) Error() string {
-	return fmt.Sprintf("%v: container %s (service %s) %s\nlast 20 log lines of %s:\n%s", ErrUnhealthy, e.Container, e.Service, e.Reason, e.Container, strings.TrimRight(e.Logs, "\n"))
+	health := ""
+	if e.HealthOutput != "" {
+		health = "\nlast healthcheck output: " + e.HealthOutput
+	}
+	return fmt.Sprintf("%v: container %s (service %s) %s%s\nlast 20 log lines of %s:\n%s", ErrUnhealthy, e.Container, e.Service, e.Reason, health, e.Container, strings.TrimRight(e.Logs, "\n"))
 }
 
 // Unwrap makes errors.Is(err, ErrUnhealthy) true.

@@ -128,7 +128,7 @@ func TestUpBundledCreatesThenKeeps(t *testing.T) {
 		t.Fatalf("changed api: want api recreated and db untouched, got:\n%s", got)
 	}
 	for _, s := range res.Steps {
-		if s.Service == "api" && (s.Action != ActionRecreate || s.Reason != "configuration changed") {
+		if s.Service == "api" && (s.Action != ActionRecreate || !strings.HasPrefix(s.Reason, "configuration changed; ")) {
 			t.Fatalf("api step %+v", s)
 		}
 	}
@@ -362,7 +362,7 @@ func TestPlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			steps := plan(st.Project, s, "h", "img", tt.existing)
+			steps := plan(st.Project, s, "h", "img", tt.existing, rollout{})
 			var got []Action
 			for _, s := range steps {
 				got = append(got, s.Action)

@@ -124,7 +124,7 @@ changed containers are recreated in place (a short interruption), as up does.`,
 				return err
 			}
 			defer closeFn()
-			rel, res, err := d.Rollback(cmd.Context(), st, deployer.RollbackOptions{To: o.to, Up: deployer.UpOptions{WaitTimeout: o.waitTimeout, Lock: true}})
+			rel, res, err := d.Rollback(cmd.Context(), st, deployer.RollbackOptions{To: o.to, Up: deployer.UpOptions{WaitTimeout: o.waitTimeout, Lock: true, ProxyBinary: proxyBinary()}})
 			if err != nil {
 				return err
 			}

@@ -198,7 +198,7 @@ unless --port; Postgres is never published.`,
 				Via:       via,
 				Rebuild:   rebuild,
 				Preflight: remote.PreflightOptions{AppCIDR: allowFrom, AdminCIDR: adminCIDR},
-				Deploy:    deployer.UpOptions{WaitTimeout: waitTimeout, Lock: true, RecordCommand: "remote up"},
+				Deploy:    deployer.UpOptions{WaitTimeout: waitTimeout, Lock: true, RecordCommand: "remote up", ProxyBinary: proxyBinary()},
 			}
 			if via == remote.ViaRegistry {
 				// One repository is pushed and pulled: a second built image

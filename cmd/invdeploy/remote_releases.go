@@ -101,7 +101,7 @@ weak secrets), locked and recorded as a new release (exit codes as remote up).`,
 					to = rels[1].Number
 				}
 			}
-			uo := deployer.UpOptions{WaitTimeout: waitTimeout, Remote: true, Lock: true, RecordCommand: "remote rollback"}
+			uo := deployer.UpOptions{WaitTimeout: waitTimeout, Remote: true, Lock: true, RecordCommand: "remote rollback", ProxyBinary: proxyBinary()}
 			if to > 0 {
 				uo.RecordCommand = "remote rollback to " + strconv.Itoa(to)
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -104,6 +105,28 @@ func (g *globalOptions) deployer() (*deployer.Deployer, func(), error) {
 		return nil, nil, err
 	}
 	return deployer.New(deployer.WithCallTimeout(c, g.EngineTimeout, g.Host), g.progress()), func() { c.Close() }, nil
+}
+
+// proxyBinary is the rollout proxy's executable: $INVDEPLOY_PROXY_BINARY,
+// else invdeploy-proxy beside this executable (make build puts both in
+// bin/); "" when there is none (changed services are then recreated in
+// place, and up says why).
+func proxyBinary() string {
+	if p := os.Getenv("INVDEPLOY_PROXY_BINARY"); p != "" {
+		return p
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	if r, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = r
+	}
+	p := filepath.Join(filepath.Dir(exe), "invdeploy-proxy")
+	if fi, err := os.Stat(p); err != nil || fi.IsDir() {
+		return ""
+	}
+	return p
 }
 
 func (g *globalOptions) progress() *deployer.Progress {

@@ -54,7 +54,7 @@ are yours to change: rotate refuses them.`,
 				return err
 			}
 			defer closeFn()
-			res, err := d.RotateSecret(cmd.Context(), st, args[0], deployer.RotateOptions{WaitTimeout: waitTimeout, Lock: true})
+			res, err := d.RotateSecret(cmd.Context(), st, args[0], deployer.RotateOptions{WaitTimeout: waitTimeout, Lock: true, ProxyBinary: proxyBinary()})
 			if err != nil {
 				return err
 			}

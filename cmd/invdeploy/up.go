@@ -60,7 +60,7 @@ longer has (orphans) are named in a warning; --remove-orphans removes them.`,
 			}
 			defer closeFn()
 			announce(g, "Deploying", st)
-			res, err := d.Up(cmd.Context(), st, deployer.UpOptions{Build: o.build, WaitTimeout: o.waitTimeout, RemoveOrphans: o.removeOrphans, Lock: true, RecordCommand: "up"})
+			res, err := d.Up(cmd.Context(), st, deployer.UpOptions{Build: o.build, WaitTimeout: o.waitTimeout, RemoveOrphans: o.removeOrphans, Lock: true, RecordCommand: "up", ProxyBinary: proxyBinary()})
 			if err != nil {
 				return err
 			}

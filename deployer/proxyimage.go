@@ -1,0 +1,132 @@
+package deployer
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/build"
+)
+
+// ProxyImageRepo is the repository of the rollout proxy's image; its tag is
+// the first 12 hex digits of the proxy binary's SHA-256.
+const ProxyImageRepo = "invdeploy-proxy"
+
+// EnsureProxyImage makes the rollout proxy's image present on the engine
+// and returns its reference. The image is the proxy binary (a static Linux
+// executable of the engine's architecture, `invdeploy-proxy` beside
+// invdeploy) on scratch, with a passwd entry for its non-root user: built by
+// the engine from a small context, so nothing is pulled and no registry is
+// needed, locally or on a remote host (only a missing image costs bytes).
+func (d *Deployer) EnsureProxyImage(ctx context.Context, binaryPath string) (string, error) {
+	bin, err := os.ReadFile(binaryPath)
+	if err != nil {
+		return "", fmt.Errorf("rollout proxy: %w", err)
+	}
+	sum := sha256.Sum256(bin)
+	ref := ProxyImageRepo + ":" + hex.EncodeToString(sum[:])[:12]
+	if _, err := d.engine.ImageInspect(ctx, ref); err == nil {
+		return ref, nil
+	} else if !cerrdefs.IsNotFound(err) {
+		return "", fmt.Errorf("inspect %s: %w", ref, err)
+	}
+	v, err := d.engine.ServerVersion(ctx)
+	if err != nil {
+		return "", fmt.Errorf("rollout proxy: engine version: %w", err)
+	}
+	if err := checkProxyBinary(bin, v.Os, v.Arch); err != nil {
+		return "", fmt.Errorf("rollout proxy %s: %w", binaryPath, err)
+	}
+	ctxTar, err := proxyContext(bin)
+	if err != nil {
+		return "", err
+	}
+	resp, err := d.engine.ImageBuild(ctx, ctxTar, build.ImageBuildOptions{
+		Tags: []string{ref}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
+		Labels: map[string]string{LabelManagedBy: "invdeploy"},
+	})
+	if err != nil {
+		return "", fmt.Errorf("build %s: %w", ref, err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("build %s: %w", ref, err)
+	}
+	if bytes.Contains(out, []byte(`"error"`)) {
+		return "", fmt.Errorf("build %s: %s", ref, strings.TrimSpace(string(out)))
+	}
+	d.out.Event("Image %s built (the rollout proxy)", ref)
+	return ref, nil
+}
+
+// checkProxyBinary refuses what could not run on the engine: not ELF, not
+// Linux, another architecture, or dynamically linked (scratch has no libc).
+func checkProxyBinary(bin []byte, engineOS, engineArch string) error {
+	f, err := elf.NewFile(bytes.NewReader(bin))
+	if err != nil {
+		return fmt.Errorf("not a Linux executable (%v); build it with GOOS=linux CGO_ENABLED=0", err)
+	}
+	defer f.Close()
+	machine := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64, "x86_64": elf.EM_X86_64, "aarch64": elf.EM_AARCH64}
+	if engineOS != "" && engineOS != "linux" {
+		return fmt.Errorf("the engine runs %s containers; the proxy needs Linux", engineOS)
+	}
+	if want, ok := machine[engineArch]; ok && f.Machine != want {
+		return fmt.Errorf("built for %v, the engine is %s; build it with GOARCH=%s", f.Machine, engineArch, engineArch)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("dynamically linked; build it with CGO_ENABLED=0")
+		}
+	}
+	return nil
+}
+
+func proxyContext(bin []byte) (io.Reader, error) {
+	dockerfile := "FROM scratch\nCOPY rootfs/ /\nUSER " + proxyUser + "\nENTRYPOINT [\"" + proxyBinary + "\"]\nCMD [\"run\"]\n"
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	epoch := time.Unix(0, 0)
+	entries := []struct {
+		name string
+		mode int64
+		body []byte
+		dir  bool
+		uid  int
+	}{
+		{name: "Dockerfile", mode: 0o644, body: []byte(dockerfile)},
+		{name: "rootfs/", mode: 0o755, dir: true},
+		{name: "rootfs/etc/", mode: 0o755, dir: true},
+		{name: "rootfs/etc/passwd", mode: 0o644, body: []byte("nonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n")},
+		{name: "rootfs/etc/group", mode: 0o644, body: []byte("nonroot:x:65532:\n")},
+		{name: "rootfs/run/", mode: 0o755, dir: true},
+		{name: "rootfs/run/invdeploy-proxy/", mode: 0o700, dir: true, uid: 65532},
+		{name: "rootfs" + proxyBinary, mode: 0o755, body: bin},
+	}
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Mode: e.mode, Size: int64(len(e.body)), ModTime: epoch, Uid: e.uid, Gid: e.uid, Typeflag: tar.TypeReg}
+		if e.dir {
+			h.Typeflag, h.Size = tar.TypeDir, 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(e.body); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return &buf, nil
+}

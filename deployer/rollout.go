@@ -1,0 +1,396 @@
+package deployer
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/docker/go-connections/nat"
+
+	"github.com/invdeploy/invdeploy/internal/version"
+)
+
+// Labels of the zero-downtime rollout.
+const (
+	// LabelRole marks a container invdeploy adds to a service: "proxy" for
+	// the rollout proxy that owns the service's published port.
+	LabelRole = "io.invdeploy.role"
+	// LabelRollout is "proxy" on a service container whose published port
+	// belongs to the service's rollout proxy.
+	LabelRollout = "io.invdeploy.rollout"
+	// LabelBackend is the network alias the proxy reaches a container by:
+	// unique per container, so old and new are told apart during a roll.
+	LabelBackend = "io.invdeploy.backend"
+	// LabelProxyHash is the hash of what a proxy container publishes.
+	LabelProxyHash = "io.invdeploy.proxy-hash"
+	// LabelDeliveryKey names a container's secret-delivery volumes when the
+	// container was created under another name (a rolled container is
+	// renamed once it serves).
+	LabelDeliveryKey = "io.invdeploy.delivery-key"
+
+	roleProxy = "proxy"
+	// ExtService is a service's invdeploy settings:
+	//   x-invdeploy:
+	//     rollout: proxy | recreate   # override the rule (see rolloutOf)
+	//     health_path: /readyz         # what the proxy requests before switching (default /)
+	//     drain_timeout: 30s           # how long in-flight requests may take after the switch
+	ExtService = "x-invdeploy"
+
+	proxyUser      = "65532:65532"
+	proxyAdminDir  = "/run/invdeploy-proxy"
+	proxyMetrics   = 9180
+	proxyBinary    = "/invdeploy-proxy"
+	defaultDrain   = 30 * time.Second
+	nextNameSuffix = "-next-"
+)
+
+// rollout is how changes of one service are applied.
+type rollout struct {
+	// Proxy: the service's published port belongs to a rollout proxy and a
+	// changed container is rolled (new beside old, switch, drain, stop old).
+	Proxy bool
+	// Why says why in the plan's words.
+	Why string
+	// Port is the published port the proxy owns (Proxy only).
+	Port         types.ServicePortConfig
+	HealthPath   string
+	DrainTimeout time.Duration
+}
+
+// serviceExt is the x-invdeploy extension of a service.
+type serviceExt struct {
+	Rollout      string
+	HealthPath   string
+	DrainTimeout time.Duration
+}
+
+// parseServiceExt reads x-invdeploy of a service; unknown keys and bad
+// values are errors (a typo must not silently pick the other rollout).
+func parseServiceExt(s types.ServiceConfig) (serviceExt, error) {
+	var e serviceExt
+	raw, ok := s.Extensions[ExtService]
+	if !ok || raw == nil {
+		return e, nil
+	}
+	m, ok := raw.(map[string]any)
+	if !ok {
+		return e, fmt.Errorf("services.%s.%s: want a mapping (rollout, health_path, drain_timeout)", s.Name, ExtService)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := m[k]
+		str, isStr := v.(string)
+		switch k {
+		case "rollout":
+			if !isStr || (str != "proxy" && str != "recreate") {
+				return e, fmt.Errorf("services.%s.%s.rollout: want proxy or recreate, not %v", s.Name, ExtService, v)
+			}
+			e.Rollout = str
+		case "health_path":
+			if !isStr || !strings.HasPrefix(str, "/") || strings.ContainsAny(str, " \t\r\n") {
+				return e, fmt.Errorf("services.%s.%s.health_path: want a path starting with /, not %v", s.Name, ExtService, v)
+			}
+			e.HealthPath = str
+		case "drain_timeout":
+			d, err := time.ParseDuration(str)
+			if !isStr || err != nil || d <= 0 || d > time.Hour {
+				return e, fmt.Errorf("services.%s.%s.drain_timeout: want a duration such as 30s (at most 1h), not %v", s.Name, ExtService, v)
+			}
+			e.DrainTimeout = d
+		default:
+			return e, fmt.Errorf("services.%s.%s: unknown key %q (rollout, health_path, drain_timeout)", s.Name, ExtService, k)
+		}
+	}
+	return e, nil
+}
+
+// rolloutOf decides how a service's changes are applied. A service is
+// rolled behind the proxy when it publishes exactly one TCP port, has no
+// named volume (a service with state is never run twice), runs one
+// container, and has neither container_name nor network_mode; x-invdeploy
+// rollout: recreate opts out, rollout: proxy insists (and is refused when a
+// rule forbids it). Without a proxy image every service is recreated.
+func rolloutOf(s types.ServiceConfig, proxyAvailable bool) (rollout, error) {
+	ext, err := parseServiceExt(s)
+	if err != nil {
+		return rollout{}, err
+	}
+	ro := rollout{HealthPath: ext.HealthPath, DrainTimeout: ext.DrainTimeout}
+	if ro.HealthPath == "" {
+		ro.HealthPath = "/"
+	}
+	if ro.DrainTimeout == 0 {
+		ro.DrainTimeout = defaultDrain
+	}
+	var blocker string
+	var published []types.ServicePortConfig
+	for _, p := range s.Ports {
+		if p.Published != "" {
+			published = append(published, p)
+		}
+	}
+	for _, v := range s.Volumes {
+		if v.Type == types.VolumeTypeVolume && v.Source != "" {
+			blocker = "has the named volume " + v.Source + ": a service with state is never run twice, so it is recreated in place"
+			break
+		}
+	}
+	switch {
+	case blocker != "":
+	case len(published) == 0:
+		blocker = "publishes no port: recreated in place"
+	case len(published) > 1:
+		blocker = fmt.Sprintf("publishes %d ports (the rollout proxy owns one): recreated in place", len(published))
+	case published[0].Protocol != "" && published[0].Protocol != "tcp":
+		blocker = "publishes a " + published[0].Protocol + " port: recreated in place"
+	case s.GetScale() != 1:
+		blocker = fmt.Sprintf("runs %d containers: recreated in place", s.GetScale())
+	case s.ContainerName != "":
+		blocker = "has container_name: recreated in place"
+	case s.NetworkMode != "":
+		blocker = "has network_mode: recreated in place"
+	}
+	switch {
+	case ext.Rollout == "recreate":
+		ro.Why = ExtService + ".rollout is recreate: recreated in place"
+		return ro, nil
+	case blocker != "" && ext.Rollout == "proxy":
+		return ro, fmt.Errorf("services.%s.%s.rollout is proxy, but the service %s", s.Name, ExtService, strings.TrimSuffix(blocker, ": recreated in place"))
+	case blocker != "":
+		ro.Why = blocker
+		return ro, nil
+	case !proxyAvailable:
+		ro.Why = "no rollout proxy image (invdeploy-proxy was not found beside invdeploy): recreated in place"
+		return ro, nil
+	}
+	ro.Proxy = true
+	ro.Port = published[0]
+	ro.Why = fmt.Sprintf("stateless, publishes %s:%d: rolled behind the rollout proxy (zero downtime)", published[0].Published, published[0].Target)
+	return ro, nil
+}
+
+// ProxyName is the container name of a service's rollout proxy.
+func ProxyName(project, service string) string { return project + "-" + service + "-proxy" }
+
+// proxySpec is the rollout proxy of a service: it publishes the service's
+// port, reaches the backend on the service's first network, and runs
+// non-root, read-only, with no capability. Its fallback target (after a
+// restart of the proxy, before the next deploy tells it the backend) is the
+// service's own network alias.
+func proxySpec(p *types.Project, s types.ServiceConfig, ro rollout, image string) (*containerSpec, error) {
+	nets := s.NetworksByPriority()
+	if len(nets) == 0 {
+		return nil, fmt.Errorf("services.%s: the rollout proxy needs a network", s.Name)
+	}
+	nc, ok := p.Networks[nets[0]]
+	if !ok {
+		return nil, fmt.Errorf("services.%s.networks: network %q is not defined", s.Name, nets[0])
+	}
+	target := strconv.Itoa(int(ro.Port.Target))
+	metrics := proxyMetrics
+	if int(ro.Port.Target) == metrics {
+		metrics++
+	}
+	cport, err := nat.NewPort("tcp", target)
+	if err != nil {
+		return nil, fmt.Errorf("services.%s.ports: %w", s.Name, err)
+	}
+	key := strings.Join([]string{ro.Port.HostIP, ro.Port.Published, target, nc.Name, ro.HealthPath, strconv.Itoa(metrics)}, "|")
+	labels := map[string]string{
+		LabelProject:   p.Name,
+		LabelService:   s.Name,
+		LabelRole:      roleProxy,
+		LabelProxyHash: shortHash(key),
+		LabelManagedBy: "invdeploy",
+		LabelVersion:   version.Version,
+	}
+	stop := int((ro.DrainTimeout + 5*time.Second).Seconds())
+	mem, pids := int64(64<<20), int64(64)
+	cfg := &container.Config{
+		Image: image,
+		User:  proxyUser,
+		Cmd: []string{"run", "--listen", ":" + target, "--metrics", ":" + strconv.Itoa(metrics),
+			"--target", s.Name + ":" + target, "--health-path", ro.HealthPath},
+		Labels:       labels,
+		ExposedPorts: nat.PortSet{cport: {}, nat.Port(strconv.Itoa(metrics) + "/tcp"): {}},
+		StopTimeout:  &stop,
+		Healthcheck: &container.HealthConfig{Test: []string{"CMD", proxyBinary, "healthcheck"},
+			Interval: 5 * time.Second, Timeout: 3 * time.Second, Retries: 3},
+	}
+	host := &container.HostConfig{
+		PortBindings:   nat.PortMap{cport: {{HostIP: ro.Port.HostIP, HostPort: ro.Port.Published}}},
+		ReadonlyRootfs: true,
+		CapDrop:        []string{"ALL"},
+		SecurityOpt:    []string{"no-new-privileges:true"},
+		Tmpfs:          map[string]string{proxyAdminDir: "uid=65532,gid=65532,mode=0700,size=1m"},
+		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
+		NetworkMode:    container.NetworkMode(nc.Name),
+		Resources:      container.Resources{Memory: mem, PidsLimit: &pids},
+	}
+	ep := &network.EndpointSettings{Aliases: []string{s.Name + "-proxy"}}
+	return &containerSpec{Name: ProxyName(p.Name, s.Name), Config: cfg, Host: host,
+		Network: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{nc.Name: ep}}}, nil
+}
+
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:8])
+}
+
+// backendSpec adapts a service container's spec for life behind the proxy:
+// the proxy publishes the port, and a unique alias names this container
+// for the proxy.
+func backendSpec(spec *containerSpec, s types.ServiceConfig, ro rollout) (alias string, err error) {
+	alias = s.Name + "-" + randomHex(4)
+	cport, err := nat.NewPort("tcp", strconv.Itoa(int(ro.Port.Target)))
+	if err != nil {
+		return "", err
+	}
+	delete(spec.Host.PortBindings, cport)
+	spec.Config.Labels[LabelRollout] = roleProxy
+	spec.Config.Labels[LabelBackend] = alias
+	for _, ep := range spec.Network.EndpointsConfig {
+		ep.Aliases = append(ep.Aliases, alias)
+	}
+	return alias, nil
+}
+
+// randomHex is n random bytes in hex (crypto/rand never fails on Linux).
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// proxyState is the service's proxy as it is on the engine.
+type proxyState struct {
+	ID      string
+	Running bool
+	Current bool // its published port and settings are what the service wants
+}
+
+// findProxy looks for a service's proxy among a project's containers.
+func findProxy(cs []container.Summary, service, hash string) (proxyState, bool) {
+	for _, c := range cs {
+		if c.Labels[LabelRole] == roleProxy && c.Labels[LabelService] == service {
+			return proxyState{ID: c.ID, Running: c.State == "running", Current: c.Labels[LabelProxyHash] == hash}, true
+		}
+	}
+	return proxyState{}, false
+}
+
+// ensureProxy makes the service's proxy exist, current and running. A proxy
+// whose settings changed (another published port) is recreated: that is
+// the one change that interrupts clients, and up says so.
+func (d *Deployer) ensureProxy(ctx context.Context, p *types.Project, s types.ServiceConfig, ro rollout, image string) (string, error) {
+	spec, err := proxySpec(p, s, ro, image)
+	if err != nil {
+		return "", err
+	}
+	cs, err := d.projectContainers(ctx, p.Name)
+	if err != nil {
+		return "", err
+	}
+	ps, ok := findProxy(cs, s.Name, spec.Config.Labels[LabelProxyHash])
+	if ok && ps.Current {
+		if !ps.Running {
+			if err := d.engine.ContainerStart(ctx, ps.ID, container.StartOptions{}); err != nil {
+				return "", fmt.Errorf("start %s: %w", spec.Name, err)
+			}
+			d.out.Event("Container %s started", spec.Name)
+		}
+		return ps.ID, nil
+	}
+	if ok {
+		d.out.Event("Container %s recreated (its published port changed: clients are interrupted once)", spec.Name)
+		if err := d.engine.ContainerRemove(ctx, ps.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return "", fmt.Errorf("remove %s: %w", spec.Name, err)
+		}
+	}
+	created, err := d.engine.ContainerCreate(ctx, spec.Config, spec.Host, spec.Network, nil, spec.Name)
+	if err != nil {
+		return "", fmt.Errorf("create %s: %w", spec.Name, err)
+	}
+	if err := d.engine.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{Force: true})
+		return "", fmt.Errorf("start %s: %w", spec.Name, err)
+	}
+	if !ok {
+		d.out.Event("Container %s created and started (owns %s:%d)", spec.Name, displayIP(ro.Port.HostIP), publishedPort(ro.Port))
+	}
+	return created.ID, nil
+}
+
+func publishedPort(p types.ServicePortConfig) int {
+	n, _ := strconv.Atoi(p.Published)
+	return n
+}
+
+// ProxySwitch is what the proxy reported for one switch.
+type ProxySwitch struct {
+	Previous     string `json:"previous"`
+	Target       string `json:"target"`
+	Drained      bool   `json:"drained"`
+	HealthyAfter int64  `json:"healthy_after_ns"`
+	DrainedAfter int64  `json:"drained_after_ns"`
+}
+
+// proxyDeploy tells the proxy (by exec of its deploy command, so it needs
+// no published admin port and works on a remote engine) to switch to
+// target once target answers the health path, and to drain the previous
+// backend. It returns when the old backend is drained; an error means the
+// proxy did not switch.
+func (d *Deployer) proxyDeploy(ctx context.Context, proxyID, target string, ro rollout, healthTimeout time.Duration) (ProxySwitch, error) {
+	cmd := []string{proxyBinary, "deploy", "--target", target, "--health-path", ro.HealthPath,
+		"--health-timeout", healthTimeout.Round(time.Second).String(), "--health-interval", "100ms",
+		"--drain-timeout", ro.DrainTimeout.String()}
+	var sw ProxySwitch
+	ex, err := d.engine.ContainerExecCreate(ctx, proxyID, container.ExecOptions{Cmd: cmd, User: proxyUser, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return sw, fmt.Errorf("rollout proxy: %w", err)
+	}
+	att, err := d.engine.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return sw, fmt.Errorf("rollout proxy: %w", err)
+	}
+	var stdout, stderr bytes.Buffer
+	_, err = stdcopy.StdCopy(&stdout, &stderr, att.Reader)
+	att.Close()
+	if err != nil {
+		return sw, fmt.Errorf("rollout proxy: read its answer: %w", err)
+	}
+	ins, err := d.engine.ContainerExecInspect(ctx, ex.ID)
+	if err != nil {
+		return sw, fmt.Errorf("rollout proxy: %w", err)
+	}
+	if ins.ExitCode != 0 {
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = fmt.Sprintf("exit code %d", ins.ExitCode)
+		}
+		return sw, fmt.Errorf("rollout proxy did not switch to %s: %s", target, msg)
+	}
+	if b := bytes.TrimSpace(stdout.Bytes()); len(b) > 0 {
+		if err := json.Unmarshal(b, &sw); err != nil {
+			return sw, fmt.Errorf("rollout proxy: unreadable answer %q: %w", b, err)
+		}
+	}
+	return sw, nil
+}
