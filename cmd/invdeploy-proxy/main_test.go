@@ -59,3 +59,15 @@ func TestDeployCommandReleaseFlags(t *testing.T) {
 		t.Fatalf("deploy printed %q", out.String())
 	}
 }
+
+// TestRunRefusesABadRelease: run's release flags (naming the first target,
+// so a restarted proxy names its release again) are checked before the
+// proxy listens anywhere.
+func TestRunRefusesABadRelease(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "admin.sock")
+	err := run(context.Background(), []string{"run", "--admin", sock, "--listen", "127.0.0.1:0", "--metrics", "", "--target", "127.0.0.1:1", "--revision", "not a revision"}, io.Discard, io.Discard)
+	var ue usageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "revision") {
+		t.Fatalf("run --revision 'not a revision': %v, want a usage error naming the revision", err)
+	}
+}

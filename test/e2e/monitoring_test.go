@@ -103,6 +103,7 @@ func exprsIn(v any, at string, out map[string]string) {
 // targets up, every alert rule evaluates without error, and every query of
 // the Grafana dashboard runs and returns data.
 func TestMonitoringProfile(t *testing.T) {
+	t.Parallel() // its own project and port range; nothing shared but the engine
 	e := newLocalEnv(t, "postgres:15", "golang:1.26-bookworm", "prom/prometheus:v2.42.0", "prometheuscommunity/postgres-exporter:v0.11.1", "debian:bookworm")
 	proj := fmt.Sprintf("mon%d", time.Now().UnixNano()%1000000)
 	apiPort := portInRange(t, 18800, 18899)
