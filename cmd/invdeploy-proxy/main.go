@@ -3,14 +3,14 @@
 //
 //	invdeploy-proxy run    [--listen :8000] [--metrics :9180] [--admin SOCKET] [--target host:port] [RELEASE FLAGS]
 //	invdeploy-proxy deploy --target host:port [--health-path /readyz] [--health-timeout 60s] [--drain-timeout 30s] [RELEASE FLAGS]
+//	invdeploy-proxy target
+//	invdeploy-proxy healthcheck
 //
 // RELEASE FLAGS, all optional, name what the target runs for the
 // invdeploy_release_info{project,release,revision,service} series on
 // /metrics, which marks releases on the dashboards' time axis:
 //
 //	--project NAME --release N --revision REV --service NAME
-//	invdeploy-proxy target
-//	invdeploy-proxy healthcheck
 //
 // invdeploy runs `deploy` by exec inside the proxy's container, so the admin
 // socket needs no published port and works the same on a remote engine.

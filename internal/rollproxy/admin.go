@@ -28,7 +28,8 @@ type DeployRequest struct {
 	Service  string `json:"service,omitempty"`
 }
 
-// Options turns the request's durations into DeployOptions.
+// Options turns the request's durations and release fields into
+// DeployOptions, refusing values that are not what they name.
 func (r DeployRequest) Options() (DeployOptions, error) {
 	var o DeployOptions
 	o.HealthPath = r.HealthPath

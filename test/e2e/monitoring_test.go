@@ -277,8 +277,10 @@ func TestMonitoringProfile(t *testing.T) {
 	if m.Metric["release"] != "2" {
 		t.Fatalf("release mark %v, want release 2", m.Metric)
 	}
-	if ss, err := promSamples(prom, "invdeploy_release_info"); err != nil || len(ss) != 1 || ss[0].Metric["release"] != "2" {
-		t.Fatalf("invdeploy_release_info after release 2 and a refused 3: %v %v, want release 2 alone", ss, err)
+	// (Only this test's proxy: a proxy that up runs names other revisions.)
+	mine := fmt.Sprintf(`invdeploy_release_info{project=%q, revision=~"monrev.*"}`, proj)
+	if ss, err := promSamples(prom, mine); err != nil || len(ss) != 1 || ss[0].Metric["release"] != "2" {
+		t.Fatalf("%s after release 2 and a refused 3: %v %v, want release 2 alone", mine, ss, err)
 	}
 	for _, result := range []string{"switched", "unhealthy"} {
 		waitSeries(t, prom, result+" switch mark", switchMark, 50*time.Second, func(s promSample) bool { return s.Metric["result"] == result && s.Value > 0 })
