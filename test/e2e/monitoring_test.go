@@ -156,25 +156,16 @@ func TestMonitoringProfile(t *testing.T) {
 		}
 	}
 
-	// A rollout proxy on the stack's network in front of the API, as up
-	// runs one for a rolled service, named release 1 by the same exec.
-	proxyPort := portInRange(t, 18800, 18899, apiPort, promPort)
-	px := startMonProxy(t, e, proj, proxyPort)
-	rev1, rev2 := "monrev1"+strconv.Itoa(apiPort), "monrev2"+strconv.Itoa(apiPort)
-	if code, out := px.deploy(t, "--target", "api:8000", "--health-path", "/readyz", "--health-interval", "100ms",
-		"--project", proj, "--service", "api", "--release", "1", "--revision", rev1); code != 0 {
-		t.Fatalf("proxy deploy of release 1: exit %d: %s", code, out)
-	}
-
 	api := "http://127.0.0.1:" + strconv.Itoa(apiPort)
+	front := api // the proxy's URL once it runs
 	var paid, voided int
 	// traffic creates, reads and finalizes invoices, pays two and voids
-	// one, sends some 4xx, half of it through the proxy.
+	// one, sends some 4xx, half of it through the proxy once it runs.
 	traffic := func() {
 		for i := 0; i < 5; i++ {
 			base := api
 			if i%2 == 1 {
-				base = px.URL
+				base = front
 			}
 			code, hdr, body := httpDo(t, "POST", base+"/v1/invoices", `{"currency":"EUR","customer":{"name":"Grace Hopper"},"line_items":[{"description":"Talk","quantity":1,"unit_amount":5000}]}`)
 			if code != http.StatusCreated {
@@ -199,27 +190,48 @@ func TestMonitoringProfile(t *testing.T) {
 			}
 		}
 		httpDo(t, "GET", api+"/v1/invoices?limit=5", "")
-		httpDo(t, "GET", px.URL+"/v1/invoices?limit=5", "")
+		httpDo(t, "GET", front+"/v1/invoices?limit=5", "")
 		httpDo(t, "GET", api+"/v1/invoices/inv_doesnotexist", "")   // 404
-		httpDo(t, "POST", px.URL+"/v1/invoices", `{"currency":`)    // 400
+		httpDo(t, "POST", front+"/v1/invoices", `{"currency":`)     // 400
 		httpDo(t, "POST", api+"/v1/invoices", `{"currency":"EUR"}`) // 422
 	}
 	traffic()
 
 	prom := "http://127.0.0.1:" + strconv.Itoa(promPort)
 	deadline := time.Now().Add(2 * time.Minute)
-	for _, target := range []string{`up{job="api"} == 1`, `up{job="postgres"} == 1`, `pg_up == 1`, `up{job="proxy"} == 1`} {
-		for {
-			n, err := promQuery(prom, target)
-			if err == nil && n > 0 {
-				break
+	waitUp := func(targets ...string) {
+		for _, target := range targets {
+			for {
+				n, err := promQuery(prom, target)
+				if err == nil && n > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("Prometheus: %s not true within 2m (%d series, %v)", target, n, err)
+				}
+				time.Sleep(2 * time.Second)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("Prometheus: %s not true within 2m (%d series, %v)", target, n, err)
-			}
-			time.Sleep(2 * time.Second)
 		}
 	}
+	waitUp(`up{job="api"} == 1`, `up{job="postgres"} == 1`, `pg_up == 1`)
+	// No proxy yet: the DNS-discovered job has no target, so there is no
+	// down series to show or alert on.
+	if n, err := promQuery(prom, `up{job="proxy"}`); err != nil || n != 0 {
+		t.Fatalf(`up{job="proxy"} without a proxy: %d series, %v; want none`, n, err)
+	}
+
+	// A rollout proxy on the stack's network in front of the API, as up
+	// runs one for a rolled service, named release 1 by the same exec.
+	proxyPort := portInRange(t, 18800, 18899, apiPort, promPort)
+	px := startMonProxy(t, e, proj, proxyPort)
+	rev1, rev2 := "monrev1"+strconv.Itoa(apiPort), "monrev2"+strconv.Itoa(apiPort)
+	if code, out := px.deploy(t, "--target", "api:8000", "--health-path", "/readyz", "--health-interval", "100ms",
+		"--project", proj, "--service", "api", "--release", "1", "--revision", rev1); code != 0 {
+		t.Fatalf("proxy deploy of release 1: exit %d: %s", code, out)
+	}
+	front = px.URL
+	traffic()
+	waitUp(`up{job="proxy"} == 1`)
 	t.Logf("targets api, postgres and proxy (found by DNS) up after %s", time.Since(start).Round(time.Second))
 
 	raw, err := os.ReadFile(filepath.Join(root, "stacks/invoicing/grafana/dashboards/invoicing.json"))
