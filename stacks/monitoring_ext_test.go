@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/invdeploy/invdeploy/deployer"
@@ -27,8 +28,8 @@ func TestMonitoringProfilesOfTheBundledStack(t *testing.T) {
 	if _, ok := plain.Services["prometheus"]; ok || len(plain.Services) != 2 {
 		t.Fatalf("plain: services %v, want api and db only", plain.ServiceNames())
 	}
-	if len(plain.Volumes) != 1 || len(plain.Secrets) != 1 {
-		t.Fatalf("plain: volumes %v secrets %v, want db-data and db_password only", plain.Volumes, plain.Secrets)
+	if len(plain.Volumes) != 1 || len(plain.Secrets) != 1 || len(plain.Configs) != 0 {
+		t.Fatalf("plain: volumes %v secrets %v configs %v, want db-data and db_password only", plain.Volumes, plain.Secrets, plain.Configs)
 	}
 
 	all := load("monitoring", "dashboards").Project
@@ -48,6 +49,15 @@ func TestMonitoringProfilesOfTheBundledStack(t *testing.T) {
 	}
 	if _, ok := all.Secrets["grafana_admin"]; !ok {
 		t.Error("dashboards: no grafana_admin secret")
+	}
+	// PostgreSQL's start time (restarts without cAdvisor) comes from the
+	// exporter's extra query, delivered as a config where its env points.
+	exp := all.Services["postgres-exporter"]
+	q, ok := all.Configs["postgres_exporter_queries"]
+	if !ok || len(exp.Configs) != 1 || exp.Configs[0].Source != "postgres_exporter_queries" ||
+		exp.Environment["PG_EXPORTER_EXTEND_QUERY_PATH"] == nil || *exp.Environment["PG_EXPORTER_EXTEND_QUERY_PATH"] != exp.Configs[0].Target ||
+		!strings.Contains(q.Content, "pg_postmaster_start_time()") {
+		t.Errorf("postgres-exporter: configs %v, env %v, queries %q: want the pg_postmaster query at PG_EXPORTER_EXTEND_QUERY_PATH", exp.Configs, exp.Environment, q.Content)
 	}
 
 	cfg, err := os.ReadFile("invoicing/prometheus/prometheus.yml")

@@ -49,9 +49,10 @@ type dashboard struct {
 	Panels        []panel `json:"panels"`
 	Annotations   struct {
 		List []struct {
-			Name       string     `json:"name"`
-			Datasource datasource `json:"datasource"`
-			Expr       string     `json:"expr"`
+			Name        string     `json:"name"`
+			Datasource  datasource `json:"datasource"`
+			Expr        string     `json:"expr"`
+			TitleFormat string     `json:"titleFormat"`
 		} `json:"list"`
 	} `json:"annotations"`
 }
@@ -207,4 +208,41 @@ func TestDashboardQueriesParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	promtool(t, dir, "check", "rules", "rules.yml")
+}
+
+// TestDashboardMarksReleasesAndRestarts: the time-axis marks and panels the
+// rollout proxy and the start-time series feed are there and read the
+// series those export (the end-to-end test runs them against Prometheus).
+func TestDashboardMarksReleasesAndRestarts(t *testing.T) {
+	d := loadDashboard(t)
+	exprs := dashboardQueries(t, d)
+	has := func(where, metric string) bool {
+		for w, e := range exprs {
+			if strings.HasPrefix(w, where) && strings.Contains(e, metric) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, c := range []struct{ where, metric string }{
+		{`annotation "Release"`, "invdeploy_release_info"},
+		{`annotation "Rollout proxy switch"`, "invdeploy_proxy_switch_events_total"},
+		{`annotation "API (re)started`, "process_start_time_seconds"},
+		{`panel 22 "Release serving"`, "invdeploy_release_info"},
+		{`panel 23 "Proxy: requests`, "invdeploy_proxy_requests_total"},
+		{`panel 24 "Proxy: switch events`, "invdeploy_proxy_upstream_errors_total"},
+		{`panel 25 "Restarts in the time range" target B`, "pg_postmaster_start_time_seconds"},
+		{`panel 9 "Uptime`, "pg_postmaster_start_time_seconds"},
+	} {
+		if !has(c.where, c.metric) {
+			t.Errorf("no %s reading %s", c.where, c.metric)
+		}
+	}
+	// Marks are titled from the series' labels, which must be ones the
+	// series has.
+	for _, a := range d.Annotations.List {
+		if a.Name == "Release" && !strings.Contains(a.TitleFormat, "{{release}}") {
+			t.Errorf("release mark titled %q: want the release number", a.TitleFormat)
+		}
+	}
 }

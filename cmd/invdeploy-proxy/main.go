@@ -1,10 +1,16 @@
 // Command invdeploy-proxy is the reverse proxy that owns a service's published
 // port during invdeploy's zero-downtime rollouts (see internal/rollproxy).
 //
-//	invdeploy-proxy run    [--listen :8000] [--metrics :9180] [--admin SOCKET] [--target host:port]
-//	invdeploy-proxy deploy --target host:port [--health-path /readyz] [--health-timeout 60s] [--drain-timeout 30s]
+//	invdeploy-proxy run    [--listen :8000] [--metrics :9180] [--admin SOCKET] [--target host:port] [RELEASE FLAGS]
+//	invdeploy-proxy deploy --target host:port [--health-path /readyz] [--health-timeout 60s] [--drain-timeout 30s] [RELEASE FLAGS]
 //	invdeploy-proxy target
 //	invdeploy-proxy healthcheck
+//
+// RELEASE FLAGS, all optional, name what the target runs for the
+// invdeploy_release_info{project,release,revision,service} series on
+// /metrics, which marks releases on the dashboards' time axis:
+//
+//	--project NAME --release N --revision REV --service NAME
 //
 // invdeploy runs `deploy` by exec inside the proxy's container, so the admin
 // socket needs no published port and works the same on a remote engine.
@@ -98,7 +104,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	admin := fs.String("admin", defaultAdmin, "admin socket (unix)")
 	target := fs.String("target", "", "first backend host:port (optional; else the first deploy sets it)")
 	healthPath := fs.String("health-path", "/", "health path of the first backend")
+	var rel rollproxy.Release
+	releaseFlags(fs, &rel, "the first backend")
 	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if err := rel.Validate(); err != nil {
 		return usageError{err}
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
@@ -138,7 +149,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("proxy listening", "listen", ln.Addr().String(), "metrics", *metricsAddr, "admin", *admin)
 	if *target != "" {
 		go func() {
-			res, err := p.Deploy(ctx, *target, rollproxy.DeployOptions{HealthPath: *healthPath})
+			res, err := p.Deploy(ctx, *target, rollproxy.DeployOptions{HealthPath: *healthPath, Release: rel})
 			if err != nil {
 				log.Error("first backend", "target", *target, "err", err)
 				return
@@ -170,12 +181,15 @@ func deploy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&req.HealthTimeout, "health-timeout", "60s", "how long the new backend may take to turn healthy")
 	fs.StringVar(&req.HealthInterval, "health-interval", "200ms", "pause between health requests")
 	fs.StringVar(&req.DrainTimeout, "drain-timeout", "30s", "how long in-flight requests on the old backend may take")
+	var rel rollproxy.Release
+	releaseFlags(fs, &rel, "the new backend")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
 	if req.Target == "" {
 		return usageError{errors.New("deploy: --target host:port is required")}
 	}
+	req.Project, req.Release, req.Revision, req.Service = rel.Project, rel.Number, rel.Revision, rel.Service
 	if _, err := req.Options(); err != nil {
 		return usageError{err}
 	}
@@ -184,4 +198,12 @@ func deploy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	return json.NewEncoder(stdout).Encode(res)
+}
+
+// releaseFlags binds the optional flags that name what a backend runs.
+func releaseFlags(fs *flag.FlagSet, r *rollproxy.Release, what string) {
+	fs.StringVar(&r.Project, "project", "", "compose project of "+what+" (invdeploy_release_info; optional)")
+	fs.StringVar(&r.Number, "release", "", "invdeploy release number "+what+" runs (optional)")
+	fs.StringVar(&r.Revision, "revision", "", "git revision "+what+" was built from (optional)")
+	fs.StringVar(&r.Service, "service", "", "compose service "+what+" is (optional)")
 }

@@ -20,12 +20,23 @@ type DeployRequest struct {
 	HealthTimeout  string `json:"health_timeout,omitempty"`
 	HealthInterval string `json:"health_interval,omitempty"`
 	DrainTimeout   string `json:"drain_timeout,omitempty"`
+	// Project, Release, Revision and Service name what Target runs, for
+	// invdeploy_release_info; all optional (see DeployOptions.Release).
+	Project  string `json:"project,omitempty"`
+	Release  string `json:"release,omitempty"`
+	Revision string `json:"revision,omitempty"`
+	Service  string `json:"service,omitempty"`
 }
 
-// Options turns the request's durations into DeployOptions.
+// Options turns the request's durations and release fields into
+// DeployOptions, refusing values that are not what they name.
 func (r DeployRequest) Options() (DeployOptions, error) {
 	var o DeployOptions
 	o.HealthPath = r.HealthPath
+	o.Release = Release{Project: r.Project, Number: r.Release, Revision: r.Revision, Service: r.Service}
+	if err := o.Release.Validate(); err != nil {
+		return o, err
+	}
 	for _, f := range []struct {
 		name string
 		in   string
@@ -54,18 +65,11 @@ func (r DeployRequest) Options() (DeployOptions, error) {
 // proxy's container (reached by exec, so it needs no published port):
 //
 //	POST /deploy  DeployRequest -> 200 DeployResult | 503 {"error"} (unhealthy, nothing changed)
-//	GET  /target  -> 200 {"target": "host:port"}
+//	GET  /target  -> 200 {"target": "host:port", "project", "release", "revision", "service" (as named)}
 func (p *Proxy) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /deploy", func(w http.ResponseWriter, r *http.Request) {
-		var req DeployRequest
-		dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "malformed deploy request: " + err.Error()})
-			return
-		}
-		o, err := req.Options()
+		req, o, err := decodeDeployRequest(r.Body)
 		if err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
@@ -81,9 +85,25 @@ func (p *Proxy) AdminHandler() http.Handler {
 		}
 	})
 	mux.HandleFunc("GET /target", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"target": p.Target()})
+		writeJSON(w, http.StatusOK, struct {
+			Target string `json:"target"`
+			Release
+		}{p.Target(), p.Release()})
 	})
 	return mux
+}
+
+// decodeDeployRequest reads one DeployRequest (at most 64 KiB, no unknown
+// fields) and its options.
+func decodeDeployRequest(body io.Reader) (DeployRequest, DeployOptions, error) {
+	var req DeployRequest
+	dec := json.NewDecoder(io.LimitReader(body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, DeployOptions{}, fmt.Errorf("malformed deploy request: %w", err)
+	}
+	o, err := req.Options()
+	return req, o, err
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -38,6 +38,10 @@ type DeployOptions struct {
 	// DrainTimeout bounds the wait for in-flight requests on the old backend
 	// after the switch. Default 30 s.
 	DrainTimeout time.Duration
+	// Release names what target runs (invdeploy_release_info). Zero: a
+	// switch to a new target clears the series (what serves is no longer
+	// known), a deploy to the current target keeps it.
+	Release Release
 }
 
 func (o DeployOptions) withDefaults() DeployOptions {
@@ -88,6 +92,10 @@ func New(reg prometheus.Registerer) *Proxy {
 	return &Proxy{m: newMetrics(reg)}
 }
 
+// Release returns what the current backend runs, as the last deploy named
+// it (zero when it did not).
+func (p *Proxy) Release() Release { return p.m.release.get() }
+
 // Target returns the current backend's address, or "".
 func (p *Proxy) Target() string {
 	if b := p.current.Load(); b != nil {
@@ -129,8 +137,9 @@ func (p *Proxy) acquire() *backend {
 // Deploy makes target ("host:port") the backend: it waits until target
 // answers o.HealthPath with a 2xx through the proxy's transport, switches new
 // requests to it, then waits until the previous backend has no request in
-// flight (or o.DrainTimeout) and closes its idle connections. On ErrUnhealthy
-// or a cancelled ctx nothing changed.
+// flight (or o.DrainTimeout) and closes its idle connections. The release
+// info follows o.Release as DeployOptions.Release says. On ErrUnhealthy or a
+// cancelled ctx nothing changed.
 func (p *Proxy) Deploy(ctx context.Context, target string, o DeployOptions) (DeployResult, error) {
 	o = o.withDefaults()
 	p.deploying.Lock()
@@ -158,10 +167,14 @@ func (p *Proxy) Deploy(ctx context.Context, target string, o DeployOptions) (Dep
 	}
 	res.HealthyAfter = time.Since(start)
 	if nb == old {
+		if !o.Release.IsZero() {
+			p.m.release.set(o.Release)
+		}
 		res.Drained = true
 		return res, nil
 	}
 	p.current.Store(nb)
+	p.m.release.set(o.Release)
 	p.m.switches.WithLabelValues("switched").Inc()
 	res.Drained = true
 	if old != nil {
@@ -332,6 +345,7 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	errors   *prometheus.CounterVec
 	switches *prometheus.CounterVec
+	release  *releaseInfo
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -345,9 +359,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		switches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "invdeploy_proxy_switch_events_total", Help: "Deploys by result: switched, unhealthy, drain_timeout.",
 		}, []string{"result"}),
+		release: newReleaseInfo(),
+	}
+	// Every result exists from the start at 0, so the first switch is an
+	// increase Prometheus sees (a series born at 1 has no increase), which
+	// the dashboards' switch marks rely on.
+	for _, r := range []string{"switched", "unhealthy", "drain_timeout"} {
+		m.switches.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.errors, m.switches)
+		reg.MustRegister(m.requests, m.errors, m.switches, m.release)
 	}
 	return m
 }
