@@ -68,6 +68,11 @@ type rollout struct {
 	Port         types.ServicePortConfig
 	HealthPath   string
 	DrainTimeout time.Duration
+	// Release names the release this up records, for the proxy's
+	// invdeploy_release_info series (0: none).
+	Release  int
+	Revision string
+	Project  string
 }
 
 // serviceExt is the x-invdeploy extension of a service.
@@ -244,7 +249,8 @@ func proxySpec(p *types.Project, s types.ServiceConfig, ro rollout, image string
 		NetworkMode:    container.NetworkMode(nc.Name),
 		Resources:      container.Resources{Memory: mem, PidsLimit: &pids},
 	}
-	ep := &network.EndpointSettings{Aliases: []string{s.Name + "-proxy"}}
+	// "proxy": the name Prometheus finds every proxy of the network by.
+	ep := &network.EndpointSettings{Aliases: []string{s.Name + "-proxy", "proxy"}}
 	return &containerSpec{Name: ProxyName(p.Name, s.Name), Config: cfg, Host: host,
 		Network: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{nc.Name: ep}}}, nil
 }
@@ -299,43 +305,46 @@ func findProxy(cs []container.Summary, service, hash string) (proxyState, bool) 
 // ensureProxy makes the service's proxy exist, current and running. A proxy
 // whose settings changed (another published port) is recreated: that is
 // the one change that interrupts clients, and up says so.
-func (d *Deployer) ensureProxy(ctx context.Context, p *types.Project, s types.ServiceConfig, ro rollout, image string) (string, error) {
+// fresh reports a proxy that was (re)created or started: it must be told
+// its backend again.
+func (d *Deployer) ensureProxy(ctx context.Context, p *types.Project, s types.ServiceConfig, ro rollout, image string) (id string, fresh bool, err error) {
 	spec, err := proxySpec(p, s, ro, image)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	cs, err := d.projectContainers(ctx, p.Name)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	ps, ok := findProxy(cs, s.Name, spec.Config.Labels[LabelProxyHash])
 	if ok && ps.Current {
 		if !ps.Running {
 			if err := d.engine.ContainerStart(ctx, ps.ID, container.StartOptions{}); err != nil {
-				return "", fmt.Errorf("start %s: %w", spec.Name, err)
+				return "", false, fmt.Errorf("start %s: %w", spec.Name, err)
 			}
 			d.out.Event("Container %s started", spec.Name)
+			return ps.ID, true, nil
 		}
-		return ps.ID, nil
+		return ps.ID, false, nil
 	}
 	if ok {
 		d.out.Event("Container %s recreated (its published port changed: clients are interrupted once)", spec.Name)
 		if err := d.engine.ContainerRemove(ctx, ps.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			return "", fmt.Errorf("remove %s: %w", spec.Name, err)
+			return "", false, fmt.Errorf("remove %s: %w", spec.Name, err)
 		}
 	}
 	created, err := d.engine.ContainerCreate(ctx, spec.Config, spec.Host, spec.Network, nil, spec.Name)
 	if err != nil {
-		return "", fmt.Errorf("create %s: %w", spec.Name, err)
+		return "", false, fmt.Errorf("create %s: %w", spec.Name, err)
 	}
 	if err := d.engine.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
 		_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{Force: true})
-		return "", fmt.Errorf("start %s: %w", spec.Name, err)
+		return "", false, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
 	if !ok {
 		d.out.Event("Container %s created and started (owns %s:%d)", spec.Name, displayIP(ro.Port.HostIP), publishedPort(ro.Port))
 	}
-	return created.ID, nil
+	return created.ID, true, nil
 }
 
 func publishedPort(p types.ServicePortConfig) int {
@@ -357,10 +366,16 @@ type ProxySwitch struct {
 // target once target answers the health path, and to drain the previous
 // backend. It returns when the old backend is drained; an error means the
 // proxy did not switch.
-func (d *Deployer) proxyDeploy(ctx context.Context, proxyID, target string, ro rollout, healthTimeout time.Duration) (ProxySwitch, error) {
+func (d *Deployer) proxyDeploy(ctx context.Context, proxyID, service, target string, ro rollout, healthTimeout time.Duration) (ProxySwitch, error) {
 	cmd := []string{proxyBinary, "deploy", "--target", target, "--health-path", ro.HealthPath,
 		"--health-timeout", healthTimeout.Round(time.Second).String(), "--health-interval", "100ms",
 		"--drain-timeout", ro.DrainTimeout.String()}
+	if ro.Release > 0 {
+		cmd = append(cmd, "--project", ro.Project, "--service", service, "--release", strconv.Itoa(ro.Release))
+		if validRevision(ro.Revision) {
+			cmd = append(cmd, "--revision", ro.Revision)
+		}
+	}
 	var sw ProxySwitch
 	ex, err := d.engine.ContainerExecCreate(ctx, proxyID, container.ExecOptions{Cmd: cmd, User: proxyUser, AttachStdout: true, AttachStderr: true})
 	if err != nil {
@@ -393,4 +408,18 @@ func (d *Deployer) proxyDeploy(ctx context.Context, proxyID, target string, ro r
 		}
 	}
 	return sw, nil
+}
+
+// validRevision is what the proxy accepts as a revision label.
+func validRevision(r string) bool {
+	if r == "" || len(r) > 64 {
+		return false
+	}
+	for i, c := range r {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || (i > 0 && strings.ContainsRune("_.+-", c))
+		if !ok {
+			return false
+		}
+	}
+	return true
 }

@@ -191,6 +191,17 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	if err != nil {
 		return res, err
 	}
+	if proxyImage != "" && o.RecordCommand != "" {
+		// The proxies name the release this up is about to record.
+		next, rev := 1, gitRevision(p.WorkingDir)
+		if rels, err := d.Releases(ctx, p.Name); err == nil && len(rels) > 0 {
+			next = rels[0].Number + 1
+		}
+		for name, ro := range rollouts {
+			ro.Release, ro.Revision, ro.Project = next, rev, p.Name
+			rollouts[name] = ro
+		}
+	}
 	pending := map[string][]pendingStart{}
 	for _, name := range order {
 		s := p.Services[name]
@@ -502,6 +513,7 @@ func (d *Deployer) prepare(ctx context.Context, p *types.Project, s types.Servic
 		}
 	}
 	var proxyID string
+	var fresh bool
 	if ro.Proxy {
 		// The proxy takes the port from a container that publishes it
 		// itself only once that one is gone (recreate below).
@@ -512,7 +524,7 @@ func (d *Deployer) prepare(ctx context.Context, p *types.Project, s types.Servic
 			}
 		}
 		if !direct {
-			if proxyID, err = d.ensureProxy(ctx, p, s, ro, proxyImage); err != nil {
+			if proxyID, fresh, err = d.ensureProxy(ctx, p, s, ro, proxyImage); err != nil {
 				return steps, nil, err
 			}
 		}
@@ -531,11 +543,13 @@ func (d *Deployer) prepare(ctx context.Context, p *types.Project, s types.Servic
 					d.out.Event("Container %s renamed %s", st.Container, want)
 				}
 			}
-			if ro.Proxy {
-				// Tell the proxy again (it may have been recreated or
-				// restarted): same target, only checked healthy.
+			if ro.Proxy && fresh {
+				// A proxy that was (re)created or started learns its
+				// backend again (no release is named: none is recorded).
+				kept := ro
+				kept.Release = 0
 				starts = append(starts, pendingStart{id: c.ID, name: st.Container, verb: "unchanged",
-					proxy: &proxyWork{ro: ro, proxyID: proxyID, alias: c.Labels[LabelBackend], started: true, service: s}})
+					proxy: &proxyWork{ro: kept, proxyID: proxyID, alias: c.Labels[LabelBackend], started: true, service: s}})
 			}
 		case ActionStart:
 			n++
@@ -567,7 +581,7 @@ func (d *Deployer) prepare(ctx context.Context, p *types.Project, s types.Servic
 				verb = "recreated (" + st.Reason + ")"
 			}
 			if ro.Proxy && proxyID == "" {
-				if proxyID, err = d.ensureProxy(ctx, p, s, ro, proxyImage); err != nil {
+				if proxyID, _, err = d.ensureProxy(ctx, p, s, ro, proxyImage); err != nil {
 					return steps, starts, err
 				}
 			}
@@ -652,7 +666,7 @@ func (d *Deployer) roll(ctx context.Context, rd *readiness, project string, ps p
 	}
 	target := w.alias + ":" + strconv.Itoa(int(w.ro.Port.Target))
 	remaining := max(time.Until(deadline), 5*time.Second)
-	sw, err := d.proxyDeploy(ctx, w.proxyID, target, w.ro, remaining)
+	sw, err := d.proxyDeploy(ctx, w.proxyID, w.service.Name, target, w.ro, remaining)
 	if err != nil {
 		return fail(err)
 	}

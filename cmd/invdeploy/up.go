@@ -17,12 +17,13 @@ type upOptions struct {
 	build       bool
 	// removeOrphans removes containers of services the file no longer has.
 	removeOrphans bool
+	dryRun        bool
 }
 
 func newUpCommand(g *globalOptions) *cobra.Command {
 	o := &upOptions{}
 	cmd := &cobra.Command{
-		Use:   "up [-f FILE] [-p NAME] [--profile P] [--wait-timeout D] [--build] [--remove-orphans]",
+		Use:   "up [-f FILE] [-p NAME] [--profile P] [--wait-timeout D] [--build] [--remove-orphans] [--dry-run]",
 		Short: "Preflight, build if needed, start the stack and wait until it is healthy",
 		Long: `up deploys a stack. Preflight runs first and refuses (exit 3, nothing created)
 when a port is taken, a secret is missing or weak, a .env or secret file is tracked
@@ -32,8 +33,13 @@ Services start in dependency order (depends_on conditions are honoured); up retu
 when every container runs and every healthcheck passes, else exits 4 with the
 failing container's last 20 log lines.
 
-up is idempotent: an unchanged service is left running untouched, a changed one is
-recreated. Without -f and with no compose file in the working directory it deploys
+up is idempotent: an unchanged service is left running untouched. A changed
+stateless service that publishes one HTTP port is rolled with zero downtime: its
+port belongs to invdeploy's rollout proxy, the new container starts beside the old
+one, and the proxy switches once it is healthy, then drains and stops the old one
+(a new container that fails leaves the old one serving: exit 4). Other changed
+services (a named volume, several ports) are recreated in place. --dry-run prints
+that plan and changes nothing. Without -f and with no compose file in the working directory it deploys
 the bundled Invoicing stack, whose build context is the working directory; its
 database password is generated on the first up and kept, mode 0600, under
 $XDG_CONFIG_HOME/invdeploy/<project>/ (set INVOICING_DB_PASSWORD to choose one).
@@ -44,7 +50,8 @@ longer has (orphans) are named in a warning; --remove-orphans removes them.`,
 		Example: `  invdeploy up                                   # bundled stack, API on 127.0.0.1:8000
   INVOICING_API_PORT=8080 invdeploy up
   invdeploy up -f docker-compose.yml -p shop --wait-timeout 5m
-  invdeploy up --profile monitoring --remove-orphans`,
+  invdeploy up --profile monitoring --remove-orphans
+  invdeploy up --dry-run -o json                 # the plan, nothing changed`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.waitTimeout <= 0 {
@@ -59,8 +66,17 @@ longer has (orphans) are named in a warning; --remove-orphans removes them.`,
 				return err
 			}
 			defer closeFn()
+			uo := deployer.UpOptions{Build: o.build, WaitTimeout: o.waitTimeout, RemoveOrphans: o.removeOrphans, ProxyBinary: proxyBinary()}
+			if o.dryRun {
+				plan, err := d.Plan(cmd.Context(), st, uo)
+				if err != nil {
+					return err
+				}
+				return printPlan(g, plan)
+			}
 			announce(g, "Deploying", st)
-			res, err := d.Up(cmd.Context(), st, deployer.UpOptions{Build: o.build, WaitTimeout: o.waitTimeout, RemoveOrphans: o.removeOrphans, Lock: true, RecordCommand: "up", ProxyBinary: proxyBinary()})
+			uo.Lock, uo.RecordCommand = true, "up"
+			res, err := d.Up(cmd.Context(), st, uo)
 			if err != nil {
 				return err
 			}
@@ -71,7 +87,45 @@ longer has (orphans) are named in a warning; --remove-orphans removes them.`,
 	durationFlag(cmd, &o.waitTimeout, "wait-timeout", 3*time.Minute, "how long to wait for dependencies and health")
 	cmd.Flags().BoolVar(&o.build, "build", false, "rebuild images that have a build section even when present")
 	cmd.Flags().BoolVar(&o.removeOrphans, "remove-orphans", false, "remove containers of services the compose file no longer has")
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the plan (per service: keep, create, roll, recreate, and why) and change nothing")
 	return cmd
+}
+
+// printPlan prints up's plan: one line per container, with the reason and
+// how a change is applied.
+func printPlan(g *globalOptions, p *deployer.Plan) error {
+	if g.Output == "json" {
+		return writeJSON(g.stdout, p)
+	}
+	verdict := "nothing to change"
+	if p.Changes() {
+		verdict = "changes below"
+	}
+	fmt.Fprintf(g.stdout, "Plan for project %s (--dry-run: nothing was changed; %s)\n", p.Project, verdict)
+	for _, s := range p.Services {
+		build := ""
+		if s.WillBuild {
+			build = ", image built first"
+		}
+		for _, c := range s.Containers {
+			line := fmt.Sprintf("  %-10s %-9s %s", s.Service, c.Action, c.Container)
+			if c.Reason != "" {
+				line += ": " + c.Reason
+			}
+			fmt.Fprintln(g.stdout, line+build)
+		}
+		fmt.Fprintf(g.stdout, "  %-10s changes:  %s\n", "", s.RolloutReason)
+		switch s.Proxy {
+		case deployer.ActionCreate:
+			fmt.Fprintf(g.stdout, "  %-10s proxy:    created (it takes over the published port)\n", "")
+		case deployer.ActionRecreate:
+			fmt.Fprintf(g.stdout, "  %-10s proxy:    recreated: its published port changed (clients are interrupted once)\n", "")
+		}
+	}
+	for _, o := range p.Orphans {
+		fmt.Fprintf(g.stdout, "  orphan     kept      %s (--remove-orphans removes it)\n", o)
+	}
+	return nil
 }
 
 func printUp(g *globalOptions, so *stackOptions, st *deployer.Stack, d *deployer.Deployer, cmd *cobra.Command, res *deployer.UpResult) error {
