@@ -354,7 +354,9 @@ func TestRolloutBundledAPIUnderCreates(t *testing.T) {
 	if err := e.docker.ImageTag(ctx, apiImage, "invoicing-api:"+newTag); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _, _ = e.docker.ImageRemove(context.Background(), "invoicing-api:"+newTag, image.RemoveOptions{}) })
+	t.Cleanup(func() {
+		_, _ = e.docker.ImageRemove(context.Background(), "invoicing-api:"+newTag, image.RemoveOptions{})
+	})
 
 	var mu sync.Mutex
 	var acked []string
