@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// downtime watches a URL with 16 clients and records the failed requests
+// and the longest stretch without a successful answer.
+type downtime struct {
+	g       *loadGen
+	mu      sync.Mutex
+	lastOK  time.Time
+	longest time.Duration
+}
+
+func watch(url string) *downtime {
+	d := &downtime{lastOK: time.Now()}
+	d.g = startLoad(16, func(c *http.Client) error {
+		_, err := getOK(c, url)
+		if err == nil {
+			d.mu.Lock()
+			if gap := time.Since(d.lastOK); gap > d.longest {
+				d.longest = gap
+			}
+			d.lastOK = time.Now()
+			d.mu.Unlock()
+		}
+		return err
+	})
+	return d
+}
+
+func (d *downtime) finish() (ok, failed int64, longest time.Duration) {
+	ok, failed, _ = d.g.finish()
+	return ok, failed, d.longest
+}
+
+// untilVersion is how long after start url/version first answered want.
+func untilVersion(base, want string, start time.Time, done <-chan struct{}) <-chan time.Duration {
+	out := make(chan time.Duration, 1)
+	go func() {
+		c := &http.Client{Timeout: 2 * time.Second}
+		for {
+			if v, err := getOK(c, base+"/version"); err == nil && v == want {
+				out <- time.Since(start)
+				return
+			}
+			select {
+			case <-done:
+				out <- -1
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	return out
+}
+
+// TestBenchRollout is `make bench-rollout`: under 16 clients, a rollout and
+// a rollback through the proxy against a plain recreate (no proxy: today's
+// behaviour for a service that cannot roll), in one run; and the proxy's
+// cost on the bundled API (create and GET req/s through the proxy divided
+// by direct to the container).
+func TestBenchRollout(t *testing.T) {
+	if os.Getenv("INVDEPLOY_BENCH_ROLLOUT") == "" {
+		t.Skip("benchmark: make bench-rollout")
+	}
+	e := newLocalEnv(t, "postgres:15", "golang:1.26-bookworm")
+	rollappImages(t, e.docker)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(rollStack), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proxyBin := proxyBinary(t)
+	for _, mode := range []string{"proxy", "recreate"} {
+		proj := project(t, "benchroll"+mode)
+		e.cleanup(proj)
+		port := freePort(t)
+		base := "http://127.0.0.1:" + strconv.Itoa(port)
+		set := func(image string) {
+			e.extra = []string{"APP_IMAGE=" + image, "APP_PORT=" + strconv.Itoa(port)}
+			if mode == "proxy" {
+				e.extra = append(e.extra, "INVDEPLOY_PROXY_BINARY="+proxyBin)
+			}
+		}
+		set("rollapp:e2e-v1")
+		e.mustRun(dir, "up", "-p", proj, "--wait-timeout", "60s")
+		for _, step := range []struct{ name, image, want string }{{"rollout", "rollapp:e2e-v2", "2"}, {"rollback", "", "1"}} {
+			w := watch(base + "/")
+			time.Sleep(500 * time.Millisecond)
+			start := time.Now()
+			done := make(chan struct{})
+			serving := untilVersion(base, step.want, start, done)
+			var r localResult
+			if step.image != "" {
+				set(step.image)
+				r = e.mustRun(dir, "up", "-p", proj, "--wait-timeout", "60s")
+			} else {
+				r = e.mustRun(dir, "rollback", "-p", proj, "--wait-timeout", "60s")
+			}
+			wall := time.Since(start)
+			time.Sleep(500 * time.Millisecond)
+			close(done)
+			ok, failed, longest := w.finish()
+			s := <-serving
+			fmt.Printf("%-8s %-8s: %6d ok, %4d failed requests, longest gap %5.2fs, new version serving after %5.2fs, command %5.2fs\n",
+				mode, step.name, ok, failed, longest.Seconds(), s.Seconds(), wall.Seconds())
+			_ = r
+		}
+	}
+
+	// The proxy's cost on the bundled API.
+	proj := project(t, "benchrollapi")
+	e.cleanup(proj)
+	port := freePort(t)
+	e.extra = []string{"INVDEPLOY_PROXY_BINARY=" + proxyBin, "INVOICING_API_PORT=" + strconv.Itoa(port)}
+	e.mustRun(localRoot(), "up", "-p", proj, "--wait-timeout", "5m")
+	app, _ := appContainers(t, e.docker, proj)
+	var direct string
+	for _, c := range app {
+		if c.Labels["com.docker.compose.service"] == "api" {
+			ins, err := e.docker.ContainerInspect(context.Background(), c.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range ins.NetworkSettings.Networks {
+				direct = "http://" + n.IPAddress + ":8000"
+			}
+		}
+	}
+	if direct == "" {
+		t.Fatal("no api container address")
+	}
+	proxied := "http://127.0.0.1:" + strconv.Itoa(port)
+	body := `{"currency":"EUR","customer":{"name":"Bench"},"line_items":[{"description":"x","quantity":1,"unit_amount":100}]}`
+	create := func(base string) func(c *http.Client) error {
+		return func(c *http.Client) error {
+			resp, err := c.Post(base+"/v1/invoices", "application/json", strings.NewReader(body))
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				return fmt.Errorf("create: %s", resp.Status)
+			}
+			return nil
+		}
+	}
+	resp, err := http.Post(direct+"/v1/invoices", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := resp.Header.Get("Location")
+	resp.Body.Close()
+	get := func(base string) func(c *http.Client) error {
+		return func(c *http.Client) error { _, err := getOK(c, base+loc); return err }
+	}
+	rate := func(do func(c *http.Client) error) float64 {
+		var n atomic.Int64
+		g := startLoad(16, func(c *http.Client) error {
+			err := do(c)
+			if err == nil {
+				n.Add(1)
+			}
+			return err
+		})
+		time.Sleep(10 * time.Second)
+		_, failed, _ := g.finish()
+		if failed > 0 {
+			t.Errorf("%d requests failed while measuring", failed)
+		}
+		return float64(n.Load()) / 10
+	}
+	for _, m := range []struct {
+		name string
+		do   func(string) func(*http.Client) error
+	}{{"create", create}, {"get", get}} {
+		// Interleaved twice: direct, proxied, direct, proxied.
+		var d, p float64
+		for i := 0; i < 2; i++ {
+			d += rate(m.do(direct))
+			p += rate(m.do(proxied))
+		}
+		fmt.Printf("proxy cost %-6s: direct %7.0f req/s, through the proxy %7.0f req/s, ratio %.2f (target >= 0.9)\n", m.name, d/2, p/2, p/d)
+	}
+}
