@@ -121,9 +121,18 @@ type loadGen struct {
 // startLoad runs clients workers; do makes one request with the client it is
 // given and returns an error for anything but success.
 func startLoad(clients int, do func(c *http.Client) error) *loadGen {
+	return load(clients, true, do)
+}
+
+// startLoadKeepAlive is startLoad with every client keeping its connection.
+func startLoadKeepAlive(clients int, do func(c *http.Client) error) *loadGen {
+	return load(clients, false, do)
+}
+
+func load(clients int, mixed bool, do func(c *http.Client) error) *loadGen {
 	g := &loadGen{stop: make(chan struct{})}
 	for i := 0; i < clients; i++ {
-		tr := &http.Transport{DisableKeepAlives: i%2 == 1, MaxIdleConnsPerHost: 1}
+		tr := &http.Transport{DisableKeepAlives: mixed && i%2 == 1, MaxIdleConnsPerHost: 1}
 		c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 		g.wg.Add(1)
 		go func() {
