@@ -36,7 +36,7 @@ const rollStack = `services:
     environment:
       MODE: ${APP_MODE:-ok}
     ports:
-      - "127.0.0.1:${APP_PORT}:8080"
+      - "${APP_BIND:-127.0.0.1}:${APP_PORT}:8080"
     healthcheck:
       test: ["CMD", "/rollapp", "check"]
       interval: 1s
