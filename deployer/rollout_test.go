@@ -19,12 +19,22 @@ func TestRolloutRules(t *testing.T) {
 		proxy     bool
 		why, err  string
 	}{
-		{"stateless http", `image: x
+		{"built stateless app", `build: .
+    image: x
     ports: ["8080:80"]`, true, "rolled behind the rollout proxy", ""},
+		{"image with a health path", `image: x
+    ports: ["8080:80"]
+    x-invdeploy: {health_path: /up}`, true, "rolled behind the rollout proxy", ""},
+		{"image that may not be HTTP", `image: redis:7
+    ports: ["6379:6379"]`, false, "runs an image invdeploy does not build", ""},
+		{"image opted in", `image: x
+    ports: ["8080:80"]
+    x-invdeploy: {rollout: proxy}`, true, "rolled behind the rollout proxy", ""},
 		{"named volume", `image: x
     ports: ["8080:80"]
     volumes: ["data:/d"]`, false, "never run twice", ""},
-		{"bind mount is not state", `image: x
+		{"bind mount is not state", `build: .
+    image: x
     ports: ["8080:80"]
     volumes: ["./conf:/conf:ro"]`, true, "", ""},
 		{"no port", `image: x`, false, "publishes no port", ""},
@@ -56,7 +66,7 @@ func TestRolloutRules(t *testing.T) {
     x-invdeploy: {drain_timeout: soon}`, false, "", "drain_timeout"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			st := loadStack(t, "services:\n  w:\n    "+tt.svc+"\nvolumes: {data: {}}\n", map[string]string{"conf": "x"})
+			st := loadStack(t, "services:\n  w:\n    "+tt.svc+"\nvolumes: {data: {}}\n", map[string]string{"conf": "x", "Dockerfile": "FROM scratch\n"})
 			ro, err := rolloutOf(st.Project.Services["w"], true)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), "services.w") {
