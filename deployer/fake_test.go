@@ -170,10 +170,23 @@ func (f *fakeEngine) DaemonHost() string { return "unix:///fake.sock" }
 func (f *fakeEngine) ImageInspect(_ context.Context, ref string, _ ...client.ImageInspectOption) (image.InspectResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if id, ok := f.images[ref]; ok {
+	if id, ok := f.imageLocked(ref); ok {
 		return image.InspectResponse{ID: id}, nil
 	}
 	return image.InspectResponse{}, errdefs.NotFound(fmt.Errorf("No such image: %s", ref))
+}
+
+// imageLocked resolves a reference or an image id, as the engine does.
+func (f *fakeEngine) imageLocked(ref string) (string, bool) {
+	if id, ok := f.images[ref]; ok {
+		return id, true
+	}
+	for _, id := range f.images {
+		if id == ref {
+			return id, true
+		}
+	}
+	return "", false
 }
 
 func (f *fakeEngine) ImagePull(_ context.Context, ref string, _ image.PullOptions) (io.ReadCloser, error) {
@@ -312,7 +325,7 @@ func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, h
 			return container.CreateResponse{}, errdefs.Conflict(fmt.Errorf("name %s in use", name))
 		}
 	}
-	imgID, ok := f.images[cfg.Image]
+	imgID, ok := f.imageLocked(cfg.Image)
 	if !ok {
 		return container.CreateResponse{}, errdefs.NotFound(fmt.Errorf("No such image: %s", cfg.Image))
 	}

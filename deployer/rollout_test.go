@@ -207,3 +207,52 @@ func TestUpRollsBehindTheProxy(t *testing.T) {
 		t.Fatalf("refused switch: want the new one removed and the old one kept:\n%s", got)
 	}
 }
+
+// TestRollbackRollsOnlyWhatChanged: a rollback to the release before puts
+// the api's earlier image back through the proxy and leaves the database,
+// whose image is the same, exactly as it runs.
+func TestRollbackRollsOnlyWhatChanged(t *testing.T) {
+	ctx := context.Background()
+	port := freePort(t)
+	env := []string{"INVOICING_API_PORT=" + strconv.Itoa(port)}
+	st, cfgDir := bundledStack(t, append(env, "INVOICING_API_TAG=one")...)
+	f := fakeWithImages()
+	f.probes["api"] = fakeProbe{code: 0}
+	d := New(f, nil)
+	o := UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second, ProxyBinary: fakeProxyBinary(t, f), RecordCommand: "up"}
+	if _, err := d.Up(ctx, st, o); err != nil {
+		t.Fatalf("release 1: %v", err)
+	}
+	one := f.images["invoicing-api:one"]
+	st2, err := Load(ctx, LoadOptions{WorkingDir: st.Project.WorkingDir, ProjectName: "inv", Env: append(env, "INVOICING_API_TAG=two")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Up(ctx, st2, o); err != nil {
+		t.Fatalf("release 2: %v", err)
+	}
+	if f.images["invoicing-api:two"] == one {
+		t.Fatal("the fake built the same image twice")
+	}
+	before := len(f.mutations())
+	o.RecordCommand = ""
+	rel, res, err := d.Rollback(ctx, st2, RollbackOptions{Up: o})
+	if err != nil || rel.Number != 1 {
+		t.Fatalf("rollback: release %+v, %v", rel, err)
+	}
+	got := strings.Join(f.mutations()[before:], "\n")
+	if strings.Contains(got, "inv-db-1") {
+		t.Fatalf("rollback touched the database:\n%s", got)
+	}
+	for _, s := range res.Steps {
+		want := map[string]Action{"db": ActionKeep, "api": ActionRoll}[s.Service]
+		if s.Action != want {
+			t.Fatalf("rollback step %+v, want db kept and api rolled", s)
+		}
+	}
+	for _, c := range f.containers {
+		if c.name == "inv-api-1" && c.imageID != one {
+			t.Fatalf("after rollback the api runs %s, want release 1's %s", c.imageID, one)
+		}
+	}
+}
