@@ -318,7 +318,11 @@ func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, h
 	}
 	f.seq++
 	id := fmt.Sprintf("c%04d", f.seq)
-	f.containers[id] = &fakeContainer{id: id, name: name, cfg: *cfg, host: *host, state: "created", created: time.Now(), imageID: imgID, files: map[string]fakeFile{}}
+	hc := container.HostConfig{}
+	if host != nil { // the engine's default, as for the lock container
+		hc = *host
+	}
+	f.containers[id] = &fakeContainer{id: id, name: name, cfg: *cfg, host: hc, state: "created", created: time.Now(), imageID: imgID, files: map[string]fakeFile{}}
 	f.recordNamed("create", name)
 	return container.CreateResponse{ID: id}, nil
 }
