@@ -234,6 +234,13 @@ func (f *fakeEngine) ImageTag(_ context.Context, src, target string) error {
 
 func (f *fakeEngine) summary(c *fakeContainer) container.Summary {
 	s := container.Summary{ID: c.id, Names: []string{"/" + c.name}, Labels: c.cfg.Labels, State: c.state, Image: c.cfg.Image, ImageID: c.imageID, Created: c.created.Unix()}
+	for _, m := range c.host.Mounts { // as the engine lists them: a volume by name, a bind by source
+		mp := container.MountPoint{Type: m.Type, Source: m.Source, Destination: m.Target, RW: !m.ReadOnly}
+		if m.Type == mount.TypeVolume {
+			mp.Name, mp.Source = m.Source, "/fake/volumes/"+m.Source+"/_data"
+		}
+		s.Mounts = append(s.Mounts, mp)
+	}
 	for port, bs := range c.host.PortBindings {
 		for _, b := range bs {
 			pub := 0
