@@ -34,6 +34,7 @@ import (
 type fakeEngine struct {
 	mu         sync.Mutex
 	pingErr    error
+	pings      int // Ping calls
 	apiVersion string
 	images     map[string]string // ref -> id
 	pullable   map[string]bool
@@ -158,6 +159,9 @@ func (f *fakeEngine) countCalls(prefix string) int {
 }
 
 func (f *fakeEngine) Ping(context.Context) (types.Ping, error) {
+	f.mu.Lock()
+	f.pings++
+	f.mu.Unlock()
 	return types.Ping{APIVersion: f.apiVersion}, f.pingErr
 }
 
