@@ -160,12 +160,15 @@ func (s *testSSHServer) serve(c net.Conn, config *ssh.ServerConfig) {
 			nc.Reject(ssh.ConnectionFailed, "open failed")
 			continue
 		}
+		// Counted before the client hears of it: a test that checks the
+		// count once its dial returned must not race the count.
+		counter.Add(1)
 		ch, creqs, err := nc.Accept()
 		if err != nil {
+			counter.Add(-1)
 			target.Close()
 			continue
 		}
-		counter.Add(1)
 		go ssh.DiscardRequests(creqs)
 		go func() {
 			io.Copy(ch, target)
