@@ -29,6 +29,12 @@ func New(engine Engine, out *Progress) *Deployer {
 // Engine returns the engine the Deployer talks to.
 func (d *Deployer) Engine() Engine { return d.engine }
 
+// WithEngine returns a Deployer that reports as d does and talks to e, a
+// decorator of d's engine (remote up's run cache).
+func (d *Deployer) WithEngine(e Engine) *Deployer {
+	return &Deployer{engine: e, out: d.out, announced: d.announced}
+}
+
 // projectContainers lists the containers of a project (all states), sorted by
 // service then number; with services, only theirs (no rollout proxy).
 func (d *Deployer) projectContainers(ctx context.Context, project string, services ...string) ([]container.Summary, error) {

@@ -34,6 +34,7 @@ import (
 type fakeEngine struct {
 	mu         sync.Mutex
 	pingErr    error
+	pings      int // Ping calls
 	apiVersion string
 	images     map[string]string // ref -> id
 	pullable   map[string]bool
@@ -158,6 +159,9 @@ func (f *fakeEngine) countCalls(prefix string) int {
 }
 
 func (f *fakeEngine) Ping(context.Context) (types.Ping, error) {
+	f.mu.Lock()
+	f.pings++
+	f.mu.Unlock()
 	return types.Ping{APIVersion: f.apiVersion}, f.pingErr
 }
 
@@ -247,6 +251,13 @@ func (f *fakeEngine) ImageTag(_ context.Context, src, target string) error {
 
 func (f *fakeEngine) summary(c *fakeContainer) container.Summary {
 	s := container.Summary{ID: c.id, Names: []string{"/" + c.name}, Labels: c.cfg.Labels, State: c.state, Image: c.cfg.Image, ImageID: c.imageID, Created: c.created.Unix()}
+	for _, m := range c.host.Mounts { // as the engine lists them: a volume by name, a bind by source
+		mp := container.MountPoint{Type: m.Type, Source: m.Source, Destination: m.Target, RW: !m.ReadOnly}
+		if m.Type == mount.TypeVolume {
+			mp.Name, mp.Source = m.Source, "/fake/volumes/"+m.Source+"/_data"
+		}
+		s.Mounts = append(s.Mounts, mp)
+	}
 	for port, bs := range c.host.PortBindings {
 		for _, b := range bs {
 			pub := 0
@@ -331,7 +342,11 @@ func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, h
 	}
 	f.seq++
 	id := fmt.Sprintf("c%04d", f.seq)
-	f.containers[id] = &fakeContainer{id: id, name: name, cfg: *cfg, host: *host, state: "created", created: time.Now(), imageID: imgID, files: map[string]fakeFile{}}
+	hc := container.HostConfig{}
+	if host != nil { // the engine's default, as for the lock container
+		hc = *host
+	}
+	f.containers[id] = &fakeContainer{id: id, name: name, cfg: *cfg, host: hc, state: "created", created: time.Now(), imageID: imgID, files: map[string]fakeFile{}}
 	f.recordNamed("create", name)
 	return container.CreateResponse{ID: id}, nil
 }

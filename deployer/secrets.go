@@ -378,7 +378,7 @@ func (d *Deployer) deliveredChange(ctx context.Context, c container.Summary, s t
 	if err != nil || len(files) == 0 {
 		return "", err
 	}
-	if !d.hasDelivery(ctx, deliveryKey(c)) {
+	if !hasDelivery(c) {
 		return "secrets and configs now delivered read-only", nil
 	}
 	// One read of /run/secrets for the files there (each read costs a
@@ -413,10 +413,26 @@ func (d *Deployer) deliveredChange(ctx context.Context, c container.Summary, s t
 	return "", nil
 }
 
-// hasDelivery reports whether a container has delivery volumes.
-func (d *Deployer) hasDelivery(ctx context.Context, containerName string) bool {
-	list, err := d.engine.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelDeliveryFor+"="+containerName))})
-	return err == nil && len(list.Volumes) > 0
+// hasDelivery reports whether a container mounts delivery volumes (see
+// prepareDelivery: the /run/secrets volume, or binds of files inside the
+// files volume), from its list entry: every up asks this of every
+// container, and on a remote engine a call each would cross the network.
+// A container of an older invdeploy has none.
+func hasDelivery(c container.Summary) bool {
+	prefix := deliveryKey(c) + "-delivery-" // a rolled container keeps its first name's volumes
+	for _, m := range c.Mounts {
+		switch m.Type {
+		case mount.TypeVolume:
+			if strings.HasPrefix(m.Name, prefix) {
+				return true
+			}
+		case mount.TypeBind:
+			if strings.Contains(m.Source, "/"+prefix) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // readDelivered reads a delivered file, or every file of a delivered

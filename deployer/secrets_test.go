@@ -248,9 +248,12 @@ func TestUpRecreatesOnChangedSecretOrConfigOnly(t *testing.T) {
 func TestUpRecreatesContainerWithoutReadOnlyDelivery(t *testing.T) {
 	ctx := context.Background()
 	f, d, st := upConfigStack(t)
-	// As an older invdeploy left it: no delivery volumes.
+	// As an older invdeploy left it: no delivery volumes, none mounted.
 	for name := range f.volumes {
 		delete(f.volumes, name)
+	}
+	for _, c := range f.containers {
+		c.host.Mounts = nil
 	}
 	res, err := d.Up(ctx, st, UpOptions{ConfigDir: t.TempDir(), WaitTimeout: 5 * time.Second})
 	if err != nil {

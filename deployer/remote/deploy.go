@@ -94,6 +94,11 @@ func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, 
 		rep = nopReporter{}
 	}
 	res := &UpReport{}
+	// The remote preflight, the checks before anything is sent and the
+	// deploy's own preflight ask the host the same questions: over SSH
+	// each is sent once (see runCache).
+	cache := newRunCache(eng)
+	eng, remote = cache, remote.WithEngine(cache)
 	via := o.Via
 	if via == "" {
 		via = ViaSSH
