@@ -35,6 +35,7 @@ type fakeEngine struct {
 	mu         sync.Mutex
 	pingErr    error
 	pings      int // Ping calls
+	reads      int // CopyFromContainer calls
 	apiVersion string
 	images     map[string]string // ref -> id
 	pullable   map[string]bool
@@ -459,6 +460,9 @@ func (f *fakeEngine) CopyToContainer(_ context.Context, id, dst string, r io.Rea
 // CopyFromContainer serves /etc/passwd and /etc/group with root, postgres
 // (999) and nonroot (65532).
 func (f *fakeEngine) CopyFromContainer(_ context.Context, id, path string) (io.ReadCloser, container.PathStat, error) {
+	f.mu.Lock()
+	f.reads++
+	f.mu.Unlock()
 	files := map[string]string{
 		"/etc/passwd": "root:x:0:0:root:/root:/bin/bash\npostgres:x:999:999::/var/lib/postgresql:/bin/bash\nnonroot:x:65532:65532::/nonexistent:/sbin/nologin\n",
 		"/etc/group":  "root:x:0:\npostgres:x:999:\nnonroot:x:65532:\n",

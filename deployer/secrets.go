@@ -371,7 +371,8 @@ func (d *Deployer) sweepDelivery(ctx context.Context, project string) error {
 // deliveredChange tells why an existing container must be recreated for its
 // secrets and configs: one that predates the read-only delivery, or whose
 // delivered file differs from the value now (read back through the API and
-// compared in memory, so nothing derived from a secret is stored anywhere).
+// compared in memory), unless this machine's delivery record says it
+// delivered exactly these values to this container (see deliveryRecord).
 // "" means unchanged.
 func (d *Deployer) deliveredChange(ctx context.Context, c container.Summary, s types.ServiceConfig, values map[string][]byte) (string, error) {
 	files, err := deliveryFiles(s)
@@ -380,6 +381,9 @@ func (d *Deployer) deliveredChange(ctx context.Context, c container.Summary, s t
 	}
 	if !hasDelivery(c) {
 		return "secrets and configs now delivered read-only", nil
+	}
+	if d.delivered.matches(c.ID, files, values) {
+		return "", nil // this machine delivered exactly these values to it
 	}
 	// One read of /run/secrets for the files there (each read costs a
 	// mount of the container's filesystems in the engine), one per file
@@ -410,6 +414,7 @@ func (d *Deployer) deliveredChange(ctx context.Context, c container.Summary, s t
 			return fmt.Sprintf("%s %s changed", f.Kind, f.Name), nil
 		}
 	}
+	d.delivered.remember(c.ID, files, values)
 	return "", nil
 }
 
