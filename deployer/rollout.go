@@ -244,7 +244,7 @@ func proxySpec(p *types.Project, s types.ServiceConfig, ro rollout, image string
 		ExposedPorts: nat.PortSet{cport: {}, nat.Port(strconv.Itoa(metrics) + "/tcp"): {}},
 		StopTimeout:  &stop,
 		Healthcheck: &container.HealthConfig{Test: []string{"CMD", proxyBinary, "healthcheck"},
-			Interval: 5 * time.Second, Timeout: 3 * time.Second, Retries: 3},
+			Interval: 2 * time.Second, Timeout: 2 * time.Second, Retries: 3},
 	}
 	host := &container.HostConfig{
 		PortBindings:   nat.PortMap{cport: {{HostIP: ro.Port.HostIP, HostPort: ro.Port.Published}}},
