@@ -65,6 +65,15 @@ func Down(ctx context.Context, mgr ManagerEngine, project string, timeout time.D
 			}
 		}
 	}
+	// Wait until the swarm no longer lists them, so an up right after
+	// creates them again.
+	for {
+		left, err := mgr.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("scope", "swarm"), filters.Arg("label", deployer.LabelProject+"="+project))})
+		if err != nil || len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	secrets, err := mgr.SecretList(ctx, swarm.SecretListOptions{Filters: projectFilter(project)})
 	if err != nil {
 		return rep, fmt.Errorf("list secrets: %w", err)

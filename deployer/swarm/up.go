@@ -364,7 +364,9 @@ func ensureNetworks(ctx context.Context, mgr ManagerEngine, p *types.Project, re
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	existing, err := mgr.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("driver", "overlay"))})
+	// Swarm-scoped only: a node may still list a network removed from the
+	// swarm a moment ago.
+	existing, err := mgr.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("scope", "swarm"))})
 	if err != nil {
 		return fmt.Errorf("list networks: %w", err)
 	}
@@ -523,8 +525,11 @@ func apply(ctx context.Context, mgr ManagerEngine, spec swarm.ServiceSpec, timeo
 		rep.Event("warning: %s", w)
 	}
 	res.Action = ActionUpdated
-	if taskSpecEqual(cur.Spec.TaskTemplate, spec.TaskTemplate) && replicasEqual(cur.Spec, spec) {
-		before = nil // no rolling update follows a service-level change
+	// A change of the service's own fields (labels) starts no rolling
+	// update: compare the task templates as the manager stores them.
+	if now, _, err := mgr.ServiceInspectWithRaw(ctx, cur.ID, swarm.ServiceInspectOptions{}); err == nil &&
+		taskSpecEqual(cur.Spec.TaskTemplate, now.Spec.TaskTemplate) && replicasEqual(cur.Spec, now.Spec) {
+		before = nil
 	}
 	return res, waitConverged(ctx, mgr, spec.Name, before, timeout, rep)
 }

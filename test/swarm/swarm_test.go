@@ -8,10 +8,14 @@ package swarm
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -118,6 +122,8 @@ func TestSwarm(t *testing.T) {
 		t.Fatal("swarm init failed: the other cases need the swarm")
 	}
 
+	t.Run("up", func(t *testing.T) { testUp(t, w) })
+
 	if got := localSwarmState(t); got != localSwarm {
 		t.Errorf("this machine's engine went from swarm state %q to %q: the bed leaked to it", localSwarm, got)
 	}
@@ -194,4 +200,124 @@ func testInit(t *testing.T, w *world) {
 			t.Errorf("a join token is empty or was printed")
 		}
 	}
+}
+
+// api is the bundled stack's API on one node's published port.
+func (w *world) api(i int, port int) string {
+	return fmt.Sprintf("http://%s:%d", w.bed.Nodes[i].Addr, port)
+}
+
+// createInvoice posts a draft through base and returns its path.
+func createInvoice(t *testing.T, base string) string {
+	t.Helper()
+	body := `{"currency":"EUR","customer":{"name":"Swarm"},"line_items":[{"description":"x","quantity":1,"unit_amount":1234}]}`
+	resp, err := httpClient.Post(base+"/v1/invoices", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("create invoice through %s: %v", base, err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusCreated || resp.Header.Get("Location") == "" {
+		t.Fatalf("create invoice through %s: %s", base, resp.Status)
+	}
+	return resp.Header.Get("Location")
+}
+
+// readInvoice fails unless base serves the invoice at path.
+func readInvoice(t *testing.T, base, path string) {
+	t.Helper()
+	resp, err := httpClient.Get(base + path)
+	if err != nil {
+		t.Fatalf("read %s through %s: %v", path, base, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), `"unit_amount":1234`) {
+		t.Fatalf("read %s through %s: %s %s", path, base, resp.Status, b)
+	}
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// status is `swarm status --output json` by service.
+func (w *world) status(t *testing.T, project string) map[string]statusJSON {
+	t.Helper()
+	r := w.must(t, 0, nil, "swarm", "status", "--host", w.bed.Nodes[0].URL(), "-p", project, "-o", "json")
+	var list []statusJSON
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+		t.Fatalf("status json: %v\n%s", err, r.stdout)
+	}
+	out := map[string]statusJSON{}
+	for _, s := range list {
+		out[s.Service] = s
+	}
+	return out
+}
+
+type statusJSON struct {
+	Service  string `json:"service"`
+	Image    string `json:"image"`
+	Running  int    `json:"running"`
+	Desired  int    `json:"desired"`
+	PinnedTo string `json:"pinned_to"`
+	Tasks    []struct {
+		Node, State string
+	} `json:"tasks"`
+}
+
+// testUp: the bundled stack with api at 3 replicas, one per node; an invoice
+// created through node 1 is read through node 3; the data survives a new API
+// image and swarm down + swarm up; a no-op up changes nothing.
+func testUp(t *testing.T, w *world) {
+	const project, port = "swup", 18710
+	mgr := w.bed.Nodes[0].URL()
+	up := func(env []string, extra ...string) result {
+		args := append([]string{"swarm", "up", "--host", mgr, "-p", project, "--port", fmt.Sprint(port), "--scale", "api=3"}, extra...)
+		return w.must(t, 0, env, args...)
+	}
+	t.Cleanup(func() { w.run(t, nil, "swarm", "down", "--host", mgr, "-p", project) })
+
+	start := time.Now()
+	up(nil)
+	t.Logf("cold swarm up: %s", time.Since(start).Round(time.Millisecond))
+	st := w.status(t, project)
+	nodes := map[string]bool{}
+	for _, task := range st["api"].Tasks {
+		if task.State == "running" {
+			nodes[task.Node] = true
+		}
+	}
+	if st["api"].Running != 3 || len(nodes) != 3 {
+		t.Fatalf("api: %d running on %v, want 3 on 3 nodes", st["api"].Running, nodes)
+	}
+	if st["db"].Running != 1 || st["db"].PinnedTo == "" {
+		t.Fatalf("db: %+v, want 1 running and pinned", st["db"])
+	}
+	inv := createInvoice(t, w.api(0, port))
+	readInvoice(t, w.api(2, port), inv)
+
+	start = time.Now()
+	r := up(nil)
+	t.Logf("warm no-op swarm up: %s", time.Since(start).Round(time.Millisecond))
+	if strings.Contains(r.stdout, "updated") || strings.Contains(r.stdout, "created") || strings.Contains(r.stderr, "Creating") {
+		t.Errorf("a second up changed something:\n%s\n%s", r.stdout, r.stderr)
+	}
+
+	// A new API image (another VERSION baked in): api is updated, db is not.
+	tag := fmt.Sprintf("swarm-e2e-%d", time.Now().UnixNano())
+	r = up([]string{"VERSION=" + tag, "INVOICING_API_TAG=" + tag}, "--build")
+	if !regexp.MustCompile(`(?m)^api\s+updated`).MatchString(r.stdout) || !regexp.MustCompile(`(?m)^db\s+unchanged`).MatchString(r.stdout) {
+		t.Fatalf("new image: want api updated and db unchanged:\n%s", r.stdout)
+	}
+	if st := w.status(t, project); st["api"].Image != "invoicing-api:"+tag || st["api"].Running != 3 {
+		t.Fatalf("after the new image api is %+v", st["api"])
+	}
+	readInvoice(t, w.api(1, port), inv)
+
+	w.must(t, 0, nil, "swarm", "down", "--host", mgr, "-p", project)
+	if st := w.status(t, project); len(st) != 0 {
+		t.Fatalf("after down: %v", st)
+	}
+	up(nil)
+	readInvoice(t, w.api(2, port), inv)
 }
