@@ -34,7 +34,7 @@ hosts' kernel.`,
 		},
 	}
 	o.bind(cmd)
-	cmd.AddCommand(newSwarmInitCommand(g, o), newSwarmUpCommand(g, o), newSwarmDownCommand(g, o), newSwarmStatusCommand(g, o))
+	cmd.AddCommand(newSwarmInitCommand(g, o), newSwarmUpCommand(g, o), newSwarmDownCommand(g, o), newSwarmStatusCommand(g, o), newSwarmEdgeCommand(g))
 	return cmd
 }
 

@@ -75,6 +75,9 @@ type specInput struct {
 	Replicas *uint64
 	// PinTo is the node label constraint of a stateful service ("" none).
 	PinTo string
+	// Edge says the service's published ports belong to its edge service:
+	// it publishes none itself.
+	Edge bool
 }
 
 type secretRef struct{ Name, ID string }
@@ -361,6 +364,9 @@ func serviceSpec(p *types.Project, s types.ServiceConfig, in specInput) (swarm.S
 			warn("port %s: swarm publishes on every address of the node, not only %s", port.Published, port.HostIP)
 		}
 		ep.Ports = append(ep.Ports, swarm.PortConfig{Protocol: proto, TargetPort: port.Target, PublishedPort: uint32(pp), PublishMode: mode})
+	}
+	if in.Edge {
+		ep.Ports = nil
 	}
 	spec.EndpointSpec = ep
 	hostPorts := false

@@ -15,6 +15,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
@@ -55,6 +56,7 @@ type LocalEngine interface {
 	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
 	CopyFromContainer(ctx context.Context, containerID, srcPath string) (io.ReadCloser, container.PathStat, error)
 	ContainerRemove(ctx context.Context, containerID string, options container.RemoveOptions) error
+	ImageBuild(ctx context.Context, buildContext io.Reader, options build.ImageBuildOptions) (build.ImageBuildResponse, error)
 }
 
 // UpOptions control Up.
@@ -74,6 +76,9 @@ type UpOptions struct {
 	WaitTimeout time.Duration
 	// ConfigDir is where generated secrets are kept ("" : deployer.ConfigDir).
 	ConfigDir string
+	// EdgeExecutable is the static invdeploy binary the edge image is made
+	// of ("" : this executable).
+	EdgeExecutable string
 }
 
 // ServiceResult is what Up did with one service.
@@ -165,6 +170,26 @@ func Up(ctx context.Context, mgr ManagerEngine, st *deployer.Stack, o UpOptions,
 		imageIDs[name] = li.ID
 	}
 
+	// The edge: one image, made from this executable, on every node.
+	edges := edgeServices(p, order)
+	edgeRef, edgeID := "", ""
+	if len(edges) > 0 {
+		exe := o.EdgeExecutable
+		if exe == "" {
+			if exe, err = os.Executable(); err != nil {
+				return nil, fmt.Errorf("edge image: %w", err)
+			}
+		}
+		if edgeRef, err = edgeImage(ctx, o.Local, exe); err != nil {
+			return nil, err
+		}
+		li, err := o.Local.ImageInspect(ctx, edgeRef)
+		if err != nil {
+			return nil, fmt.Errorf("inspect local image %s: %w", edgeRef, err)
+		}
+		edgeID = li.ID
+	}
+
 	nodes, err := mgr.NodeList(ctx, swarm.NodeListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("swarm up: list nodes: %w", err)
@@ -202,6 +227,9 @@ func Up(ctx context.Context, mgr ManagerEngine, st *deployer.Stack, o UpOptions,
 				continue
 			}
 			refs = append(refs, deployer.ImageRef(p.Name, p.Services[name]))
+		}
+		if edgeRef != "" {
+			refs = append(refs, edgeRef)
 		}
 		n := n
 		wg.Add(1)
@@ -245,6 +273,7 @@ func Up(ctx context.Context, mgr ManagerEngine, st *deployer.Stack, o UpOptions,
 		if _, ok := pins[name]; ok {
 			in.PinTo = PinLabel(p.Name, name)
 		}
+		in.Edge = contains(edges, name)
 		if len(s.Secrets) > 0 {
 			if in.User, err = numericUser(ctx, o.Local, deployer.ImageRef(p.Name, s), s.User); err != nil {
 				return report, err
@@ -262,6 +291,22 @@ func Up(ctx context.Context, mgr ManagerEngine, st *deployer.Stack, o UpOptions,
 		}
 		if err == nil {
 			res.Nodes, err = taskNodes(ctx, mgr, spec.Name, hostname)
+		}
+		report.Services = append(report.Services, res)
+		if err != nil {
+			return report, err
+		}
+		if !in.Edge {
+			continue
+		}
+		es, err := edgeSpec(p, s, edgeID)
+		if err != nil {
+			return report, err
+		}
+		res, err = apply(ctx, mgr, es, o.WaitTimeout, rep)
+		res.Service, res.Image, res.ImageID = s.Name+"-edge", edgeRef, edgeID
+		if err == nil {
+			res.Nodes, err = taskNodes(ctx, mgr, es.Name, hostname)
 		}
 		report.Services = append(report.Services, res)
 		if err != nil {
@@ -525,10 +570,10 @@ func apply(ctx context.Context, mgr ManagerEngine, spec swarm.ServiceSpec, timeo
 		rep.Event("warning: %s", w)
 	}
 	res.Action = ActionUpdated
-	// A change of the service's own fields (labels) starts no rolling
-	// update: compare the task templates as the manager stores them.
+	// A change of the service's own fields (labels, replicas) starts no
+	// rolling update: compare the task templates as the manager stores them.
 	if now, _, err := mgr.ServiceInspectWithRaw(ctx, cur.ID, swarm.ServiceInspectOptions{}); err == nil &&
-		taskSpecEqual(cur.Spec.TaskTemplate, now.Spec.TaskTemplate) && replicasEqual(cur.Spec, now.Spec) {
+		taskSpecEqual(cur.Spec.TaskTemplate, now.Spec.TaskTemplate) {
 		before = nil
 	}
 	return res, waitConverged(ctx, mgr, spec.Name, before, timeout, rep)
@@ -537,13 +582,6 @@ func apply(ctx context.Context, mgr ManagerEngine, spec swarm.ServiceSpec, timeo
 func taskSpecEqual(a, b swarm.TaskSpec) bool {
 	a.ForceUpdate, b.ForceUpdate = 0, 0
 	return specHash(swarm.ServiceSpec{TaskTemplate: a}) == specHash(swarm.ServiceSpec{TaskTemplate: b})
-}
-
-func replicasEqual(a, b swarm.ServiceSpec) bool {
-	if a.Mode.Replicated == nil || b.Mode.Replicated == nil {
-		return a.Mode.Replicated == b.Mode.Replicated
-	}
-	return *a.Mode.Replicated.Replicas == *b.Mode.Replicated.Replicas
 }
 
 // waitConverged waits until every replica of the service runs (healthy where
@@ -751,6 +789,15 @@ func lookupPasswd(r io.Reader, name string) (uid, gid string, err error) {
 		return "", "", err
 	}
 	return "", "", fmt.Errorf("user %q is not in the image's /etc/passwd", name)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }
 
 func isNumber(s string) bool {
