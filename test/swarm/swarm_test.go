@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,6 +124,7 @@ func TestSwarm(t *testing.T) {
 	}
 
 	t.Run("up", func(t *testing.T) { testUp(t, w) })
+	t.Run("rolling", func(t *testing.T) { testRolling(t, w) })
 
 	if got := localSwarmState(t); got != localSwarm {
 		t.Errorf("this machine's engine went from swarm state %q to %q: the bed leaked to it", localSwarm, got)
@@ -320,4 +322,138 @@ func testUp(t *testing.T, w *world) {
 	}
 	up(nil)
 	readInvoice(t, w.api(2, port), inv)
+}
+
+// load is a bounded load generator: clients loop over the nodes' published
+// ports, reading an invoice and creating one (with an Idempotency-Key) in
+// turn, until stopped or a time bound.
+type load struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	errs       []string
+	stop       chan struct{}
+	done       sync.WaitGroup
+}
+
+func startLoad(t *testing.T, bases []string, invoice string, clients int) *load {
+	l := &load{stop: make(chan struct{})}
+	deadline := time.Now().Add(8 * time.Minute)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	for c := 0; c < clients; c++ {
+		l.done.Add(1)
+		go func(c int) {
+			defer l.done.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				base := bases[(c+i)%len(bases)]
+				var req *http.Request
+				if i%4 == 3 {
+					body := `{"currency":"EUR","customer":{"name":"Load"},"line_items":[{"description":"x","quantity":1,"unit_amount":1}]}`
+					req, _ = http.NewRequest(http.MethodPost, base+"/v1/invoices", strings.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set("Idempotency-Key", fmt.Sprintf("load-%d-%d-%d", c, i, time.Now().UnixNano()))
+				} else {
+					req, _ = http.NewRequest(http.MethodGet, base+invoice, nil)
+				}
+				resp, err := client.Do(req)
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode < 300 {
+						l.ok.Add(1)
+						continue
+					}
+					err = fmt.Errorf("%s %s: %s", req.Method, base, resp.Status)
+				}
+				l.failed.Add(1)
+				l.mu.Lock()
+				if len(l.errs) < 10 {
+					l.errs = append(l.errs, err.Error())
+				}
+				l.mu.Unlock()
+			}
+		}(c)
+	}
+	return l
+}
+
+func (l *load) end() (ok, failed int64, errs []string) {
+	close(l.stop)
+	l.done.Wait()
+	return l.ok.Load(), l.failed.Load(), l.errs
+}
+
+// brokenImage builds, in the local engine, a variant of ref whose process
+// cannot start (test-bed setup through the docker CLI).
+func brokenImage(t *testing.T, ref, tag string) {
+	t.Helper()
+	cmd := exec.Command("docker", "build", "-q", "-t", tag, "-")
+	cmd.Stdin = strings.NewReader("FROM " + ref + "\nENTRYPOINT [\"/invoicing-api\", \"no-such-command\"]\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the broken image: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("docker", "rmi", tag).Run() })
+}
+
+// testRolling: under a 16-client load through the edge on every node, a
+// rolling update fails no request; a broken image is rolled back by Swarm,
+// swarm up exits 4 naming the failed tasks, and still no request fails.
+func testRolling(t *testing.T, w *world) {
+	const project, port = "swroll", 18720
+	mgr := w.bed.Nodes[0].URL()
+	up := func(want int, env []string, extra ...string) result {
+		args := append([]string{"swarm", "up", "--host", mgr, "-p", project, "--port", fmt.Sprint(port), "--scale", "api=3", "-q"}, extra...)
+		return w.must(t, want, env, args...)
+	}
+	t.Cleanup(func() { w.run(t, nil, "swarm", "down", "--host", mgr, "-p", project) })
+	r := up(0, nil)
+	if !regexp.MustCompile(`(?m)^api-edge\s+created`).MatchString(r.stdout) {
+		t.Fatalf("no edge service:\n%s", r.stdout)
+	}
+	var bases []string
+	for i := range w.bed.Nodes {
+		bases = append(bases, w.api(i, port))
+	}
+	inv := createInvoice(t, bases[0])
+	l := startLoad(t, bases, inv, 16)
+	defer func() {
+		select {
+		case <-l.stop:
+		default:
+			l.end()
+		}
+	}()
+	time.Sleep(2 * time.Second)
+
+	tag := fmt.Sprintf("swroll-%d", time.Now().UnixNano())
+	start := time.Now()
+	r = up(0, []string{"VERSION=" + tag, "INVOICING_API_TAG=" + tag}, "--build")
+	t.Logf("rolling update of 3 replicas: %s", time.Since(start).Round(time.Millisecond))
+	if !regexp.MustCompile(`(?m)^api\s+updated`).MatchString(r.stdout) {
+		t.Fatalf("api not updated:\n%s", r.stdout)
+	}
+
+	broken := "invoicing-api:broken-" + tag
+	brokenImage(t, "invoicing-api:"+tag, broken)
+	start = time.Now()
+	r = up(4, []string{"INVOICING_API_TAG=broken-" + tag})
+	t.Logf("broken image rolled back in %s", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(r.stderr, "rolled back") || !strings.Contains(r.stderr, "task swroll_api.") {
+		t.Errorf("exit 4 without the rollback and the failed task:\n%s", r.stderr)
+	}
+	time.Sleep(2 * time.Second)
+	ok, failed, errs := l.end()
+	t.Logf("load through the edge: %d requests ok, %d failed %v", ok, failed, errs)
+	if failed != 0 || ok < 100 {
+		t.Errorf("%d requests failed (%d ok) during the update and the rollback: %v", failed, ok, errs)
+	}
+	st := w.status(t, project)
+	if st["api"].Image != "invoicing-api:"+tag || st["api"].Running != 3 {
+		t.Errorf("after the rollback api is %+v, want 3 running invoicing-api:%s", st["api"], tag)
+	}
+	readInvoice(t, bases[2], inv)
 }
