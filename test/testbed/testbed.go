@@ -111,6 +111,8 @@ type Bed struct {
 // dockerd and sshd (one client key and one known_hosts for all three), ready
 // to be made a swarm. This machine is Gateway on that bridge.
 type Swarm struct {
+	// Slot is the bed's slot; Nodes are its three hosts, in order.
+	Slot  int
 	Nodes []SwarmNode
 	// Gateway is this machine's address on the hosts' bridge.
 	Gateway string
@@ -130,6 +132,23 @@ type SwarmNode struct {
 	Netns, Socket string
 	// DockerdLog is its engine's log; PidFile holds its dockerd's pid.
 	DockerdLog, PidFile string
+}
+
+// KillNode SIGKILLs everything host i (0-based) runs but its sshd: its
+// dockerd, containerd and containers, as when a machine is lost.
+func (s *Swarm) KillNode(t testing.TB, i int) { s.nodeScript(t, "swarm-node-kill", i) }
+
+// StartNode starts host i's dockerd again with its data (it rejoins the
+// swarm it was in) and waits until it answers.
+func (s *Swarm) StartNode(t testing.TB, i int) { s.nodeScript(t, "swarm-node-start", i) }
+
+func (s *Swarm) nodeScript(t testing.TB, cmd string, i int) {
+	t.Helper()
+	c := exec.Command("bash", Script(), cmd, strconv.Itoa(s.Slot))
+	c.Env = append(os.Environ(), "TESTBED_QUIET=1", "TESTBED_NODE="+strconv.Itoa(i+1))
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("%s sw%d: %v\n%s", cmd, i+1, err, out)
+	}
 }
 
 // URL is the node's Docker address over SSH, ssh://root@ADDR.
@@ -184,7 +203,7 @@ func start(t testing.TB, cmd string) *Bed {
 		}
 	}
 	if env["SWARM_SSH_KEY"] != "" {
-		sw := &Swarm{Gateway: env["SWARM_GATEWAY"], SSHKey: env["SWARM_SSH_KEY"],
+		sw := &Swarm{Slot: slot, Gateway: env["SWARM_GATEWAY"], SSHKey: env["SWARM_SSH_KEY"],
 			KnownHosts: env["SWARM_KNOWN_HOSTS"], SSHConfig: env["SWARM_SSH_CONFIG"]}
 		for i := 1; i <= 3; i++ {
 			k := "SWARM_NODE" + strconv.Itoa(i) + "_"

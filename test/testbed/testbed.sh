@@ -329,7 +329,7 @@ sw_bridge=sw${slot}br
 sw_net=10.252.$slot
 
 sw_node_down() {
-	local i=$1 nd=$dir/swarm/n$i
+	local i=$1 nd=$dir/swarm/n$1
 	stop_pid "$nd/sshd.pid"
 	stop_pid "$nd/dockerd.pid"
 	ip netns del "sw${slot}n$i" 2>/dev/null || true
@@ -351,9 +351,48 @@ swarm_down() {
 	rm -rf "$dir/swarm"
 }
 
+# sw_node_kill I: SIGKILL the processes in host I's network namespace and
+# all their descendants (the containers, in namespaces of their own), but
+# its sshd, by pid.
+sw_node_kill() {
+	local i=$1 nd=$dir/swarm/n$1 sshd roots pids
+	sshd=$(cat "$nd/sshd.pid" 2>/dev/null || echo none)
+	roots=$(ip netns pids "sw${slot}n$i" | grep -vx "$sshd" | tr '\n' ' ')
+	[ -n "$roots" ] || return 0
+	pids=$(ps -e -o pid=,ppid= | awk -v roots="$roots" -v sshd="$sshd" '
+		{ parent[$1] = $2 }
+		END {
+			n = split(roots, r, " "); for (k = 1; k <= n; k++) keep[r[k]] = 1
+			for (p in parent) {
+				q = p; hit = 0; under = 0
+				while (q != "" && q != 0) {
+					if (q == sshd) { under = 1; break }
+					if (q in keep) hit = 1
+					if (q == 1) break
+					q = parent[q]
+				}
+				if (hit && !under) print p
+			}
+		}')
+	# shellcheck disable=SC2086
+	kill -KILL $pids 2>/dev/null || true
+}
+
+# sw_dockerd_start I: start host I's dockerd (again: same data, same swarm).
+sw_dockerd_start() {
+	local i=$1 nd=$dir/swarm/n$1
+	nsenter --net="/var/run/netns/sw${slot}n$i" unshare --uts \
+		sh -c 'hostname "$0" && exec "$@"' "sw$i" dockerd \
+		--label "invdeploy.testbed=sw$i" --config-file "$nd/daemon.json" \
+		--data-root "$nd/data" --exec-root "$nd/exec" --pidfile "$nd/dockerd.pid.engine" \
+		-H "unix://$nd/docker.sock" --bip "10.24$i.$slot.1/24" --iptables=false --ip-masq=false \
+		--shutdown-timeout 5 </dev/null >>"$nd/dockerd.log" 2>&1 &
+	echo $! >"$nd/dockerd.pid"
+}
+
 # sw_node_up I: host swI at $sw_net.1I with its dockerd and sshd.
 sw_node_up() {
-	local i=$1 nd=$dir/swarm/n$i ns=sw${slot}n$i addr=$sw_net.1$i driver
+	local i=$1 nd=$dir/swarm/n$1 ns=sw${slot}n$1 addr=$sw_net.1$1 driver
 	ip netns add "$ns"
 	ip link add "sw${slot}n${i}h" type veth peer name "sw${slot}n${i}g"
 	ip link set "sw${slot}n${i}g" netns "$ns"
@@ -366,13 +405,7 @@ sw_node_up() {
 	mkdir -p "$nd/ssh"
 	driver=$(docker info --format '{{.Driver}}' 2>/dev/null || true)
 	printf '{%s}\n' "${driver:+\"storage-driver\": \"$driver\"}" >"$nd/daemon.json"
-	nsenter --net="/var/run/netns/$ns" unshare --uts \
-		sh -c 'hostname "$0" && exec "$@"' "sw$i" dockerd \
-		--label "invdeploy.testbed=sw$i" --config-file "$nd/daemon.json" \
-		--data-root "$nd/data" --exec-root "$nd/exec" --pidfile "$nd/dockerd.pid.engine" \
-		-H "unix://$nd/docker.sock" --bip "10.24$i.$slot.1/24" --iptables=false --ip-masq=false \
-		--shutdown-timeout 5 </dev/null >"$nd/dockerd.log" 2>&1 &
-	echo $! >"$nd/dockerd.pid"
+	sw_dockerd_start "$i"
 	ssh-keygen -q -t ed25519 -N '' -C "sw$i-$slot" -f "$nd/ssh/host_key"
 	echo "$addr $(cut -d' ' -f1,2 "$nd/ssh/host_key.pub")" >>"$dir/swarm/known_hosts"
 	sshd_config "$addr" "$nd/ssh/host_key" "$nd/sshd.pid.own" "$dir/swarm/authorized_keys" "$nd/docker.sock" >"$nd/ssh/sshd_config"
@@ -380,17 +413,18 @@ sw_node_up() {
 }
 
 sw_node_wait() {
-	local i=$1 nd=$dir/swarm/n$i
+	local i=$1 nd=$dir/swarm/n$1
 	if ! wait_for dockerd 60 docker -H "unix://$nd/docker.sock" version; then
 		tail -n 20 "$nd/dockerd.log" >&2 || true
 		die "swarm host sw$i: dockerd did not answer within 60s"
 	fi
 	# sshd in a mount namespace of its own where /var/run/docker.sock is this
 	# host's engine, as on a real host: an ssh:// URL without a socket path
-	# must never reach this machine's engine.
-	mkdir -p /run/sshd
+	# must never reach this machine's engine. A symlink on a private /run,
+	# so a restarted dockerd's new socket is found too.
+	[ -s "$nd/sshd.pid" ] && return 0
 	nsenter --net="/var/run/netns/sw${slot}n$i" unshare --mount --propagation private \
-		sh -c 'mount --bind "$0" /var/run/docker.sock && exec /usr/sbin/sshd "$@"' "$nd/docker.sock" \
+		sh -c 'mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/sshd && ln -s "$0" /run/docker.sock && exec /usr/sbin/sshd "$@"' "$nd/docker.sock" \
 		-D -f "$nd/ssh/sshd_config" -E "$nd/sshd.log" </dev/null >/dev/null 2>&1 &
 	echo $! >"$nd/sshd.pid"
 	if ! wait_for sshd 20 tcp_open "$sw_net.1$i" 22; then
@@ -466,6 +500,18 @@ swarm-up)
 	mkdir -p "$dir"
 	swarm_up
 	write_env
+	;;
+swarm-node-kill)
+	# TESTBED_NODE=I: SIGKILL everything host I runs but its sshd (dockerd,
+	# containerd, shims, the containers): a lost machine, which
+	# swarm-node-start brings back with the same data.
+	[[ "${TESTBED_NODE:-}" =~ ^[123]$ ]] || die "swarm-node-kill needs TESTBED_NODE=1..3"
+	sw_node_kill "$TESTBED_NODE"
+	;;
+swarm-node-start)
+	[[ "${TESTBED_NODE:-}" =~ ^[123]$ ]] || die "swarm-node-start needs TESTBED_NODE=1..3"
+	sw_dockerd_start "$TESTBED_NODE"
+	sw_node_wait "$TESTBED_NODE"
 	;;
 swarm-down)
 	swarm_down
