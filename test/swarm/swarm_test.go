@@ -113,10 +113,16 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+// newWorld brings up a 3-host bed and builds invdeploy.
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	bed := testbed.StartSwarm(t)
+	return &world{bed: bed, bin: buildBinary(t), xdg: t.TempDir()}
+}
+
 // TestSwarm brings up one 3-host bed and runs the swarm cases on it in order.
 func TestSwarm(t *testing.T) {
-	bed := testbed.StartSwarm(t)
-	w := &world{bed: bed, bin: buildBinary(t), xdg: t.TempDir()}
+	w := newWorld(t)
 	localSwarm := localSwarmState(t)
 
 	ok := t.Run("init", func(t *testing.T) { testInit(t, w) })
