@@ -34,7 +34,7 @@ hosts' kernel.`,
 		},
 	}
 	o.bind(cmd)
-	cmd.AddCommand(newSwarmInitCommand(g, o), newSwarmUpCommand(g, o), newSwarmDownCommand(g, o), newSwarmStatusCommand(g, o), newSwarmEdgeCommand(g))
+	cmd.AddCommand(newSwarmInitCommand(g, o), newSwarmUpCommand(g, o), newSwarmDownCommand(g, o), newSwarmStatusCommand(g, o), newSwarmRollbackCommand(g, o), newSwarmEdgeCommand(g))
 	return cmd
 }
 

@@ -288,3 +288,46 @@ func newSwarmStatusCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 	stack.bind(cmd, true)
 	return cmd
 }
+
+func newSwarmRollbackCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
+	var stack stackOptions
+	var waitTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "rollback --host URL [-f FILE] [-p NAME]",
+		Short: "Return every service to its previous spec (Swarm's one-step rollback) and wait until it converges",
+		Long: `swarm rollback returns each service of the stack that has a previous spec to it:
+the previous image, secrets and settings, as Swarm keeps them (one step back). A
+service whose last update was rolled back (by Swarm or by swarm rollback) is left
+alone: its previous spec is the one rolled away from. Services others depend on go
+first, edges last; each is waited for as in swarm up (exit 4 when it does not
+converge). The next swarm up deploys the compose file again.`,
+		Example: `  invdeploy swarm rollback --host ssh://admin@10.0.1.10`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			_, name, err := stack.resolve(ctx, g)
+			if err != nil {
+				return err
+			}
+			s, err := ro.connect(ctx, g)
+			if err != nil {
+				return err
+			}
+			defer s.close(g)
+			res, err := swarm.Rollback(ctx, s.client, name, waitTimeout, g.progress())
+			if len(res) > 0 {
+				if g.Output == "json" {
+					if jerr := writeJSON(g.stdout, res); jerr != nil && err == nil {
+						err = jerr
+					}
+				} else {
+					printSwarmUp(g, &swarm.UpReport{Services: res})
+				}
+			}
+			return err
+		},
+	}
+	stack.bind(cmd, true)
+	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 5*time.Minute, "bound on waiting for each service to converge")
+	return cmd
+}

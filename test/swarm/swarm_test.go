@@ -315,7 +315,8 @@ func testUp(t *testing.T, w *world) {
 
 	// A new API image (another VERSION baked in): api is updated, db is not.
 	tag := fmt.Sprintf("swarm-e2e-%d", time.Now().UnixNano())
-	r = up([]string{"VERSION=" + tag, "INVOICING_API_TAG=" + tag}, "--build")
+	derivedImage(t, st["api"].Image, "invoicing-api:"+tag, "LABEL swarm-e2e="+tag)
+	r = up([]string{"INVOICING_API_TAG=" + tag})
 	if !regexp.MustCompile(`(?m)^api\s+updated`).MatchString(r.stdout) || !regexp.MustCompile(`(?m)^db\s+unchanged`).MatchString(r.stdout) {
 		t.Fatalf("new image: want api updated and db unchanged:\n%s", r.stdout)
 	}
@@ -395,21 +396,23 @@ func (l *load) end() (ok, failed int64, errs []string) {
 	return l.ok.Load(), l.failed.Load(), l.errs
 }
 
-// brokenImage builds, in the local engine, a variant of ref whose process
-// cannot start (test-bed setup through the docker CLI).
-func brokenImage(t *testing.T, ref, tag string) {
+// derivedImage builds, in the local engine, tag FROM ref plus one
+// Dockerfile line (test-bed setup through the docker CLI): a new image ID
+// without retagging the images other tests use.
+func derivedImage(t *testing.T, ref, tag, line string) {
 	t.Helper()
 	cmd := exec.Command("docker", "build", "-q", "-t", tag, "-")
-	cmd.Stdin = strings.NewReader("FROM " + ref + "\nENTRYPOINT [\"/invoicing-api\", \"no-such-command\"]\n")
+	cmd.Stdin = strings.NewReader("FROM " + ref + "\n" + line + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build the broken image: %v\n%s", err, out)
+		t.Fatalf("build %s: %v\n%s", tag, err, out)
 	}
 	t.Cleanup(func() { exec.Command("docker", "rmi", tag).Run() })
 }
 
 // testRolling: under a 16-client load through the edge on every node, a
-// rolling update fails no request; a broken image is rolled back by Swarm,
-// swarm up exits 4 naming the failed tasks, and still no request fails.
+// rolling update fails no request, nor does swarm rollback to the first
+// image; a broken image is rolled back by Swarm, swarm up exits 4 naming
+// the failed tasks, and still no request fails.
 func testRolling(t *testing.T, w *world) {
 	const project, port = "swroll", 18720
 	mgr := w.bed.Nodes[0].URL()
@@ -439,14 +442,24 @@ func testRolling(t *testing.T, w *world) {
 
 	tag := fmt.Sprintf("swroll-%d", time.Now().UnixNano())
 	start := time.Now()
-	r = up(0, []string{"VERSION=" + tag, "INVOICING_API_TAG=" + tag}, "--build")
+	first := w.status(t, project)["api"].Image
+	derivedImage(t, first, "invoicing-api:"+tag, "LABEL swarm-e2e="+tag)
+	r = up(0, []string{"INVOICING_API_TAG=" + tag})
 	t.Logf("rolling update of 3 replicas: %s", time.Since(start).Round(time.Millisecond))
 	if !regexp.MustCompile(`(?m)^api\s+updated`).MatchString(r.stdout) {
 		t.Fatalf("api not updated:\n%s", r.stdout)
 	}
 
-	broken := "invoicing-api:broken-" + tag
-	brokenImage(t, "invoicing-api:"+tag, broken)
+	// swarm rollback returns to the first image, under the same load.
+	r = w.must(t, 0, nil, "swarm", "rollback", "--host", mgr, "-p", project, "-q")
+	if !regexp.MustCompile(`(?m)^api\s+rolled back`).MatchString(r.stdout) {
+		t.Errorf("swarm rollback did not roll api back:\n%s", r.stdout)
+	}
+	if st := w.status(t, project); st["api"].Image != first || st["api"].Running != 3 {
+		t.Errorf("after swarm rollback api is %+v, want 3 running %s", st["api"], first)
+	}
+
+	derivedImage(t, "invoicing-api:"+tag, "invoicing-api:broken-"+tag, `ENTRYPOINT ["/invoicing-api", "no-such-command"]`)
 	start = time.Now()
 	r = up(4, []string{"INVOICING_API_TAG=broken-" + tag})
 	t.Logf("broken image rolled back in %s", time.Since(start).Round(time.Millisecond))
@@ -460,29 +473,52 @@ func testRolling(t *testing.T, w *world) {
 		t.Errorf("%d requests failed (%d ok) during the update and the rollback: %v", failed, ok, errs)
 	}
 	st := w.status(t, project)
-	if st["api"].Image != "invoicing-api:"+tag || st["api"].Running != 3 {
-		t.Errorf("after the rollback api is %+v, want 3 running invoicing-api:%s", st["api"], tag)
+	if st["api"].Image != first || st["api"].Running != 3 {
+		t.Errorf("after Swarm's rollback api is %+v, want 3 running %s", st["api"], first)
 	}
 	readInvoice(t, bases[2], inv)
 
 	testNodeLoss(t, w, project, bases, inv)
 }
 
-// testNodeLoss: sw3 is lost (everything but its sshd SIGKILLed) under a
-// 16-client load through the edges of sw1 and sw2 (a client-side or cloud
-// load balancer drops the lost node's address); the API keeps answering and
-// Swarm puts the replicas back to 3 on the remaining nodes; the node rejoins.
+// testNodeLoss: a worker running api tasks is lost (everything but its sshd
+// SIGKILLed) under a 16-client load through the other two nodes' edges (a
+// client-side or cloud load balancer drops the lost node's address); the
+// API keeps answering and Swarm puts the replicas back to 3 on the
+// remaining nodes; the node rejoins.
 func testNodeLoss(t *testing.T, w *world, project string, bases []string, inv string) {
-	l := startLoad(t, bases[:2], inv, 16)
+	// Lose the worker that runs the most api tasks (sw1 is the manager and
+	// holds the database).
+	per := map[string]int{}
+	for _, task := range w.status(t, project)["api"].Tasks {
+		if task.State == "running" {
+			per[task.Node]++
+		}
+	}
+	victim := 2
+	if per["sw2"] > per["sw3"] {
+		victim = 1
+	}
+	name := w.bed.Nodes[victim].Name
+	if per[name] == 0 {
+		t.Fatalf("no api task on a worker to lose: %v", per)
+	}
+	var live []string
+	for i, b := range bases {
+		if i != victim {
+			live = append(live, b)
+		}
+	}
+	l := startLoad(t, live, inv, 16)
 	time.Sleep(2 * time.Second)
 	lost := time.Now()
-	w.bed.KillNode(t, 2)
+	w.bed.KillNode(t, victim)
 	recovered := false
 	for time.Since(lost) < 2*time.Minute {
 		st := w.status(t, project)
 		onLive := 0
 		for _, task := range st["api"].Tasks {
-			if task.State == "running" && task.Node != "sw3" {
+			if task.State == "running" && task.Node != name {
 				onLive++
 			}
 		}
@@ -492,21 +528,21 @@ func testNodeLoss(t *testing.T, w *world, project string, bases []string, inv st
 		}
 		time.Sleep(time.Second)
 	}
-	t.Logf("replicas back to 3 on sw1+sw2 %s after losing sw3", time.Since(lost).Round(time.Second))
+	t.Logf("losing %s (%d api tasks): replicas back to 3 on the other nodes in %s", name, per[name], time.Since(lost).Round(time.Second))
 	time.Sleep(2 * time.Second)
 	ok, failed, errs := l.end()
-	t.Logf("load through sw1+sw2 while sw3 was lost: %d ok, %d failed (%.3f%%) %v", ok, failed, 100*float64(failed)/float64(ok+failed), errs)
+	t.Logf("load through the other nodes while %s was lost: %d ok, %d failed (%.3f%%) %v", name, ok, failed, 100*float64(failed)/float64(ok+failed), errs)
 	if !recovered {
 		t.Fatalf("api did not get 3 running replicas on the remaining nodes within 2m")
 	}
 	// The edge hides a lost backend for requests it may repeat; a request
 	// in flight on a task that vanished can fail: at most 1 in 200.
 	if ok < 100 || failed*200 > ok+failed {
-		t.Errorf("%d of %d requests failed while sw3 was lost", failed, ok+failed)
+		t.Errorf("%d of %d requests failed while %s was lost", failed, ok+failed, name)
 	}
-	readInvoice(t, bases[1], inv)
+	readInvoice(t, live[1], inv)
 
-	w.bed.StartNode(t, 2)
+	w.bed.StartNode(t, victim)
 	mgr := w.node(t, 0)
 	deadline := time.Now().Add(90 * time.Second)
 	for {
@@ -524,7 +560,7 @@ func testNodeLoss(t *testing.T, w *world, project string, bases []string, inv st
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sw3 did not rejoin: %d nodes ready", ready)
+			t.Fatalf("%s did not rejoin: %d nodes ready", name, ready)
 		}
 		time.Sleep(time.Second)
 	}
