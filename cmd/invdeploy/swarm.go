@@ -15,11 +15,11 @@ import (
 func newSwarmCommand(g *globalOptions) *cobra.Command {
 	o := &remoteOptions{}
 	cmd := &cobra.Command{
-		Use:   "swarm init|up|down|status --host URL",
+		Use:   "swarm init|up|down|status|logs|scale|rollback --host URL",
 		Short: "Run the stack on a Docker Swarm of hosts reached over SSH",
 		Long: `swarm turns plain Docker hosts into a swarm (init) and runs the stack on it as
-swarm services (up, down, status), through the Engine API over one SSH connection
-per host, with the connection flags of remote.
+swarm services (up, down, status, logs, scale, rollback), through the Engine API
+over one SSH connection per host, with the connection flags of remote.
 
 Published ports are host-mode (every node running a task answers on the port)
 and services use DNS round robin (endpoint_mode dnsrr) unless the compose file
@@ -30,11 +30,12 @@ hosts' kernel.`,
   invdeploy swarm status --host ssh://admin@10.0.1.10`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("swarm needs a subcommand: init, up, down or status")
+			return usagef("swarm needs a subcommand: init, up, down, status, logs, scale or rollback")
 		},
 	}
 	o.bind(cmd)
-	cmd.AddCommand(newSwarmInitCommand(g, o), newSwarmUpCommand(g, o), newSwarmDownCommand(g, o), newSwarmStatusCommand(g, o), newSwarmRollbackCommand(g, o), newSwarmEdgeCommand(g))
+	cmd.AddCommand(newSwarmInitCommand(g, o), newSwarmUpCommand(g, o), newSwarmDownCommand(g, o), newSwarmStatusCommand(g, o), newSwarmRollbackCommand(g, o),
+		newSwarmScaleCommand(g, o), newSwarmLogsCommand(g, o), newSwarmEdgeCommand(g))
 	return cmd
 }
 

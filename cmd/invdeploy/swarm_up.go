@@ -331,3 +331,76 @@ converge). The next swarm up deploys the compose file again.`,
 	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 5*time.Minute, "bound on waiting for each service to converge")
 	return cmd
 }
+
+func newSwarmScaleCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
+	var stack stackOptions
+	var waitTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "scale --host URL SERVICE=N [SERVICE=N ...]",
+		Short: "Set the replicas of services and wait until they converge",
+		Long: `swarm scale sets the number of replicas of running services (the next swarm up
+applies the compose file's, or its own --scale, again). A service with a named volume
+runs as exactly 1 replica.`,
+		Example: `  invdeploy swarm scale --host ssh://admin@10.0.1.10 api=5`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			sc, err := parseScale(args)
+			if err != nil {
+				return err
+			}
+			_, name, err := stack.resolve(ctx, g)
+			if err != nil {
+				return err
+			}
+			s, err := ro.connect(ctx, g)
+			if err != nil {
+				return err
+			}
+			defer s.close(g)
+			res, err := swarm.Scale(ctx, s.client, name, sc, waitTimeout, g.progress())
+			if len(res) > 0 {
+				if g.Output == "json" {
+					if jerr := writeJSON(g.stdout, res); jerr != nil && err == nil {
+						err = jerr
+					}
+				} else {
+					printSwarmUp(g, &swarm.UpReport{Services: res})
+				}
+			}
+			return err
+		},
+	}
+	stack.bind(cmd, true)
+	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 5*time.Minute, "bound on waiting for each service to converge")
+	return cmd
+}
+
+func newSwarmLogsCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
+	var stack stackOptions
+	var o swarm.LogsOptions
+	cmd := &cobra.Command{
+		Use:     "logs --host URL [SERVICE...] [-f] [--tail N]",
+		Short:   "Show the services' logs from every task on every node",
+		Example: `  invdeploy swarm logs --host ssh://admin@10.0.1.10 api --tail 50 -f`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			_, name, err := stack.resolve(ctx, g)
+			if err != nil {
+				return err
+			}
+			s, err := ro.connect(ctx, g)
+			if err != nil {
+				return err
+			}
+			defer s.close(g)
+			o.Services = args
+			return swarm.Logs(ctx, s.client, name, o, g.stdout, g.stderr)
+		},
+	}
+	stack.bind(cmd, false)
+	cmd.Flags().BoolVarP(&o.Follow, "follow", "f", false, "keep printing new lines")
+	cmd.Flags().StringVar(&o.Tail, "tail", "all", "lines per task from the end")
+	cmd.Flags().BoolVarP(&o.Timestamps, "timestamps", "t", false, "show timestamps")
+	return cmd
+}

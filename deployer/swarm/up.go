@@ -45,6 +45,7 @@ type ManagerEngine interface {
 	ServiceRemove(ctx context.Context, serviceID string) error
 	TaskList(ctx context.Context, options swarm.TaskListOptions) ([]swarm.Task, error)
 	TaskLogs(ctx context.Context, taskID string, options container.LogsOptions) (io.ReadCloser, error)
+	ServiceLogs(ctx context.Context, serviceID string, options container.LogsOptions) (io.ReadCloser, error)
 }
 
 var _ ManagerEngine = (*client.Client)(nil)

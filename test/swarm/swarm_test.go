@@ -306,8 +306,23 @@ func testUp(t *testing.T, w *world) {
 	readInvoice(t, w.api(2, port), inv)
 	checkSecretHidden(t, w, project)
 
+	// scale and logs.
+	r := w.must(t, 0, nil, "swarm", "scale", "--host", mgr, "-p", project, "api=2", "-q")
+	if !regexp.MustCompile(`(?m)^api\s+scaled`).MatchString(r.stdout) {
+		t.Errorf("swarm scale api=2:\n%s", r.stdout)
+	}
+	if st := w.status(t, project); st["api"].Running != 2 || st["api"].Desired != 2 {
+		t.Errorf("after scale api=2: %+v", st["api"])
+	}
+	w.must(t, 3, nil, "swarm", "scale", "--host", mgr, "-p", project, "db=2")
+	r = w.must(t, 0, nil, "swarm", "logs", "--host", mgr, "-p", project, "db", "--tail", "20")
+	if !strings.Contains(r.stdout+r.stderr, "db | ") {
+		t.Errorf("swarm logs db printed no prefixed line:\n%s\n%s", r.stdout, r.stderr)
+	}
+
+	up(nil) // back to 3 replicas
 	start = time.Now()
-	r := up(nil)
+	r = up(nil)
 	t.Logf("warm no-op swarm up: %s", time.Since(start).Round(time.Millisecond))
 	if strings.Contains(r.stdout, "updated") || strings.Contains(r.stdout, "created") || strings.Contains(r.stderr, "Creating") {
 		t.Errorf("a second up changed something:\n%s\n%s", r.stdout, r.stderr)
