@@ -19,6 +19,7 @@ import (
 // image swarm up builds from this executable); users do not run it.
 func newSwarmEdgeCommand(g *globalOptions) *cobra.Command {
 	var routes []string
+	var probe string
 	cmd := &cobra.Command{
 		Use:    "edge --route LISTEN=HOST:PORT ...",
 		Short:  "The HTTP edge swarm up runs on every node (internal)",
@@ -26,6 +27,14 @@ func newSwarmEdgeCommand(g *globalOptions) *cobra.Command {
 		Args:   noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if probe != "" {
+				// The edge's healthcheck: its listener accepts.
+				c, err := net.DialTimeout("tcp", probe, 2*time.Second)
+				if err != nil {
+					return err
+				}
+				return c.Close()
+			}
 			if len(routes) == 0 {
 				return usagef("edge needs --route :8000=tasks.api:8000")
 			}
@@ -41,6 +50,7 @@ func newSwarmEdgeCommand(g *globalOptions) *cobra.Command {
 				if err != nil {
 					return usageError{err}
 				}
+				e.Refresh(ctx) // backends known before the first request
 				go e.Run(ctx)
 				ln, err := net.Listen("tcp", listen)
 				if err != nil {
@@ -66,6 +76,7 @@ func newSwarmEdgeCommand(g *globalOptions) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&probe, "probe", "", "healthcheck: exit 0 when ADDR accepts a TCP connection")
 	cmd.Flags().StringArrayVar(&routes, "route", nil, "LISTEN=HOST:PORT: serve LISTEN, balancing over HOST's addresses (repeatable)")
 	return cmd
 }

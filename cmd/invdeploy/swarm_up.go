@@ -203,30 +203,19 @@ services, so the next swarm up runs them where their data is.`,
 		Example: `  invdeploy swarm down --host ssh://admin@10.0.1.10`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			_, name, err := stack.resolve(ctx, g)
-			if err != nil {
-				return err
-			}
-			s, err := ro.connect(ctx, g)
-			if err != nil {
-				return err
-			}
-			defer s.close(g)
-			rep, err := swarm.Down(ctx, s.client, name, 0)
-			if rep != nil {
-				if g.Output == "json" {
-					if jerr := writeJSON(g.stdout, rep); jerr != nil && err == nil {
-						err = jerr
-					}
-				} else {
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
+				rep, err := swarm.Down(ctx, s.client, name, 0)
+				if rep != nil && g.Output == "json" {
+					return firstErr(err, writeJSON(g.stdout, rep))
+				}
+				if rep != nil {
 					fmt.Fprintf(g.stdout, "Removed from project %s: services %v, networks %v, secrets %v\n", name, rep.Services, rep.Networks, rep.Secrets)
 					if rep.KeptVolumes != "" {
 						fmt.Fprintln(g.stdout, rep.KeptVolumes)
 					}
 				}
-			}
-			return err
+				return err
+			})
 		},
 	}
 	stack.bind(cmd, true)
@@ -242,47 +231,39 @@ func newSwarmStatusCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
   invdeploy swarm status --host ssh://admin@10.0.1.10 --output json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			_, name, err := stack.resolve(ctx, g)
-			if err != nil {
-				return err
-			}
-			s, err := ro.connect(ctx, g)
-			if err != nil {
-				return err
-			}
-			defer s.close(g)
-			sts, err := swarm.Status(ctx, s.client, name)
-			if err != nil {
-				return err
-			}
-			if g.Output == "json" {
-				return writeJSON(g.stdout, sts)
-			}
-			if len(sts) == 0 {
-				fmt.Fprintf(g.stdout, "No swarm services in project %s\n", name)
-				return nil
-			}
-			tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SERVICE\tREPLICAS\tUPDATE\tPORTS\tTASKS\tIMAGE")
-			for _, st := range sts {
-				var tasks []string
-				for _, t := range st.Tasks {
-					e := t.Node + ":" + t.State
-					if t.Error != "" {
-						e += " (" + t.Error + ")"
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
+				sts, err := swarm.Status(ctx, s.client, name)
+				if err != nil {
+					return err
+				}
+				if g.Output == "json" {
+					return writeJSON(g.stdout, sts)
+				}
+				if len(sts) == 0 {
+					fmt.Fprintf(g.stdout, "No swarm services in project %s\n", name)
+					return nil
+				}
+				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "SERVICE\tREPLICAS\tUPDATE\tPORTS\tTASKS\tIMAGE")
+				for _, st := range sts {
+					var tasks []string
+					for _, t := range st.Tasks {
+						e := t.Node + ":" + t.State
+						if t.Error != "" {
+							e += " (" + t.Error + ")"
+						}
+						tasks = append(tasks, e)
 					}
-					tasks = append(tasks, e)
+					fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\t%s\t%s\n", st.Service, st.Running, st.Desired, st.Update, strings.Join(st.Ports, ","), strings.Join(tasks, " "), st.Image)
 				}
-				fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\t%s\t%s\n", st.Service, st.Running, st.Desired, st.Update, strings.Join(st.Ports, ","), strings.Join(tasks, " "), st.Image)
-			}
-			tw.Flush()
-			for _, st := range sts {
-				if st.PinnedTo != "" {
-					fmt.Fprintf(g.stdout, "%s is pinned to %s: %s\n", st.Service, st.PinnedTo, st.Note)
+				tw.Flush()
+				for _, st := range sts {
+					if st.PinnedTo != "" {
+						fmt.Fprintf(g.stdout, "%s is pinned to %s: %s\n", st.Service, st.PinnedTo, st.Note)
+					}
 				}
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	stack.bind(cmd, true)
@@ -304,27 +285,10 @@ converge). The next swarm up deploys the compose file again.`,
 		Example: `  invdeploy swarm rollback --host ssh://admin@10.0.1.10`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			_, name, err := stack.resolve(ctx, g)
-			if err != nil {
-				return err
-			}
-			s, err := ro.connect(ctx, g)
-			if err != nil {
-				return err
-			}
-			defer s.close(g)
-			res, err := swarm.Rollback(ctx, s.client, name, waitTimeout, g.progress())
-			if len(res) > 0 {
-				if g.Output == "json" {
-					if jerr := writeJSON(g.stdout, res); jerr != nil && err == nil {
-						err = jerr
-					}
-				} else {
-					printSwarmUp(g, &swarm.UpReport{Services: res})
-				}
-			}
-			return err
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
+				res, err := swarm.Rollback(ctx, s.client, name, waitTimeout, g.progress())
+				return printResults(g, res, err)
+			})
 		},
 	}
 	stack.bind(cmd, true)
@@ -344,31 +308,14 @@ runs as exactly 1 replica.`,
 		Example: `  invdeploy swarm scale --host ssh://admin@10.0.1.10 api=5`,
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
 			sc, err := parseScale(args)
 			if err != nil {
 				return err
 			}
-			_, name, err := stack.resolve(ctx, g)
-			if err != nil {
-				return err
-			}
-			s, err := ro.connect(ctx, g)
-			if err != nil {
-				return err
-			}
-			defer s.close(g)
-			res, err := swarm.Scale(ctx, s.client, name, sc, waitTimeout, g.progress())
-			if len(res) > 0 {
-				if g.Output == "json" {
-					if jerr := writeJSON(g.stdout, res); jerr != nil && err == nil {
-						err = jerr
-					}
-				} else {
-					printSwarmUp(g, &swarm.UpReport{Services: res})
-				}
-			}
-			return err
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
+				res, err := swarm.Scale(ctx, s.client, name, sc, waitTimeout, g.progress())
+				return printResults(g, res, err)
+			})
 		},
 	}
 	stack.bind(cmd, true)
@@ -384,18 +331,10 @@ func newSwarmLogsCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 		Short:   "Show the services' logs from every task on every node",
 		Example: `  invdeploy swarm logs --host ssh://admin@10.0.1.10 api --tail 50 -f`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			_, name, err := stack.resolve(ctx, g)
-			if err != nil {
-				return err
-			}
-			s, err := ro.connect(ctx, g)
-			if err != nil {
-				return err
-			}
-			defer s.close(g)
 			o.Services = args
-			return swarm.Logs(ctx, s.client, name, o, g.stdout, g.stderr)
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
+				return swarm.Logs(ctx, s.client, name, o, g.stdout, g.stderr)
+			})
 		},
 	}
 	stack.bind(cmd, false)
@@ -403,4 +342,41 @@ func newSwarmLogsCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 	cmd.Flags().StringVar(&o.Tail, "tail", "all", "lines per task from the end")
 	cmd.Flags().BoolVarP(&o.Timestamps, "timestamps", "t", false, "show timestamps")
 	return cmd
+}
+
+// onManager resolves the project and runs fn with a session to the --host
+// manager, closed afterwards.
+func onManager(cmd *cobra.Command, g *globalOptions, ro *remoteOptions, stack *stackOptions, fn func(ctx context.Context, s *session, project string) error) error {
+	ctx := cmd.Context()
+	_, name, err := stack.resolve(ctx, g)
+	if err != nil {
+		return err
+	}
+	s, err := ro.connect(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer s.close(g)
+	return fn(ctx, s, name)
+}
+
+// printResults prints what rollback or scale did to each service.
+func printResults(g *globalOptions, res []swarm.ServiceResult, err error) error {
+	if len(res) == 0 {
+		return err
+	}
+	if g.Output == "json" {
+		return firstErr(err, writeJSON(g.stdout, res))
+	}
+	printSwarmUp(g, &swarm.UpReport{Services: res})
+	return err
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/invdeploy/invdeploy/deployer"
@@ -83,6 +84,12 @@ func edgeSpec(p *types.Project, s types.ServiceConfig, imageID string) (swarm.Se
 			args = append(args, "--route", ":"+t+"=tasks."+s.Name+":"+t)
 		}
 	}
+	// Swarm reports the task running only once this passes: every node's
+	// edge listens before swarm up returns.
+	health := &container.HealthConfig{
+		Test:     []string{"CMD", "/invdeploy", "swarm", "edge", "--probe", "127.0.0.1:" + strconv.Itoa(int(s.Ports[0].Target))},
+		Interval: time.Second, Timeout: 3 * time.Second, Retries: 3, StartPeriod: 10 * time.Second,
+	}
 	grace := 15 * time.Second
 	mem := int64(64 << 20)
 	pids := int64(64)
@@ -94,7 +101,7 @@ func edgeSpec(p *types.Project, s types.ServiceConfig, imageID string) (swarm.Se
 		TaskTemplate: swarm.TaskSpec{
 			ContainerSpec: &swarm.ContainerSpec{
 				Image: imageID, Args: args, User: "65532:65532", ReadOnly: true,
-				CapabilityDrop: []string{"ALL"}, StopGracePeriod: &grace,
+				CapabilityDrop: []string{"ALL"}, StopGracePeriod: &grace, Healthcheck: health,
 				Labels: map[string]string{deployer.LabelProject: p.Name, deployer.LabelService: s.Name + "-edge"},
 			},
 			Resources:     &swarm.ResourceRequirements{Limits: &swarm.Limit{MemoryBytes: mem, Pids: pids}},

@@ -655,7 +655,21 @@ func allRunning(ctx context.Context, mgr ManagerEngine, svc swarm.Service) (bool
 	if r := svc.Spec.Mode.Replicated; r != nil {
 		return uint64(running) == *r.Replicas, nil
 	}
-	return running > 0, nil
+	// Global: a task on every ready, active node its placement allows.
+	if p := svc.Spec.TaskTemplate.Placement; p != nil && len(p.Constraints) > 0 {
+		return running > 0, nil
+	}
+	nodes, err := mgr.NodeList(ctx, swarm.NodeListOptions{})
+	if err != nil {
+		return false, fmt.Errorf("list nodes: %w", err)
+	}
+	eligible := 0
+	for _, n := range nodes {
+		if n.Status.State == swarm.NodeStateReady && n.Spec.Availability == swarm.NodeAvailabilityActive {
+			eligible++
+		}
+	}
+	return running >= eligible, nil
 }
 
 // unhealthy is the exit-4 error: msg, then the last failed tasks' errors and
