@@ -60,6 +60,19 @@ func (n *nodeSessions) dial(ctx context.Context, addr string) (remote.ImageEngin
 	return s.client, nil
 }
 
+// dialVolumes is dial for removing volumes.
+func (n *nodeSessions) dialVolumes(ctx context.Context, addr string) (swarm.VolumeEngine, error) {
+	if _, err := n.dial(ctx, addr); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s, ok := n.byAddr[addr]; ok {
+		return s.client, nil
+	}
+	return n.manager.client, nil
+}
+
 func (n *nodeSessions) close() {
 	for _, s := range n.byAddr {
 		s.close(n.g)
@@ -194,22 +207,30 @@ func printSwarmUp(g *globalOptions, rep *swarm.UpReport) {
 
 func newSwarmDownCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 	var stack stackOptions
+	var volumes bool
 	cmd := &cobra.Command{
-		Use:   "down --host URL [-f FILE] [-p NAME]",
+		Use:   "down --host URL [-f FILE] [-p NAME] [--volumes]",
 		Short: "Remove the stack's services, networks and secrets from the swarm (volumes stay)",
 		Long: `swarm down removes the stack's services, then its overlay networks and swarm
 secrets. Volumes stay on their nodes, and so do the node labels that pin stateful
-services, so the next swarm up runs them where their data is.`,
+services, so the next swarm up runs them where their data is. --volumes also removes
+the stack's volumes on every node (over each node's own SSH connection) and the pin
+labels: the data is gone.`,
 		Example: `  invdeploy swarm down --host ssh://admin@10.0.1.10`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
-				rep, err := swarm.Down(ctx, s.client, name, 0)
+				nodes := &nodeSessions{g: g, ro: ro, manager: s, byAddr: map[string]*session{}}
+				defer nodes.close()
+				rep, err := swarm.Down(ctx, s.client, name, swarm.DownOptions{Volumes: volumes, DialNode: nodes.dialVolumes})
 				if rep != nil && g.Output == "json" {
 					return firstErr(err, writeJSON(g.stdout, rep))
 				}
 				if rep != nil {
 					fmt.Fprintf(g.stdout, "Removed from project %s: services %v, networks %v, secrets %v\n", name, rep.Services, rep.Networks, rep.Secrets)
+					if volumes {
+						fmt.Fprintf(g.stdout, "Removed volumes (the data): %v\n", rep.Volumes)
+					}
 					if rep.KeptVolumes != "" {
 						fmt.Fprintln(g.stdout, rep.KeptVolumes)
 					}
@@ -219,6 +240,7 @@ services, so the next swarm up runs them where their data is.`,
 		},
 	}
 	stack.bind(cmd, true)
+	cmd.Flags().BoolVar(&volumes, "volumes", false, "also remove the stack's volumes on every node (deletes the data) and the pin labels")
 	return cmd
 }
 

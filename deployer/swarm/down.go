@@ -10,6 +10,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/api/types/volume"
 
 	"github.com/invdeploy/invdeploy/deployer"
 )
@@ -19,14 +20,35 @@ type DownReport struct {
 	Services []string `json:"services"`
 	Networks []string `json:"networks"`
 	Secrets  []string `json:"secrets"`
+	// Volumes are the removed volumes, as node:name.
+	Volumes []string `json:"volumes,omitempty"`
 	// KeptVolumes explains where the data stays.
 	KeptVolumes string `json:"kept_volumes,omitempty"`
 }
 
+// VolumeEngine is what removing a node's volumes needs; *client.Client
+// implements it.
+type VolumeEngine interface {
+	VolumeList(ctx context.Context, options volume.ListOptions) (volume.ListResponse, error)
+	VolumeRemove(ctx context.Context, volumeID string, force bool) error
+}
+
+// DownOptions control Down.
+type DownOptions struct {
+	// Timeout bounds waiting for the services' tasks to go (2m).
+	Timeout time.Duration
+	// Volumes removes the project's volumes on every node too (the data),
+	// and the node labels that pinned its stateful services.
+	Volumes bool
+	// DialNode returns the engine of the node at addr (Volumes only).
+	DialNode func(ctx context.Context, addr string) (VolumeEngine, error)
+}
+
 // Down removes the project's services, then its overlay networks and swarm
-// secrets. Volumes stay on their nodes (and stateful services' node labels
-// stay, so the next up runs them where their data is).
-func Down(ctx context.Context, mgr ManagerEngine, project string, timeout time.Duration) (*DownReport, error) {
+// secrets. Volumes stay on their nodes unless o.Volumes (and stateful
+// services' node labels stay, so the next up runs them where their data is).
+func Down(ctx context.Context, mgr ManagerEngine, project string, o DownOptions) (*DownReport, error) {
+	timeout := o.Timeout
 	if timeout == 0 {
 		timeout = 2 * time.Minute
 	}
@@ -92,6 +114,9 @@ func Down(ctx context.Context, mgr ManagerEngine, project string, timeout time.D
 		}
 	}
 	nodes, err := mgr.NodeList(ctx, swarm.NodeListOptions{})
+	if err == nil && o.Volumes {
+		return rep, removeVolumes(ctx, mgr, nodes, project, o.DialNode, rep, deadline)
+	}
 	if err == nil {
 		var pinned []string
 		for _, n := range nodes {
@@ -198,4 +223,54 @@ func Status(ctx context.Context, mgr ManagerEngine, project string) ([]ServiceSt
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// removeVolumes removes the project's volumes on every node (waiting for
+// the removed services' containers to let go of them) and the pin labels.
+func removeVolumes(ctx context.Context, mgr ManagerEngine, nodes []swarm.Node, project string, dial func(context.Context, string) (VolumeEngine, error), rep *DownReport, deadline time.Time) error {
+	for _, n := range nodes {
+		if n.Status.State != swarm.NodeStateReady {
+			return fmt.Errorf("down --volumes: node %s is %s: its volumes cannot be removed now; run again when it is back", n.Description.Hostname, n.Status.State)
+		}
+		eng, err := dial(ctx, n.Status.Addr)
+		if err != nil {
+			return err
+		}
+		vols, err := eng.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", deployer.LabelProject+"="+project))})
+		if err != nil {
+			return fmt.Errorf("list volumes on %s: %w", n.Description.Hostname, err)
+		}
+		for _, v := range vols.Volumes {
+			for {
+				err := eng.VolumeRemove(ctx, v.Name, false)
+				if err == nil {
+					rep.Volumes = append(rep.Volumes, n.Description.Hostname+":"+v.Name)
+					break
+				}
+				if time.Now().After(deadline) || !strings.Contains(err.Error(), "in use") {
+					return fmt.Errorf("remove volume %s on %s: %w", v.Name, n.Description.Hostname, err)
+				}
+				time.Sleep(300 * time.Millisecond)
+			}
+		}
+		prefix := LabelPinPrefix + project + "."
+		labels := map[string]string{}
+		changed := false
+		for k, v := range n.Spec.Labels {
+			if strings.HasPrefix(k, prefix) {
+				changed = true
+				continue
+			}
+			labels[k] = v
+		}
+		if changed {
+			spec := n.Spec
+			spec.Labels = labels
+			if err := mgr.NodeUpdate(ctx, n.ID, n.Version, spec); err != nil {
+				return fmt.Errorf("remove the pin labels of %s: %w", n.Description.Hostname, err)
+			}
+		}
+	}
+	sort.Strings(rep.Volumes)
+	return nil
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	dswarm "github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
 	"github.com/invdeploy/invdeploy/internal/testenv"
@@ -346,6 +347,23 @@ func testUp(t *testing.T, w *world) {
 	}
 	up(nil)
 	readInvoice(t, w.api(2, port), inv)
+
+	// down --volumes deletes the data on the node that held it.
+	r = w.must(t, 0, nil, "swarm", "down", "--host", mgr, "-p", project, "--volumes")
+	if !strings.Contains(r.stdout, ":"+project+"_db-data") {
+		t.Errorf("down --volumes did not name the database volume:\n%s", r.stdout)
+	}
+	for i := range w.bed.Nodes {
+		vols, err := w.node(t, i).VolumeList(context.Background(), volume.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vols.Volumes {
+			if strings.HasPrefix(v.Name, project+"_") {
+				t.Errorf("volume %s is still on %s", v.Name, w.bed.Nodes[i].Name)
+			}
+		}
+	}
 }
 
 // load is a bounded load generator: clients loop over the nodes' published
