@@ -8,6 +8,8 @@ package swarm
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -118,7 +120,14 @@ func buildBinary(t *testing.T) string {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	bed := testbed.StartSwarm(t)
-	return &world{bed: bed, bin: buildBinary(t), xdg: t.TempDir()}
+	bin := buildBinary(t)
+	// swarm up makes the edge image from this binary in the local engine.
+	if b, err := os.ReadFile(bin); err == nil {
+		sum := sha256.Sum256(b)
+		edge := "invdeploy-edge:" + hex.EncodeToString(sum[:6])
+		t.Cleanup(func() { exec.Command("docker", "rmi", edge).Run() })
+	}
+	return &world{bed: bed, bin: bin, xdg: t.TempDir()}
 }
 
 // TestSwarm brings up one 3-host bed and runs the swarm cases on it in order.
