@@ -56,6 +56,11 @@ lint:
 bench-remote: deps images
 	set -o pipefail; INVDEPLOY_BENCH_REMOTE=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchRemote$$' -v ./test/e2e | grep -v -e '^=== RUN' -e '^--- ' -e '^PASS' -e '^ok'
 
+## bench-swarm: 3-node swarm on the test bed: time to init, cold and warm swarm up, bytes per node vs docker save, API req/s through the edge at 1 and 3 replicas (~5 min)
+.PHONY: bench-swarm
+bench-swarm: deps images
+	set -o pipefail; INVDEPLOY_BENCH_SWARM=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchSwarm$$' -v ./test/swarm | grep -v -e '^=== RUN' -e '^--- ' -e '^PASS' -e '^ok'
+
 ## bench-deploy: time to all-healthy, invdeploy up vs docker-compose up -d + polling, and a no-op up
 bench-deploy: deps build images
 	bash test/e2e/bench-deploy.sh

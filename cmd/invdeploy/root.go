@@ -44,6 +44,7 @@ var commands = []func(*globalOptions) *cobra.Command{
 	newReleasesCommand,
 	newRollbackCommand,
 	newCompletionCommand,
+	newSwarmCommand,
 }
 
 func newRootCommand(g *globalOptions) *cobra.Command {

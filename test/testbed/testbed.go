@@ -103,11 +103,65 @@ type Bed struct {
 	// Registry is nil when it was not asked for; so is EC2.
 	Registry *Registry
 	EC2      *Host
+	// Swarm is nil unless StartSwarm brought it up.
+	Swarm *Swarm
 }
+
+// Swarm is three simulated EC2 hosts on one Linux bridge, each with its own
+// dockerd and sshd (one client key and one known_hosts for all three), ready
+// to be made a swarm. This machine is Gateway on that bridge.
+type Swarm struct {
+	// Slot is the bed's slot; Nodes are its three hosts, in order.
+	Slot  int
+	Nodes []SwarmNode
+	// Gateway is this machine's address on the hosts' bridge.
+	Gateway string
+	// SSHKey is the client's private key, KnownHosts holds the three host
+	// keys, SSHConfig is an ssh -F config for all three.
+	SSHKey, KnownHosts, SSHConfig string
+}
+
+// SwarmNode is one host of the swarm test bed.
+type SwarmNode struct {
+	// Name is the host's hostname (sw1, sw2, sw3), as `docker node ls` shows it.
+	Name string
+	// Addr is the host's address on the bridge.
+	Addr string
+	// Netns names its network namespace; Socket is its engine's unix socket,
+	// for inspecting it directly from tests (the product goes through SSH).
+	Netns, Socket string
+	// DockerdLog is its engine's log; PidFile holds its dockerd's pid.
+	DockerdLog, PidFile string
+}
+
+// KillNode SIGKILLs everything host i (0-based) runs but its sshd: its
+// dockerd, containerd and containers, as when a machine is lost.
+func (s *Swarm) KillNode(t testing.TB, i int) { s.nodeScript(t, "swarm-node-kill", i) }
+
+// StartNode starts host i's dockerd again with its data (it rejoins the
+// swarm it was in) and waits until it answers.
+func (s *Swarm) StartNode(t testing.TB, i int) { s.nodeScript(t, "swarm-node-start", i) }
+
+func (s *Swarm) nodeScript(t testing.TB, cmd string, i int) {
+	t.Helper()
+	c := exec.Command("bash", Script(), cmd, strconv.Itoa(s.Slot))
+	c.Env = append(os.Environ(), "TESTBED_QUIET=1", "TESTBED_NODE="+strconv.Itoa(i+1))
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("%s sw%d: %v\n%s", cmd, i+1, err, out)
+	}
+}
+
+// URL is the node's Docker address over SSH, ssh://root@ADDR.
+func (n SwarmNode) URL() string { return "ssh://root@" + n.Addr }
 
 // Start brings up the whole test bed: the EC2 host and the registry, which
 // the host can pull from at Registry.EC2Addr.
 func Start(t testing.TB) *Bed { return start(t, "up") }
+
+// StartSwarm brings up the three swarm hosts (not yet a swarm) in a slot of
+// their own and tears them down when t ends. One package shares one: start it
+// in the package's one swarm test and run the cases as its subtests.
+func StartSwarm(t testing.TB) *Swarm { return start(t, "swarm-up").Swarm }
 
 // StartRegistry brings up only the registry (on loopback).
 func StartRegistry(t testing.TB) *Registry { return start(t, "registry-up").Registry }
@@ -148,6 +202,18 @@ func start(t testing.TB, cmd string) *Bed {
 			SSHDLog: env["EC2_SSHD_LOG"], DockerdLog: env["EC2_DOCKERD_LOG"],
 		}
 	}
+	if env["SWARM_SSH_KEY"] != "" {
+		sw := &Swarm{Slot: slot, Gateway: env["SWARM_GATEWAY"], SSHKey: env["SWARM_SSH_KEY"],
+			KnownHosts: env["SWARM_KNOWN_HOSTS"], SSHConfig: env["SWARM_SSH_CONFIG"]}
+		for i := 1; i <= 3; i++ {
+			k := "SWARM_NODE" + strconv.Itoa(i) + "_"
+			sw.Nodes = append(sw.Nodes, SwarmNode{
+				Name: "sw" + strconv.Itoa(i), Addr: env[k+"ADDR"], Netns: env[k+"NETNS"], Socket: env[k+"SOCKET"],
+				DockerdLog: env[k+"DOCKERD_LOG"], PidFile: filepath.Join(dir, "swarm", "n"+strconv.Itoa(i), "dockerd.pid.engine"),
+			})
+		}
+		bed.Swarm = sw
+	}
 	return bed
 }
 
@@ -168,7 +234,10 @@ func need(t testing.TB, cmd string) {
 			testenv.Missing(t, "/usr/sbin/sshd (openssh-server; make deps installs it)")
 		}
 	}
-	if cmd != "ec2-up" {
+	if cmd == "swarm-up" {
+		cmds = append(cmds, "iptables")
+	}
+	if cmd == "up" || cmd == "registry-up" {
 		cmds = append(cmds, "docker-registry", "htpasswd", "openssl")
 	}
 	for _, c := range cmds {

@@ -11,7 +11,15 @@
 #             namespace, reachable only through an sshd there with key
 #             authentication and a host key known to the tests.
 #
-# Usage: testbed.sh up|down|ec2-up|ec2-down|registry-up|registry-down SLOT
+#   swarm     three simulated EC2 hosts (sw1..sw3) on one Linux bridge, each
+#             with its own dockerd and sshd as the ec2 host has, for Docker
+#             Swarm: nodes at 10.252.SLOT.11-13/24, this machine at
+#             10.252.SLOT.1 on bridge swSLOTbr. The machine's FORWARD policy
+#             is DROP and bridged frames pass iptables (br_netfilter), so an
+#             ACCEPT rule for the bridge is inserted and removed on swarm-down.
+#             The swarm itself is not formed here: that is the product's job.
+#
+# Usage: testbed.sh up|down|ec2-up|ec2-down|registry-up|registry-down|swarm-up|swarm-down SLOT
 #
 # SLOT (1..200) selects the instance: its directory
 # ${INVDEPLOY_TESTBED_ROOT:-/var/lib/invdeploy-testbed}/slot-SLOT, its
@@ -27,7 +35,7 @@ set -euo pipefail
 die() { echo "testbed: error: $*" >&2; exit 1; }
 log() { [ -n "${TESTBED_QUIET:-}" ] || echo "testbed: $*" >&2; }
 
-[ $# -eq 2 ] || die "usage: $0 up|down|ec2-up|ec2-down|registry-up|registry-down SLOT"
+[ $# -eq 2 ] || die "usage: $0 up|down|ec2-up|ec2-down|registry-up|registry-down|swarm-up|swarm-down SLOT"
 cmd=$1 slot=$2
 [[ "$slot" =~ ^[0-9]+$ ]] && [ "$slot" -ge 1 ] && [ "$slot" -le 200 ] || die "SLOT must be 1..200, got $slot"
 [ "$(id -u)" = 0 ] || die "the test bed needs root (network namespaces, a second dockerd)"
@@ -100,6 +108,45 @@ registry_port() {
 	die "no free port for the registry"
 }
 
+# sshd_config ADDR HOSTKEY PIDFILE AUTHORIZED_KEYS SOCKET: a simulated host's
+# sshd: key login only, stream-local forwarding allowed (the engine socket).
+sshd_config() {
+	cat <<-EOF
+		Port 22
+		ListenAddress $1
+		HostKey $2
+		PidFile $3
+		AuthorizedKeysFile $4
+		PubkeyAuthentication yes
+		PasswordAuthentication no
+		KbdInteractiveAuthentication no
+		PermitEmptyPasswords no
+		PermitRootLogin prohibit-password
+		UsePAM no
+		StrictModes no
+		AllowTcpForwarding yes
+		AllowStreamLocalForwarding yes
+		X11Forwarding no
+		LogLevel VERBOSE
+		SetEnv DOCKER_HOST=unix://$5
+	EOF
+}
+
+# ssh_client_config ADDR KEY KNOWN_HOSTS: a client config for the docker CLI
+# and ssh (ssh -F): key only, host key pinned.
+ssh_client_config() {
+	cat <<-EOF
+		Host $1
+		  User root
+		  IdentityFile $2
+		  IdentitiesOnly yes
+		  UserKnownHostsFile $3
+		  StrictHostKeyChecking yes
+		  PasswordAuthentication no
+		  BatchMode yes
+	EOF
+}
+
 ec2_down() {
 	stop_pid "$dir/sshd.pid"
 	stop_pid "$dir/dockerd.pid"
@@ -144,36 +191,8 @@ ec2_up() {
 	cp "$dir/ec2/ssh/client_key.pub" "$dir/ec2/ssh/authorized_keys"
 	chmod 0600 "$dir/ec2/ssh/authorized_keys"
 	echo "$addr $(cut -d' ' -f1,2 "$dir/ec2/ssh/host_key.pub")" >"$dir/ec2/ssh/known_hosts"
-	cat >"$dir/ec2/ssh/sshd_config" <<-EOF
-		Port 22
-		ListenAddress $addr
-		HostKey $dir/ec2/ssh/host_key
-		PidFile $dir/ec2/sshd.pid
-		AuthorizedKeysFile $dir/ec2/ssh/authorized_keys
-		PubkeyAuthentication yes
-		PasswordAuthentication no
-		KbdInteractiveAuthentication no
-		PermitEmptyPasswords no
-		PermitRootLogin prohibit-password
-		UsePAM no
-		StrictModes no
-		AllowTcpForwarding yes
-		AllowStreamLocalForwarding yes
-		X11Forwarding no
-		LogLevel VERBOSE
-		SetEnv DOCKER_HOST=unix://$sock
-	EOF
-	# A client config for the docker CLI and ssh (ssh -F): key only, host key pinned.
-	cat >"$dir/ec2/ssh/config" <<-EOF
-		Host $addr
-		  User root
-		  IdentityFile $dir/ec2/ssh/client_key
-		  IdentitiesOnly yes
-		  UserKnownHostsFile $dir/ec2/ssh/known_hosts
-		  StrictHostKeyChecking yes
-		  PasswordAuthentication no
-		  BatchMode yes
-	EOF
+	sshd_config "$addr" "$dir/ec2/ssh/host_key" "$dir/ec2/sshd.pid" "$dir/ec2/ssh/authorized_keys" "$sock" >"$dir/ec2/ssh/sshd_config"
+	ssh_client_config "$addr" "$dir/ec2/ssh/client_key" "$dir/ec2/ssh/known_hosts" >"$dir/ec2/ssh/config"
 	# An ssh that uses that config, for tools that run `ssh` from PATH (the
 	# docker CLI with DOCKER_HOST=ssh://...): OpenSSH ignores $HOME.
 	mkdir -p "$dir/ec2/bin"
@@ -299,10 +318,158 @@ write_env() {
 			echo "EC2_SSHD_LOG=$dir/sshd.log"
 			echo "EC2_DOCKERD_LOG=$dir/dockerd.log"
 		fi
+		write_swarm_env
 	} >"$dir/testbed.env"
 }
 
+
+# --- swarm: three hosts on a bridge -------------------------------------------
+
+sw_bridge=sw${slot}br
+sw_net=10.252.$slot
+
+sw_node_down() {
+	local i=$1 nd=$dir/swarm/n$1
+	stop_pid "$nd/sshd.pid"
+	stop_pid "$nd/dockerd.pid"
+	ip netns del "sw${slot}n$i" 2>/dev/null || true
+	ip link del "sw${slot}n${i}h" 2>/dev/null || true
+}
+
+swarm_down() {
+	local i
+	# In parallel: a swarm node's dockerd takes a few seconds to stop.
+	for i in 1 2 3; do sw_node_down "$i" & done
+	wait
+	if [ -d "$dir/swarm" ]; then
+		awk -v d="$dir/swarm/" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do
+			umount -l "$m" 2>/dev/null || true
+		done
+	fi
+	while iptables -D FORWARD -i "$sw_bridge" -o "$sw_bridge" -j ACCEPT 2>/dev/null; do :; done
+	ip link del "$sw_bridge" 2>/dev/null || true
+	rm -rf "$dir/swarm"
+}
+
+# sw_node_kill I: SIGKILL the processes in host I's network namespace and
+# all their descendants (the containers, in namespaces of their own), but
+# its sshd, by pid.
+sw_node_kill() {
+	local i=$1 nd=$dir/swarm/n$1 sshd roots pids
+	sshd=$(cat "$nd/sshd.pid" 2>/dev/null || echo none)
+	roots=$(ip netns pids "sw${slot}n$i" | grep -vx "$sshd" | tr '\n' ' ')
+	[ -n "$roots" ] || return 0
+	pids=$(ps -e -o pid=,ppid= | awk -v roots="$roots" -v sshd="$sshd" '
+		{ parent[$1] = $2 }
+		END {
+			n = split(roots, r, " "); for (k = 1; k <= n; k++) keep[r[k]] = 1
+			for (p in parent) {
+				q = p; hit = 0; under = 0
+				while (q != "" && q != 0) {
+					if (q == sshd) { under = 1; break }
+					if (q in keep) hit = 1
+					if (q == 1) break
+					q = parent[q]
+				}
+				if (hit && !under) print p
+			}
+		}')
+	# shellcheck disable=SC2086
+	kill -KILL $pids 2>/dev/null || true
+}
+
+# sw_dockerd_start I: start host I's dockerd (again: same data, same swarm).
+sw_dockerd_start() {
+	local i=$1 nd=$dir/swarm/n$1
+	nsenter --net="/var/run/netns/sw${slot}n$i" unshare --uts \
+		sh -c 'hostname "$0" && exec "$@"' "sw$i" dockerd \
+		--label "invdeploy.testbed=sw$i" --config-file "$nd/daemon.json" \
+		--data-root "$nd/data" --exec-root "$nd/exec" --pidfile "$nd/dockerd.pid.engine" \
+		-H "unix://$nd/docker.sock" --bip "10.24$i.$slot.1/24" --iptables=false --ip-masq=false \
+		--shutdown-timeout 5 </dev/null >>"$nd/dockerd.log" 2>&1 &
+	echo $! >"$nd/dockerd.pid"
+}
+
+# sw_node_up I: host swI at $sw_net.1I with its dockerd and sshd.
+sw_node_up() {
+	local i=$1 nd=$dir/swarm/n$1 ns=sw${slot}n$1 addr=$sw_net.1$1 driver
+	ip netns add "$ns"
+	ip link add "sw${slot}n${i}h" type veth peer name "sw${slot}n${i}g"
+	ip link set "sw${slot}n${i}g" netns "$ns"
+	ip link set "sw${slot}n${i}h" master "$sw_bridge"
+	ip link set "sw${slot}n${i}h" up
+	ip -n "$ns" link set lo up
+	ip -n "$ns" link set "sw${slot}n${i}g" name eth0
+	ip -n "$ns" addr add "$addr/24" dev eth0
+	ip -n "$ns" link set eth0 up
+	mkdir -p "$nd/ssh"
+	driver=$(docker info --format '{{.Driver}}' 2>/dev/null || true)
+	printf '{%s}\n' "${driver:+\"storage-driver\": \"$driver\"}" >"$nd/daemon.json"
+	sw_dockerd_start "$i"
+	ssh-keygen -q -t ed25519 -N '' -C "sw$i-$slot" -f "$nd/ssh/host_key"
+	echo "$addr $(cut -d' ' -f1,2 "$nd/ssh/host_key.pub")" >>"$dir/swarm/known_hosts"
+	sshd_config "$addr" "$nd/ssh/host_key" "$nd/sshd.pid.own" "$dir/swarm/authorized_keys" "$nd/docker.sock" >"$nd/ssh/sshd_config"
+	ssh_client_config "$addr" "$dir/swarm/client_key" "$dir/swarm/known_hosts" >>"$dir/swarm/ssh_config"
+}
+
+sw_node_wait() {
+	local i=$1 nd=$dir/swarm/n$1
+	if ! wait_for dockerd 60 docker -H "unix://$nd/docker.sock" version; then
+		tail -n 20 "$nd/dockerd.log" >&2 || true
+		die "swarm host sw$i: dockerd did not answer within 60s"
+	fi
+	# sshd in a mount namespace of its own where /var/run/docker.sock is this
+	# host's engine, as on a real host: an ssh:// URL without a socket path
+	# must never reach this machine's engine. A symlink on a private /run,
+	# so a restarted dockerd's new socket is found too.
+	[ -s "$nd/sshd.pid" ] && return 0
+	nsenter --net="/var/run/netns/sw${slot}n$i" unshare --mount --propagation private \
+		sh -c 'mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/sshd && ln -s "$0" /run/docker.sock && exec /usr/sbin/sshd "$@"' "$nd/docker.sock" \
+		-D -f "$nd/ssh/sshd_config" -E "$nd/sshd.log" </dev/null >/dev/null 2>&1 &
+	echo $! >"$nd/sshd.pid"
+	if ! wait_for sshd 20 tcp_open "$sw_net.1$i" 22; then
+		tail -n 20 "$nd/sshd.log" >&2 || true
+		die "swarm host sw$i: sshd did not listen on $sw_net.1$i:22 within 20s"
+	fi
+	local name
+	name=$(nsenter -t "$(cat "$nd/sshd.pid")" -m docker -H unix:///var/run/docker.sock info --format '{{.Name}}' 2>&1 || true)
+	[ "$name" = "sw$i" ] || die "swarm host sw$i: /var/run/docker.sock as its sshd sees it is not its own engine ($name)"
+}
+
+swarm_up() {
+	local i
+	mkdir -p "$dir/swarm"
+	ip link add "$sw_bridge" type bridge
+	ip addr add "$sw_net.1/24" dev "$sw_bridge"
+	ip link set "$sw_bridge" up
+	iptables -I FORWARD 1 -i "$sw_bridge" -o "$sw_bridge" -j ACCEPT
+	ssh-keygen -q -t ed25519 -N '' -C "testbed-swarm-client-$slot" -f "$dir/swarm/client_key"
+	cp "$dir/swarm/client_key.pub" "$dir/swarm/authorized_keys"
+	chmod 0600 "$dir/swarm/authorized_keys"
+	: >"$dir/swarm/known_hosts"
+	: >"$dir/swarm/ssh_config"
+	for i in 1 2 3; do sw_node_up "$i"; done
+	for i in 1 2 3; do sw_node_wait "$i"; done
+	log "swarm hosts up: ssh://root@$sw_net.11 .12 .13"
+}
+
+write_swarm_env() {
+	local i
+	[ -f "$dir/swarm/ssh_config" ] || return 0
+	echo "SWARM_SSH_KEY=$dir/swarm/client_key"
+	echo "SWARM_KNOWN_HOSTS=$dir/swarm/known_hosts"
+	echo "SWARM_SSH_CONFIG=$dir/swarm/ssh_config"
+	echo "SWARM_GATEWAY=$sw_net.1"
+	for i in 1 2 3; do
+		echo "SWARM_NODE${i}_ADDR=$sw_net.1$i"
+		echo "SWARM_NODE${i}_NETNS=sw${slot}n$i"
+		echo "SWARM_NODE${i}_SOCKET=$dir/swarm/n$i/docker.sock"
+		echo "SWARM_NODE${i}_DOCKERD_LOG=$dir/swarm/n$i/dockerd.log"
+	done
+}
+
 down_all() {
+	swarm_down
 	registry_down
 	ec2_down
 	rm -rf "$dir"
@@ -328,6 +495,28 @@ registry-up)
 	registry_up
 	write_env
 	;;
+swarm-up)
+	swarm_down
+	mkdir -p "$dir"
+	swarm_up
+	write_env
+	;;
+swarm-node-kill)
+	# TESTBED_NODE=I: SIGKILL everything host I runs but its sshd (dockerd,
+	# containerd, shims, the containers): a lost machine, which
+	# swarm-node-start brings back with the same data.
+	[[ "${TESTBED_NODE:-}" =~ ^[123]$ ]] || die "swarm-node-kill needs TESTBED_NODE=1..3"
+	sw_node_kill "$TESTBED_NODE"
+	;;
+swarm-node-start)
+	[[ "${TESTBED_NODE:-}" =~ ^[123]$ ]] || die "swarm-node-start needs TESTBED_NODE=1..3"
+	sw_dockerd_start "$TESTBED_NODE"
+	sw_node_wait "$TESTBED_NODE"
+	;;
+swarm-down)
+	swarm_down
+	[ ! -d "$dir" ] || write_env
+	;;
 down) down_all ;;
 ec2-down)
 	ec2_down
@@ -337,5 +526,5 @@ registry-down)
 	registry_down
 	[ ! -d "$dir" ] || write_env
 	;;
-*) die "unknown command $cmd (up|down|ec2-up|ec2-down|registry-up|registry-down)" ;;
+*) die "unknown command $cmd (up|down|ec2-up|ec2-down|registry-up|registry-down|swarm-up|swarm-down)" ;;
 esac

@@ -1,0 +1,404 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/invdeploy/invdeploy/deployer"
+	"github.com/invdeploy/invdeploy/deployer/remote"
+	"github.com/invdeploy/invdeploy/deployer/swarm"
+)
+
+// nodeSessions are the SSH connections to a swarm's nodes, opened on first
+// use (one per node, the manager's included) and closed together.
+type nodeSessions struct {
+	g       *globalOptions
+	ro      *remoteOptions
+	manager *session
+	mu      sync.Mutex
+	byAddr  map[string]*session
+}
+
+// dial returns the engine of the node at addr: the manager's own session
+// when addr is the manager, else a new SSH connection with the manager's
+// login and flags.
+func (n *nodeSessions) dial(ctx context.Context, addr string) (remote.ImageEngine, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ep := n.manager.conn.Endpoint
+	if addr == ep.Host {
+		return n.manager.client, nil
+	}
+	if ips, err := net.DefaultResolver.LookupHost(ctx, ep.Host); err == nil {
+		for _, ip := range ips {
+			if ip == addr {
+				return n.manager.client, nil
+			}
+		}
+	}
+	if s, ok := n.byAddr[addr]; ok {
+		return s.client, nil
+	}
+	u := "ssh://"
+	if ep.User != "" {
+		u += ep.User + "@"
+	}
+	u += net.JoinHostPort(addr, strconv.Itoa(ep.Port)) + ep.Socket
+	s, err := n.ro.connectTo(ctx, n.g, u)
+	if err != nil {
+		return nil, fmt.Errorf("connect to swarm node %s: %w", addr, err)
+	}
+	n.byAddr[addr] = s
+	return s.client, nil
+}
+
+// dialVolumes is dial for removing volumes.
+func (n *nodeSessions) dialVolumes(ctx context.Context, addr string) (swarm.VolumeEngine, error) {
+	if _, err := n.dial(ctx, addr); err != nil {
+		return nil, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s, ok := n.byAddr[addr]; ok {
+		return s.client, nil
+	}
+	return n.manager.client, nil
+}
+
+func (n *nodeSessions) close() {
+	for _, s := range n.byAddr {
+		s.close(n.g)
+	}
+}
+
+func newSwarmUpCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
+	var stack stackOptions
+	var port int
+	var scale []string
+	var waitTimeout time.Duration
+	var rebuild bool
+	cmd := &cobra.Command{
+		Use:   "up --host URL [-f FILE] [-p NAME] [--scale SERVICE=N]",
+		Short: "Run the stack as swarm services, send images to the nodes, wait until it converges",
+		Long: `swarm up deploys the stack to the swarm whose manager is --host, as swarm services
+through the Engine API:
+
+- images are built here (the same build as up) and streamed over each node's own SSH
+  connection to every node that lacks them (no registry); services name the image
+  ID, so every node runs the same bytes;
+- networks become attachable overlay networks; secrets become swarm secrets named
+  <project>_<secret>_<hash of the value>, so a changed value rolls the services that
+  use it; old versions are removed once no service uses them;
+- services are created or updated in depends_on order, each only once what it
+  depends on has all replicas running (and healthy, where it has a healthcheck);
+- deploy: replicas, resources, restart_policy, update_config, rollback_config,
+  placement and endpoint_mode are honoured; --scale SERVICE=N overrides replicas;
+- stateless services update start-first with failure_action rollback by default
+  (stop-first when they publish a host-mode port: two tasks cannot bind it on one
+  node); a service with a named volume runs as 1 replica pinned by the node label
+  io.invdeploy.pin.<project>.<service> to the node that holds its volume (the
+  manager, the first time);
+- published ports are host-mode and endpoint_mode defaults to dnsrr (the ingress
+  mesh and VIPs need IPVS in the nodes' kernel).
+
+It waits until every service converged. When Swarm rolled an update back, or a
+service does not converge within --wait-timeout, it exits 4 and prints the failed
+tasks' errors and last log lines.`,
+		Example: `  invdeploy swarm up --host ssh://admin@10.0.1.10 --scale api=3
+  invdeploy swarm up --host ssh://admin@10.0.1.10 -f compose.yaml -p shop --wait-timeout 10m`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			sc, err := parseScale(scale)
+			if err != nil {
+				return err
+			}
+			st, err := loadRemoteStack(cmd, &stack, port)
+			if err != nil {
+				return err
+			}
+			announce(g, "Deploying", st)
+			warn(g, st)
+			local, err := deployer.NewLocalClient(localEngineHost())
+			if err != nil {
+				return err
+			}
+			defer local.Close()
+			s, err := ro.connect(ctx, g)
+			if err != nil {
+				return err
+			}
+			defer s.close(g)
+			nodes := &nodeSessions{g: g, ro: ro, manager: s, byAddr: map[string]*session{}}
+			defer nodes.close()
+			builder := deployer.New(local, g.progress())
+			rep, err := swarm.Up(ctx, s.client, st, swarm.UpOptions{
+				Local: local,
+				Build: func(ctx context.Context, svc string) error {
+					_, err := builder.Build(ctx, st, deployer.BuildOptions{Services: []string{svc}})
+					return err
+				},
+				Rebuild:     rebuild,
+				DialNode:    nodes.dial,
+				Scale:       sc,
+				WaitTimeout: waitTimeout,
+			}, g.progress())
+			if rep != nil {
+				if !g.Quiet {
+					for _, w := range rep.Warnings {
+						fmt.Fprintf(g.stderr, "warning: %s\n", w)
+					}
+				}
+				if g.Output == "json" {
+					if jerr := writeJSON(g.stdout, rep); jerr != nil && err == nil {
+						err = jerr
+					}
+				} else {
+					printSwarmUp(g, rep)
+				}
+			}
+			return err
+		},
+	}
+	stack.bind(cmd, true)
+	cmd.Flags().IntVar(&port, "port", 8000, "on the bundled stack: the API's published port on every node")
+	cmd.Flags().StringArrayVar(&scale, "scale", nil, "SERVICE=N: run N replicas of SERVICE (repeatable; overrides deploy.replicas)")
+	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 5*time.Minute, "bound on waiting for each service to converge")
+	cmd.Flags().BoolVar(&rebuild, "build", false, "rebuild images with a build section even when present")
+	return cmd
+}
+
+func parseScale(flags []string) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for _, f := range flags {
+		name, n, ok := strings.Cut(f, "=")
+		v, err := strconv.ParseUint(n, 10, 32)
+		if !ok || name == "" || err != nil {
+			return nil, usagef("--scale %q: want SERVICE=N, e.g. api=3", f)
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+func printSwarmUp(g *globalOptions, rep *swarm.UpReport) {
+	tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tACTION\tREPLICAS\tNODES\tIMAGE")
+	for _, s := range rep.Services {
+		nodes := strings.Join(s.Nodes, ",")
+		if s.PinnedTo != "" {
+			nodes += " (pinned)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", s.Service, s.Action, s.Replicas, nodes, s.Image)
+	}
+	tw.Flush()
+	if len(rep.SecretsRemoved) > 0 {
+		fmt.Fprintf(g.stdout, "Removed old secret versions: %s\n", strings.Join(rep.SecretsRemoved, ", "))
+	}
+}
+
+func newSwarmDownCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
+	var stack stackOptions
+	var volumes bool
+	cmd := &cobra.Command{
+		Use:   "down --host URL [-f FILE] [-p NAME] [--volumes]",
+		Short: "Remove the stack's services, networks and secrets from the swarm (volumes stay)",
+		Long: `swarm down removes the stack's services, then its overlay networks and swarm
+secrets. Volumes stay on their nodes, and so do the node labels that pin stateful
+services, so the next swarm up runs them where their data is. --volumes also removes
+the stack's volumes on every node (over each node's own SSH connection) and the pin
+labels: the data is gone.`,
+		Example: `  invdeploy swarm down --host ssh://admin@10.0.1.10`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
+				nodes := &nodeSessions{g: g, ro: ro, manager: s, byAddr: map[string]*session{}}
+				defer nodes.close()
+				rep, err := swarm.Down(ctx, s.client, name, swarm.DownOptions{Volumes: volumes, DialNode: nodes.dialVolumes})
+				if rep != nil && g.Output == "json" {
+					return firstErr(err, writeJSON(g.stdout, rep))
+				}
+				if rep != nil {
+					fmt.Fprintf(g.stdout, "Removed from project %s: services %v, networks %v, secrets %v\n", name, rep.Services, rep.Networks, rep.Secrets)
+					if volumes {
+						fmt.Fprintf(g.stdout, "Removed volumes (the data): %v\n", rep.Volumes)
+					}
+					if rep.KeptVolumes != "" {
+						fmt.Fprintln(g.stdout, rep.KeptVolumes)
+					}
+				}
+				return err
+			})
+		},
+	}
+	stack.bind(cmd, true)
+	cmd.Flags().BoolVar(&volumes, "volumes", false, "also remove the stack's volumes on every node (deletes the data) and the pin labels")
+	return cmd
+}
+
+func newSwarmStatusCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
+	var stack stackOptions
+	cmd := &cobra.Command{
+		Use:   "status --host URL [-f FILE] [-p NAME]",
+		Short: "Show the stack's swarm services, their tasks per node, and where pinned data lives",
+		Example: `  invdeploy swarm status --host ssh://admin@10.0.1.10
+  invdeploy swarm status --host ssh://admin@10.0.1.10 --output json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
+				sts, err := swarm.Status(ctx, s.client, name)
+				if err != nil {
+					return err
+				}
+				if g.Output == "json" {
+					return writeJSON(g.stdout, sts)
+				}
+				if len(sts) == 0 {
+					fmt.Fprintf(g.stdout, "No swarm services in project %s\n", name)
+					return nil
+				}
+				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "SERVICE\tREPLICAS\tUPDATE\tPORTS\tTASKS\tIMAGE")
+				for _, st := range sts {
+					var tasks []string
+					for _, t := range st.Tasks {
+						e := t.Node + ":" + t.State
+						if t.Error != "" {
+							e += " (" + t.Error + ")"
+						}
+						tasks = append(tasks, e)
+					}
+					fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%s\t%s\t%s\n", st.Service, st.Running, st.Desired, st.Update, strings.Join(st.Ports, ","), strings.Join(tasks, " "), st.Image)
+				}
+				tw.Flush()
+				for _, st := range sts {
+					if st.PinnedTo != "" {
+						fmt.Fprintf(g.stdout, "%s is pinned to %s: %s\n", st.Service, st.PinnedTo, st.Note)
+					}
+				}
+				return nil
+			})
+		},
+	}
+	stack.bind(cmd, true)
+	return cmd
+}
+
+func newSwarmRollbackCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
+	var stack stackOptions
+	var waitTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "rollback --host URL [-f FILE] [-p NAME]",
+		Short: "Return every service to its previous spec (Swarm's one-step rollback) and wait until it converges",
+		Long: `swarm rollback returns each service of the stack that has a previous spec to it:
+the previous image, secrets and settings, as Swarm keeps them (one step back). A
+service whose last update was rolled back (by Swarm or by swarm rollback) is left
+alone: its previous spec is the one rolled away from. Services others depend on go
+first, edges last; each is waited for as in swarm up (exit 4 when it does not
+converge). The next swarm up deploys the compose file again.`,
+		Example: `  invdeploy swarm rollback --host ssh://admin@10.0.1.10`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
+				res, err := swarm.Rollback(ctx, s.client, name, waitTimeout, g.progress())
+				return printResults(g, res, err)
+			})
+		},
+	}
+	stack.bind(cmd, true)
+	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 5*time.Minute, "bound on waiting for each service to converge")
+	return cmd
+}
+
+func newSwarmScaleCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
+	var stack stackOptions
+	var waitTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "scale --host URL SERVICE=N [SERVICE=N ...]",
+		Short: "Set the replicas of services and wait until they converge",
+		Long: `swarm scale sets the number of replicas of running services (the next swarm up
+applies the compose file's, or its own --scale, again). A service with a named volume
+runs as exactly 1 replica.`,
+		Example: `  invdeploy swarm scale --host ssh://admin@10.0.1.10 api=5`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			sc, err := parseScale(args)
+			if err != nil {
+				return err
+			}
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
+				res, err := swarm.Scale(ctx, s.client, name, sc, waitTimeout, g.progress())
+				return printResults(g, res, err)
+			})
+		},
+	}
+	stack.bind(cmd, true)
+	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 5*time.Minute, "bound on waiting for each service to converge")
+	return cmd
+}
+
+func newSwarmLogsCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
+	var stack stackOptions
+	var o swarm.LogsOptions
+	cmd := &cobra.Command{
+		Use:     "logs --host URL [SERVICE...] [-f] [--tail N]",
+		Short:   "Show the services' logs from every task on every node",
+		Example: `  invdeploy swarm logs --host ssh://admin@10.0.1.10 api --tail 50 -f`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Services = args
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
+				return swarm.Logs(ctx, s.client, name, o, g.stdout, g.stderr)
+			})
+		},
+	}
+	stack.bind(cmd, false)
+	cmd.Flags().BoolVarP(&o.Follow, "follow", "f", false, "keep printing new lines")
+	cmd.Flags().StringVar(&o.Tail, "tail", "all", "lines per task from the end")
+	cmd.Flags().BoolVarP(&o.Timestamps, "timestamps", "t", false, "show timestamps")
+	return cmd
+}
+
+// onManager resolves the project and runs fn with a session to the --host
+// manager, closed afterwards.
+func onManager(cmd *cobra.Command, g *globalOptions, ro *remoteOptions, stack *stackOptions, fn func(ctx context.Context, s *session, project string) error) error {
+	ctx := cmd.Context()
+	_, name, err := stack.resolve(ctx, g)
+	if err != nil {
+		return err
+	}
+	s, err := ro.connect(ctx, g)
+	if err != nil {
+		return err
+	}
+	defer s.close(g)
+	return fn(ctx, s, name)
+}
+
+// printResults prints what rollback or scale did to each service.
+func printResults(g *globalOptions, res []swarm.ServiceResult, err error) error {
+	if len(res) == 0 {
+		return err
+	}
+	if g.Output == "json" {
+		return firstErr(err, writeJSON(g.stdout, res))
+	}
+	printSwarmUp(g, &swarm.UpReport{Services: res})
+	return err
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
