@@ -364,3 +364,39 @@ func TestNoOpUpReadsNoSecretBack(t *testing.T) {
 		}
 	}
 }
+
+// TestUpAdoptsSecretsItDoesNotStore: a machine without the generated
+// password (another machine deployed the stack, or the config directory was
+// lost) takes it from the running containers instead of generating a new
+// one, so nothing is recreated and the database keeps its password.
+func TestUpAdoptsSecretsItDoesNotStore(t *testing.T) {
+	ctx := context.Background()
+	st, cfgDir := bundledStack(t, "INVOICING_API_PORT="+strconv.Itoa(freePort(t)))
+	f := fakeWithImages()
+	o := UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}
+	if _, err := New(f, nil).Up(ctx, st, o); err != nil {
+		t.Fatal(err)
+	}
+	stored := filepath.Join(cfgDir, "db_password")
+	want, err := os.ReadFile(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(cfgDir); err != nil { // the other machine has nothing
+		t.Fatal(err)
+	}
+	res, err := New(f, nil).Up(ctx, st, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Changed() {
+		t.Fatalf("up without the stored password changed the stack: %+v", res.Steps)
+	}
+	got, err := os.ReadFile(stored)
+	if err != nil || string(got) != string(want) {
+		t.Fatalf("the adopted password differs from the one the containers hold (%v)", err)
+	}
+	if fi, _ := os.Stat(stored); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("adopted secret mode %v", fi.Mode())
+	}
+}

@@ -161,7 +161,12 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 		return res, err
 	}
 
-	// Secret (generated on first use) and config values; never printed.
+	// Secret (generated on first use, or taken from the running
+	// containers when another machine generated it) and config values;
+	// never printed.
+	if err := d.adoptSecrets(ctx, p, o.ConfigDir); err != nil {
+		return res, err
+	}
 	values, err := deliveryValues(p, o.ConfigDir)
 	if err != nil {
 		return res, err
