@@ -348,29 +348,8 @@ func forward(t *testing.T, listenAddr, target string) string {
 	return ln.Addr().String()
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// invdeployBinary builds ./cmd/invdeploy once per test binary.
-func invdeployBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "inv5bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "invdeploy")
-		binErr = buildBinaries(repoRoot(t), dir)
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
+// invdeployBinary is the local tests' binary (with the proxy beside it).
+func invdeployBinary(t *testing.T) string { return localBinary(t) }
 
 func repoRoot(t *testing.T) string {
 	_, file, _, _ := runtime.Caller(0)

@@ -202,6 +202,31 @@ func appContainers(t *testing.T, c *client.Client, project string) (app []contai
 	return app, proxy
 }
 
+// invoiceLoad is 16 clients on the bundled API, half reading the newest
+// invoices and half creating one; onCreated gets each acknowledged
+// create's Location.
+func invoiceLoad(base string, onCreated func(loc string)) *loadGen {
+	var n atomic.Int64
+	return startLoad(16, func(c *http.Client) error {
+		if n.Add(1)%2 == 0 {
+			_, err := getOK(c, base+"/v1/invoices?limit=5")
+			return err
+		}
+		body := `{"currency":"EUR","customer":{"name":"Roll Test"},"line_items":[{"description":"x","quantity":1,"unit_amount":100}]}`
+		resp, err := c.Post(base+"/v1/invoices", "application/json", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("create: %s", resp.Status)
+		}
+		onCreated(resp.Header.Get("Location"))
+		return nil
+	})
+}
+
 // TestRolloutZeroDowntime: a user's app behind the rollout proxy, under 16
 // clients (keep-alive and new connections) for the whole test: a new image
 // rolls with 0 failed requests while a 5 s request in flight at the switch
@@ -371,26 +396,10 @@ func TestRolloutBundledAPIUnderCreates(t *testing.T) {
 
 	var mu sync.Mutex
 	var acked []string
-	var n atomic.Int64
-	load := startLoad(16, func(c *http.Client) error {
-		if n.Add(1)%2 == 0 {
-			_, err := getOK(c, base+"/v1/invoices?limit=5")
-			return err
-		}
-		body := `{"currency":"EUR","customer":{"name":"Roll Test"},"line_items":[{"description":"x","quantity":1,"unit_amount":100}]}`
-		resp, err := c.Post(base+"/v1/invoices", "application/json", strings.NewReader(body))
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != http.StatusCreated {
-			return fmt.Errorf("create: %s", resp.Status)
-		}
+	load := invoiceLoad(base, func(loc string) {
 		mu.Lock()
-		acked = append(acked, resp.Header.Get("Location"))
+		acked = append(acked, loc)
 		mu.Unlock()
-		return nil
 	})
 	time.Sleep(time.Second)
 	e.extra = append(e.extra, "INVOICING_API_TAG="+newTag)
@@ -480,25 +489,7 @@ func TestRolloutExpandContract(t *testing.T) {
 	}
 
 	var acked atomic.Int64
-	var n atomic.Int64
-	load := startLoad(16, func(c *http.Client) error {
-		if n.Add(1)%2 == 0 {
-			_, err := getOK(c, base+"/v1/invoices?limit=5")
-			return err
-		}
-		body := `{"currency":"EUR","customer":{"name":"Expand"},"line_items":[{"description":"x","quantity":1,"unit_amount":100}]}`
-		resp, err := c.Post(base+"/v1/invoices", "application/json", strings.NewReader(body))
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != http.StatusCreated {
-			return fmt.Errorf("create: %s", resp.Status)
-		}
-		acked.Add(1)
-		return nil
-	})
+	load := invoiceLoad(base, func(string) { acked.Add(1) })
 	defer func() {
 		select {
 		case <-load.stop:
