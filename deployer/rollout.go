@@ -239,7 +239,10 @@ func proxySpec(p *types.Project, s types.ServiceConfig, ro rollout, image string
 		Image: image,
 		User:  proxyUser,
 		Cmd: []string{"run", "--listen", ":" + target, "--metrics", ":" + strconv.Itoa(metrics),
-			"--target", s.Name + ":" + target, "--health-path", ro.HealthPath},
+			// The service's alias is the backend only after a restart of
+			// the proxy; up names the real one (the wait keeps the two
+			// from racing while up starts it).
+			"--target", s.Name + ":" + target, "--target-delay", "10s", "--health-path", ro.HealthPath},
 		Labels:       labels,
 		ExposedPorts: nat.PortSet{cport: {}, nat.Port(strconv.Itoa(metrics) + "/tcp"): {}},
 		StopTimeout:  &stop,

@@ -1,7 +1,7 @@
 // Command invdeploy-proxy is the reverse proxy that owns a service's published
 // port during invdeploy's zero-downtime rollouts (see internal/rollproxy).
 //
-//	invdeploy-proxy run    [--listen :8000] [--metrics :9180] [--admin SOCKET] [--target host:port] [RELEASE FLAGS]
+//	invdeploy-proxy run    [--listen :8000] [--metrics :9180] [--admin SOCKET] [--target host:port [--target-delay D]] [RELEASE FLAGS]
 //	invdeploy-proxy deploy --target host:port [--health-path /readyz] [--health-timeout 60s] [--drain-timeout 30s] [RELEASE FLAGS]
 //	invdeploy-proxy target
 //	invdeploy-proxy healthcheck
@@ -104,6 +104,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	admin := fs.String("admin", defaultAdmin, "admin socket (unix)")
 	target := fs.String("target", "", "first backend host:port (optional; else the first deploy sets it)")
 	healthPath := fs.String("health-path", "/", "health path of the first backend")
+	targetDelay := fs.Duration("target-delay", 0, "use --target only when no deploy has come within this time (invdeploy names the backend itself; --target is the fallback after a restart of the proxy)")
 	var rel rollproxy.Release
 	releaseFlags(fs, &rel, "the first backend")
 	if err := fs.Parse(args); err != nil {
@@ -149,6 +150,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	log.Info("proxy listening", "listen", ln.Addr().String(), "metrics", *metricsAddr, "admin", *admin)
 	if *target != "" {
 		go func() {
+			if *targetDelay > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(*targetDelay):
+				}
+				if p.Deployed() {
+					return // a deploy named the backend meanwhile
+				}
+			}
 			res, err := p.Deploy(ctx, *target, rollproxy.DeployOptions{HealthPath: *healthPath, Release: rel})
 			if err != nil {
 				log.Error("first backend", "target", *target, "err", err)

@@ -135,7 +135,7 @@ func printUp(g *globalOptions, so *stackOptions, st *deployer.Stack, d *deployer
 		return err
 	}
 	if g.Output == "json" {
-		return writeJSON(g.stdout, map[string]any{"project": p.Name, "steps": res.Steps, "containers": status, "elapsed_seconds": res.Elapsed.Seconds(), "ready": res.Ready})
+		return writeJSON(g.stdout, map[string]any{"project": p.Name, "steps": res.Steps, "containers": status, "elapsed_seconds": res.Elapsed.Seconds(), "ready": res.Ready, "switches": res.Switches})
 	}
 	verb := "is up"
 	if !res.Changed() {

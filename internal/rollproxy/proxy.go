@@ -60,6 +60,9 @@ func (o DeployOptions) withDefaults() DeployOptions {
 	return o
 }
 
+// errSuperseded ends a Deploy that a newer one replaced before it switched.
+var errSuperseded = errors.New("superseded by a newer deploy before it switched")
+
 // ErrUnhealthy is returned by Deploy when the new backend did not turn
 // healthy in time; the current backend is unchanged.
 var ErrUnhealthy = errors.New("target did not become healthy")
@@ -83,6 +86,12 @@ type Proxy struct {
 	current atomic.Pointer[backend]
 	// deploying serializes Deploy calls.
 	deploying sync.Mutex
+	// supersede cancels the Deploy that is waiting for its backend's
+	// health, when a newer one arrives (see Deploy).
+	supersedeMu sync.Mutex
+	supersede   context.CancelFunc
+	// deployed: a Deploy has been asked for (see Deployed).
+	deployed atomic.Bool
 	m         *metrics
 }
 
@@ -95,6 +104,10 @@ func New(reg prometheus.Registerer) *Proxy {
 // Release returns what the current backend runs, as the last deploy named
 // it (zero when it did not).
 func (p *Proxy) Release() Release { return p.m.release.get() }
+
+// Deployed reports whether any Deploy has been asked for, whatever came of
+// it.
+func (p *Proxy) Deployed() bool { return p.deployed.Load() }
 
 // Target returns the current backend's address, or "".
 func (p *Proxy) Target() string {
@@ -169,6 +182,19 @@ func (p *Proxy) acquire() *backend {
 // cancelled ctx nothing changed.
 func (p *Proxy) Deploy(ctx context.Context, target string, o DeployOptions) (DeployResult, error) {
 	o = o.withDefaults()
+	p.deployed.Store(true)
+	// The newest deploy wins: one still waiting for its backend's health
+	// (such as the fallback target a restarted proxy tries, while invdeploy
+	// names the real one) gives up at once, changing nothing. A deploy that
+	// already switched finishes its drain.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	p.supersedeMu.Lock()
+	if p.supersede != nil {
+		p.supersede()
+	}
+	p.supersede = func() { cancel(errSuperseded) }
+	p.supersedeMu.Unlock()
 	p.deploying.Lock()
 	defer p.deploying.Unlock()
 	start := time.Now()
@@ -188,6 +214,9 @@ func (p *Proxy) Deploy(ctx context.Context, target string, o DeployOptions) (Dep
 	if err := nb.waitHealthy(ctx, o); err != nil {
 		if nb != old {
 			nb.close()
+		}
+		if errors.Is(context.Cause(ctx), errSuperseded) {
+			return res, errSuperseded
 		}
 		p.m.switches.WithLabelValues("unhealthy").Inc()
 		return res, err

@@ -312,3 +312,36 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestNewerDeploySupersedesOneWaitingForHealth: a deploy still waiting for
+// its backend (a restarted proxy's fallback target, say) gives way at once
+// to a newer one, changes nothing and is not counted as unhealthy.
+func TestNewerDeploySupersedesOneWaitingForHealth(t *testing.T) {
+	p := New(nil)
+	slow, v2 := newVersion(t, "slow"), newVersion(t, "v2")
+	slow.healthy.Store(false)
+	o := fastOpts()
+	o.HealthTimeout = time.Minute
+	first := make(chan error, 1)
+	go func() {
+		_, err := p.Deploy(context.Background(), slow.addr(), o)
+		first <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the first one is polling now
+	start := time.Now()
+	if _, err := p.Deploy(context.Background(), v2.addr(), fastOpts()); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("the newer deploy waited %s for the older one", took)
+	}
+	if err := <-first; !errors.Is(err, errSuperseded) {
+		t.Fatalf("the older deploy: %v, want superseded", err)
+	}
+	if p.Target() != v2.addr() {
+		t.Fatalf("target %s, want the newer one", p.Target())
+	}
+	if n := counterValue(t, p.m.switches.WithLabelValues("unhealthy")); n != 0 {
+		t.Fatalf("a superseded deploy counted as unhealthy (%v)", n)
+	}
+}
