@@ -92,7 +92,7 @@ type Proxy struct {
 	supersede   context.CancelFunc
 	// deployed: a Deploy has been asked for (see Deployed).
 	deployed atomic.Bool
-	m         *metrics
+	m        *metrics
 }
 
 // New returns a Proxy with no backend (it answers 503 until the first
