@@ -26,9 +26,6 @@ func New(engine Engine, out *Progress) *Deployer {
 	return &Deployer{engine: engine, out: out, announced: map[string]bool{}}
 }
 
-// Engine returns the engine the Deployer talks to.
-func (d *Deployer) Engine() Engine { return d.engine }
-
 // projectContainers lists the containers of a project (all states), sorted by
 // service then number; with services, only theirs (no rollout proxy).
 func (d *Deployer) projectContainers(ctx context.Context, project string, services ...string) ([]container.Summary, error) {

@@ -42,9 +42,14 @@ docker image prune) so that rollback needs no build and no registry.`,
 	return cmd
 }
 
+// releaseLister is what listReleases needs: a local or a remote deployer.
+type releaseLister interface {
+	Releases(ctx context.Context, project string) ([]deployer.Release, error)
+}
+
 // listReleases prints project name's releases on d's engine; where names a
 // remote engine in the messages (" on HOST"), "" for the local one.
-func listReleases(ctx context.Context, g *globalOptions, d *deployer.Deployer, name, where string) error {
+func listReleases(ctx context.Context, g *globalOptions, d releaseLister, name, where string) error {
 	rels, err := d.Releases(ctx, name)
 	if err != nil {
 		return err
