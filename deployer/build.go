@@ -39,6 +39,9 @@ type BuildOptions struct {
 // each <name>:<git-sha> and <name>:latest besides the image the service names.
 // It returns the tags it applied.
 func (d *Deployer) Build(ctx context.Context, st *Stack, o BuildOptions) ([]string, error) {
+	if len(st.Project.ServicesWithBuild()) == 0 {
+		return nil, fmt.Errorf("nothing to build: no service of %s has a build section", st.Source)
+	}
 	names := o.Services
 	if len(names) == 0 {
 		names = st.Project.ServicesWithBuild()

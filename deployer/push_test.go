@@ -126,3 +126,30 @@ func TestPushBuildsTagsAndRecords(t *testing.T) {
 		t.Errorf("bad --registry: %v, want an invalid request", err)
 	}
 }
+
+// TestStackURLs: the addresses up prints; a port published on every
+// interface is shown at the host given, a bound one at its address, UDP
+// not at all.
+func TestStackURLs(t *testing.T) {
+	st := loadStack(t, `services:
+  web:
+    image: web
+    ports: ["8080:80", "127.0.0.2:8443:443", "5353:53/udp"]
+  db:
+    image: postgres:15
+  api:
+    image: api
+    ports: ["0.0.0.0:9000:8000"]
+`, nil)
+	var got []string
+	for _, u := range st.URLs("203.0.113.7") {
+		got = append(got, u.Service+" "+u.URL)
+	}
+	want := []string{"api http://203.0.113.7:9000/", "web http://203.0.113.7:8080/", "web http://127.0.0.2:8443/"}
+	if !slices.Equal(got, want) {
+		t.Errorf("URLs = %q, want %q", got, want)
+	}
+	if o := st.Orphans([]ContainerStatus{{Name: "t-web-1", Service: "web"}, {Name: "t-old-1", Service: "old"}}); !slices.Equal(o, []string{"t-old-1"}) {
+		t.Errorf("Orphans = %v, want [t-old-1]", o)
+	}
+}

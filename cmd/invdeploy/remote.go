@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -274,12 +272,11 @@ func printFindings(g *globalOptions, f *remote.Findings) {
 }
 
 func printRemoteUp(g *globalOptions, ro *remoteOptions, so *stackOptions, d *remote.Deployer, st *deployer.Stack, res *remote.UpReport) error {
-	p := st.Project
 	stats := d.Stats()
 	host := d.Endpoint().Host
 	if g.Output == "json" {
 		out := map[string]any{
-			"project": p.Name, "host": host, "steps": res.Up.Steps,
+			"project": st.Name(), "host": host, "steps": res.Up.Steps,
 			"elapsed_seconds": res.Up.Elapsed.Seconds(),
 			"transfer":        map[string]any{"present": res.Transfer.Present, "tagged": res.Transfer.Tagged, "sent": res.Transfer.Sent, "bytes": res.Transfer.Bytes},
 			"connection":      map[string]any{"bytes_sent": stats.BytesSent, "bytes_received": stats.BytesReceived, "streams": stats.Dials},
@@ -293,20 +290,9 @@ func printRemoteUp(g *globalOptions, ro *remoteOptions, so *stackOptions, d *rem
 	if !res.Up.Changed() {
 		verb = "is up, nothing changed"
 	}
-	fmt.Fprintf(g.stdout, "Stack %s %s on %s (%.1fs)\n", p.Name, verb, host, res.Up.Elapsed.Seconds())
-	names := p.ServiceNames()
-	sort.Strings(names)
-	for _, name := range names {
-		for _, pc := range p.Services[name].Ports {
-			if pc.Published == "" || (pc.Protocol != "" && pc.Protocol != "tcp") {
-				continue
-			}
-			ip := pc.HostIP
-			if ip == "" || ip == "0.0.0.0" || ip == "::" {
-				ip = host
-			}
-			fmt.Fprintf(g.stdout, "  %s: http://%s/\n", name, net.JoinHostPort(ip, pc.Published))
-		}
+	fmt.Fprintf(g.stdout, "Stack %s %s on %s (%.1fs)\n", st.Name(), verb, host, res.Up.Elapsed.Seconds())
+	for _, u := range st.URLs(host) {
+		fmt.Fprintf(g.stdout, "  %s: %s\n", u.Service, u.URL)
 	}
 	fmt.Fprintf(g.stdout, "Status: %s\nStop:   %s (keeps the data)\n", remoteHint(g, ro, so, "status"), remoteHint(g, ro, so, "down"))
 	return nil
