@@ -153,3 +153,19 @@ func TestStackURLs(t *testing.T) {
 		t.Errorf("Orphans = %v, want [t-old-1]", o)
 	}
 }
+
+// TestImageTags: a built image gets its own name, <repo>:<revision>,
+// <repo>:latest and the --tag values, a bare TAG meaning <repo>:TAG.
+func TestImageTags(t *testing.T) {
+	got := imageTags("127.0.0.1:5000/team/app:v1", "0123456789ab", []string{"v2", "other:x", "127.0.0.1:5000/team/app:v1", "reg.example:5000/a/b:c"})
+	want := []string{
+		"127.0.0.1:5000/team/app:v1", "127.0.0.1:5000/team/app:0123456789ab", "127.0.0.1:5000/team/app:latest",
+		"127.0.0.1:5000/team/app:v2", "other:x", "reg.example:5000/a/b:c",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("imageTags = %q\nwant %q", got, want)
+	}
+	if got := imageTags("app", "", nil); !slices.Equal(got, []string{"app", "app:latest"}) {
+		t.Errorf("imageTags(app) = %q", got)
+	}
+}
