@@ -13,11 +13,14 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/pkg/stdcopy"
 )
 
@@ -41,10 +44,13 @@ type RotateOptions struct {
 // statement log), stored, and up then recreates the containers that use
 // the secret.
 //
-// Not zero-downtime yet: the containers are recreated in place, so the
-// service answers nothing for a few seconds (and a request that reaches the
-// API between ALTER ROLE and its recreation fails to connect). Rolling the
-// API onto the new password needs the rolling update up does not have yet.
+// The database container is not restarted: its delivered copy of the
+// secret is rewritten in place (PostgreSQL reads it only when it creates
+// its data directory). The services that use the secret are then rolled by
+// up (zero downtime behind the rollout proxy; recreated in place
+// otherwise). Connections the old API opened before ALTER ROLE stay valid;
+// one it opens between ALTER ROLE and the switch would be refused, so the
+// window is kept to the roll's few seconds.
 func (d *Deployer) RotateSecret(ctx context.Context, st *Stack, name string, o RotateOptions) (*UpResult, error) {
 	p := st.Project
 	if o.Lock {
@@ -112,7 +118,22 @@ func (d *Deployer) RotateSecret(ctx context.Context, st *Stack, name string, o R
 	if err := os.Rename(next, src.Stored); err != nil {
 		return nil, fmt.Errorf("the database now has the new password, kept in %s: move it to %s, then run up: %w", next, src.Stored, err)
 	}
-	d.out.Event("Secret %s rotated: role %s has the new password; recreating the containers that use it (not zero-downtime yet)", name, role)
+	// The database keeps its password in its data directory: its copy of
+	// the secret is rewritten in place rather than the database restarted.
+	values, err := deliveryValues(p, o.ConfigDir)
+	if err != nil {
+		return nil, err
+	}
+	var dbc container.Summary
+	for _, c := range cs {
+		if c.ID == id {
+			dbc = c
+		}
+	}
+	if err := d.redeliver(ctx, p, p.Services[db], dbc, values); err != nil {
+		d.out.Event("warning: %s keeps the old value of %s in its files (%v): up recreates it", containerName(dbc), name, err)
+	}
+	d.out.Event("Secret %s rotated: role %s has the new password; rolling the services that use it onto it", name, role)
 	return d.Up(ctx, st, UpOptions{ConfigDir: o.ConfigDir, WaitTimeout: o.WaitTimeout, ProxyBinary: o.ProxyBinary})
 }
 
@@ -199,4 +220,37 @@ func (d *Deployer) execStdin(ctx context.Context, id string, cmd []string, input
 		return fmt.Errorf("%s exited with code %d: %s", cmd[0], ins.ExitCode, msg)
 	}
 	return nil
+}
+
+// redeliver rewrites the delivered secrets and configs of a running
+// container in its files volume (through a loader container, as at
+// create), so the container sees the new values without a restart.
+func (d *Deployer) redeliver(ctx context.Context, p *types.Project, s types.ServiceConfig, c container.Summary, values map[string][]byte) error {
+	files, err := deliveryFiles(s)
+	if err != nil || len(files) == 0 {
+		return err
+	}
+	list, err := d.engine.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelDeliveryFor+"="+deliveryKey(c)))})
+	if err != nil {
+		return err
+	}
+	vol := ""
+	for _, v := range list.Volumes {
+		if strings.HasSuffix(v.Name, "-files") {
+			vol = v.Name
+		}
+	}
+	if vol == "" {
+		return fmt.Errorf("no delivery volume")
+	}
+	hash, err := ConfigHash(s)
+	if err != nil {
+		return err
+	}
+	n, _ := strconv.Atoi(c.Labels[LabelContainerNumber])
+	spec, err := convert(p, s, max(n, 1), hash)
+	if err != nil {
+		return err
+	}
+	return d.loadDelivery(ctx, p, s, spec, vol, files, values)
 }

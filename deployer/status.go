@@ -14,8 +14,10 @@ import (
 // ContainerStatus is one line of `invdeploy status`. State is the engine's,
 // except that a container that exited 0 is "completed".
 type ContainerStatus struct {
-	Name    string    `json:"name"`
-	Service string    `json:"service"`
+	Name    string `json:"name"`
+	Service string `json:"service"`
+	// Role is "proxy" for the service's rollout proxy, else empty.
+	Role    string    `json:"role,omitempty"`
 	State   string    `json:"state"`
 	Health  string    `json:"health"`
 	Ports   []string  `json:"ports"`
@@ -34,6 +36,7 @@ func (d *Deployer) Status(ctx context.Context, project string) ([]ContainerStatu
 		st := ContainerStatus{
 			Name:    containerName(c),
 			Service: c.Labels[LabelService],
+			Role:    c.Labels[LabelRole],
 			State:   c.State,
 			Health:  "",
 			Image:   c.Image,

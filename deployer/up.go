@@ -121,11 +121,26 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 		return res, err
 	}
 	if o.Lock {
-		l, err := d.Lock(ctx, st.Project.Name, LockOptions{Command: "up"})
-		if err != nil {
+		// A held lock refuses at once (exit 5); the lock itself is taken
+		// before the first change, so an up with nothing to change only
+		// reads (see lazyLock).
+		if err := d.lockFree(ctx, st.Project.Name); err != nil {
 			return res, err
 		}
-		defer l.Unlock(ctx)
+		orig := d
+		var l *Lock
+		locked := *d
+		locked.engine = &lazyLock{Engine: d.engine, take: func() error {
+			var err error
+			l, err = orig.Lock(ctx, st.Project.Name, LockOptions{Command: "up"})
+			return err
+		}}
+		defer func() {
+			if l != nil {
+				l.Unlock(ctx)
+			}
+		}()
+		d = &locked
 	}
 	p := st.Project
 	if err := d.pullMissing(ctx, p); err != nil {

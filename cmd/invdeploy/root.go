@@ -114,10 +114,12 @@ func (g *globalOptions) engineDeployer() (*deployer.Deployer, func(), error) {
 
 // proxyBinary is the rollout proxy's executable: $INVDEPLOY_PROXY_BINARY,
 // else invdeploy-proxy beside this executable (make build puts both in
-// bin/); "" when there is none (changed services are then recreated in
+// bin/); "" when there is none or the variable is "none" (changed services are then recreated in
 // place, and up says why).
 func proxyBinary() string {
-	if p := os.Getenv("INVDEPLOY_PROXY_BINARY"); p != "" {
+	if p := os.Getenv("INVDEPLOY_PROXY_BINARY"); p == "none" {
+		return "" // no proxy: changed services are recreated in place
+	} else if p != "" {
 		return p
 	}
 	exe, err := os.Executable()

@@ -28,15 +28,15 @@ func newSecretRotateCommand(g *globalOptions) *cobra.Command {
 	var waitTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "rotate NAME [-f FILE] [-p NAME]",
-		Short: "Give a generated database password a new value (not zero-downtime yet)",
+		Short: "Give a generated database password a new value, rolling the services that use it",
 		Long: `rotate gives a generated PostgreSQL password secret (the bundled stack's
 db_password) a new value: it generates one, sets it in the database with ALTER ROLE
 (psql in the database container, as its own user; the password travels as a SCRAM
 verifier on stdin, never in an argument or the environment), stores it (mode 0600)
-where up keeps it, and runs up, which recreates the containers that use the secret.
-
-Not zero-downtime yet: the containers are recreated in place, so the API answers
-nothing for a few seconds. Secrets taken from a variable you set (INVOICING_DB_PASSWORD)
+where up keeps it, rewrites the database container's own copy in place (PostgreSQL
+keeps the password in its data directory: the database is not restarted), and runs
+up, which rolls the services that use the secret onto it (zero downtime behind the
+rollout proxy; others are recreated in place). Secrets taken from a variable you set (INVOICING_DB_PASSWORD)
 are yours to change: rotate refuses them.`,
 		Example: `  invdeploy secret rotate db_password
   invdeploy secret rotate db_password -p shop --wait-timeout 5m`,
@@ -62,6 +62,6 @@ are yours to change: rotate refuses them.`,
 		},
 	}
 	stack.bind(cmd, true)
-	durationFlag(cmd, &waitTimeout, "wait-timeout", 3*time.Minute, "how long to wait for health after the containers are recreated")
+	durationFlag(cmd, &waitTimeout, "wait-timeout", 3*time.Minute, "how long to wait for health after the services are rolled or recreated")
 	return cmd
 }

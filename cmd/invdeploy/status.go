@@ -66,7 +66,11 @@ func printStatus(w io.Writer, sts []deployer.ContainerStatus) error {
 		if ports == "" {
 			ports = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Service, s.State, health, ports, s.Image, s.Created.Format(time.RFC3339))
+		service := s.Service
+		if s.Role != "" {
+			service += " (" + s.Role + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, service, s.State, health, ports, s.Image, s.Created.Format(time.RFC3339))
 	}
 	return tw.Flush()
 }

@@ -181,13 +181,13 @@ func TestConnectThroughProxyJump(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close() // else a failed check leaves the servers' cleanup waiting on this connection
 	if jumpSrv.forwards.Load() != 1 || jumpSrv.channels.Load() != 0 || r.srv.logins.Load() != 1 {
 		t.Fatalf("jump forwards %d, jump streamlocal %d, target logins %d; want 1, 0, 1", jumpSrv.forwards.Load(), jumpSrv.channels.Load(), r.srv.logins.Load())
 	}
 	if r.srv.channels.Load() == 0 {
 		t.Fatal("the engine socket was not opened on the target")
 	}
-	c.Close()
 }
 
 func mustSigner(t *testing.T, file string) ssh.Signer {

@@ -93,7 +93,19 @@ func startSSHServer(t testing.TB, authorized ...ssh.PublicKey) *testSSHServer {
 	srv.addr = ln.Addr().String()
 	srv.port = ln.Addr().(*net.TCPAddr).Port
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		// Close the server's side of every connection too: a test that
+		// failed before closing its client must not hang here.
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -102,6 +114,9 @@ func startSSHServer(t testing.TB, authorized ...ssh.PublicKey) *testSSHServer {
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
 			srv.accepted.Add(1)
 			wg.Add(1)
 			go func() {
@@ -160,12 +175,15 @@ func (s *testSSHServer) serve(c net.Conn, config *ssh.ServerConfig) {
 			nc.Reject(ssh.ConnectionFailed, "open failed")
 			continue
 		}
+		// Counted before Accept: the client's OpenChannel returns once the
+		// channel is accepted, and a test may read the count right then.
+		counter.Add(1)
 		ch, creqs, err := nc.Accept()
 		if err != nil {
+			counter.Add(-1)
 			target.Close()
 			continue
 		}
-		counter.Add(1)
 		go ssh.DiscardRequests(creqs)
 		go func() {
 			io.Copy(ch, target)

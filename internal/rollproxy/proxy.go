@@ -116,8 +116,35 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer b.release()
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	b.rp.ServeHTTP(sw, r)
-	p.m.requests.WithLabelValues(b.target, strconv.Itoa(sw.status)).Inc()
+	b.count(p.m, sw.status)
 }
+
+// count adds one request with status to the backend's series; the counter
+// of each status is looked up once per backend, not per request.
+func (b *backend) count(m *metrics, status int) {
+	if c, ok := b.counters.Load(status); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.requests.WithLabelValues(b.target, strconv.Itoa(status))
+	b.counters.Store(status, c)
+	c.Inc()
+}
+
+// bufferPool lends the 32 KiB buffers ReverseProxy copies bodies with,
+// instead of one allocation per request.
+type bufferPool struct{ p sync.Pool }
+
+func (bp *bufferPool) Get() []byte {
+	if b, ok := bp.p.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32<<10)
+}
+
+func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
+
+var buffers = &bufferPool{}
 
 // acquire returns the current backend with one more request counted on it,
 // or nil when there is none. A backend that finished draining between the
@@ -198,6 +225,7 @@ type backend struct {
 	closed   bool
 	idle     chan struct{} // closed when inflight drops to 0 while draining
 	draining bool
+	counters sync.Map // status (int) -> prometheus.Counter
 }
 
 func newBackend(target string, m *metrics) (*backend, error) {
@@ -221,8 +249,11 @@ func newBackend(target string, m *metrics) (*backend, error) {
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 		},
-		Transport:     tr,
-		FlushInterval: -1,
+		Transport:  tr,
+		BufferPool: buffers,
+		// 0: no timed flushes; ReverseProxy still flushes every write of
+		// a streaming response (no Content-Length, event streams).
+		FlushInterval: 0,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 				w.WriteHeader(499) // the client went away; nothing to send

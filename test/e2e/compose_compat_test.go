@@ -31,11 +31,15 @@ const composeCompatOld = `  old:
     init: true
 `
 
-// services lists the services of the project's containers, sorted.
+// services lists the services of the project's containers (not the rollout
+// proxies), sorted.
 func (e *localEnv) services(project string) string {
 	e.t.Helper()
 	var names []string
 	for name := range e.containerIDs(project) {
+		if strings.HasSuffix(name, "-proxy") {
+			continue // a rolled service's proxy, not a service
+		}
 		names = append(names, strings.TrimSuffix(strings.TrimPrefix(name, project+"-"), "-1"))
 	}
 	sort.Strings(names)

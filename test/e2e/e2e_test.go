@@ -44,7 +44,22 @@ func localRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// localBinary builds ./cmd/invdeploy once for the local end-to-end tests.
+// buildBinaries builds invdeploy and, beside it as `make build` does,
+// the static invdeploy-proxy it rolls services with.
+func buildBinaries(root, dir string) error {
+	for _, pkg := range []string{"invdeploy", "invdeploy-proxy"} {
+		cmd := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, pkg), "./cmd/"+pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return nil
+}
+
+// localBinary builds ./cmd/invdeploy (and the proxy beside it) once for the
+// local end-to-end tests.
 func localBinary(t *testing.T) string {
 	t.Helper()
 	localBinOnce.Do(func() {
@@ -54,11 +69,7 @@ func localBinary(t *testing.T) string {
 			return
 		}
 		localBinPath = filepath.Join(dir, "invdeploy")
-		cmd := exec.Command("go", "build", "-o", localBinPath, "./cmd/invdeploy")
-		cmd.Dir = localRoot()
-		if out, err := cmd.CombinedOutput(); err != nil {
-			localBinErr = fmt.Errorf("build invdeploy: %v\n%s", err, out)
-		}
+		localBinErr = buildBinaries(localRoot(), dir)
 	})
 	if localBinErr != nil {
 		t.Fatal(localBinErr)
@@ -310,8 +321,8 @@ func TestBundledStack(t *testing.T) {
 	}
 
 	sts := e.statusWhenHealthy(localRoot(), proj)
-	if len(sts) != 2 {
-		t.Fatalf("status: %d containers, want 2: %+v", len(sts), sts)
+	if len(sts) != 3 || countRole(sts, "proxy") != 1 {
+		t.Fatalf("status: %d containers, want api, db and api's rollout proxy: %+v", len(sts), sts)
 	}
 	for _, s := range sts {
 		if s.State != "running" || s.Health != "healthy" {
@@ -387,8 +398,8 @@ func TestPlainComposeProject(t *testing.T) {
 		t.Fatalf("GET /: %d %q", code, body)
 	}
 	sts := e.statusWhenHealthy(dir, proj)
-	if len(sts) != 2 {
-		t.Fatalf("status %+v", sts)
+	if len(sts) != 3 || countRole(sts, "proxy") != 1 {
+		t.Fatalf("status: want app, db and app's rollout proxy: %+v", sts)
 	}
 	for _, s := range sts {
 		if s.State != "running" || (s.Service == "app" && s.Health != "healthy") {
@@ -499,4 +510,15 @@ func TestUnhealthyExits4(t *testing.T) {
 			t.Fatalf("unhealthy error does not say %q:\n%s", w, r.stderr)
 		}
 	}
+}
+
+// countRole counts the status lines of containers with role ("proxy").
+func countRole(sts []deployer.ContainerStatus, role string) int {
+	n := 0
+	for _, s := range sts {
+		if s.Role == role {
+			n++
+		}
+	}
+	return n
 }

@@ -108,7 +108,9 @@ func TestMonitoringProfile(t *testing.T) {
 	proj := fmt.Sprintf("mon%d", time.Now().UnixNano()%1000000)
 	apiPort := portInRange(t, 18800, 18899)
 	promPort := portInRange(t, 18800, 18899, apiPort)
-	e.extra = []string{"INVOICING_API_PORT=" + strconv.Itoa(apiPort), "INVOICING_PROMETHEUS_PORT=" + strconv.Itoa(promPort)}
+	// No proxy from up: the test runs its own in front of the API, to name
+	// releases and switch by hand (INVDEPLOY_PROXY_BINARY=none).
+	e.extra = []string{"INVOICING_API_PORT=" + strconv.Itoa(apiPort), "INVOICING_PROMETHEUS_PORT=" + strconv.Itoa(promPort), "INVDEPLOY_PROXY_BINARY=none"}
 	// One api image for both ups, even if a commit lands in between (the
 	// tag is otherwise the checkout's commit at each up).
 	if _, set := os.LookupEnv("INVOICING_API_TAG"); !set {

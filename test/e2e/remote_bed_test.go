@@ -364,12 +364,7 @@ func invdeployBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "invdeploy")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/invdeploy")
-		cmd.Dir = repoRoot(t)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("build invdeploy: %v\n%s", err, out)
-		}
+		binErr = buildBinaries(repoRoot(t), dir)
 	})
 	if binErr != nil {
 		t.Fatal(binErr)

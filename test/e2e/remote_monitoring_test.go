@@ -24,7 +24,7 @@ import (
 func TestRemoteMonitoringProfile(t *testing.T) {
 	t.Parallel() // its own host, names and subnets
 	h := startNamedRemoteHost(t, 0, bedNaming{netns: "monbed", hostIf: "monh", nsIf: "mong", dir: "mon-ec2-", net: 234, bip: 233})
-	env := []string{"XDG_CONFIG_HOME=" + t.TempDir()}
+	env := []string{"XDG_CONFIG_HOME=" + t.TempDir(), "INVDEPLOY_PROXY_BINARY=none"} // the rollout on a remote host: TestRemoteRollout
 	t.Cleanup(func() { remoteRun(t, h, env, "down", "--volumes", "-q") })
 
 	r := remoteRun(t, h, env, "up", "--profile", "monitoring", "--allow-from", "0.0.0.0/0", "--admin-cidr", h.GatewayIP+"/32")

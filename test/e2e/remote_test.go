@@ -62,7 +62,10 @@ func httpJSON(t *testing.T, method, url, body string) (int, map[string]any) {
 // starts with no images, over one SSH connection per run.
 func TestRemoteOverSSH(t *testing.T) {
 	h := startRemoteHost(t, 0)
-	env := []string{"XDG_CONFIG_HOME=" + t.TempDir()}
+	// The API publishes its port itself here (the bytes and ports checked
+	// below are those of the plain stack); TestRemoteRollout deploys the
+	// rollout proxy to a remote host.
+	env := []string{"XDG_CONFIG_HOME=" + t.TempDir(), "INVDEPLOY_PROXY_BINARY=none"}
 	if imgs := strings.TrimSpace(h.Docker(t, "images", "-q")); imgs != "" {
 		t.Fatalf("the host should start with no images, has:\n%s", imgs)
 	}

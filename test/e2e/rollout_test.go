@@ -36,7 +36,7 @@ const rollStack = `services:
     environment:
       MODE: ${APP_MODE:-ok}
     ports:
-      - "127.0.0.1:${APP_PORT}:8080"
+      - "${APP_BIND:-127.0.0.1}:${APP_PORT}:8080"
     healthcheck:
       test: ["CMD", "/rollapp", "check"]
       interval: 1s
@@ -121,9 +121,18 @@ type loadGen struct {
 // startLoad runs clients workers; do makes one request with the client it is
 // given and returns an error for anything but success.
 func startLoad(clients int, do func(c *http.Client) error) *loadGen {
+	return load(clients, true, do)
+}
+
+// startLoadKeepAlive is startLoad with every client keeping its connection.
+func startLoadKeepAlive(clients int, do func(c *http.Client) error) *loadGen {
+	return load(clients, false, do)
+}
+
+func load(clients int, mixed bool, do func(c *http.Client) error) *loadGen {
 	g := &loadGen{stop: make(chan struct{})}
 	for i := 0; i < clients; i++ {
-		tr := &http.Transport{DisableKeepAlives: i%2 == 1, MaxIdleConnsPerHost: 1}
+		tr := &http.Transport{DisableKeepAlives: mixed && i%2 == 1, MaxIdleConnsPerHost: 1}
 		c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 		g.wg.Add(1)
 		go func() {
@@ -324,8 +333,10 @@ func TestRolloutZeroDowntime(t *testing.T) {
 }
 
 // TestRolloutBundledAPIUnderCreates: the bundled stack with the proxy; 16
-// clients create invoices and read them back while a new API image rolls:
-// 0 failed requests, and every acknowledged create is there afterwards.
+// clients create invoices and read them back while a new API image rolls
+// and then while secret rotate gives the database a new password (the API
+// rolled onto it, the database not restarted): 0 failed requests, and
+// every acknowledged create is there afterwards.
 func TestRolloutBundledAPIUnderCreates(t *testing.T) {
 	t.Parallel()
 	e := newLocalEnv(t, "postgres:15", "golang:1.26-bookworm")
@@ -386,6 +397,13 @@ func TestRolloutBundledAPIUnderCreates(t *testing.T) {
 	r := e.mustRun(root, "up", "-p", proj, "--wait-timeout", "3m")
 	if !strings.Contains(r.stderr, "Rolling "+proj+"-api-1") {
 		t.Fatalf("the api was not rolled:\n%s", r.stderr)
+	}
+	time.Sleep(time.Second)
+	// A new database password: set in PostgreSQL, the database not
+	// restarted, the API rolled onto it, under the same load.
+	r = e.mustRun(root, "secret", "rotate", "db_password", "-p", proj, "--wait-timeout", "3m")
+	if !strings.Contains(r.stderr, "Rolling "+proj+"-api-1 (secret db_password changed)") || !strings.Contains(r.stderr, "Container "+proj+"-db-1 unchanged") {
+		t.Fatalf("rotate did not roll the api and keep the db:\n%s", r.stderr)
 	}
 	time.Sleep(time.Second)
 	ok, failed, failures := load.finish()

@@ -270,7 +270,8 @@ secrets:
 `
 
 // TestSecretRotate: secret rotate sets a new generated password in the
-// running PostgreSQL, stores it, recreates what uses it; the client logs in
+// running PostgreSQL, stores it, rewrites the database's own copy in place
+// (the database is not restarted), recreates what uses it; the client logs in
 // with the new password (its healthcheck gates rotate's exit 0) and no
 // longer with the old one; neither password shows anywhere.
 func TestSecretRotate(t *testing.T) {
@@ -289,8 +290,12 @@ func TestSecretRotate(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	dbID := e.containerIDs(proj)[proj+"-db-1"]
 	r := e.mustRun(dir, "secret", "rotate", "db_password", "-p", proj)
-	for _, want := range []string{"not zero-downtime yet", "recreated (secret db_password changed)"} {
+	if got := e.containerIDs(proj)[proj+"-db-1"]; got != dbID {
+		t.Errorf("the database container was replaced by rotate")
+	}
+	for _, want := range []string{"rolling the services that use it onto it", "Container " + proj + "-db-1 unchanged", "recreated (secret db_password changed"} {
 		if !strings.Contains(r.stdout+r.stderr, want) {
 			t.Errorf("rotate output lacks %q:\n%s%s", want, r.stdout, lastLines(r.stderr, 15))
 		}
