@@ -83,8 +83,14 @@ func (d *Deployer) Endpoint() Endpoint { return d.conn.Endpoint }
 // Stats reports the traffic to the host's engine so far.
 func (d *Deployer) Stats() Stats { return d.conn.Stats() }
 
-// Up deploys st to the host: see UpOptions. Images are built in the local
-// engine (o.LocalEngine) and moved from there.
+// Up deploys st to the host: remote-only preflight, local build of missing
+// images (in o.LocalEngine), moving images (streamed over the connection,
+// or pushed and pulled by digest), the port probe on the host, then
+// deployer.Up with the host's engine (its own preflight, order, health
+// gating, secrets through the API, idempotency). A refusal wraps
+// deployer.ErrPreflight; the stack on the host is then unchanged. Only the
+// image rules (and a port a host process holds, found by running the
+// transferred image) refuse after images were added.
 func (d *Deployer) Up(ctx context.Context, st *deployer.Stack, o UpOptions) (*UpReport, error) {
 	if d.conn.Endpoint.Scheme == "ssh" && o.Preflight.SSHPort == 0 {
 		o.Preflight.SSHPort = d.conn.Endpoint.Port
@@ -98,7 +104,7 @@ func (d *Deployer) Up(ctx context.Context, st *deployer.Stack, o UpOptions) (*Up
 		return nil, err
 	}
 	defer local.Close()
-	return up(ctx, deployer.New(deployer.WithCallTimeout(local, d.callTimeout, ""), d.out), local, d.d, d.engine, st, o, d.out)
+	return d.up(ctx, deployer.New(deployer.WithCallTimeout(local, d.callTimeout, ""), d.out), local, st, o)
 }
 
 // Rollback runs an earlier release's images again on the host, as
