@@ -60,10 +60,10 @@ bench-remote: deps images
 bench-deploy: deps build images
 	bash test/e2e/bench-deploy.sh
 
-## bench-rollout: failed requests and times of a rollout and a rollback under 16 clients, through the proxy vs a plain recreate; the proxy's cost on the API (~3 min)
+## bench-rollout: failed requests and times of a rollout and a rollback under 16 clients, through the proxy vs a plain recreate; the proxy's cost on the API (~3 min; BENCH=cost: the cost only)
 .PHONY: bench-rollout
 bench-rollout: deps images
-	set -o pipefail; INVDEPLOY_BENCH_ROLLOUT=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchRollout$$' -v ./test/e2e | grep -v -e '^=== RUN' -e '^--- ' -e '^PASS' -e '^ok'
+	set -o pipefail; INVDEPLOY_BENCH_ROLLOUT=$${BENCH:-1} $(GO) test -count=1 -timeout 30m -run 'TestBenchRollout$$' -v ./test/e2e | grep -v -e '^=== RUN' -e '^--- ' -e '^PASS' -e '^ok'
 
 ## bench-inner-loop: one-line change in api/ to healthy, BuildKit + cache mounts vs classic builder, and remote bytes (~5-20 min: one cold classic build)
 bench-inner-loop: build images

@@ -98,6 +98,9 @@ func (v *validator) err() error {
 // decodeObject parses body as one JSON object with numbers kept exact.
 // Syntax errors are malformed_json; a valid non-object is a validation error.
 func decodeObject(body []byte) (map[string]any, error) {
+	if obj, ok := fastObject(body); ok {
+		return obj, nil
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var v any

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -114,4 +115,50 @@ func tokenOracle(t *testing.T, b []byte) (dup, replaced bool) {
 			valueDone()
 		}
 	}
+}
+
+// slowObject is decodeObject's general path: encoding/json, then checkJSON.
+func slowObject(body []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, errors.New("more than one value")
+	}
+	if err := checkJSON(body); err != nil {
+		return nil, err
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New("not an object")
+	}
+	return obj, nil
+}
+
+// FuzzFastObject: whatever fastObject accepts, encoding/json with checkJSON
+// accepts too, with the same value; and what they accept fastObject does
+// (for bodies too short to nest beyond maxFastDepth), so the general path
+// runs only for refusals.
+func FuzzFastObject(f *testing.F) {
+	for _, s := range append(bodySeeds, `{"a":1,"a":2}`, "{\"a\":\"\xff\"}", `{"a":"\ud800"}`, `{"a":"\ud83d\ude00\u00e9\n\"\\\/\b\f\r\t"}`,
+		`{"\u0061":1,"a":1}`, `{"a":"\ufffd"}`, `{"n":[-0,0.5e-3,1E+2,12,-1.0]}`, `{"n":01}`, `{"n":-}`, `{"n":1.}`, `{"a":tru}`,
+		` {"a":[true,false,null,{},[]]} `, `{"a":1,}`, `{"a":[1,]}`, "{\"a\":\"\x01\"}", `{"a":"\ud800\u0041"}`, `{"a":"\uDFFF"}`) {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, ok := fastObject(b)
+		slow, err := slowObject(b)
+		if ok && err != nil {
+			t.Fatalf("%q: fastObject accepted what the general path refuses: %v", b, err)
+		}
+		if ok && !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q: fastObject %#v, general path %#v", b, fast, slow)
+		}
+		if !ok && err == nil && len(b) < 2*maxFastDepth {
+			t.Fatalf("%q: the general path accepts it, fastObject does not", b)
+		}
+	})
 }

@@ -16,6 +16,9 @@ type Deployer struct {
 	out    *Progress
 	// announced remembers containers already reported healthy.
 	announced map[string]bool
+	// delivered is this machine's record of delivered values (see
+	// deliveryRecord); nil outside Up and Plan.
+	delivered *deliveryRecord
 }
 
 // New returns a Deployer over engine that reports progress to out (nil: none).
@@ -24,6 +27,12 @@ func New(engine Engine, out *Progress) *Deployer {
 		out = Discard()
 	}
 	return &Deployer{engine: engine, out: out, announced: map[string]bool{}}
+}
+
+// WithEngine returns a Deployer that reports as d does and talks to e, a
+// decorator of d's engine (remote up's run cache).
+func (d *Deployer) WithEngine(e Engine) *Deployer {
+	return &Deployer{engine: e, out: d.out, announced: d.announced, delivered: d.delivered}
 }
 
 // projectContainers lists the containers of a project (all states), sorted by

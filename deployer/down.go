@@ -105,7 +105,7 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 		return res, fmt.Errorf("list networks of %s: %w", project, err)
 	}
 	for _, n := range nets {
-		if err := d.engine.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
+		if err := d.removeNetwork(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
 			return res, fmt.Errorf("remove network %s: %w", n.Name, err)
 		}
 		res.Networks++
@@ -197,4 +197,23 @@ func stopWaves(cs []container.Summary) [][]container.Summary {
 		left = rest
 	}
 	return waves
+}
+
+// removeNetwork removes a network whose containers were just removed. The
+// engine may report an endpoint of a removed container for a moment after
+// (seen under load with engine 20.10): "has active endpoints" is retried
+// for up to 5 s before it is an error.
+func (d *Deployer) removeNetwork(ctx context.Context, id string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := d.engine.NetworkRemove(ctx, id)
+		if err == nil || !strings.Contains(err.Error(), "active endpoints") || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

@@ -34,6 +34,8 @@ import (
 type fakeEngine struct {
 	mu         sync.Mutex
 	pingErr    error
+	pings      int // Ping calls
+	reads      int // CopyFromContainer calls
 	apiVersion string
 	images     map[string]string // ref -> id
 	pullable   map[string]bool
@@ -158,6 +160,9 @@ func (f *fakeEngine) countCalls(prefix string) int {
 }
 
 func (f *fakeEngine) Ping(context.Context) (types.Ping, error) {
+	f.mu.Lock()
+	f.pings++
+	f.mu.Unlock()
 	return types.Ping{APIVersion: f.apiVersion}, f.pingErr
 }
 
@@ -170,10 +175,23 @@ func (f *fakeEngine) DaemonHost() string { return "unix:///fake.sock" }
 func (f *fakeEngine) ImageInspect(_ context.Context, ref string, _ ...client.ImageInspectOption) (image.InspectResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if id, ok := f.images[ref]; ok {
+	if id, ok := f.imageLocked(ref); ok {
 		return image.InspectResponse{ID: id}, nil
 	}
 	return image.InspectResponse{}, errdefs.NotFound(fmt.Errorf("No such image: %s", ref))
+}
+
+// imageLocked resolves a reference or an image id, as the engine does.
+func (f *fakeEngine) imageLocked(ref string) (string, bool) {
+	if id, ok := f.images[ref]; ok {
+		return id, true
+	}
+	for _, id := range f.images {
+		if id == ref {
+			return id, true
+		}
+	}
+	return "", false
 }
 
 func (f *fakeEngine) ImagePull(_ context.Context, ref string, _ image.PullOptions) (io.ReadCloser, error) {
@@ -255,6 +273,13 @@ func (f *fakeEngine) RegistryLogin(context.Context, registry.AuthConfig) (regist
 
 func (f *fakeEngine) summary(c *fakeContainer) container.Summary {
 	s := container.Summary{ID: c.id, Names: []string{"/" + c.name}, Labels: c.cfg.Labels, State: c.state, Image: c.cfg.Image, ImageID: c.imageID, Created: c.created.Unix()}
+	for _, m := range c.host.Mounts { // as the engine lists them: a volume by name, a bind by source
+		mp := container.MountPoint{Type: m.Type, Source: m.Source, Destination: m.Target, RW: !m.ReadOnly}
+		if m.Type == mount.TypeVolume {
+			mp.Name, mp.Source = m.Source, "/fake/volumes/"+m.Source+"/_data"
+		}
+		s.Mounts = append(s.Mounts, mp)
+	}
 	for port, bs := range c.host.PortBindings {
 		for _, b := range bs {
 			pub := 0
@@ -333,13 +358,17 @@ func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, h
 			return container.CreateResponse{}, errdefs.Conflict(fmt.Errorf("name %s in use", name))
 		}
 	}
-	imgID, ok := f.images[cfg.Image]
+	imgID, ok := f.imageLocked(cfg.Image)
 	if !ok {
 		return container.CreateResponse{}, errdefs.NotFound(fmt.Errorf("No such image: %s", cfg.Image))
 	}
 	f.seq++
 	id := fmt.Sprintf("c%04d", f.seq)
-	f.containers[id] = &fakeContainer{id: id, name: name, cfg: *cfg, host: *host, state: "created", created: time.Now(), imageID: imgID, files: map[string]fakeFile{}}
+	hc := container.HostConfig{}
+	if host != nil { // the engine's default, as for the lock container
+		hc = *host
+	}
+	f.containers[id] = &fakeContainer{id: id, name: name, cfg: *cfg, host: hc, state: "created", created: time.Now(), imageID: imgID, files: map[string]fakeFile{}}
 	f.recordNamed("create", name)
 	return container.CreateResponse{ID: id}, nil
 }
@@ -452,6 +481,9 @@ func (f *fakeEngine) CopyToContainer(_ context.Context, id, dst string, r io.Rea
 // CopyFromContainer serves /etc/passwd and /etc/group with root, postgres
 // (999) and nonroot (65532).
 func (f *fakeEngine) CopyFromContainer(_ context.Context, id, path string) (io.ReadCloser, container.PathStat, error) {
+	f.mu.Lock()
+	f.reads++
+	f.mu.Unlock()
 	files := map[string]string{
 		"/etc/passwd": "root:x:0:0:root:/root:/bin/bash\npostgres:x:999:999::/var/lib/postgresql:/bin/bash\nnonroot:x:65532:65532::/nonexistent:/sbin/nologin\n",
 		"/etc/group":  "root:x:0:\npostgres:x:999:\nnonroot:x:65532:\n",

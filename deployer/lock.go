@@ -111,9 +111,6 @@ func (d *Deployer) Lock(ctx context.Context, project string, o LockOptions) (*Lo
 	if now == nil {
 		now = time.Now
 	}
-	if err := d.ensureLockImage(ctx); err != nil {
-		return nil, err
-	}
 	h := currentHolder(o.Command, now())
 	for attempt := 0; attempt < 3; attempt++ {
 		id, err := d.createLock(ctx, project, h)
@@ -240,14 +237,10 @@ func currentHolder(command string, now time.Time) LockHolder {
 	return h
 }
 
-// ensureLockImage builds the one-file image lock containers are made from
-// (FROM scratch: nothing is pulled), once per engine.
-func (d *Deployer) ensureLockImage(ctx context.Context) error {
-	if _, err := d.engine.ImageInspect(ctx, lockImage); err == nil {
-		return nil
-	} else if !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("inspect %s: %w", lockImage, err)
-	}
+// buildLockImage builds the one-file image lock containers are made from
+// (FROM scratch: nothing is pulled). createLock calls it the first time a
+// lock is taken on an engine, when the create finds no image.
+func (d *Deployer) buildLockImage(ctx context.Context) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	files := map[string]string{
@@ -283,12 +276,18 @@ func (d *Deployer) ensureLockImage(ctx context.Context) error {
 	return nil
 }
 
+// createLock creates the lock container, which fails with a conflict when
+// it exists. Every up takes the lock, over SSH for a remote engine, so the
+// create is the only call when the lock is free: no inspect of the lock
+// image first (a missing image is built and the create tried again), and no
+// HostConfig, whose zero value alone is 1.2 kB of JSON; a container that
+// never starts gets no network, whatever its mode.
 func (d *Deployer) createLock(ctx context.Context, project string, h LockHolder) (string, error) {
 	info, err := json.Marshal(h)
 	if err != nil {
 		return "", err
 	}
-	resp, err := d.engine.ContainerCreate(ctx, &container.Config{
+	cfg := &container.Config{
 		Image: lockImage,
 		Cmd:   []string{"/nonexistent"}, // never started
 		Labels: map[string]string{
@@ -296,7 +295,14 @@ func (d *Deployer) createLock(ctx context.Context, project string, h LockHolder)
 			labelLockProject: project, // not LabelProject: status, down and orphans ignore it
 			labelLockHolder:  string(info),
 		},
-	}, &container.HostConfig{NetworkMode: "none"}, nil, nil, lockName(project))
+	}
+	resp, err := d.engine.ContainerCreate(ctx, cfg, nil, nil, nil, lockName(project))
+	if cerrdefs.IsNotFound(err) { // no lock image on this engine yet
+		if err := d.buildLockImage(ctx); err != nil {
+			return "", err
+		}
+		resp, err = d.engine.ContainerCreate(ctx, cfg, nil, nil, nil, lockName(project))
+	}
 	if err != nil {
 		return "", err
 	}

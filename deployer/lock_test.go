@@ -26,15 +26,18 @@ import (
 // whose creation is atomic, and one file each.
 type lockEngine struct {
 	Engine
-	mu      sync.Mutex
-	image   bool
-	builds  int
-	seq     int
-	byName  map[string]string            // name -> id
-	labels  map[string]map[string]string // id -> labels
-	files   map[string][]byte            // id -> lock file
-	removed []string
-	vols    map[string]map[string]string // volume name -> labels
+	mu     sync.Mutex
+	image  bool
+	builds int
+	// inspects, creates and hostConfigs count ImageInspect calls,
+	// ContainerCreate calls, and creates that sent a HostConfig.
+	inspects, creates, hostConfigs int
+	seq                            int
+	byName                         map[string]string            // name -> id
+	labels                         map[string]map[string]string // id -> labels
+	files                          map[string][]byte            // id -> lock file
+	removed                        []string
+	vols                           map[string]map[string]string // volume name -> labels
 }
 
 func newLockEngine() *lockEngine {
@@ -44,6 +47,7 @@ func newLockEngine() *lockEngine {
 func (f *lockEngine) ImageInspect(_ context.Context, ref string, _ ...client.ImageInspectOption) (image.InspectResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.inspects++
 	if f.image && ref == lockImage {
 		return image.InspectResponse{ID: "sha256:lock"}, nil
 	}
@@ -59,9 +63,16 @@ func (f *lockEngine) ImageBuild(_ context.Context, r io.Reader, o build.ImageBui
 	return build.ImageBuildResponse{Body: io.NopCloser(strings.NewReader(`{"stream":"ok"}`))}, nil
 }
 
-func (f *lockEngine) ContainerCreate(_ context.Context, cfg *container.Config, _ *container.HostConfig, _ *network.NetworkingConfig, _ *ocispec.Platform, name string) (container.CreateResponse, error) {
+func (f *lockEngine) ContainerCreate(_ context.Context, cfg *container.Config, host *container.HostConfig, _ *network.NetworkingConfig, _ *ocispec.Platform, name string) (container.CreateResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.creates++
+	if host != nil {
+		f.hostConfigs++
+	}
+	if cfg.Image == lockImage && !f.image {
+		return container.CreateResponse{}, fmt.Errorf("No such image: %s: %w", cfg.Image, cerrdefs.ErrNotFound)
+	}
 	if _, ok := f.byName[name]; ok {
 		return container.CreateResponse{}, fmt.Errorf("name %s in use: %w", name, cerrdefs.ErrConflict)
 	}
@@ -182,6 +193,29 @@ func TestLockExcludesSecondDeploy(t *testing.T) {
 	}
 }
 
+// TestFreeLockIsOneCreate: taking a free lock is one small create call
+// (it crosses the SSH link on every remote up): no image inspect, no
+// HostConfig; only the first lock on an engine builds the image and
+// creates again.
+func TestFreeLockIsOneCreate(t *testing.T) {
+	eng := newLockEngine()
+	d := New(eng, nil)
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		l, err := d.Lock(ctx, "shop", LockOptions{Command: "up"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Unlock(ctx)
+	}
+	if eng.builds != 1 || eng.creates != 4 {
+		t.Errorf("3 locks: %d builds and %d creates, want 1 and 4 (the first create finds no image)", eng.builds, eng.creates)
+	}
+	if eng.inspects != 0 || eng.hostConfigs != 0 {
+		t.Errorf("3 locks: %d image inspects and %d creates with a HostConfig, want none", eng.inspects, eng.hostConfigs)
+	}
+}
+
 // TestLockConcurrent: of many simultaneous takers exactly one wins.
 func TestLockConcurrent(t *testing.T) {
 	eng := newLockEngine()
@@ -240,7 +274,6 @@ func TestStaleLockTakenOver(t *testing.T) {
 			if _, err := d.createLock(ctx, "shop", tc.holder); err != nil {
 				t.Fatal(err)
 			}
-			eng.image = true
 			l, err := d.Lock(ctx, "shop", LockOptions{Command: "up", Now: func() time.Time { return now }})
 			if tc.stale {
 				if err != nil {

@@ -237,7 +237,7 @@ func (d *Deployer) recreateChangedNetworks(ctx context.Context, p *types.Project
 				}
 			}
 		}
-		if err := d.engine.NetworkRemove(ctx, n.ID); err != nil {
+		if err := d.removeNetwork(ctx, n.ID); err != nil {
 			return fmt.Errorf("remove network %s to recreate it: %w", n.Name, err)
 		}
 		d.out.Event("Network %s removed", n.Name)

@@ -73,13 +73,18 @@ func (d *Deployer) Check(ctx context.Context, st *Stack, o CheckOptions) (*Repor
 	}
 	r.Warnings = append(r.Warnings, checkLiteralPasswords(p, o.Remote, add)...)
 
+	// The version answers whether the engine is there too: a ping first
+	// would be one more round trip on every up (over SSH on a remote one);
+	// it is asked only to tell an engine that is not there from one that
+	// would not say its version.
 	engineOK := true
-	if _, err := d.engine.Ping(ctx); err != nil {
+	if v, err := d.engine.ServerVersion(ctx); err != nil {
 		engineOK = false
-		add("engine", d.engine.DaemonHost(), "the Docker engine does not answer (%v); start it, or point -H/DOCKER_HOST at one", err)
-	} else if v, err := d.engine.ServerVersion(ctx); err != nil {
-		engineOK = false
-		add("engine", d.engine.DaemonHost(), "cannot read the engine version: %v", err)
+		if _, perr := d.engine.Ping(ctx); perr != nil {
+			add("engine", d.engine.DaemonHost(), "the Docker engine does not answer (%v); start it, or point -H/DOCKER_HOST at one", perr)
+		} else {
+			add("engine", d.engine.DaemonHost(), "cannot read the engine version: %v", err)
+		}
 	} else if versions.LessThan(v.APIVersion, MinAPIVersion) {
 		engineOK = false
 		add("engine", d.engine.DaemonHost(), "engine API %s (Docker %s) is too old; invdeploy needs API %s (Docker 20.10) or newer", v.APIVersion, v.Version, MinAPIVersion)

@@ -309,6 +309,15 @@ func TestPreflightEngine(t *testing.T) {
 	f = fakeWithImages()
 	f.apiVersion = "1.40"
 	refused(t, f, st, UpOptions{ConfigDir: cfgDir}, "too old")
+	// An engine that answers its version is asked nothing more about
+	// being there (one round trip less on every up).
+	f = fakeWithImages()
+	if _, err := New(f, nil).Check(context.Background(), st, CheckOptions{ConfigDir: cfgDir}); err != nil {
+		t.Fatal(err)
+	}
+	if f.pings != 0 {
+		t.Errorf("a passing check pinged the engine %d times, want 0", f.pings)
+	}
 }
 
 func TestPreflightWeakLiteralPassword(t *testing.T) {

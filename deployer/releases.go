@@ -288,6 +288,23 @@ func (d *Deployer) Rollback(ctx context.Context, st *Stack, o RollbackOptions) (
 		if _, err := d.engine.ImageInspect(ctx, rs.ImageID); err != nil {
 			return target, nil, fmt.Errorf("image %s of release %d (services.%s) is gone from the engine: %w", rs.ImageID, target.Number, name, err)
 		}
+		if cur, err := d.imageID(ctx, ImageRef(st.Project.Name, s)); err == nil && cur == rs.ImageID {
+			// The same image as now (the database, usually): the service
+			// stays exactly as it runs, not recreated for a new image name.
+			continue
+		}
+		// A service that rolls keeps rolling once it runs an image id.
+		if ro, err := rolloutOf(s, true); err == nil && ro.Proxy {
+			ext := map[string]any{"rollout": "proxy"}
+			if m, ok := s.Extensions[ExtService].(map[string]any); ok {
+				for k, v := range m {
+					ext[k] = v
+				}
+				ext["rollout"] = "proxy"
+			}
+			s.Extensions = cloneExtensions(s.Extensions)
+			s.Extensions[ExtService] = ext
+		}
 		s.Image = rs.ImageID
 		s.Build = nil
 		s.PullPolicy = types.PullPolicyNever
@@ -312,4 +329,12 @@ func releaseNumbers(rels []Release) string {
 		nums[i] = strconv.Itoa(r.Number)
 	}
 	return strings.Join(nums, ", ")
+}
+
+func cloneExtensions(e types.Extensions) types.Extensions {
+	out := types.Extensions{}
+	for k, v := range e {
+		out[k] = v
+	}
+	return out
 }

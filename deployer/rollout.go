@@ -129,9 +129,11 @@ func parseServiceExt(s types.ServiceConfig) (serviceExt, error) {
 // rolloutOf decides how a service's changes are applied. A service is
 // rolled behind the proxy when it publishes exactly one TCP port, has no
 // named volume (a service with state is never run twice), runs one
-// container, and has neither container_name nor network_mode; x-invdeploy
-// rollout: recreate opts out, rollout: proxy insists (and is refused when a
-// rule forbids it). Without a proxy image every service is recreated.
+// container, has neither container_name nor network_mode, and is an HTTP
+// service as far as invdeploy can tell: it builds it, or x-invdeploy names
+// its health_path. x-invdeploy rollout: recreate opts out, rollout: proxy
+// insists (refused when one of the first rules forbids it). Without a proxy
+// image every service is recreated.
 func rolloutOf(s types.ServiceConfig, proxyAvailable bool) (rollout, error) {
 	ext, err := parseServiceExt(s)
 	if err != nil {
@@ -171,6 +173,11 @@ func rolloutOf(s types.ServiceConfig, proxyAvailable bool) (rollout, error) {
 		blocker = "has container_name: recreated in place"
 	case s.NetworkMode != "":
 		blocker = "has network_mode: recreated in place"
+	case s.Build == nil && ext.HealthPath == "" && ext.Rollout != "proxy":
+		// An image pulled as is may serve anything (a database, a cache):
+		// only what invdeploy builds, or what says how to probe it over
+		// HTTP, is taken to be an HTTP service.
+		blocker = "runs an image invdeploy does not build (set " + ExtService + ".health_path or rollout: proxy if it serves HTTP): recreated in place"
 	}
 	switch {
 	case ext.Rollout == "recreate":
@@ -237,7 +244,7 @@ func proxySpec(p *types.Project, s types.ServiceConfig, ro rollout, image string
 		ExposedPorts: nat.PortSet{cport: {}, nat.Port(strconv.Itoa(metrics) + "/tcp"): {}},
 		StopTimeout:  &stop,
 		Healthcheck: &container.HealthConfig{Test: []string{"CMD", proxyBinary, "healthcheck"},
-			Interval: 5 * time.Second, Timeout: 3 * time.Second, Retries: 3},
+			Interval: 2 * time.Second, Timeout: 2 * time.Second, Retries: 3},
 	}
 	host := &container.HostConfig{
 		PortBindings:   nat.PortMap{cport: {{HostIP: ro.Port.HostIP, HostPort: ro.Port.Published}}},

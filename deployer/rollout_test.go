@@ -19,12 +19,22 @@ func TestRolloutRules(t *testing.T) {
 		proxy     bool
 		why, err  string
 	}{
-		{"stateless http", `image: x
+		{"built stateless app", `build: .
+    image: x
     ports: ["8080:80"]`, true, "rolled behind the rollout proxy", ""},
+		{"image with a health path", `image: x
+    ports: ["8080:80"]
+    x-invdeploy: {health_path: /up}`, true, "rolled behind the rollout proxy", ""},
+		{"image that may not be HTTP", `image: redis:7
+    ports: ["6379:6379"]`, false, "runs an image invdeploy does not build", ""},
+		{"image opted in", `image: x
+    ports: ["8080:80"]
+    x-invdeploy: {rollout: proxy}`, true, "rolled behind the rollout proxy", ""},
 		{"named volume", `image: x
     ports: ["8080:80"]
     volumes: ["data:/d"]`, false, "never run twice", ""},
-		{"bind mount is not state", `image: x
+		{"bind mount is not state", `build: .
+    image: x
     ports: ["8080:80"]
     volumes: ["./conf:/conf:ro"]`, true, "", ""},
 		{"no port", `image: x`, false, "publishes no port", ""},
@@ -56,7 +66,7 @@ func TestRolloutRules(t *testing.T) {
     x-invdeploy: {drain_timeout: soon}`, false, "", "drain_timeout"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			st := loadStack(t, "services:\n  w:\n    "+tt.svc+"\nvolumes: {data: {}}\n", map[string]string{"conf": "x"})
+			st := loadStack(t, "services:\n  w:\n    "+tt.svc+"\nvolumes: {data: {}}\n", map[string]string{"conf": "x", "Dockerfile": "FROM scratch\n"})
 			ro, err := rolloutOf(st.Project.Services["w"], true)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), "services.w") {
@@ -195,5 +205,54 @@ func TestUpRollsBehindTheProxy(t *testing.T) {
 	got = strings.Join(f.mutations()[before:], "\n")
 	if strings.Contains(got, "stop inv-api-1\n") || !strings.Contains(got, "remove inv-api-1-next-") {
 		t.Fatalf("refused switch: want the new one removed and the old one kept:\n%s", got)
+	}
+}
+
+// TestRollbackRollsOnlyWhatChanged: a rollback to the release before puts
+// the api's earlier image back through the proxy and leaves the database,
+// whose image is the same, exactly as it runs.
+func TestRollbackRollsOnlyWhatChanged(t *testing.T) {
+	ctx := context.Background()
+	port := freePort(t)
+	env := []string{"INVOICING_API_PORT=" + strconv.Itoa(port)}
+	st, cfgDir := bundledStack(t, append(env, "INVOICING_API_TAG=one")...)
+	f := fakeWithImages()
+	f.probes["api"] = fakeProbe{code: 0}
+	d := New(f, nil)
+	o := UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second, ProxyBinary: fakeProxyBinary(t, f), RecordCommand: "up"}
+	if _, err := d.Up(ctx, st, o); err != nil {
+		t.Fatalf("release 1: %v", err)
+	}
+	one := f.images["invoicing-api:one"]
+	st2, err := Load(ctx, LoadOptions{WorkingDir: st.Project.WorkingDir, ProjectName: "inv", Env: append(env, "INVOICING_API_TAG=two")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Up(ctx, st2, o); err != nil {
+		t.Fatalf("release 2: %v", err)
+	}
+	if f.images["invoicing-api:two"] == one {
+		t.Fatal("the fake built the same image twice")
+	}
+	before := len(f.mutations())
+	o.RecordCommand = ""
+	rel, res, err := d.Rollback(ctx, st2, RollbackOptions{Up: o})
+	if err != nil || rel.Number != 1 {
+		t.Fatalf("rollback: release %+v, %v", rel, err)
+	}
+	got := strings.Join(f.mutations()[before:], "\n")
+	if strings.Contains(got, "inv-db-1") {
+		t.Fatalf("rollback touched the database:\n%s", got)
+	}
+	for _, s := range res.Steps {
+		want := map[string]Action{"db": ActionKeep, "api": ActionRoll}[s.Service]
+		if s.Action != want {
+			t.Fatalf("rollback step %+v, want db kept and api rolled", s)
+		}
+	}
+	for _, c := range f.containers {
+		if c.name == "inv-api-1" && c.imageID != one {
+			t.Fatalf("after rollback the api runs %s, want release 1's %s", c.imageID, one)
+		}
 	}
 }

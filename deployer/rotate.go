@@ -252,5 +252,9 @@ func (d *Deployer) redeliver(ctx context.Context, p *types.Project, s types.Serv
 	if err != nil {
 		return err
 	}
-	return d.loadDelivery(ctx, p, s, spec, vol, files, values)
+	if err := d.loadDelivery(ctx, p, s, spec, vol, files, values); err != nil {
+		return err
+	}
+	d.delivered.remember(c.ID, files, values)
+	return nil
 }

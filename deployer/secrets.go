@@ -371,15 +371,19 @@ func (d *Deployer) sweepDelivery(ctx context.Context, project string) error {
 // deliveredChange tells why an existing container must be recreated for its
 // secrets and configs: one that predates the read-only delivery, or whose
 // delivered file differs from the value now (read back through the API and
-// compared in memory, so nothing derived from a secret is stored anywhere).
+// compared in memory), unless this machine's delivery record says it
+// delivered exactly these values to this container (see deliveryRecord).
 // "" means unchanged.
 func (d *Deployer) deliveredChange(ctx context.Context, c container.Summary, s types.ServiceConfig, values map[string][]byte) (string, error) {
 	files, err := deliveryFiles(s)
 	if err != nil || len(files) == 0 {
 		return "", err
 	}
-	if !d.hasDelivery(ctx, deliveryKey(c)) {
+	if !hasDelivery(c) {
 		return "secrets and configs now delivered read-only", nil
+	}
+	if d.delivered.matches(c.ID, files, values) {
+		return "", nil // this machine delivered exactly these values to it
 	}
 	// One read of /run/secrets for the files there (each read costs a
 	// mount of the container's filesystems in the engine), one per file
@@ -410,13 +414,30 @@ func (d *Deployer) deliveredChange(ctx context.Context, c container.Summary, s t
 			return fmt.Sprintf("%s %s changed", f.Kind, f.Name), nil
 		}
 	}
+	d.delivered.remember(c.ID, files, values)
 	return "", nil
 }
 
-// hasDelivery reports whether a container has delivery volumes.
-func (d *Deployer) hasDelivery(ctx context.Context, containerName string) bool {
-	list, err := d.engine.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelDeliveryFor+"="+containerName))})
-	return err == nil && len(list.Volumes) > 0
+// hasDelivery reports whether a container mounts delivery volumes (see
+// prepareDelivery: the /run/secrets volume, or binds of files inside the
+// files volume), from its list entry: every up asks this of every
+// container, and on a remote engine a call each would cross the network.
+// A container of an older invdeploy has none.
+func hasDelivery(c container.Summary) bool {
+	prefix := deliveryKey(c) + "-delivery-" // a rolled container keeps its first name's volumes
+	for _, m := range c.Mounts {
+		switch m.Type {
+		case mount.TypeVolume:
+			if strings.HasPrefix(m.Name, prefix) {
+				return true
+			}
+		case mount.TypeBind:
+			if strings.Contains(m.Source, "/"+prefix) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // readDelivered reads a delivered file, or every file of a delivered

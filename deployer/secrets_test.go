@@ -3,7 +3,10 @@ package deployer
 import (
 	"context"
 	"fmt"
+	"os"
 	"path"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -248,9 +251,12 @@ func TestUpRecreatesOnChangedSecretOrConfigOnly(t *testing.T) {
 func TestUpRecreatesContainerWithoutReadOnlyDelivery(t *testing.T) {
 	ctx := context.Background()
 	f, d, st := upConfigStack(t)
-	// As an older invdeploy left it: no delivery volumes.
+	// As an older invdeploy left it: no delivery volumes, none mounted.
 	for name := range f.volumes {
 		delete(f.volumes, name)
+	}
+	for _, c := range f.containers {
+		c.host.Mounts = nil
 	}
 	res, err := d.Up(ctx, st, UpOptions{ConfigDir: t.TempDir(), WaitTimeout: 5 * time.Second})
 	if err != nil {
@@ -309,5 +315,52 @@ func TestDownSweepsInterruptedDelivery(t *testing.T) {
 	}
 	if _, ok := f.volumes["other"]; !ok || len(f.volumes) != 1 {
 		t.Errorf("after down: %d volumes, want only another project's", len(f.volumes))
+	}
+}
+
+// TestNoOpUpReadsNoSecretBack: the delivery record lets a second up on the
+// same machine skip reading secrets back from the containers; a changed
+// value is still seen (the record does not match, the value is read back),
+// and the record holds neither value.
+func TestNoOpUpReadsNoSecretBack(t *testing.T) {
+	ctx := context.Background()
+	const first, second = "first-Zq8vN3xK-value-1", "second-Zq8vN3xK-value-2"
+	port := strconv.Itoa(freePort(t))
+	st, cfgDir := bundledStack(t, "INVOICING_DB_PASSWORD="+first, "INVOICING_API_PORT="+port)
+	f := fakeWithImages()
+	d := New(f, nil)
+	o := UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}
+	if _, err := d.Up(ctx, st, o); err != nil {
+		t.Fatal(err)
+	}
+	reads := func() int { f.mu.Lock(); defer f.mu.Unlock(); return f.reads }
+	before := reads()
+	res, err := d.Up(ctx, st, o)
+	if err != nil || res.Changed() {
+		t.Fatalf("no-op up: changed %v, %v", res.Changed(), err)
+	}
+	if got := reads() - before; got != 0 {
+		t.Fatalf("a no-op up read %d files back from the containers", got)
+	}
+	rec, err := os.ReadFile(filepath.Join(cfgDir, deliveryRecordFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(filepath.Join(cfgDir, deliveryRecordFile)); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("record mode %v", fi.Mode())
+	}
+	if strings.Contains(string(rec), first) {
+		t.Fatal("the delivery record holds the secret")
+	}
+	st2, _ := bundledStack(t, "INVOICING_DB_PASSWORD="+second, "INVOICING_API_PORT="+port)
+	st2.Project.WorkingDir = st.Project.WorkingDir
+	res, err = d.Up(ctx, st2, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range res.Steps {
+		if s.Action != ActionRecreate || !strings.HasPrefix(s.Reason, "secret db_password changed") {
+			t.Fatalf("changed secret: step %+v", s)
+		}
 	}
 }

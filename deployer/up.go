@@ -120,6 +120,12 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	if err != nil {
 		return res, err
 	}
+	if dir := o.ConfigDir; dir != "" {
+		d.delivered = loadDeliveryRecord(dir)
+	} else if dir, err := ConfigDir(st.Project.Name); err == nil {
+		d.delivered = loadDeliveryRecord(dir)
+	}
+	defer d.saveDeliveryRecord(ctx, st.Project.Name)
 	if o.Lock {
 		// A held lock refuses at once (exit 5); the lock itself is taken
 		// before the first change, so an up with nothing to change only
@@ -258,6 +264,27 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
+}
+
+// saveDeliveryRecord writes this machine's delivery record, forgetting the
+// containers of the project that are gone; failing to is only a warning (the
+// next up reads the values back instead).
+func (d *Deployer) saveDeliveryRecord(ctx context.Context, project string) {
+	if d.delivered == nil {
+		return
+	}
+	live := map[string]bool{}
+	cs, err := d.projectContainers(context.WithoutCancel(ctx), project)
+	if err != nil {
+		live = nil
+	}
+	for _, c := range cs {
+		live[c.ID] = true
+	}
+	if err := d.delivered.save(live); err != nil {
+		d.out.Event("warning: keep the delivery record: %v", err)
+	}
+	d.delivered = nil
 }
 
 // rollouts decides how each service's changes are applied and, when one
@@ -779,6 +806,9 @@ func (d *Deployer) create(ctx context.Context, p *types.Project, s types.Service
 	if err != nil {
 		undo()
 		return "", "", "", fmt.Errorf("create %s: %w", spec.Name, err)
+	}
+	if files, err := deliveryFiles(s); err == nil && len(files) > 0 {
+		d.delivered.remember(created.ID, files, secrets)
 	}
 	cleanup := func(cause error) (string, string, string, error) {
 		_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{RemoveVolumes: true, Force: true})

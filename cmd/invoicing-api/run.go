@@ -149,7 +149,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	// invoice route 503, instead of connections being refused.
 	svc := &startingService{}
 	reg := prometheus.NewRegistry()
-	api := apihttp.NewServer(apihttp.Config{Service: svc, Logger: logger, Registry: reg})
+	api := apihttp.NewServer(apihttp.Config{Service: svc, Logger: logger, AccessLog: logs, Registry: reg})
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,

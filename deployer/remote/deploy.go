@@ -89,6 +89,11 @@ type UpReport struct {
 func (d *Deployer) up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, st *deployer.Stack, o UpOptions) (*UpReport, error) {
 	remote, eng, rep := d.d, d.engine, d.out
 	res := &UpReport{}
+	// The remote preflight, the checks before anything is sent and the
+	// deploy's own preflight ask the host the same questions: over SSH
+	// each is sent once (see runCache).
+	cache := newRunCache(eng)
+	eng, remote = cache, remote.WithEngine(cache)
 	via := o.Via
 	if via == "" {
 		via = ViaSSH

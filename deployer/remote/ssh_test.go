@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/client"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 )
@@ -346,4 +347,35 @@ func TestAgentAuthentication(t *testing.T) {
 	}
 	defer conn.Close()
 	ping(t, &http.Client{Transport: &http.Transport{DialContext: conn.DialContext}})
+}
+
+// TestClientSendsNoIdleHeaders: every request of a remote run crosses the
+// SSH link, so the client sends neither net/http's default User-Agent nor
+// Accept-Encoding (the engine does not compress its answers).
+func TestClientSendsNoIdleHeaders(t *testing.T) {
+	r := newRig(t)
+	o := r.opts()
+	o.ConfigFile = "none"
+	conn, err := Connect(context.Background(), "ssh://deploy@"+r.srv.addr+r.eng.socket, Options{SSH: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c, err := client.NewClientWithOpts(conn.ClientOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h := r.eng.header.Load()
+	if h == nil {
+		t.Fatal("the engine saw no ping")
+	}
+	for _, name := range []string{"User-Agent", "Accept-Encoding"} {
+		if v, ok := (*h)[name]; ok {
+			t.Errorf("the request carries %s: %q", name, v)
+		}
+	}
 }

@@ -203,6 +203,8 @@ func (s *testSSHServer) serve(c net.Conn, config *ssh.ServerConfig) {
 type fakeEngine struct {
 	socket string
 	pings  atomic.Int64
+	// header is the last ping's request header.
+	header atomic.Pointer[http.Header]
 }
 
 func startFakeEngine(t testing.TB) *fakeEngine {
@@ -220,6 +222,8 @@ func startFakeEngine(t testing.TB) *fakeEngine {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/_ping" {
 			e.pings.Add(1)
+			h := r.Header.Clone()
+			e.header.Store(&h)
 			io.WriteString(w, "OK")
 			return
 		}

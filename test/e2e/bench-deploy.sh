@@ -54,7 +54,9 @@ all_healthy() {
 # inv_ready: the invdeploy project's services pass their readiness checks now.
 inv_ready() {
 	local db
-	[ "$(docker ps -q --filter "label=com.docker.compose.project=$pinv" | wc -l)" = 2 ] || return 1
+	# app, db, and the rollout proxy that owns app's port
+	[ "$(docker ps -q --filter "label=com.docker.compose.project=$pinv" | wc -l)" = 3 ] || return 1
+	[ "$(docker ps -q --filter "label=com.docker.compose.project=$pinv" --filter "label=io.invdeploy.role=proxy" | wc -l)" = 1 ] || return 1
 	curl -fsS --max-time 2 "http://127.0.0.1:$port_inv/" >/dev/null || return 1
 	db=$(docker ps -q --filter "label=com.docker.compose.project=$pinv" --filter "label=com.docker.compose.service=db")
 	docker exec "$db" pg_isready -U postgres >/dev/null

@@ -82,7 +82,11 @@ func TestBenchRollout(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxyBin := proxyBinary(t)
-	for _, mode := range []string{"proxy", "recreate"} {
+	modes := []string{"proxy", "recreate"}
+	if os.Getenv("INVDEPLOY_BENCH_ROLLOUT") == "cost" {
+		modes = nil // only the proxy's cost (make bench-rollout BENCH=cost)
+	}
+	for _, mode := range modes {
 		proj := project(t, "benchroll"+mode)
 		e.cleanup(proj)
 		port := freePort(t)

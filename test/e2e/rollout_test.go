@@ -438,3 +438,112 @@ func TestRolloutBundledAPIUnderCreates(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRolloutExpandContract: the expand/contract rule README states, on the
+// bundled stack under 16 clients creating and reading invoices. A release
+// with an expanding migration (a new nullable column) rolls: its container
+// migrates while the old one still serves (0 failed requests); then a
+// rollback runs the old code against the migrated schema, again with 0
+// failed requests, and it keeps creating and reading invoices.
+func TestRolloutExpandContract(t *testing.T) {
+	t.Parallel()
+	e := newLocalEnv(t, "postgres:15", "golang:1.26-bookworm")
+	proj := project(t, "expand")
+	e.cleanup(proj)
+	port := freePort(t)
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	e.extra = append(e.extra, "INVOICING_API_PORT="+strconv.Itoa(port))
+	root := localRoot()
+	e.mustRun(root, "up", "-p", proj, "--wait-timeout", "5m")
+
+	// The next release: this checkout plus one expanding migration.
+	src := t.TempDir()
+	files, err := exec.Command("git", "-C", root, "ls-files", "-z").Output()
+	if err != nil {
+		t.Fatalf("git ls-files: %v", err)
+	}
+	for _, f := range strings.Split(strings.TrimRight(string(files), "\x00"), "\x00") {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			continue // deleted in the working tree
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mig := "-- +goose Up\nALTER TABLE invoices ADD COLUMN e2e_expand_note text;\n-- +goose Down\nALTER TABLE invoices DROP COLUMN e2e_expand_note;\n"
+	if err := os.WriteFile(filepath.Join(src, "api", "postgres", "migrations", "00099_e2e_expand.sql"), []byte(mig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	var acked atomic.Int64
+	var n atomic.Int64
+	load := startLoad(16, func(c *http.Client) error {
+		if n.Add(1)%2 == 0 {
+			_, err := getOK(c, base+"/v1/invoices?limit=5")
+			return err
+		}
+		body := `{"currency":"EUR","customer":{"name":"Expand"},"line_items":[{"description":"x","quantity":1,"unit_amount":100}]}`
+		resp, err := c.Post(base+"/v1/invoices", "application/json", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("create: %s", resp.Status)
+		}
+		acked.Add(1)
+		return nil
+	})
+	defer func() {
+		select {
+		case <-load.stop:
+		default:
+			load.finish()
+		}
+	}()
+	e.extra = append(e.extra, "INVOICING_API_TAG=e2e-expand-"+strconv.Itoa(os.Getpid()))
+	r := e.mustRun(src, "up", "-p", proj, "--build", "--wait-timeout", "10m")
+	if !strings.Contains(r.stderr, "Rolling "+proj+"-api-1") {
+		t.Fatalf("the migrating release did not roll:\n%s", lastLines(r.stderr, 30))
+	}
+	t.Cleanup(func() {
+		_, _ = e.docker.ImageRemove(context.Background(), "invoicing-api:e2e-expand-"+strconv.Itoa(os.Getpid()), image.RemoveOptions{})
+	})
+	db := e.containerIDs(proj)[proj+"-db-1"]
+	col := func() string {
+		out, _ := execIn(t, e.docker, db, "", "psql", "-U", "invoicing", "-d", "invoicing", "-Atc",
+			"select count(*) from information_schema.columns where table_name='invoices' and column_name='e2e_expand_note'")
+		return strings.TrimSpace(out)
+	}
+	if got := col(); got != "1" {
+		t.Fatalf("the new release did not migrate: column count %q", got)
+	}
+	ok1, failed1 := load.ok.Load(), load.failed.Load()
+	if failed1 != 0 {
+		t.Fatalf("%d requests failed while the migrating release rolled; first: %v", failed1, load.failures)
+	}
+
+	// Back to the old code, on the expanded schema.
+	r = e.mustRun(root, "rollback", "-p", proj, "--wait-timeout", "5m")
+	if !strings.Contains(r.stderr, "switched to") {
+		t.Fatalf("rollback did not roll:\n%s", lastLines(r.stderr, 30))
+	}
+	before := acked.Load()
+	time.Sleep(2 * time.Second)
+	ok, failed, failures := load.finish()
+	t.Logf("load: %d ok (%d before the rollback), %d failed, %d creates", ok, ok1, failed, acked.Load())
+	if failed != 0 {
+		t.Fatalf("%d requests failed; first: %v", failed, failures)
+	}
+	if acked.Load() <= before {
+		t.Fatal("the old code created nothing on the expanded schema after the rollback")
+	}
+	if got := col(); got != "1" {
+		t.Fatalf("the rollback changed the schema: column count %q", got)
+	}
+}
