@@ -12,6 +12,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/image"
 
@@ -39,6 +40,9 @@ type BuildOptions struct {
 // each <name>:<git-sha> and <name>:latest besides the image the service names.
 // It returns the tags it applied.
 func (d *Deployer) Build(ctx context.Context, st *Stack, o BuildOptions) ([]string, error) {
+	if len(st.Project.ServicesWithBuild()) == 0 {
+		return nil, fmt.Errorf("nothing to build: no service of %s has a build section", st.Source)
+	}
 	names := o.Services
 	if len(names) == 0 {
 		names = st.Project.ServicesWithBuild()
@@ -65,10 +69,7 @@ func (d *Deployer) Build(ctx context.Context, st *Stack, o BuildOptions) ([]stri
 // imageTags are the tags a built image gets: the service's image, and
 // <repo>:<git-sha> and <repo>:latest, then extra.
 func imageTags(ref, sha string, extra []string) []string {
-	repo := ref
-	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
-		repo = ref[:i]
-	}
+	repo := repositoryOf(ref)
 	tags := []string{ref}
 	add := func(t string) {
 		for _, x := range tags {
@@ -83,12 +84,25 @@ func imageTags(ref, sha string, extra []string) []string {
 	}
 	add(repo + ":latest")
 	for _, t := range extra {
-		if !strings.Contains(t[strings.LastIndex(t, "/")+1:], ":") {
+		if !isTagged(t) {
 			t = repo + ":" + t // --tag v1 means <repo>:v1
 		}
 		add(t)
 	}
 	return tags
+}
+
+// isTagged reports whether a --tag value is a whole NAME:TAG reference
+// rather than a TAG for the service's repository.
+func isTagged(t string) bool {
+	r, err := reference.Parse(t)
+	if err != nil {
+		// Not a reference: the engine will say why; a colon in its last
+		// component still means NAME:TAG.
+		return strings.Contains(t[strings.LastIndex(t, "/")+1:], ":")
+	}
+	_, ok := r.(reference.Tagged)
+	return ok
 }
 
 func buildContextDir(p *types.Project, s types.ServiceConfig) string {

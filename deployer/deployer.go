@@ -29,9 +29,6 @@ func New(engine Engine, out *Progress) *Deployer {
 	return &Deployer{engine: engine, out: out, announced: map[string]bool{}}
 }
 
-// Engine returns the engine the Deployer talks to.
-func (d *Deployer) Engine() Engine { return d.engine }
-
 // WithEngine returns a Deployer that reports as d does and talks to e, a
 // decorator of d's engine (remote up's run cache).
 func (d *Deployer) WithEngine(e Engine) *Deployer {

@@ -40,6 +40,8 @@ type Engine interface {
 	ImagePull(ctx context.Context, ref string, opts image.PullOptions) (io.ReadCloser, error)
 	ImageBuild(ctx context.Context, buildContext io.Reader, opts build.ImageBuildOptions) (build.ImageBuildResponse, error)
 	ImageTag(ctx context.Context, source, target string) error
+	ImagePush(ctx context.Context, ref string, opts image.PushOptions) (io.ReadCloser, error)
+	RegistryLogin(ctx context.Context, auth registry.AuthConfig) (registry.AuthenticateOKBody, error)
 	// DistributionInspect asks the image's registry for its manifest (GET
 	// /distribution/{name}/json): whether it exists, without pulling it.
 	DistributionInspect(ctx context.Context, ref, encodedRegistryAuth string) (registry.DistributionInspect, error)

@@ -52,3 +52,27 @@ func IsPreflight(err error) bool { return errors.Is(err, ErrPreflight) }
 
 // IsUnhealthy reports whether err means deployed but unhealthy.
 func IsUnhealthy(err error) bool { return errors.Is(err, ErrUnhealthy) }
+
+// ErrInvalid is wrapped when the options of a call cannot be run as given
+// (the CLI's usage error, exit code 2): nothing was changed.
+var ErrInvalid = errors.New("invalid options")
+
+// InvalidError is a request that cannot be run as given; its message says
+// what to give instead.
+type InvalidError struct{ Err error }
+
+func (e *InvalidError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *InvalidError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *InvalidError) Is(target error) bool { return target == ErrInvalid }
+
+// Invalidf returns an *InvalidError with a formatted message.
+func Invalidf(format string, args ...any) error {
+	return &InvalidError{Err: fmt.Errorf(format, args...)}
+}
+
+// IsInvalid reports whether err is an invalid request.
+func IsInvalid(err error) bool { return errors.Is(err, ErrInvalid) }

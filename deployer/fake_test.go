@@ -250,6 +250,27 @@ func (f *fakeEngine) ImageTag(_ context.Context, src, target string) error {
 	return nil
 }
 
+// ImagePush answers as a registry that accepts everything: the pushed
+// digest is derived from the image ID, so every tag of one image has one.
+func (f *fakeEngine) ImagePush(_ context.Context, ref string, _ image.PushOptions) (io.ReadCloser, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("push %s", ref)
+	id, ok := f.images[ref]
+	if !ok {
+		return nil, errdefs.NotFound(fmt.Errorf("No such image: %s", ref))
+	}
+	digest := "sha256:" + strings.Repeat("0", 64-len(strings.TrimPrefix(id, "sha256:"))) + strings.TrimPrefix(id, "sha256:")
+	return io.NopCloser(strings.NewReader(`{"status":"latest: digest: ` + digest + `"}` + "\n" + `{"progressDetail":{},"aux":{"Tag":"latest","Digest":"` + digest + `","Size":1}}` + "\n")), nil
+}
+
+func (f *fakeEngine) RegistryLogin(context.Context, registry.AuthConfig) (registry.AuthenticateOKBody, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("login")
+	return registry.AuthenticateOKBody{Status: "Login Succeeded"}, nil
+}
+
 func (f *fakeEngine) summary(c *fakeContainer) container.Summary {
 	s := container.Summary{ID: c.id, Names: []string{"/" + c.name}, Labels: c.cfg.Labels, State: c.state, Image: c.cfg.Image, ImageID: c.imageID, Created: c.created.Unix()}
 	for _, m := range c.host.Mounts { // as the engine lists them: a volume by name, a bind by source

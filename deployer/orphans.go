@@ -85,19 +85,3 @@ func (d *Deployer) orphans(ctx context.Context, p *types.Project, remove bool) (
 	}
 	return steps, nil
 }
-
-// OrphanNames are the containers in sts whose services the stack does not
-// define (in any profile).
-func OrphanNames(p *types.Project, sts []ContainerStatus) []string {
-	known := map[string]bool{}
-	for _, s := range stackServices(p) {
-		known[s] = true
-	}
-	var names []string
-	for _, s := range sts {
-		if !known[s.Service] {
-			names = append(names, s.Name)
-		}
-	}
-	return names
-}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -399,4 +400,57 @@ func unsupported(p *types.Project) ([]string, error) {
 	}
 	sort.Strings(warns)
 	return warns, nil
+}
+
+// Name is the project name.
+func (s *Stack) Name() string { return s.Project.Name }
+
+// AllServices are the names of every service of the stack, enabled by its
+// profiles or not, sorted: what belongs to the project (down removes them,
+// the rest are orphans).
+func (s *Stack) AllServices() []string { return stackServices(s.Project) }
+
+// ServiceURL is where a service publishes a TCP port.
+type ServiceURL struct {
+	Service string
+	// URL is http://HOST:PORT/.
+	URL string
+}
+
+// URLs are the published TCP ports of the enabled services, by service
+// name, as http:// URLs; a port published on every interface is shown at
+// anyHost (127.0.0.1 locally, the host's name remotely).
+func (s *Stack) URLs(anyHost string) []ServiceURL {
+	names := s.Project.ServiceNames()
+	sort.Strings(names)
+	var out []ServiceURL
+	for _, name := range names {
+		for _, pc := range s.Project.Services[name].Ports {
+			if pc.Published == "" || (pc.Protocol != "" && pc.Protocol != "tcp") {
+				continue
+			}
+			host := pc.HostIP
+			if host == "" || host == "0.0.0.0" || host == "::" {
+				host = anyHost
+			}
+			out = append(out, ServiceURL{Service: name, URL: "http://" + net.JoinHostPort(host, pc.Published) + "/"})
+		}
+	}
+	return out
+}
+
+// Orphans are the containers in sts whose services the stack does not
+// define (in any profile).
+func (s *Stack) Orphans(sts []ContainerStatus) []string {
+	known := map[string]bool{}
+	for _, name := range stackServices(s.Project) {
+		known[name] = true
+	}
+	var names []string
+	for _, c := range sts {
+		if !known[c.Service] {
+			names = append(names, c.Name)
+		}
+	}
+	return names
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -232,18 +233,22 @@ func TestUpUnhealthyExits4WithLogs(t *testing.T) {
 }
 
 func TestUpWaitTimeout(t *testing.T) {
-	ctx := context.Background()
-	st, cfgDir := bundledStack(t, "INVOICING_API_PORT="+strconv.Itoa(freePort(t)))
-	f := fakeWithImages()
-	f.health["api"] = "starting"
-	start := time.Now()
-	_, err := New(f, nil).Up(ctx, st, UpOptions{ConfigDir: cfgDir, WaitTimeout: 1 * time.Second})
-	if !errors.Is(err, ErrUnhealthy) || !strings.Contains(err.Error(), "inv-api-1") {
-		t.Fatalf("want ErrUnhealthy naming inv-api-1, got %v", err)
-	}
-	if time.Since(start) > 4*time.Second {
-		t.Fatalf("timeout of 1s took %v", time.Since(start))
-	}
+	// Virtual time (testing/synctest): the waits, probe pauses and the
+	// fake engine's health changes run on the bubble's clock.
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		st, cfgDir := bundledStack(t, "INVOICING_API_PORT="+strconv.Itoa(freePort(t)))
+		f := fakeWithImages()
+		f.health["api"] = "starting"
+		start := time.Now()
+		_, err := New(f, nil).Up(ctx, st, UpOptions{ConfigDir: cfgDir, WaitTimeout: 1 * time.Second})
+		if !errors.Is(err, ErrUnhealthy) || !strings.Contains(err.Error(), "inv-api-1") {
+			t.Fatalf("want ErrUnhealthy naming inv-api-1, got %v", err)
+		}
+		if time.Since(start) > 4*time.Second {
+			t.Fatalf("timeout of 1s took %v", time.Since(start))
+		}
+	})
 }
 
 // upBundled brings the bundled stack up on a fake engine.

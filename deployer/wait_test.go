@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -52,114 +53,135 @@ func readyOf(t *testing.T, res *UpResult, service string) Readiness {
 // succeeds, and says the probe saw them first. The probes are the
 // healthcheck commands as the engine runs them, as the container's user.
 func TestProbeReadyBeforeEngine(t *testing.T) {
-	f := fakeWithImages()
-	f.health["db"], f.health["web"] = "starting", "starting"
-	f.probes["db"] = fakeProbe{code: 0, took: 10 * time.Millisecond}
-	f.probes["web"] = fakeProbe{code: 0}
-	start := time.Now()
-	res, err := upProbeStack(t, f, "2s")
-	if err != nil {
-		t.Fatalf("up: %v", err)
-	}
-	if el := time.Since(start); el > 3*time.Second {
-		t.Fatalf("up took %v with passing probes", el)
-	}
-	for _, svc := range []string{"db", "web"} {
-		if r := readyOf(t, res, svc); r.By != ReadyByProbe || r.State != "healthy" || r.AfterSeconds <= 0 {
-			t.Errorf("%s readiness %+v, want healthy by probe", svc, r)
+	// Virtual time (testing/synctest): the waits, probe pauses and the
+	// fake engine's health changes run on the bubble's clock.
+	synctest.Test(t, func(t *testing.T) {
+		f := fakeWithImages()
+		f.health["db"], f.health["web"] = "starting", "starting"
+		f.probes["db"] = fakeProbe{code: 0, took: 10 * time.Millisecond}
+		// In virtual time only what takes time separates two instants: web's
+		// probe takes some, so "after its dependency" is strict below.
+		f.probes["web"] = fakeProbe{code: 0, took: 10 * time.Millisecond}
+		start := time.Now()
+		res, err := upProbeStack(t, f, "2s")
+		if err != nil {
+			t.Fatalf("up: %v", err)
 		}
-	}
-	if db, web := readyOf(t, res, "db"), readyOf(t, res, "web"); !db.At.Before(web.At) {
-		t.Errorf("db ready at %v, web at %v: web must come after its dependency", db.At, web.At)
-	}
-	execs := f.execList()
-	if len(execs) != 2 {
-		t.Fatalf("%d execs, want one per container: %+v", len(execs), execs)
-	}
-	want := map[string]string{
-		"postgres":  "pg_isready -U x",
-		"1000:1000": "/bin/sh -c wget -q -O- http://127.0.0.1/ || exit 1",
-	}
-	for _, ex := range execs {
-		cmd, ok := want[ex.opts.User]
-		if !ok || strings.Join(ex.opts.Cmd, " ") != cmd {
-			t.Errorf("exec as %q of %q, want one of %v", ex.opts.User, ex.opts.Cmd, want)
+		if el := time.Since(start); el > 3*time.Second {
+			t.Fatalf("up took %v with passing probes", el)
 		}
-		if ex.opts.Privileged || ex.opts.Tty || ex.opts.AttachStdin {
-			t.Errorf("exec %+v asks for more than the engine's own healthcheck", ex.opts)
+		for _, svc := range []string{"db", "web"} {
+			if r := readyOf(t, res, svc); r.By != ReadyByProbe || r.State != "healthy" || r.AfterSeconds <= 0 {
+				t.Errorf("%s readiness %+v, want healthy by probe", svc, r)
+			}
 		}
-		if ex.opts.User == "1000:1000" && ex.opts.WorkingDir != "/srv" {
-			t.Errorf("exec in %q, want the container's working dir /srv", ex.opts.WorkingDir)
+		if db, web := readyOf(t, res, "db"), readyOf(t, res, "web"); !db.At.Before(web.At) {
+			t.Errorf("db ready at %v, web at %v: web must come after its dependency", db.At, web.At)
 		}
-	}
-	// Status still reports the engine's word.
-	sts, err := New(f, nil).Status(context.Background(), "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range sts {
-		if s.Health != "starting" {
-			t.Errorf("status of %s says %q, want the engine's starting", s.Name, s.Health)
+		execs := f.execList()
+		if len(execs) != 2 {
+			t.Fatalf("%d execs, want one per container: %+v", len(execs), execs)
 		}
-	}
+		want := map[string]string{
+			"postgres":  "pg_isready -U x",
+			"1000:1000": "/bin/sh -c wget -q -O- http://127.0.0.1/ || exit 1",
+		}
+		for _, ex := range execs {
+			cmd, ok := want[ex.opts.User]
+			if !ok || strings.Join(ex.opts.Cmd, " ") != cmd {
+				t.Errorf("exec as %q of %q, want one of %v", ex.opts.User, ex.opts.Cmd, want)
+			}
+			if ex.opts.Privileged || ex.opts.Tty || ex.opts.AttachStdin {
+				t.Errorf("exec %+v asks for more than the engine's own healthcheck", ex.opts)
+			}
+			if ex.opts.User == "1000:1000" && ex.opts.WorkingDir != "/srv" {
+				t.Errorf("exec in %q, want the container's working dir /srv", ex.opts.WorkingDir)
+			}
+		}
+		// Status still reports the engine's word.
+		sts, err := New(f, nil).Status(context.Background(), "t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range sts {
+			if s.Health != "starting" {
+				t.Errorf("status of %s says %q, want the engine's starting", s.Name, s.Health)
+			}
+		}
+	})
 }
 
 // Probes that keep failing do not hold up what the engine reports healthy.
 func TestProbeFailsEngineHealthy(t *testing.T) {
-	f := fakeWithImages()
-	f.health["db"] = "starting"
-	f.healthyAfter["db"] = 400 * time.Millisecond
-	res, err := upProbeStack(t, f, "2s")
-	if err != nil {
-		t.Fatalf("up: %v", err)
-	}
-	if r := readyOf(t, res, "db"); r.By != ReadyByEngine || r.State != "healthy" {
-		t.Fatalf("db readiness %+v, want healthy by engine", r)
-	}
-	if n := len(f.execList()); n < 2 {
-		t.Fatalf("%d probes of db in 400 ms, want several", n)
-	}
+	// Virtual time (testing/synctest): the waits, probe pauses and the
+	// fake engine's health changes run on the bubble's clock.
+	synctest.Test(t, func(t *testing.T) {
+		f := fakeWithImages()
+		f.health["db"] = "starting"
+		f.healthyAfter["db"] = 400 * time.Millisecond
+		res, err := upProbeStack(t, f, "2s")
+		if err != nil {
+			t.Fatalf("up: %v", err)
+		}
+		if r := readyOf(t, res, "db"); r.By != ReadyByEngine || r.State != "healthy" {
+			t.Fatalf("db readiness %+v, want healthy by engine", r)
+		}
+		if n := len(f.execList()); n < 2 {
+			t.Fatalf("%d probes of db in 400 ms, want several", n)
+		}
+	})
 }
 
 // An engine that says unhealthy wins over a passing probe.
 func TestProbeDoesNotOverruleUnhealthy(t *testing.T) {
-	f := fakeWithImages()
-	f.health["db"] = "unhealthy"
-	f.probes["db"] = fakeProbe{code: 0}
-	_, err := upProbeStack(t, f, "2s")
-	var ue *UnhealthyError
-	if !errors.As(err, &ue) || ue.Service != "db" {
-		t.Fatalf("want db unhealthy, got %v", err)
-	}
+	// Virtual time (testing/synctest): the waits, probe pauses and the
+	// fake engine's health changes run on the bubble's clock.
+	synctest.Test(t, func(t *testing.T) {
+		f := fakeWithImages()
+		f.health["db"] = "unhealthy"
+		f.probes["db"] = fakeProbe{code: 0}
+		_, err := upProbeStack(t, f, "2s")
+		var ue *UnhealthyError
+		if !errors.As(err, &ue) || ue.Service != "db" {
+			t.Fatalf("want db unhealthy, got %v", err)
+		}
+	})
 }
 
 // A probe that outlives its timeout is a failure even when it exits 0
 // later, and the next probe waits for it to end: never two at once.
 func TestProbeHangsPastTimeout(t *testing.T) {
-	f := fakeWithImages()
-	f.health["db"] = "starting"
-	f.healthyAfter["db"] = 1600 * time.Millisecond
-	f.probes["db"] = fakeProbe{code: 0, took: 700 * time.Millisecond}
-	res, err := upProbeStack(t, f, "200ms")
-	if err != nil {
-		t.Fatalf("up: %v", err)
-	}
-	if r := readyOf(t, res, "db"); r.By != ReadyByEngine {
-		t.Fatalf("db readiness %+v: a probe past its timeout counted as a pass", r)
-	}
-	if f.execOverlaps() {
-		t.Fatal("two probes of one container ran at once")
-	}
-	// 1.6 s of 0.7 s probes, each followed by a pause: two or three.
-	var db int
-	for _, ex := range f.execList() {
-		if strings.Contains(strings.Join(ex.opts.Cmd, " "), "pg_isready") {
-			db++
+	// Virtual time (testing/synctest): the waits, probe pauses and the
+	// fake engine's health changes run on the bubble's clock.
+	synctest.Test(t, func(t *testing.T) {
+		f := fakeWithImages()
+		f.health["db"] = "starting"
+		f.healthyAfter["db"] = 1600 * time.Millisecond
+		f.probes["db"] = fakeProbe{code: 0, took: 700 * time.Millisecond}
+		res, err := upProbeStack(t, f, "200ms")
+		if err != nil {
+			t.Fatalf("up: %v", err)
 		}
-	}
-	if db < 2 || db > 3 {
-		t.Fatalf("%d probes of db, want 2 or 3 (probing resumes after a hung probe ends, and only then)", db)
-	}
+		if r := readyOf(t, res, "db"); r.By != ReadyByEngine {
+			t.Fatalf("db readiness %+v: a probe past its timeout counted as a pass", r)
+		}
+		if f.execOverlaps() {
+			t.Fatal("two probes of one container ran at once")
+		}
+		// 1.6 s of 0.7 s probes, each followed by a pause: two or three.
+		var db int
+		for _, ex := range f.execList() {
+			if strings.Contains(strings.Join(ex.opts.Cmd, " "), "pg_isready") {
+				db++
+			}
+		}
+		if db < 2 || db > 3 {
+			t.Fatalf("%d probes of db, want 2 or 3 (probing resumes after a hung probe ends, and only then)", db)
+		}
+		// The fake's last hung probe ends on its own (in virtual time): the
+		// bubble ends only when every goroutine has.
+		time.Sleep(f.probes["db"].took)
+	})
 }
 
 // No healthcheck, no probe: readiness is the engine's running state.

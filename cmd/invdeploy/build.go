@@ -31,9 +31,6 @@ warning: build args are recorded in the image history.`,
 			}
 			warn(g, st)
 			announce(g, "Building", st)
-			if len(st.Project.ServicesWithBuild()) == 0 {
-				return fmt.Errorf("nothing to build: no service of %s has a build section", st.Source)
-			}
 			d, closeFn, err := g.deployer()
 			if err != nil {
 				return err

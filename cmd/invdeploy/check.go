@@ -37,7 +37,7 @@ are a warning on a local engine and a refusal on a remote one.`,
 			defer closeFn()
 			rep, err := d.Check(cmd.Context(), st, deployer.CheckOptions{})
 			if g.Output == "json" && rep != nil {
-				if jerr := writeJSON(g.stdout, map[string]any{"project": st.Project.Name, "warnings": nonNil(rep.Warnings), "problems": rep.Problems}); jerr != nil {
+				if jerr := writeJSON(g.stdout, map[string]any{"project": st.Name(), "warnings": nonNil(rep.Warnings), "problems": rep.Problems}); jerr != nil {
 					return jerr
 				}
 			} else if rep != nil {
@@ -49,7 +49,7 @@ are a warning on a local engine and a refusal on a remote one.`,
 				return err
 			}
 			if g.Output != "json" {
-				fmt.Fprintf(g.stdout, "Preflight passed for %s (%s)\n", st.Project.Name, st.Source)
+				fmt.Fprintf(g.stdout, "Preflight passed for %s (%s)\n", st.Name(), st.Source)
 			}
 			return nil
 		},

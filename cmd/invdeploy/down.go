@@ -95,8 +95,7 @@ func (o *downOptions) target(cmd *cobra.Command, g *globalOptions) (string, []st
 			return "", nil, err
 		}
 	}
-	services := append(st.Project.ServiceNames(), st.Project.DisabledServiceNames()...)
-	return st.Project.Name, services, nil
+	return st.Name(), st.AllServices(), nil
 }
 
 func announceName(g *globalOptions, name, why string) {
@@ -126,8 +125,8 @@ func confirmBundledDown(g *globalOptions, st *deployer.Stack) error {
 		}
 		return fmt.Errorf("down cancelled: nothing was stopped")
 	}
-	return &deployer.PreflightError{Problems: []deployer.Problem{{Rule: "project", Subject: st.Project.Name,
-		Message: why + "; run it from the repository, name the project with -p " + st.Project.Name + ", or add --yes"}}}
+	return &deployer.PreflightError{Problems: []deployer.Problem{{Rule: "project", Subject: st.Name(),
+		Message: why + "; run it from the repository, name the project with -p " + st.Name() + ", or add --yes"}}}
 }
 
 func isTerminal(f *os.File) bool {

@@ -49,10 +49,16 @@ this machine that no longer runs, is taken over by the next deploy with a warnin
 	return cmd
 }
 
+// lockKeeper is what showOrBreakLock needs: a local or a remote deployer.
+type lockKeeper interface {
+	LockStatus(ctx context.Context, project string) (*deployer.LockHolder, time.Duration, error)
+	BreakLock(ctx context.Context, project string) (*deployer.LockHolder, error)
+}
+
 // showOrBreakLock prints who holds project name's deploy lock on d's engine,
 // or breaks it (brk); where names a remote engine in the messages (" on
 // HOST"), "" for the local one.
-func showOrBreakLock(ctx context.Context, g *globalOptions, d *deployer.Deployer, name string, brk bool, where string) error {
+func showOrBreakLock(ctx context.Context, g *globalOptions, d lockKeeper, name string, brk bool, where string) error {
 	if brk {
 		h, err := d.BreakLock(ctx, name)
 		if err != nil {

@@ -63,7 +63,7 @@ func exitCode(ctx context.Context, err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &ue), isCobraUsage(err):
+	case errors.As(err, &ue), isCobraUsage(err), deployer.IsInvalid(err):
 		return exitUsage
 	case deployer.IsPreflight(err):
 		return exitPreflight

@@ -1,17 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
-	"strings"
-	"time"
 
-	"github.com/compose-spec/compose-go/v2/types"
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/spf13/cobra"
 
 	"github.com/invdeploy/invdeploy/deployer"
@@ -77,87 +70,6 @@ func dockerConfigDir() string {
 	return filepath.Join(home, ".docker")
 }
 
-// appImage is the image push and remote deploys move: the one service with
-// a build section (or the one named).
-type appImage struct {
-	service string
-	ref     string // the image the service runs, e.g. invoicing-api:latest
-	name    string // its repository's last component, e.g. invoicing-api
-	sha     string // git revision of its build context, "" outside git
-}
-
-func findAppImage(p *types.Project, service string) (appImage, error) {
-	names := p.ServicesWithBuild()
-	sort.Strings(names)
-	if service != "" {
-		s, err := p.GetService(service)
-		if err != nil {
-			return appImage{}, usagef("--service %s: %v", service, err)
-		}
-		if s.Build == nil {
-			return appImage{}, usagef("--service %s has no build section: nothing of ours to push", service)
-		}
-		names = []string{service}
-	}
-	if len(names) != 1 {
-		return appImage{}, usagef("the stack has %d services with a build section (%s): choose one with --service", len(names), strings.Join(names, ", "))
-	}
-	s := p.Services[names[0]]
-	ref := deployer.ImageRef(p.Name, s)
-	name := ref
-	if i := strings.LastIndex(name, "/"); i >= 0 {
-		name = name[i+1:]
-	}
-	if i := strings.IndexAny(name, ":@"); i >= 0 {
-		name = name[:i]
-	}
-	dir := s.Build.Context
-	if dir == "" {
-		dir = "."
-	}
-	if !filepath.IsAbs(dir) {
-		dir = filepath.Join(p.WorkingDir, dir)
-	}
-	return appImage{service: s.Name, ref: ref, name: name, sha: gitSHA(dir)}, nil
-}
-
-// gitSHA is the 12-digit revision of the checkout holding dir, the tag
-// invdeploy build gives; "" outside a git checkout.
-func gitSHA(dir string) string {
-	out, err := exec.Command("git", "-C", dir, "rev-parse", "--short=12", "HEAD").Output()
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(out))
-}
-
-// ensureBuilt builds the app image when the revision's tag (or, outside
-// git, the service's image) is missing locally, and returns the local
-// image to push.
-func ensureBuilt(ctx context.Context, d *deployer.Deployer, st *deployer.Stack, app appImage, rebuild bool) (string, error) {
-	source := app.ref
-	if app.sha != "" {
-		source = app.name + ":" + app.sha
-		if i := strings.LastIndex(app.ref, "/"); i >= 0 {
-			source = app.ref[:i+1] + source
-		}
-	}
-	_, err := d.Engine().ImageInspect(ctx, source)
-	if err != nil && !cerrdefs.IsNotFound(err) {
-		return "", fmt.Errorf("inspect local image %s: %w", source, err)
-	}
-	if err == nil && !rebuild {
-		return source, nil
-	}
-	if _, err := d.Build(ctx, st, deployer.BuildOptions{Services: []string{app.service}}); err != nil {
-		return "", err
-	}
-	if _, err := d.Engine().ImageInspect(ctx, source); err != nil {
-		return app.ref, nil // built without the revision tag (e.g. a dirty checkout): push what the service runs
-	}
-	return source, nil
-}
-
 func newPushCommand(g *globalOptions) *cobra.Command {
 	var stack stackOptions
 	var login loginOptions
@@ -194,37 +106,19 @@ $XDG_CONFIG_HOME/invdeploy/<project>/pushed.json, where
 			}
 			warn(g, st)
 			announce(g, "Pushing", st)
-			app, err := findAppImage(st.Project, service)
+			// push runs on the engine -H names, local or not: it builds
+			// there and pushes from there.
+			d, closeFn, err := g.engineDeployer()
 			if err != nil {
 				return err
 			}
-			repo, err := registry.Repository(login.registry, creds.Username, app.name)
-			if err != nil {
-				return usageError{err}
-			}
-			c, err := deployer.NewClient(g.Host)
+			defer closeFn()
+			res, err := d.Push(ctx, st, deployer.PushOptions{Service: service, Registry: login.registry, Tag: tag, Credentials: creds, Rebuild: rebuild})
 			if err != nil {
 				return err
 			}
-			defer c.Close()
-			d := deployer.New(deployer.WithCallTimeout(c, g.EngineTimeout, g.Host), g.progress())
-			source, err := ensureBuilt(ctx, d, st, app, rebuild)
-			if err != nil {
-				return err
-			}
-			tags := pushTags(tag, app.sha)
-			res, err := registry.Push(ctx, c, registry.PushOptions{
-				Source: source, Repository: repo, Tags: tags, Credentials: creds, Progress: g.progress(),
-			})
-			if err != nil {
-				return err
-			}
-			dir, err := deployer.ConfigDir(st.Project.Name)
-			if err == nil {
-				err = registry.SaveRecord(dir, res, time.Now())
-			}
-			if err != nil {
-				fmt.Fprintf(g.stderr, "warning: the digest was not recorded: %v\n", err)
+			if res.RecordErr != nil {
+				fmt.Fprintf(g.stderr, "warning: the digest was not recorded: %v\n", res.RecordErr)
 			}
 			if g.Output == "json" {
 				return writeJSON(g.stdout, map[string]any{"repository": res.Repository, "tags": res.Tags, "digest": res.Digest, "reference": res.Reference(), "image_id": res.ImageID})
@@ -242,16 +136,4 @@ $XDG_CONFIG_HOME/invdeploy/<project>/pushed.json, where
 	cmd.Flags().StringVar(&service, "service", "", "the service whose image to push (default: the one with a build section)")
 	cmd.Flags().BoolVar(&rebuild, "build", false, "rebuild the image even when present")
 	return cmd
-}
-
-// pushTags are the version tag (--tag, else the git revision) and latest.
-func pushTags(tag, sha string) []string {
-	v := tag
-	if v == "" {
-		v = sha
-	}
-	if v == "" || v == "latest" {
-		return []string{"latest"}
-	}
-	return []string{v, "latest"}
 }

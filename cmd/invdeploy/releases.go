@@ -42,9 +42,14 @@ docker image prune) so that rollback needs no build and no registry.`,
 	return cmd
 }
 
+// releaseLister is what listReleases needs: a local or a remote deployer.
+type releaseLister interface {
+	Releases(ctx context.Context, project string) ([]deployer.Release, error)
+}
+
 // listReleases prints project name's releases on d's engine; where names a
 // remote engine in the messages (" on HOST"), "" for the local one.
-func listReleases(ctx context.Context, g *globalOptions, d *deployer.Deployer, name, where string) error {
+func listReleases(ctx context.Context, g *globalOptions, d releaseLister, name, where string) error {
 	rels, err := d.Releases(ctx, name)
 	if err != nil {
 		return err
@@ -141,12 +146,12 @@ changed containers are recreated in place (a short interruption), as up does.`,
 // (" on HOST"), "" for the local one.
 func printRollback(g *globalOptions, st *deployer.Stack, rel *deployer.Release, res *deployer.UpResult, where string) error {
 	if g.Output == "json" {
-		return writeJSON(g.stdout, map[string]any{"project": st.Project.Name, "rolled_back_to": rel, "release": res.Release, "steps": res.Steps, "elapsed_seconds": res.Elapsed.Seconds()})
+		return writeJSON(g.stdout, map[string]any{"project": st.Name(), "rolled_back_to": rel, "release": res.Release, "steps": res.Steps, "elapsed_seconds": res.Elapsed.Seconds()})
 	}
 	n := 0
 	if res.Release != nil {
 		n = res.Release.Number
 	}
-	fmt.Fprintf(g.stdout, "Stack %s is back on the images of release %d (recorded as release %d)%s in %.1fs\n", st.Project.Name, rel.Number, n, where, res.Elapsed.Seconds())
+	fmt.Fprintf(g.stdout, "Stack %s is back on the images of release %d (recorded as release %d)%s in %.1fs\n", st.Name(), rel.Number, n, where, res.Elapsed.Seconds())
 	return nil
 }

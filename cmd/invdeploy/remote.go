@@ -3,17 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/docker/docker/client"
 	"github.com/spf13/cobra"
 
 	"github.com/invdeploy/invdeploy/deployer"
-	"github.com/invdeploy/invdeploy/deployer/registry"
 	"github.com/invdeploy/invdeploy/deployer/remote"
 )
 
@@ -40,17 +36,9 @@ func (o *remoteOptions) bind(cmd *cobra.Command) {
 	pf.DurationVar(&o.connectTimeout, "connect-timeout", 20*time.Second, "bound on resolving, connecting and logging in")
 }
 
-// session is one remote run: the connection (one SSH connection for
-// ssh://) and the Docker client that uses it.
-type session struct {
-	conn   *remote.Conn
-	client *client.Client
-	// engine is client with the quick calls bounded by --engine-timeout.
-	engine remote.Engine
-}
-
-// connect opens the run's connection to the --host engine.
-func (o *remoteOptions) connect(ctx context.Context, g *globalOptions) (*session, error) {
+// open connects to the --host engine (one SSH connection for ssh://) and
+// returns the remote deployer for the run; close it with closeRemote.
+func (o *remoteOptions) open(ctx context.Context, g *globalOptions) (*remote.Deployer, error) {
 	host := g.Host
 	if host == "" {
 		host = os.Getenv("DOCKER_HOST")
@@ -58,46 +46,38 @@ func (o *remoteOptions) connect(ctx context.Context, g *globalOptions) (*session
 	if host == "" {
 		return nil, usagef("remote needs --host ssh://user@host[:port] (or tcp://host:2376 with TLS)")
 	}
-	conn, err := remote.Connect(ctx, host, remote.Options{
-		SSH: remote.SSHOptions{
-			KnownHostsFile:   o.knownHosts,
-			ConfigFile:       o.sshConfig,
-			AcceptNewHostKey: o.acceptNew,
-			IdentityFiles:    o.identities,
-			AgentSocket:      os.Getenv("SSH_AUTH_SOCK"),
-			ConnectTimeout:   o.connectTimeout,
-			Notices:          g.stderr,
+	return remote.Open(ctx, host, remote.OpenOptions{
+		Connection: remote.Options{
+			SSH: remote.SSHOptions{
+				KnownHostsFile:   o.knownHosts,
+				ConfigFile:       o.sshConfig,
+				AcceptNewHostKey: o.acceptNew,
+				IdentityFiles:    o.identities,
+				AgentSocket:      os.Getenv("SSH_AUTH_SOCK"),
+				ConnectTimeout:   o.connectTimeout,
+				Notices:          g.stderr,
+			},
+			TLS: remote.TLSOptions{CACert: o.tlsCA, Cert: o.tlsCert, Key: o.tlsKey, CertPath: os.Getenv("DOCKER_CERT_PATH")},
 		},
-		TLS: remote.TLSOptions{CACert: o.tlsCA, Cert: o.tlsCert, Key: o.tlsKey, CertPath: os.Getenv("DOCKER_CERT_PATH")},
+		EngineTimeout: g.EngineTimeout,
+		Progress:      g.progress(),
 	})
-	if err != nil {
-		if remote.FailedStep(err) == remote.StepParse {
-			return nil, usageError{err}
-		}
-		return nil, err
-	}
-	c, err := deployer.NewClient("", conn.ClientOpts()...)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return &session{conn: conn, client: c, engine: remote.WithCallTimeout(c, g.EngineTimeout, remote.Redact(host))}, nil
 }
 
-// close ends the run's connection and reports its traffic.
-func (s *session) close(g *globalOptions) {
-	s.client.Close()
-	st := s.conn.Stats()
-	s.conn.Close()
+// closeRemote ends the run's connection and reports its traffic.
+func closeRemote(g *globalOptions, d *remote.Deployer) {
+	st := d.Stats()
+	d.Close()
 	if g.Quiet {
 		return
 	}
+	ep := d.Endpoint()
 	kind := "tcp"
-	if s.conn.Endpoint.Scheme == "ssh" {
+	if ep.Scheme == "ssh" {
 		kind = "1 SSH connection"
 	}
 	fmt.Fprintf(g.stderr, "remote: %s to %s, %d API streams, sent %d bytes, received %d bytes\n",
-		kind, s.conn.Endpoint.Host, st.Dials, st.BytesSent, st.BytesReceived)
+		kind, ep.Host, st.Dials, st.BytesSent, st.BytesReceived)
 }
 
 func newRemoteCommand(g *globalOptions) *cobra.Command {
@@ -195,49 +175,20 @@ unless --port; Postgres is never published.`,
 			}
 			announce(g, "Deploying", st)
 			uo := remote.UpOptions{
-				Via:       via,
-				Rebuild:   rebuild,
-				Preflight: remote.PreflightOptions{AppCIDR: allowFrom, AdminCIDR: adminCIDR},
-				Deploy:    deployer.UpOptions{WaitTimeout: waitTimeout, Lock: true, RecordCommand: "remote up", ProxyBinary: proxyBinary()},
+				Via:         via,
+				Rebuild:     rebuild,
+				Preflight:   remote.PreflightOptions{AppCIDR: allowFrom, AdminCIDR: adminCIDR},
+				Deploy:      deployer.UpOptions{WaitTimeout: waitTimeout, Lock: true, RecordCommand: "remote up", ProxyBinary: proxyBinary()},
+				LocalEngine: localEngineHost(),
 			}
 			if via == remote.ViaRegistry {
-				// One repository is pushed and pulled: a second built image
-				// would overwrite the first one's tags there.
-				images := map[string][]string{}
-				for _, name := range st.Project.ServicesWithBuild() {
-					ref := deployer.ImageRef(st.Project.Name, st.Project.Services[name])
-					images[ref] = append(images[ref], name)
-				}
-				if len(images) > 1 {
-					var list []string
-					for ref, names := range images {
-						sort.Strings(names)
-						list = append(list, ref+" ("+strings.Join(names, ", ")+")")
-					}
-					sort.Strings(list)
-					return usagef("--via registry moves one built image, and this stack builds %d: %s; use --via ssh", len(images), strings.Join(list, ", "))
-				}
-				app, err := findAppImage(st.Project, service)
-				if err != nil {
-					return err
-				}
 				creds, err := login.credentials(g)
 				if err != nil {
 					return err
 				}
-				repo, err := registryRepository(login.registry, creds.Username, app.name)
+				uo.Registry, err = remote.NewRegistryRoute(st, remote.RegistryOptions{Registry: login.registry, PullRegistry: pullRegistry, Service: service, Credentials: creds})
 				if err != nil {
 					return err
-				}
-				dir, err := deployer.ConfigDir(st.Project.Name)
-				if err != nil {
-					return err
-				}
-				uo.Registry = &remote.RegistryRoute{Repository: repo, Tags: pushTags("", app.sha), Credentials: creds, RecordDir: dir}
-				if pullRegistry != "" {
-					if uo.Registry.PullRepository, err = registry.Repository(pullRegistry, creds.Username, app.name); err != nil {
-						return usageError{fmt.Errorf("--pull-registry: %w", err)}
-					}
 				}
 				if uo.Registry.PullCredentials, err = pull.credentials(g, &login, creds, pullRegistry); err != nil {
 					return err
@@ -246,29 +197,19 @@ unless --port; Postgres is never published.`,
 					fmt.Fprintf(g.stderr, "warning: the host pulls with the push login (%s); give it a read-only token instead with --pull-username/--pull-password-stdin\n", creds)
 				}
 			}
-
-			local, err := deployer.NewLocalClient(localEngineHost())
+			d, err := ro.open(ctx, g)
 			if err != nil {
 				return err
 			}
-			defer local.Close()
-			s, err := ro.connect(ctx, g)
-			if err != nil {
-				return err
-			}
-			defer s.close(g)
-			if s.conn.Endpoint.Scheme == "ssh" {
-				uo.Preflight.SSHPort = s.conn.Endpoint.Port
-			}
-			prog := g.progress()
-			res, err := remote.Up(ctx, deployer.New(deployer.WithCallTimeout(local, g.EngineTimeout, ""), prog), local, deployer.New(s.engine, prog), s.engine, st, uo, prog)
+			defer closeRemote(g, d)
+			res, err := d.Up(ctx, st, uo)
 			if res != nil && res.Findings != nil {
 				printFindings(g, res.Findings)
 			}
 			if err != nil {
 				return err
 			}
-			return printRemoteUp(g, ro, &stack, s, st, res)
+			return printRemoteUp(g, ro, &stack, d, st, res)
 		},
 	}
 	stack.bind(cmd, true)
@@ -311,16 +252,7 @@ func localEngineHost() string {
 	if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
 		return h
 	}
-	return "unix:///var/run/docker.sock"
-}
-
-// registryRepository is registry.Repository with a usage error.
-func registryRepository(reg, user, name string) (string, error) {
-	repo, err := registry.Repository(reg, user, name)
-	if err != nil {
-		return "", usageError{err}
-	}
-	return repo, nil
+	return remote.DefaultLocalEngine
 }
 
 func printFindings(g *globalOptions, f *remote.Findings) {
@@ -339,12 +271,12 @@ func printFindings(g *globalOptions, f *remote.Findings) {
 	}
 }
 
-func printRemoteUp(g *globalOptions, ro *remoteOptions, so *stackOptions, s *session, st *deployer.Stack, res *remote.UpReport) error {
-	p := st.Project
-	stats := s.conn.Stats()
+func printRemoteUp(g *globalOptions, ro *remoteOptions, so *stackOptions, d *remote.Deployer, st *deployer.Stack, res *remote.UpReport) error {
+	stats := d.Stats()
+	host := d.Endpoint().Host
 	if g.Output == "json" {
 		out := map[string]any{
-			"project": p.Name, "host": s.conn.Endpoint.Host, "steps": res.Up.Steps,
+			"project": st.Name(), "host": host, "steps": res.Up.Steps,
 			"elapsed_seconds": res.Up.Elapsed.Seconds(),
 			"transfer":        map[string]any{"present": res.Transfer.Present, "tagged": res.Transfer.Tagged, "sent": res.Transfer.Sent, "bytes": res.Transfer.Bytes},
 			"connection":      map[string]any{"bytes_sent": stats.BytesSent, "bytes_received": stats.BytesReceived, "streams": stats.Dials},
@@ -358,20 +290,9 @@ func printRemoteUp(g *globalOptions, ro *remoteOptions, so *stackOptions, s *ses
 	if !res.Up.Changed() {
 		verb = "is up, nothing changed"
 	}
-	fmt.Fprintf(g.stdout, "Stack %s %s on %s (%.1fs)\n", p.Name, verb, s.conn.Endpoint.Host, res.Up.Elapsed.Seconds())
-	names := p.ServiceNames()
-	sort.Strings(names)
-	for _, name := range names {
-		for _, pc := range p.Services[name].Ports {
-			if pc.Published == "" || (pc.Protocol != "" && pc.Protocol != "tcp") {
-				continue
-			}
-			host := pc.HostIP
-			if host == "" || host == "0.0.0.0" || host == "::" {
-				host = s.conn.Endpoint.Host
-			}
-			fmt.Fprintf(g.stdout, "  %s: http://%s/\n", name, net.JoinHostPort(host, pc.Published))
-		}
+	fmt.Fprintf(g.stdout, "Stack %s %s on %s (%.1fs)\n", st.Name(), verb, host, res.Up.Elapsed.Seconds())
+	for _, u := range st.URLs(host) {
+		fmt.Fprintf(g.stdout, "  %s: %s\n", u.Service, u.URL)
 	}
 	fmt.Fprintf(g.stdout, "Status: %s\nStop:   %s (keeps the data)\n", remoteHint(g, ro, so, "status"), remoteHint(g, ro, so, "down"))
 	return nil
@@ -396,23 +317,23 @@ func newRemoteDownCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := ro.connect(cmd.Context(), g)
+			d, err := ro.open(cmd.Context(), g)
 			if err != nil {
 				return err
 			}
-			defer s.close(g)
-			res, err := deployer.New(s.engine, g.progress()).Down(cmd.Context(), name, deployer.DownOptions{Volumes: volumes, Timeout: timeout, Lock: true})
+			defer closeRemote(g, d)
+			res, err := d.Down(cmd.Context(), name, deployer.DownOptions{Volumes: volumes, Timeout: timeout, Lock: true})
 			if err != nil {
 				return err
 			}
 			if g.Output == "json" {
-				return writeJSON(g.stdout, map[string]any{"project": name, "host": s.conn.Endpoint.Host, "containers": res.Containers, "networks": res.Networks, "volumes": res.Volumes})
+				return writeJSON(g.stdout, map[string]any{"project": name, "host": d.Endpoint().Host, "containers": res.Containers, "networks": res.Networks, "volumes": res.Volumes})
 			}
 			kept := ""
 			if !volumes {
 				kept = " (volumes kept; --volumes removes them)"
 			}
-			fmt.Fprintf(g.stdout, "Stack %s is down on %s: removed %d containers, %d networks, %d volumes%s\n", name, s.conn.Endpoint.Host, res.Containers, res.Networks, res.Volumes, kept)
+			fmt.Fprintf(g.stdout, "Stack %s is down on %s: removed %d containers, %d networks, %d volumes%s\n", name, d.Endpoint().Host, res.Containers, res.Networks, res.Volumes, kept)
 			return nil
 		},
 	}
@@ -434,12 +355,12 @@ func newRemoteStatusCommand(g *globalOptions, ro *remoteOptions) *cobra.Command 
 			if err != nil {
 				return err
 			}
-			s, err := ro.connect(cmd.Context(), g)
+			d, err := ro.open(cmd.Context(), g)
 			if err != nil {
 				return err
 			}
-			defer s.close(g)
-			sts, err := deployer.New(s.engine, g.progress()).Status(cmd.Context(), name)
+			defer closeRemote(g, d)
+			sts, err := d.Status(cmd.Context(), name)
 			if err != nil {
 				return err
 			}
@@ -447,7 +368,7 @@ func newRemoteStatusCommand(g *globalOptions, ro *remoteOptions) *cobra.Command 
 				return writeJSON(g.stdout, sts)
 			}
 			if len(sts) == 0 {
-				fmt.Fprintf(g.stdout, "No containers in project %s on %s (run %s)\n", name, s.conn.Endpoint.Host, remoteHint(g, ro, &stack, "up"))
+				fmt.Fprintf(g.stdout, "No containers in project %s on %s (run %s)\n", name, d.Endpoint().Host, remoteHint(g, ro, &stack, "up"))
 				return nil
 			}
 			return printStatus(g.stdout, sts)
@@ -473,12 +394,12 @@ func newRemoteLogsCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := ro.connect(cmd.Context(), g)
+			d, err := ro.open(cmd.Context(), g)
 			if err != nil {
 				return err
 			}
-			defer s.close(g)
-			err = deployer.New(s.engine, g.progress()).Logs(cmd.Context(), name, deployer.LogsOptions{Services: args, Follow: follow, Tail: tail, Out: g.stdout})
+			defer closeRemote(g, d)
+			err = d.Logs(cmd.Context(), name, deployer.LogsOptions{Services: args, Follow: follow, Tail: tail, Out: g.stdout})
 			if follow && cmd.Context().Err() != nil {
 				return nil
 			}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,12 +22,12 @@ host sees the same list.`,
   invdeploy remote releases --host ssh://admin@203.0.113.7 -p shop -o json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			name, s, err := ro.connectProject(cmd.Context(), g, &stack)
+			name, d, err := ro.openProject(cmd.Context(), g, &stack)
 			if err != nil {
 				return err
 			}
-			defer s.close(g)
-			return listReleases(cmd.Context(), g, deployer.New(s.engine, g.progress()), name, " on "+s.conn.Endpoint.Host)
+			defer closeRemote(g, d)
+			return listReleases(cmd.Context(), g, d, name, " on "+d.Endpoint().Host)
 		},
 	}
 	stack.bind(cmd, true)
@@ -62,54 +61,16 @@ weak secrets), locked and recorded as a new release (exit codes as remote up).`,
 			if err != nil {
 				return err
 			}
-			s, err := ro.connect(ctx, g)
+			d, err := ro.open(ctx, g)
 			if err != nil {
 				return err
 			}
-			defer s.close(g)
-			po := remote.PreflightOptions{}
-			if s.conn.Endpoint.Scheme == "ssh" {
-				po.SSHPort = s.conn.Endpoint.Port
-			}
-			// The same remote-only checks as remote up: a compose file
-			// changed since the release must not publish Postgres or the
-			// engine's ports to the world. The security-group rules are
-			// remote up's to print. Ports no container holds are not probed
-			// for host processes: the probe runs from a transferred image,
-			// and a rollback transfers none.
-			f, err := remote.Preflight(ctx, s.engine, st, po)
+			defer closeRemote(g, d)
+			rel, res, err := d.Rollback(ctx, st, deployer.RollbackOptions{To: to, Up: deployer.UpOptions{WaitTimeout: waitTimeout, Lock: true, ProxyBinary: proxyBinary()}})
 			if err != nil {
 				return err
 			}
-			if err := f.Err(); err != nil {
-				return err
-			}
-			prog := g.progress()
-			prog.Event("Remote engine: %s", f.Engine)
-			if len(f.ToProbe) > 0 {
-				prog.Event("note: ports %v not probed for host processes (a rollback sends no image to run the probe from)", f.ToProbe)
-			}
-			d := deployer.New(s.engine, prog)
-			// Name the target in the record ("remote rollback to N"): resolve
-			// the default (the release before the current) here.
-			if to == 0 {
-				rels, err := d.Releases(ctx, st.Project.Name)
-				if err != nil {
-					return err
-				}
-				if len(rels) >= 2 {
-					to = rels[1].Number
-				}
-			}
-			uo := deployer.UpOptions{WaitTimeout: waitTimeout, Remote: true, Lock: true, RecordCommand: "remote rollback", ProxyBinary: proxyBinary()}
-			if to > 0 {
-				uo.RecordCommand = "remote rollback to " + strconv.Itoa(to)
-			}
-			rel, res, err := d.Rollback(ctx, st, deployer.RollbackOptions{To: to, Up: uo})
-			if err != nil {
-				return err
-			}
-			return printRollback(g, st, rel, res, " on "+s.conn.Endpoint.Host)
+			return printRollback(g, st, rel, res, " on "+d.Endpoint().Host)
 		},
 	}
 	stack.bind(cmd, true)
@@ -133,12 +94,12 @@ removes it at once: use it only when you know the holder is dead.`,
   invdeploy remote lock --host ssh://admin@203.0.113.7 -p shop --break`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			name, s, err := ro.connectProject(cmd.Context(), g, &stack)
+			name, d, err := ro.openProject(cmd.Context(), g, &stack)
 			if err != nil {
 				return err
 			}
-			defer s.close(g)
-			return showOrBreakLock(cmd.Context(), g, deployer.New(s.engine, g.progress()), name, brk, " on "+s.conn.Endpoint.Host)
+			defer closeRemote(g, d)
+			return showOrBreakLock(cmd.Context(), g, d, name, brk, " on "+d.Endpoint().Host)
 		},
 	}
 	stack.bind(cmd, true)
@@ -146,16 +107,16 @@ removes it at once: use it only when you know the holder is dead.`,
 	return cmd
 }
 
-// connectProject names the project (-p, else the stack's name) and then
-// opens the run's connection; the caller closes the session.
-func (o *remoteOptions) connectProject(ctx context.Context, g *globalOptions, stack *stackOptions) (string, *session, error) {
+// openProject names the project (-p, else the stack's name) and then
+// opens the run's connection; the caller closes it with closeRemote.
+func (o *remoteOptions) openProject(ctx context.Context, g *globalOptions, stack *stackOptions) (string, *remote.Deployer, error) {
 	name, err := remoteProject(ctx, g, stack)
 	if err != nil {
 		return "", nil, err
 	}
-	s, err := o.connect(ctx, g)
+	d, err := o.open(ctx, g)
 	if err != nil {
 		return "", nil, err
 	}
-	return name, s, nil
+	return name, d, nil
 }

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"net"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -44,38 +40,19 @@ sshd that allows TCP forwarding (the default).`,
 			if err != nil {
 				return err
 			}
-			s, err := ro.connect(cmd.Context(), g)
+			d, err := ro.open(cmd.Context(), g)
 			if err != nil {
 				return err
 			}
-			defer s.close(g)
-			if s.conn.Endpoint.Scheme != "ssh" {
-				return usagef("a tunnel needs an ssh:// host (a tcp:// engine connection reaches only the Engine API): use --host ssh://user@%s", s.conn.Endpoint.Host)
-			}
-			target, err := remote.TargetOf(cmd.Context(), s.client, name, service, port)
-			if err != nil {
-				return err
-			}
-			lp := localPort
-			if lp == -1 {
-				lp = target.HostPort
-				if lp == 0 {
-					lp = target.Port
-				}
-			}
-			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(lp)))
-			if err != nil {
-				if errors.Is(err, syscall.EADDRINUSE) {
-					return fmt.Errorf("listen on 127.0.0.1:%d: the port is in use on this machine: give --local-port N (or 0 for any free port)", lp)
-				}
-				return fmt.Errorf("listen on 127.0.0.1:%d: %w", lp, err)
-			}
-			fmt.Fprintf(g.stdout, "Forwarding http://%s -> %s:%d on %s (%s as the host sees it); Ctrl-C to stop\n",
-				ln.Addr(), target.Container, target.Port, s.conn.Endpoint.Host, target.Addr)
-			err = remote.Forward(cmd.Context(), ln, func(ctx context.Context) (net.Conn, error) {
-				return s.conn.DialTCP(ctx, target.Addr)
-			}, func(err error) {
-				fmt.Fprintf(g.stderr, "tunnel: %v\n", err)
+			defer closeRemote(g, d)
+			host := d.Endpoint().Host
+			err = d.Tunnel(cmd.Context(), name, remote.TunnelOptions{
+				Service: service, Port: port, LocalPort: localPort,
+				Ready: func(t remote.Tunnel) {
+					fmt.Fprintf(g.stdout, "Forwarding http://%s -> %s:%d on %s (%s as the host sees it); Ctrl-C to stop\n",
+						t.Local, t.Target.Container, t.Target.Port, host, t.Target.Addr)
+				},
+				OnError: func(err error) { fmt.Fprintf(g.stderr, "tunnel: %v\n", err) },
 			})
 			if err == nil && cmd.Context().Err() != nil {
 				return nil // Ctrl-C is how a tunnel ends

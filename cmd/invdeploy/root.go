@@ -101,6 +101,11 @@ func (g *globalOptions) deployer() (*deployer.Deployer, func(), error) {
 		}
 		return nil, nil, usagef("engine %s is on another machine: use the remote commands, e.g. invdeploy remote up --host %s", remote.Redact(h), remote.Redact(h))
 	}
+	return g.engineDeployer()
+}
+
+// engineDeployer is a Deployer over the -H engine, wherever it is.
+func (g *globalOptions) engineDeployer() (*deployer.Deployer, func(), error) {
 	c, err := deployer.NewClient(g.Host)
 	if err != nil {
 		return nil, nil, err

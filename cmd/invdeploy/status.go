@@ -36,7 +36,7 @@ func newStatusCommand(g *globalOptions) *cobra.Command {
 				return err
 			}
 			if st != nil && !g.Quiet {
-				if orphans := deployer.OrphanNames(st.Project, sts); len(orphans) > 0 {
+				if orphans := st.Orphans(sts); len(orphans) > 0 {
 					fmt.Fprintf(g.stderr, "warning: %s\n", deployer.OrphanWarning(orphans))
 				}
 			}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
-	"sort"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -129,13 +127,12 @@ func printPlan(g *globalOptions, p *deployer.Plan) error {
 }
 
 func printUp(g *globalOptions, so *stackOptions, st *deployer.Stack, d *deployer.Deployer, cmd *cobra.Command, res *deployer.UpResult) error {
-	p := st.Project
-	status, err := d.Status(cmd.Context(), p.Name)
+	status, err := d.Status(cmd.Context(), st.Name())
 	if err != nil {
 		return err
 	}
 	if g.Output == "json" {
-		return writeJSON(g.stdout, map[string]any{"project": p.Name, "steps": res.Steps, "containers": status, "elapsed_seconds": res.Elapsed.Seconds(), "ready": res.Ready, "switches": res.Switches})
+		return writeJSON(g.stdout, map[string]any{"project": st.Name(), "steps": res.Steps, "containers": status, "elapsed_seconds": res.Elapsed.Seconds(), "ready": res.Ready, "switches": res.Switches})
 	}
 	verb := "is up"
 	if !res.Changed() {
@@ -159,20 +156,9 @@ func printUp(g *globalOptions, so *stackOptions, st *deployer.Stack, d *deployer
 	if completed > 0 {
 		state += fmt.Sprintf(", %d completed", completed)
 	}
-	fmt.Fprintf(g.stdout, "Stack %s %s: %s (%.1fs)\n", p.Name, verb, state, res.Elapsed.Seconds())
-	names := p.ServiceNames()
-	sort.Strings(names)
-	for _, name := range names {
-		for _, port := range p.Services[name].Ports {
-			if port.Published == "" || (port.Protocol != "" && port.Protocol != "tcp") {
-				continue
-			}
-			host := port.HostIP
-			if host == "" || host == "0.0.0.0" || host == "::" {
-				host = "127.0.0.1"
-			}
-			fmt.Fprintf(g.stdout, "  %s: http://%s/\n", name, net.JoinHostPort(host, port.Published))
-		}
+	fmt.Fprintf(g.stdout, "Stack %s %s: %s (%.1fs)\n", st.Name(), verb, state, res.Elapsed.Seconds())
+	for _, u := range st.URLs("127.0.0.1") {
+		fmt.Fprintf(g.stdout, "  %s: %s\n", u.Service, u.URL)
 	}
 	fmt.Fprintf(g.stdout, "Logs: %s    Status: %s    Stop: %s (keeps the data)\n",
 		localHint(g, so, "logs -f"), localHint(g, so, "status"), localHint(g, so, "down"))

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
@@ -179,12 +180,18 @@ func readPushStream(r io.Reader, rep Reporter) (string, error) {
 	return digest, err
 }
 
-// RegistryOf returns the registry host of a repository reference: its first
-// component when that looks like a host (has a dot or port, or is
-// localhost), else Docker Hub.
+// RegistryOf returns the registry host of a repository reference, as the
+// engine decides it (distribution/reference): its first component when that
+// looks like a host (has a dot or port, is localhost, or has upper case),
+// else Docker Hub.
 func RegistryOf(repo string) string {
+	if named, err := reference.ParseNormalizedNamed(repo); err == nil {
+		return NormalizeHost(reference.Domain(named))
+	}
+	// Not a valid reference (the engine will refuse it): the same rule on
+	// the text.
 	first, _, found := strings.Cut(repo, "/")
-	if found && (strings.ContainsAny(first, ".:") || first == "localhost") {
+	if found && (strings.ContainsAny(first, ".:") || first == "localhost" || strings.ToLower(first) != first) {
 		return NormalizeHost(first)
 	}
 	return DockerHub

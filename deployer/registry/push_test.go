@@ -164,3 +164,23 @@ func FuzzReadPushStream(f *testing.F) {
 		}
 	})
 }
+
+// TestRegistryOf: the registry an image goes to is decided as the engine
+// decides it.
+func TestRegistryOf(t *testing.T) {
+	for repo, want := range map[string]string{
+		"invoicing-api":                    DockerHub,
+		"alice/invoicing-api":              DockerHub,
+		"docker.io/alice/invoicing-api":    DockerHub,
+		"index.docker.io/alice/x":          DockerHub,
+		"127.0.0.1:5000/invoicing-api":     "127.0.0.1:5000",
+		"localhost/x":                      "localhost",
+		"registry.example.com/team/app":    "registry.example.com",
+		"Registry.Example.com:5000/team/a": "registry.example.com:5000",
+		"[::1]:5000/app":                   "[::1]:5000",
+	} {
+		if got := RegistryOf(repo); got != want {
+			t.Errorf("RegistryOf(%q) = %q, want %q", repo, got, want)
+		}
+	}
+}

@@ -69,6 +69,9 @@ type UpOptions struct {
 	Deploy deployer.UpOptions
 	// Rebuild rebuilds images with a build section locally even when present.
 	Rebuild bool
+	// LocalEngine is the engine on this machine images are built in and
+	// sent from (a unix:// socket); "" means DefaultLocalEngine.
+	LocalEngine string
 }
 
 // UpReport is what a remote deploy did.
@@ -81,18 +84,10 @@ type UpReport struct {
 	Up           *deployer.UpResult
 }
 
-// Up deploys st to the remote engine: remote-only preflight, local build of
-// missing images, moving images (streamed, or pushed and pulled by digest),
-// the port probe on the host, then deployer.Up with the remote engine (its
-// own preflight, order, health gating, secrets through the API,
-// idempotency). A refusal wraps deployer.ErrPreflight; the stack on the
-// host is then unchanged. Only the image rules (and a port a host process
-// holds, found by running the transferred image) refuse after images were
-// added.
-func Up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, remote *deployer.Deployer, eng Engine, st *deployer.Stack, o UpOptions, rep Reporter) (*UpReport, error) {
-	if rep == nil {
-		rep = nopReporter{}
-	}
+// up is Up with the local engine open: local builds, localImages are
+// saved and pushed from.
+func (d *Deployer) up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, st *deployer.Stack, o UpOptions) (*UpReport, error) {
+	remote, eng, rep := d.d, d.engine, d.out
 	res := &UpReport{}
 	// The remote preflight, the checks before anything is sent and the
 	// deploy's own preflight ask the host the same questions: over SSH
