@@ -43,6 +43,10 @@ func (d *Deployer) Status(ctx context.Context, project string) ([]ContainerStatu
 			Created: time.Unix(c.Created, 0).UTC(),
 			Ports:   formatPorts(c.Ports),
 		}
+		if fromList(&st, c) {
+			out = append(out, st)
+			continue
+		}
 		ins, err := d.engine.ContainerInspect(ctx, c.ID)
 		if err != nil && !cerrdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("inspect %s: %w", st.Name, err)
@@ -66,6 +70,43 @@ func (d *Deployer) Status(ctx context.Context, project string) ([]ContainerStatu
 		out = append(out, st)
 	}
 	return out, nil
+}
+
+// fromList fills state and health from the list entry's status text
+// ("Up 2 minutes (healthy)", "Exited (0) 3 seconds ago"), sparing an
+// inspect per container (a no-op up ends with this status); false when the
+// text is not one it knows, and the caller inspects.
+func fromList(st *ContainerStatus, c container.Summary) bool {
+	text := c.Status
+	switch c.State {
+	case "running":
+		if !strings.HasPrefix(text, "Up ") {
+			return false
+		}
+		switch {
+		case strings.HasSuffix(text, "(healthy)"):
+			st.Health = "healthy"
+		case strings.HasSuffix(text, "(unhealthy)"):
+			st.Health = "unhealthy"
+		case strings.HasSuffix(text, "(health: starting)"):
+			st.Health = "starting"
+		case strings.HasSuffix(text, ")"):
+			return false // "(Paused)" or a form this does not know
+		}
+		return true
+	case "exited":
+		var code int
+		if _, err := fmt.Sscanf(text, "Exited (%d)", &code); err != nil {
+			return false
+		}
+		if code == 0 {
+			st.State = "completed" // a one-shot service that ran to success
+		}
+		return true
+	case "created":
+		return true
+	}
+	return false
 }
 
 func formatPorts(ps []container.Port) []string {
