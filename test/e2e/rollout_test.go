@@ -311,6 +311,24 @@ func TestRolloutZeroDowntime(t *testing.T) {
 	if len(app) != 1 || strings.TrimPrefix(app[0].Names[0], "/") != proj+"-app-1" {
 		t.Fatalf("after the roll: want one container named %s-app-1, got %v", proj, app)
 	}
+	// The proxy's metrics (on the stack network, reached here by its
+	// address) name the release up recorded, for the dashboards' marks.
+	pins, err := e.docker.ContainerInspect(context.Background(), deployer.ProxyName(proj, "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var metrics string
+	for _, n := range pins.NetworkSettings.Networks {
+		metrics, err = getOK(http.DefaultClient, "http://"+n.IPAddress+":9180/metrics")
+	}
+	if err != nil {
+		t.Fatalf("proxy metrics: %v", err)
+	}
+	for _, want := range []string{`invdeploy_release_info{project="` + proj + `",release="2",`, `invdeploy_proxy_switch_events_total{result="switched"} 2`} {
+		if !strings.Contains(metrics, want) {
+			t.Fatalf("proxy metrics lack %s:\n%s", want, metrics)
+		}
+	}
 
 	// A release that exits at once, and one that never turns healthy:
 	// exit 4, the old version serves on, nothing of the new one is left.
