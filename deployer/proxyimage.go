@@ -7,9 +7,11 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -28,12 +30,20 @@ const ProxyImageRepo = "invdeploy-proxy"
 // the engine from a small context, so nothing is pulled and no registry is
 // needed, locally or on a remote host (only a missing image costs bytes).
 func (d *Deployer) EnsureProxyImage(ctx context.Context, binaryPath string) (string, error) {
+	// The binary's digest is remembered per path, size and modification
+	// time, so an up does not read and hash ~10 MB each time.
+	if ref, ok := cachedProxyRef(binaryPath); ok {
+		if _, err := d.engine.ImageInspect(ctx, ref); err == nil {
+			return ref, nil
+		}
+	}
 	bin, err := os.ReadFile(binaryPath)
 	if err != nil {
 		return "", fmt.Errorf("rollout proxy: %w", err)
 	}
 	sum := sha256.Sum256(bin)
 	ref := ProxyImageRepo + ":" + hex.EncodeToString(sum[:])[:12]
+	rememberProxyRef(binaryPath, ref)
 	if _, err := d.engine.ImageInspect(ctx, ref); err == nil {
 		return ref, nil
 	} else if !cerrdefs.IsNotFound(err) {
@@ -129,4 +139,68 @@ func proxyContext(bin []byte) (io.Reader, error) {
 		return nil, err
 	}
 	return &buf, nil
+}
+
+// proxyRefCache is where the proxy binary's image reference is remembered:
+// $XDG_CACHE_HOME/invdeploy/proxy-image.json (a cache: losing it costs one
+// hash).
+func proxyRefCache() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "invdeploy", "proxy-image.json")
+}
+
+type proxyRefEntry struct {
+	Path  string `json:"path"`
+	Size  int64  `json:"size"`
+	MTime int64  `json:"mtime_ns"`
+	Ref   string `json:"ref"`
+}
+
+func proxyStamp(path string) (proxyRefEntry, bool) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return proxyRefEntry{}, false
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return proxyRefEntry{}, false
+	}
+	return proxyRefEntry{Path: abs, Size: fi.Size(), MTime: fi.ModTime().UnixNano()}, true
+}
+
+func cachedProxyRef(path string) (string, bool) {
+	want, ok := proxyStamp(path)
+	file := proxyRefCache()
+	if !ok || file == "" {
+		return "", false
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", false
+	}
+	var got proxyRefEntry
+	if json.Unmarshal(b, &got) != nil || got.Ref == "" || got.Path != want.Path || got.Size != want.Size || got.MTime != want.MTime {
+		return "", false
+	}
+	return got.Ref, true
+}
+
+func rememberProxyRef(path, ref string) {
+	e, ok := proxyStamp(path)
+	file := proxyRefCache()
+	if !ok || file == "" {
+		return
+	}
+	e.Ref = ref
+	b, err := json.Marshal(e)
+	if err != nil || os.MkdirAll(filepath.Dir(file), 0o700) != nil {
+		return
+	}
+	tmp := file + ".tmp"
+	if os.WriteFile(tmp, b, 0o600) == nil {
+		_ = os.Rename(tmp, file)
+	}
 }
