@@ -174,16 +174,19 @@ func readConfig(p *types.Project, name string) ([]byte, error) {
 // deliveryValues reads every used secret (generating one on first use) and
 // config, keyed by valueKey. Values are never printed.
 func deliveryValues(p *types.Project, configDir string) (map[string][]byte, error) {
-	srcs, err := secretSources(p, configDir)
+	return readValues(p, configDir, true)
+}
+
+// readValues reads every used secret and config, keyed by valueKey. With
+// generate, a generated secret missing here is created; without, it is
+// left out (a dry run creates nothing; its containers count as new).
+func readValues(p *types.Project, configDir string, generate bool) (map[string][]byte, error) {
+	secrets, err := readSecrets(p, configDir, generate)
 	if err != nil {
 		return nil, err
 	}
 	values := map[string][]byte{}
-	for _, name := range usedSecrets(p) {
-		v, err := readSecret(p, srcs[name], true)
-		if err != nil {
-			return nil, err
-		}
+	for name, v := range secrets {
 		values[valueKey(kindSecret, name)] = v
 	}
 	for _, name := range usedConfigs(p) {
@@ -192,6 +195,26 @@ func deliveryValues(p *types.Project, configDir string) (map[string][]byte, erro
 			return nil, err
 		}
 		values[valueKey(kindConfig, name)] = v
+	}
+	return values, nil
+}
+
+// readSecrets reads every used secret by name (see readValues).
+func readSecrets(p *types.Project, configDir string, generate bool) (map[string][]byte, error) {
+	srcs, err := secretSources(p, configDir)
+	if err != nil {
+		return nil, err
+	}
+	values := map[string][]byte{}
+	for _, name := range usedSecrets(p) {
+		v, err := readSecret(p, srcs[name], generate)
+		if err != nil {
+			if !generate && srcs[name].Generate {
+				continue
+			}
+			return nil, err
+		}
+		values[name] = v
 	}
 	return values, nil
 }

@@ -2,7 +2,6 @@ package deployer
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/compose-spec/compose-go/v2/types"
 )
@@ -71,7 +70,7 @@ func (d *Deployer) Plan(ctx context.Context, st *Stack, o UpOptions) (*Plan, err
 	}
 	_, orphans := splitOrphans(cs, stackServices(p))
 	out.Orphans = containerNames(orphans)
-	values, err := plannedValues(p, o.ConfigDir)
+	values, err := readValues(p, o.ConfigDir, false)
 	if err != nil {
 		return out, err
 	}
@@ -139,29 +138,4 @@ func (d *Deployer) Plan(ctx context.Context, st *Stack, o UpOptions) (*Plan, err
 		out.Services = append(out.Services, sp)
 	}
 	return out, nil
-}
-
-// plannedValues are the secret and config values up would deliver, without
-// generating a missing generated secret (its containers are new anyway).
-func plannedValues(p *types.Project, configDir string) (map[string][]byte, error) {
-	srcs, err := secretSources(p, configDir)
-	if err != nil {
-		return nil, err
-	}
-	values := map[string][]byte{}
-	for _, name := range usedSecrets(p) {
-		v, err := readSecret(p, srcs[name], false)
-		if err != nil && !srcs[name].Generate {
-			return nil, err
-		}
-		values[valueKey(kindSecret, name)] = v
-	}
-	for _, name := range usedConfigs(p) {
-		v, err := readConfig(p, name)
-		if err != nil {
-			return nil, fmt.Errorf("config %s: %w", name, err)
-		}
-		values[valueKey(kindConfig, name)] = v
-	}
-	return values, nil
 }
