@@ -35,6 +35,7 @@ type fakeEngine struct {
 	mu         sync.Mutex
 	pingErr    error
 	pings      int // Ping calls
+	versions   int // ServerVersion calls
 	reads      int // CopyFromContainer calls
 	apiVersion string
 	images     map[string]string // ref -> id
@@ -167,6 +168,9 @@ func (f *fakeEngine) Ping(context.Context) (types.Ping, error) {
 }
 
 func (f *fakeEngine) ServerVersion(context.Context) (types.Version, error) {
+	f.mu.Lock()
+	f.versions++
+	f.mu.Unlock()
 	return types.Version{APIVersion: f.apiVersion, Version: "20.10.24"}, f.pingErr
 }
 

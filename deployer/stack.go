@@ -141,11 +141,46 @@ func load(ctx context.Context, o LoadOptions) (*Stack, error) {
 	if err != nil {
 		return nil, composeRefusal(subject, err)
 	}
-	p, err := captureLoaderWarnings(&loaderWarns, func() (*types.Project, error) {
-		return safeLoad(func() (*types.Project, error) { return po.LoadProject(ctx) })
-	})
-	if err != nil {
-		return nil, composeRefusal(subject, err)
+	// A file set this machine validated before, unchanged and in the same
+	// environment, skips compose-go's schema (schemacache.go); any doubt
+	// (a failure, a warning, a file edited meanwhile) loads it again with
+	// the schema.
+	cache := openSchemaCache()
+	var id string
+	var read []types.ConfigFile
+	if cache != nil {
+		if read = readConfigFiles(po.ConfigPaths); read != nil {
+			wdir, _ := po.GetWorkingDir()
+			id = cache.id(read, wdir, po.Environment, o.Profiles, o.ProjectName)
+		}
+	}
+	loadWith := func(po *cli.ProjectOptions) (*types.Project, error) {
+		return captureLoaderWarnings(&loaderWarns, func() (*types.Project, error) {
+			return safeLoad(func() (*types.Project, error) { return po.LoadProject(ctx) })
+		})
+	}
+	var p *types.Project
+	if cache.has(id) {
+		_ = cli.WithLoadOptions(loader.WithSkipValidation)(po)
+		p, err = loadWith(po)
+		if err == nil && len(loaderWarns) == 0 && sameContent(read) {
+			schemaSkipped()
+		} else {
+			p, id = nil, ""
+		}
+	}
+	if p == nil {
+		loaderWarns = nil
+		po, err = captureLoaderWarnings(&loaderWarns, func() (*cli.ProjectOptions, error) { return cli.NewProjectOptions(files, popts...) })
+		if err != nil {
+			return nil, composeRefusal(subject, err)
+		}
+		if p, err = loadWith(po); err != nil {
+			return nil, composeRefusal(subject, err)
+		}
+		if len(loaderWarns) == 0 && sameContent(read) {
+			cache.add(id)
+		}
 	}
 	st, err := newStack(p, false, subject)
 	if err != nil {
@@ -206,11 +241,30 @@ func loadBundled(ctx context.Context, dir string, o LoadOptions) (*Stack, error)
 	if name == "" {
 		name = po.Environment["COMPOSE_PROJECT_NAME"]
 	}
-	p, err := captureLoaderWarnings(&loaderWarns, func() (*types.Project, error) {
-		return loadContent(ctx, stacks.Invoicing, abs, po.Environment, name, loader.WithProfiles(profilesFrom(o.Profiles, po.Environment)))
-	})
-	if err != nil {
-		return nil, composeRefusal(stacks.InvoicingPath+" (bundled)", err)
+	profiles := profilesFrom(o.Profiles, po.Environment)
+	cache := openSchemaCache()
+	id := cache.id([]types.ConfigFile{{Filename: filepath.Join(abs, "compose.yaml"), Content: stacks.Invoicing}}, abs, po.Environment, profiles, name)
+	loadWith := func(opts ...func(*loader.Options)) (*types.Project, error) {
+		return captureLoaderWarnings(&loaderWarns, func() (*types.Project, error) {
+			return loadContent(ctx, stacks.Invoicing, abs, po.Environment, name, append(opts, loader.WithProfiles(profiles))...)
+		})
+	}
+	var p *types.Project
+	base := len(loaderWarns) // the environment's, kept either way
+	if cache.has(id) {
+		if p, err = loadWith(loader.WithSkipValidation); err == nil && len(loaderWarns) == base {
+			schemaSkipped()
+		} else {
+			p, id, loaderWarns = nil, "", loaderWarns[:base]
+		}
+	}
+	if p == nil {
+		if p, err = loadWith(); err != nil {
+			return nil, composeRefusal(stacks.InvoicingPath+" (bundled)", err)
+		}
+		if len(loaderWarns) == base {
+			cache.add(id)
+		}
 	}
 	// As docker compose does: the volumes and secrets of services whose
 	// profile is not enabled (Prometheus' TSDB, Grafana's admin password)

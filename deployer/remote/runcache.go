@@ -70,10 +70,16 @@ func (c *runCache) fresh(at time.Time) bool { return c.now().Sub(at) < runCacheM
 
 func (c *runCache) Ping(ctx context.Context) (dockertypes.Ping, error) {
 	c.mu.Lock()
-	p := c.ping
+	p, v := c.ping, c.version
 	c.mu.Unlock()
 	if p != nil {
 		return *p, nil
+	}
+	// The version already read says what a ping would: the engine is
+	// there, and its API (the deploy's preflight pings after the remote
+	// preflight read the version).
+	if v != nil {
+		return dockertypes.Ping{APIVersion: v.APIVersion, OSType: v.Os}, nil
 	}
 	got, err := c.Engine.Ping(ctx)
 	if err == nil {
