@@ -200,22 +200,5 @@ func sameContent(files []types.ConfigFile) bool {
 	return true
 }
 
-// readConfigFiles reads the compose files for the cache's id; nil when one
-// cannot be read or is stdin (compose-go then reports it, uncached).
-func readConfigFiles(paths []string) []types.ConfigFile {
-	out := make([]types.ConfigFile, 0, len(paths))
-	for _, p := range paths {
-		if p == "-" {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil
-		}
-		out = append(out, types.ConfigFile{Filename: p, Content: b})
-	}
-	return out
-}
-
 // schemaSkipped is called when a load skipped the schema (a test hook).
 var schemaSkipped = func() {}

@@ -103,3 +103,31 @@ func TestSchemaCache(t *testing.T) {
 		t.Errorf("cache file mode: %v %v", fi.Mode(), err)
 	}
 }
+
+// TestSchemaCacheRelativePath: a relative -f with a working directory is
+// keyed on the file compose-go reads, whichever directory that is: a valid
+// file of the same name elsewhere never vouches for an invalid one.
+func TestSchemaCacheRelativePath(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	cwd, wd := t.TempDir(), t.TempDir()
+	valid := "services:\n  app:\n    image: busybox\n"
+	invalid := "services:\n  app:\n    image: busybox\n    bogus_key: 1\n"
+	for dir, content := range map[string]string{cwd: valid, wd: invalid} {
+		if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(cwd)
+	load := func() error {
+		_, err := Load(context.Background(), LoadOptions{Files: []string{"compose.yaml"}, WorkingDir: wd, ProjectName: "t"})
+		return err
+	}
+	t.Setenv("INVDEPLOY_SCHEMA_CACHE", "off")
+	want := load()
+	t.Setenv("INVDEPLOY_SCHEMA_CACHE", "")
+	for i := range 3 {
+		if got := load(); (got == nil) != (want == nil) {
+			t.Fatalf("load %d with the cache: %v; without: %v", i, got, want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -148,10 +149,13 @@ func load(ctx context.Context, o LoadOptions) (*Stack, error) {
 	cache := openSchemaCache()
 	var id string
 	var read []types.ConfigFile
-	if cache != nil {
-		if read = readConfigFiles(po.ConfigPaths); read != nil {
-			wdir, _ := po.GetWorkingDir()
-			id = cache.id(read, wdir, po.Environment, o.Profiles, o.ProjectName)
+	if cache != nil && !slices.Contains(po.ConfigPaths, "-") {
+		// compose-go's own read: the same path resolution, the same bytes.
+		if wdir, err := po.GetWorkingDir(); err == nil {
+			if cd, err := po.ReadConfigFiles(ctx, wdir, po); err == nil {
+				read = cd.ConfigFiles
+				id = cache.id(read, wdir, po.Environment, o.Profiles, o.ProjectName)
+			}
 		}
 	}
 	loadWith := func(po *cli.ProjectOptions) (*types.Project, error) {
