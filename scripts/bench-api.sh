@@ -187,6 +187,12 @@ for op in ("create", "get", "list"):
         line += f"{'-':>13} {'-':>7} {'-':>7} | {ratio(op, 'pgbench', a[0] / b[0])} {'-':>11}"
     print(line)
 print("* targets: create API/pgbench >= 0.80, get API/minimal >= 0.90")
+# What this machine allows: the hand-written reference measured against the
+# same pgbench. When it misses a target too, the shortfall is the machine's
+# (wrk, the server and PostgreSQL share its cores), not the API's code.
+for op in ("create", "get"):
+    m, b = load(f"{w}/min-{op}"), load(f"{w}/pgb-{op}")
+    print(f"  the minimal server's own {op} req/s / pgbench: {m[0] / b[0]:.2f}")
 print()
 print("server CPU time per request (median of the slices; independent of the machine's other load)")
 print(f"{'operation':<9} {'API us':>8} {'minimal us':>10} {'API/minimal':>11}")
@@ -207,6 +213,8 @@ for op in ("create", "get"):
             below.append(f"{op} {label} at half load: {errs:.0f} errors")
         if side == "api" and p99 >= 5:
             below.append(f"{op} API p99 at half load {p99:.2f} ms >= 5 ms")
+        if side == "min" and p99 >= 5:
+            below.append(f"(the minimal server's {op} p99 at the same rate: {p99:.2f} ms)")
         print(f"{op:<9} {label:<8} {rate:>10.0f} {n:>6.0f} {errs:>6.0f} {p50:>7.2f} {p99:>7.2f}")
 if below:
     print()
