@@ -17,8 +17,9 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
+
+	"github.com/invdeploy/invdeploy/deployer/internal/scratchimage"
 )
 
 // The deploy lock lives on the engine, so two machines deploying to one host
@@ -241,39 +242,10 @@ func currentHolder(command string, now time.Time) LockHolder {
 // (FROM scratch: nothing is pulled). createLock calls it the first time a
 // lock is taken on an engine, when the create finds no image.
 func (d *Deployer) buildLockImage(ctx context.Context) error {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	files := map[string]string{
-		"Dockerfile": "FROM scratch\nCOPY lock " + lockFile + "\nLABEL " + LabelManagedBy + "=invdeploy\n",
-		"lock":       "{}\n",
-	}
-	for _, name := range []string{"Dockerfile", "lock"} {
-		body := files[name]
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(body)), ModTime: time.Unix(0, 0)}); err != nil {
-			return err
-		}
-		if _, err := tw.Write([]byte(body)); err != nil {
-			return err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	resp, err := d.engine.ImageBuild(ctx, &buf, build.ImageBuildOptions{
-		Tags: []string{lockImage}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
+	return scratchimage.Build(ctx, d.engine, lockImage, nil, []scratchimage.File{
+		{Name: "Dockerfile", Mode: 0o644, Body: []byte("FROM scratch\nCOPY lock " + lockFile + "\nLABEL " + LabelManagedBy + "=invdeploy\n")},
+		{Name: "lock", Mode: 0o644, Body: []byte("{}\n")},
 	})
-	if err != nil {
-		return fmt.Errorf("build %s: %w", lockImage, err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return fmt.Errorf("build %s: %w", lockImage, err)
-	}
-	if bytes.Contains(out, []byte(`"error"`)) {
-		return fmt.Errorf("build %s: %s", lockImage, strings.TrimSpace(string(out)))
-	}
-	return nil
 }
 
 // createLock creates the lock container, which fails with a conflict when

@@ -1,7 +1,6 @@
 package deployer
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,14 +8,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
-	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
+
+	"github.com/invdeploy/invdeploy/deployer/internal/scratchimage"
 )
 
 // ProxyImageRepo is the repository of the rollout proxy's image; its tag is
@@ -56,24 +53,8 @@ func (d *Deployer) EnsureProxyImage(ctx context.Context, binaryPath string) (str
 	if err := checkProxyBinary(bin, v.Os, v.Arch); err != nil {
 		return "", fmt.Errorf("rollout proxy %s: %w", binaryPath, err)
 	}
-	ctxTar, err := proxyContext(bin)
-	if err != nil {
+	if err := scratchimage.Build(ctx, d.engine, ref, map[string]string{LabelManagedBy: "invdeploy"}, proxyContext(bin)); err != nil {
 		return "", err
-	}
-	resp, err := d.engine.ImageBuild(ctx, ctxTar, build.ImageBuildOptions{
-		Tags: []string{ref}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
-		Labels: map[string]string{LabelManagedBy: "invdeploy"},
-	})
-	if err != nil {
-		return "", fmt.Errorf("build %s: %w", ref, err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", fmt.Errorf("build %s: %w", ref, err)
-	}
-	if bytes.Contains(out, []byte(`"error"`)) {
-		return "", fmt.Errorf("build %s: %s", ref, strings.TrimSpace(string(out)))
 	}
 	d.out.Event("Image %s built (the rollout proxy)", ref)
 	return ref, nil
@@ -102,43 +83,20 @@ func checkProxyBinary(bin []byte, engineOS, engineArch string) error {
 	return nil
 }
 
-func proxyContext(bin []byte) (io.Reader, error) {
+// proxyContext is the proxy image's build context: the binary, an
+// /etc/passwd naming its user and the admin socket's directory owned by it.
+func proxyContext(bin []byte) []scratchimage.File {
 	dockerfile := "FROM scratch\nCOPY rootfs/ /\nUSER " + proxyUser + "\nENTRYPOINT [\"" + proxyBinary + "\"]\nCMD [\"run\"]\n"
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	epoch := time.Unix(0, 0)
-	entries := []struct {
-		name string
-		mode int64
-		body []byte
-		dir  bool
-		uid  int
-	}{
-		{name: "Dockerfile", mode: 0o644, body: []byte(dockerfile)},
-		{name: "rootfs/", mode: 0o755, dir: true},
-		{name: "rootfs/etc/", mode: 0o755, dir: true},
-		{name: "rootfs/etc/passwd", mode: 0o644, body: []byte("nonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n")},
-		{name: "rootfs/etc/group", mode: 0o644, body: []byte("nonroot:x:65532:\n")},
-		{name: "rootfs/run/", mode: 0o755, dir: true},
-		{name: "rootfs/run/invdeploy-proxy/", mode: 0o700, dir: true, uid: 65532},
-		{name: "rootfs" + proxyBinary, mode: 0o755, body: bin},
+	return []scratchimage.File{
+		{Name: "Dockerfile", Mode: 0o644, Body: []byte(dockerfile)},
+		{Name: "rootfs/", Mode: 0o755, Dir: true},
+		{Name: "rootfs/etc/", Mode: 0o755, Dir: true},
+		{Name: "rootfs/etc/passwd", Mode: 0o644, Body: []byte("nonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n")},
+		{Name: "rootfs/etc/group", Mode: 0o644, Body: []byte("nonroot:x:65532:\n")},
+		{Name: "rootfs/run/", Mode: 0o755, Dir: true},
+		{Name: "rootfs/run/invdeploy-proxy/", Mode: 0o700, Dir: true, UID: 65532},
+		{Name: "rootfs" + proxyBinary, Mode: 0o755, Body: bin},
 	}
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Mode: e.mode, Size: int64(len(e.body)), ModTime: epoch, Uid: e.uid, Gid: e.uid, Typeflag: tar.TypeReg}
-		if e.dir {
-			h.Typeflag, h.Size = tar.TypeDir, 0
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(e.body); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return &buf, nil
 }
 
 // proxyRefCache is where the proxy binary's image reference is remembered:

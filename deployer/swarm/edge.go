@@ -1,7 +1,6 @@
 package swarm
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -15,12 +14,11 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 	cerrdefs "github.com/containerd/errdefs"
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/swarm"
 
 	"github.com/invdeploy/invdeploy/deployer"
-	"github.com/invdeploy/invdeploy/deployer/internal/enginestream"
+	"github.com/invdeploy/invdeploy/deployer/internal/scratchimage"
 )
 
 // ExtEdge set to false on a service keeps its published ports on the
@@ -139,35 +137,11 @@ func edgeImage(ctx context.Context, local LocalEngine, exe string) (string, erro
 		return "", fmt.Errorf("edge image: inspect %s: %w", ref, err)
 	}
 	dockerfile := "FROM scratch\nCOPY invdeploy /invdeploy\nUSER 65532:65532\nENTRYPOINT [\"/invdeploy\", \"swarm\", \"edge\"]\n"
-	var ctxTar bytes.Buffer
-	tw := tar.NewWriter(&ctxTar)
-	epoch := time.Unix(0, 0)
-	files := []struct {
-		name string
-		mode int64
-		data []byte
-	}{{"Dockerfile", 0o644, []byte(dockerfile)}, {"invdeploy", 0o755, bin}}
-	for _, f := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: epoch}); err != nil {
-			return "", err
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return "", err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return "", err
-	}
-	resp, err := local.ImageBuild(ctx, &ctxTar, build.ImageBuildOptions{
-		Tags: []string{ref}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
-		Labels: map[string]string{deployer.LabelManagedBy: "invdeploy"},
-	})
-	if err != nil {
-		return "", fmt.Errorf("edge image: build: %w", err)
-	}
-	defer resp.Body.Close()
-	if err := enginestream.Decode(resp.Body, func(*enginestream.Message) error { return nil }); err != nil {
-		return "", fmt.Errorf("edge image: build: %w", err)
+	if err := scratchimage.Build(ctx, local, ref, map[string]string{deployer.LabelManagedBy: "invdeploy"}, []scratchimage.File{
+		{Name: "Dockerfile", Mode: 0o644, Body: []byte(dockerfile)},
+		{Name: "invdeploy", Mode: 0o755, Body: bin},
+	}); err != nil {
+		return "", fmt.Errorf("edge image: %w", err)
 	}
 	return ref, nil
 }
