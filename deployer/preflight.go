@@ -81,13 +81,16 @@ func (d *Deployer) Check(ctx context.Context, st *Stack, o CheckOptions) (*Repor
 	// theirs; it is asked only to name the Docker version of an engine too
 	// old, or one whose ping does not say its API.
 	engineOK := true
-	if p, err := d.engine.Ping(ctx); err != nil {
-		engineOK = false
-		add("engine", d.engine.DaemonHost(), "the Docker engine does not answer (%v); start it, or point -H/DOCKER_HOST at one", err)
-	} else if p.APIVersion == "" || versions.LessThan(p.APIVersion, MinAPIVersion) {
-		if v, err := d.engine.ServerVersion(ctx); err != nil {
+	if pong, err := d.engine.Ping(ctx); err != nil || pong.APIVersion == "" || versions.LessThan(pong.APIVersion, MinAPIVersion) {
+		// Not answered by the ping (a proxy in front of the engine may
+		// refuse /_ping and serve the rest), or too old: the version says.
+		if v, verr := d.engine.ServerVersion(ctx); verr != nil {
 			engineOK = false
-			add("engine", d.engine.DaemonHost(), "cannot read the engine version: %v", err)
+			if err != nil {
+				add("engine", d.engine.DaemonHost(), "the Docker engine does not answer (%v); start it, or point -H/DOCKER_HOST at one", err)
+			} else {
+				add("engine", d.engine.DaemonHost(), "cannot read the engine version: %v", verr)
+			}
 		} else if versions.LessThan(v.APIVersion, MinAPIVersion) {
 			engineOK = false
 			add("engine", d.engine.DaemonHost(), "engine API %s (Docker %s) is too old; invdeploy needs API %s (Docker 20.10) or newer", v.APIVersion, v.Version, MinAPIVersion)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types"
+
 	"github.com/invdeploy/invdeploy/internal/testenv"
 )
 
@@ -346,4 +348,20 @@ func TestIsRemoteHost(t *testing.T) {
 			t.Errorf("IsRemoteHost(%q) = %v, want %v", host, got, want)
 		}
 	}
+}
+
+// TestPreflightPingRefused: an engine (or a proxy in front of it) that
+// refuses /_ping but answers its version is there.
+func TestPreflightPingRefused(t *testing.T) {
+	st, cfgDir := bundledStack(t, "INVOICING_API_PORT="+strconv.Itoa(freePort(t)))
+	f := &pingRefusing{fakeWithImages()}
+	if _, err := New(f, nil).Check(context.Background(), st, CheckOptions{ConfigDir: cfgDir}); err != nil {
+		t.Fatalf("an engine answering its version but not pings was refused: %v", err)
+	}
+}
+
+type pingRefusing struct{ *fakeEngine }
+
+func (p *pingRefusing) Ping(context.Context) (types.Ping, error) {
+	return types.Ping{}, errors.New("403 Forbidden")
 }

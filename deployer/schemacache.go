@@ -7,9 +7,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/schema"
 	"github.com/compose-spec/compose-go/v2/types"
+	"go.yaml.in/yaml/v4"
 )
 
 // schemaCache remembers which compose inputs compose-go's JSON schema has
@@ -31,7 +34,7 @@ import (
 // remembered. The environment can hold secrets (INVOICING_DB_PASSWORD), so
 // nothing unkeyed is derived from it, and both live in the user's cache
 // directory, mode 0600. Files that pull others in (include, extends), whose
-// content the key cannot see, are always validated.
+// content the key cannot see, are always validated (see cacheable).
 type schemaCache struct {
 	path string
 	key  []byte
@@ -97,11 +100,73 @@ func openSchemaCache() *schemaCache {
 	return c
 }
 
-// pullsInOtherFiles matches what makes compose-go read files the key does
-// not cover (include, extends: file), and a top-level version (compose-go
-// warns about it and drops it only while validating). Any mention of the
-// words is enough not to cache: a comment costs a validation, nothing more.
-var pullsInOtherFiles = regexp.MustCompile(`include|extends|(?m)^["']?version`)
+// cacheable reports whether a compose file's validation may be
+// remembered: it parses as YAML the way compose-go parses it (every
+// document, anchors and merge keys resolved, any spelling of a key: an
+// escaped or UTF-16 "extends" is still extends), and nothing in it pulls in
+// content the key cannot see (top-level include, a service's extends) or
+// is dropped only while validating (top-level version, which compose-go
+// also warns about only once per file and process). What does not parse
+// plainly (a custom tag such as !reset) is not cached.
+func cacheable(content []byte) bool {
+	dec := yaml.NewDecoder(bytes.NewReader(content))
+	for {
+		var doc any
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+		if doc == nil {
+			continue
+		}
+		top, ok := mapping(doc)
+		if !ok {
+			return false
+		}
+		if _, ok := top["include"]; ok {
+			return false
+		}
+		if _, ok := top["version"]; ok {
+			return false
+		}
+		if services, ok := top["services"]; ok && services != nil {
+			svcs, ok := mapping(services)
+			if !ok {
+				return false
+			}
+			for _, svc := range svcs {
+				if svc == nil {
+					continue
+				}
+				m, ok := mapping(svc)
+				if !ok {
+					return false
+				}
+				if _, ok := m["extends"]; ok {
+					return false
+				}
+			}
+		}
+	}
+}
+
+// mapping is v as a YAML mapping with its keys as strings.
+func mapping(v any) (map[string]any, bool) {
+	switch m := v.(type) {
+	case map[string]any:
+		return m, true
+	case map[any]any:
+		out := make(map[string]any, len(m))
+		for k, v := range m {
+			out[fmt.Sprint(k)] = v
+		}
+		return out, true
+	}
+	return nil, false
+}
 
 // id is the entry for loading files (in order) from dir with env, profiles
 // and name; "" when such a load is not cached.
@@ -120,7 +185,7 @@ func (c *schemaCache) id(files []types.ConfigFile, dir string, env types.Mapping
 	}
 	field([]byte(composeGoVersion()))
 	for _, f := range files {
-		if pullsInOtherFiles.Match(f.Content) {
+		if !cacheable(f.Content) {
 			return ""
 		}
 		field([]byte(f.Filename))

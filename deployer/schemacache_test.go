@@ -131,3 +131,37 @@ func TestSchemaCacheRelativePath(t *testing.T) {
 		}
 	}
 }
+
+// TestSchemaCacheable: whether a file may be cached is decided on the YAML
+// compose-go decodes, not on its spelling.
+func TestSchemaCacheable(t *testing.T) {
+	utf16 := func(s string) string {
+		b := []byte{0xff, 0xfe} // little-endian byte-order mark
+		for _, r := range s {
+			b = append(b, byte(r), byte(r>>8))
+		}
+		return string(b)
+	}
+	for _, c := range []struct {
+		name, yaml string
+		want       bool
+	}{
+		{"plain", "services:\n  app:\n    image: busybox\n", true},
+		{"empty services", "services:\n", true},
+		{"a comment naming extends", "# extends and include are not used here\nservices:\n  app:\n    image: busybox\n", true},
+		{"include", "include:\n  - other.yaml\nservices: {}\n", false},
+		{"version", "version: '3.8'\nservices:\n  app:\n    image: busybox\n", false},
+		{"extends", "services:\n  app:\n    extends: {file: base.yaml, service: b}\n", false},
+		{"escaped extends", "services:\n  app:\n    \"ext\\x65nds\": {file: base.yaml, service: b}\n", false},
+		{"escaped include", "\"\\x69nclude\": [other.yaml]\nservices: {}\n", false},
+		{"extends by a merge key", "x-base: &b\n  extends: {file: base.yaml, service: b}\nservices:\n  app:\n    <<: *b\n    image: busybox\n", false},
+		{"include in a second document", "services:\n  app:\n    image: busybox\n---\ninclude: [other.yaml]\n", false},
+		{"UTF-16 extends", utf16("services:\n  app:\n    extends: {file: base.yaml, service: b}\n"), false},
+		{"custom tag", "services:\n  app: !reset\n", false},
+		{"not YAML", "services: [\n", false},
+	} {
+		if got := cacheable([]byte(c.yaml)); got != c.want {
+			t.Errorf("%s: cacheable = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -170,15 +170,17 @@ func load(ctx context.Context, o LoadOptions) (*Stack, error) {
 		if err == nil && len(loaderWarns) == 0 && sameContent(read) {
 			schemaSkipped()
 		} else {
-			p, id = nil, ""
+			// Validate from scratch; this load is not remembered (its
+			// options read .env again, which the id did not see).
+			p, id, loaderWarns = nil, "", nil
+			if po, err = captureLoaderWarnings(&loaderWarns, func() (*cli.ProjectOptions, error) { return cli.NewProjectOptions(files, popts...) }); err != nil {
+				return nil, composeRefusal(subject, err)
+			}
 		}
 	}
 	if p == nil {
-		loaderWarns = nil
-		po, err = captureLoaderWarnings(&loaderWarns, func() (*cli.ProjectOptions, error) { return cli.NewProjectOptions(files, popts...) })
-		if err != nil {
-			return nil, composeRefusal(subject, err)
-		}
+		// The same options the id was made from: the environment validated
+		// is the one keyed.
 		if p, err = loadWith(po); err != nil {
 			return nil, composeRefusal(subject, err)
 		}
