@@ -2,7 +2,8 @@
 # make bench-deploy: time to all-healthy of `invdeploy up` against
 # `docker-compose up -d` followed by polling until every container is healthy,
 # on the same compose file with warm images, in the same run; and the time of a
-# no-op `invdeploy up`. Prints each run, the medians and the ratio.
+# no-op `invdeploy up` (three per run). One untimed deploy by each tool
+# comes first. Prints each run, the medians and the ratio.
 # Targets (issue 14): ratio <= 0.7, no-op no worse than 0.07 s.
 #
 # invdeploy up returns when every service is ready: its healthcheck passed,
@@ -62,8 +63,18 @@ inv_ready() {
 	docker exec "$db" pg_isready -U postgres >/dev/null
 }
 
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 tmp=$(mktemp)
 trap 'cleanup; rm -f "$tmp"' EXIT
+
+# One untimed deploy by each tool first: what a warm machine has (the
+# rollout proxy's image, which `make build` gives a new tag on every
+# commit; invdeploy's schema cache; the page cache for both tools).
+BENCH_PORT=$port_inv "$inv" -q up -f "$file" -p "$pinv" >/dev/null
+BENCH_PORT=$port_dc docker-compose -f "$file" -p "$pdc" up -d >/dev/null 2>&1
+until all_healthy "$pdc"; do sleep 0.1; done
+cleanup
+
 inv_times=() dc_times=() noop_times=() early_times=() by=()
 for i in $(seq "$runs"); do
 	t0=$(now)
@@ -81,10 +92,14 @@ for i in $(seq "$runs"); do
 	t1=$(now)
 	early_times+=("$(elapsed "$t0" "$t1")")
 	until all_healthy "$pinv"; do sleep 0.1; done
-	t0=$(now)
-	BENCH_PORT=$port_inv "$inv" -q up -f "$file" -p "$pinv" >/dev/null
-	t1=$(now)
-	noop_times+=("$(elapsed "$t0" "$t1")")
+	run_noop=()
+	for _ in 1 2 3; do
+		t0=$(now)
+		BENCH_PORT=$port_inv "$inv" -q up -f "$file" -p "$pinv" >/dev/null
+		t1=$(now)
+		run_noop+=("$(elapsed "$t0" "$t1")")
+		noop_times+=("${run_noop[-1]}")
+	done
 
 	t0=$(now)
 	BENCH_PORT=$port_dc docker-compose -f "$file" -p "$pdc" up -d >/dev/null 2>&1
@@ -93,15 +108,14 @@ for i in $(seq "$runs"); do
 	dc_times+=("$(elapsed "$t0" "$t1")")
 
 	printf 'run %d: invdeploy up %.2fs (%s)  docker-compose up -d + poll %.2fs  no-op invdeploy up %.3fs (right after up %.3fs)\n' \
-		"$i" "${inv_times[-1]}" "${by[-1]}" "${dc_times[-1]}" "${noop_times[-1]}" "${early_times[-1]}"
+		"$i" "${inv_times[-1]}" "${by[-1]}" "${dc_times[-1]}" "$(median "${run_noop[@]}")" "${early_times[-1]}"
 	cleanup
 done
 
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 mi=$(median "${inv_times[@]}")
 md=$(median "${dc_times[@]}")
 mn=$(median "${noop_times[@]}")
 me=$(median "${early_times[@]}")
 ratio=$(awk -v a="$mi" -v b="$md" 'BEGIN {printf "%.3f", a / b}')
-printf 'median of %d runs: invdeploy up %.2fs, docker-compose up -d + poll %.2fs, ratio %.2f (target <= 0.7); no-op invdeploy up %.3fs (target <= 0.07 s; right after up %.3fs)\n' \
+printf 'median of %d runs: invdeploy up %.2fs, docker-compose up -d + poll %.2fs, ratio %.2f (target <= 0.7); no-op invdeploy up %.3fs (3 per run; target <= 0.07 s; right after up %.3fs)\n' \
 	"$runs" "$mi" "$md" "$ratio" "$mn" "$me"
