@@ -252,6 +252,26 @@ func (c *schemaCache) add(id string) {
 	}
 }
 
+// load loads through the cache: with id remembered, load(true) skips the
+// schema; any doubt (an error, a warning beyond those already in warns,
+// files changed since the id was made: unchanged false) loads again with
+// load(false), and a validated load without doubt is remembered.
+func (c *schemaCache) load(id string, warns *[]string, load func(skip bool) (*types.Project, error), unchanged func() bool) (*types.Project, error) {
+	base := len(*warns) // the options' own, kept either way
+	if c.has(id) {
+		if p, err := load(true); err == nil && len(*warns) == base && unchanged() {
+			schemaSkipped()
+			return p, nil
+		}
+		*warns, id = (*warns)[:base], ""
+	}
+	p, err := load(false)
+	if err == nil && len(*warns) == base && unchanged() {
+		c.add(id)
+	}
+	return p, err
+}
+
 // sameContent reports whether every file still holds the bytes the id was
 // made from (a file edited between the read for the id and compose-go's own
 // read is validated).

@@ -158,35 +158,26 @@ func load(ctx context.Context, o LoadOptions) (*Stack, error) {
 			}
 		}
 	}
-	loadWith := func(po *cli.ProjectOptions) (*types.Project, error) {
+	used := false // po has loaded once: a second load needs fresh options
+	p, err := cache.load(id, &loaderWarns, func(skip bool) (*types.Project, error) {
+		if used {
+			// Its options read .env again, which the id did not see: the
+			// cache does not remember this load (load passes id "").
+			var discard []string
+			if po, err = captureLoaderWarnings(&discard, func() (*cli.ProjectOptions, error) { return cli.NewProjectOptions(files, popts...) }); err != nil {
+				return nil, err
+			}
+		}
+		used = true
+		if skip {
+			_ = cli.WithLoadOptions(loader.WithSkipValidation)(po)
+		}
 		return captureLoaderWarnings(&loaderWarns, func() (*types.Project, error) {
 			return safeLoad(func() (*types.Project, error) { return po.LoadProject(ctx) })
 		})
-	}
-	var p *types.Project
-	if cache.has(id) {
-		_ = cli.WithLoadOptions(loader.WithSkipValidation)(po)
-		p, err = loadWith(po)
-		if err == nil && len(loaderWarns) == 0 && sameContent(read) {
-			schemaSkipped()
-		} else {
-			// Validate from scratch; this load is not remembered (its
-			// options read .env again, which the id did not see).
-			p, id, loaderWarns = nil, "", nil
-			if po, err = captureLoaderWarnings(&loaderWarns, func() (*cli.ProjectOptions, error) { return cli.NewProjectOptions(files, popts...) }); err != nil {
-				return nil, composeRefusal(subject, err)
-			}
-		}
-	}
-	if p == nil {
-		// The same options the id was made from: the environment validated
-		// is the one keyed.
-		if p, err = loadWith(po); err != nil {
-			return nil, composeRefusal(subject, err)
-		}
-		if len(loaderWarns) == 0 && sameContent(read) {
-			cache.add(id)
-		}
+	}, func() bool { return sameContent(read) })
+	if err != nil {
+		return nil, composeRefusal(subject, err)
 	}
 	st, err := newStack(p, false, subject)
 	if err != nil {
@@ -250,27 +241,17 @@ func loadBundled(ctx context.Context, dir string, o LoadOptions) (*Stack, error)
 	profiles := profilesFrom(o.Profiles, po.Environment)
 	cache := openSchemaCache()
 	id := cache.id([]types.ConfigFile{{Filename: filepath.Join(abs, "compose.yaml"), Content: stacks.Invoicing}}, abs, po.Environment, profiles, name)
-	loadWith := func(opts ...func(*loader.Options)) (*types.Project, error) {
+	p, err := cache.load(id, &loaderWarns, func(skip bool) (*types.Project, error) {
+		opts := []func(*loader.Options){loader.WithProfiles(profiles)}
+		if skip {
+			opts = append(opts, loader.WithSkipValidation)
+		}
 		return captureLoaderWarnings(&loaderWarns, func() (*types.Project, error) {
-			return loadContent(ctx, stacks.Invoicing, abs, po.Environment, name, append(opts, loader.WithProfiles(profiles))...)
+			return loadContent(ctx, stacks.Invoicing, abs, po.Environment, name, opts...)
 		})
-	}
-	var p *types.Project
-	base := len(loaderWarns) // the environment's, kept either way
-	if cache.has(id) {
-		if p, err = loadWith(loader.WithSkipValidation); err == nil && len(loaderWarns) == base {
-			schemaSkipped()
-		} else {
-			p, id, loaderWarns = nil, "", loaderWarns[:base]
-		}
-	}
-	if p == nil {
-		if p, err = loadWith(); err != nil {
-			return nil, composeRefusal(stacks.InvoicingPath+" (bundled)", err)
-		}
-		if len(loaderWarns) == base {
-			cache.add(id)
-		}
+	}, func() bool { return true })
+	if err != nil {
+		return nil, composeRefusal(stacks.InvoicingPath+" (bundled)", err)
 	}
 	// As docker compose does: the volumes and secrets of services whose
 	// profile is not enabled (Prometheus' TSDB, Grafana's admin password)
