@@ -77,6 +77,11 @@ type LoadOptions struct {
 // Load reads and validates a stack with compose-go, the way docker compose
 // does (OS environment, .env, project name precedence).
 func Load(ctx context.Context, o LoadOptions) (*Stack, error) {
+	if o.ProjectName != "" {
+		if err := CheckProjectName(o.ProjectName); err != nil {
+			return nil, err
+		}
+	}
 	st, err := load(ctx, o)
 	if err != nil || len(o.Services) == 0 {
 		return st, err
@@ -141,6 +146,11 @@ func load(ctx context.Context, o LoadOptions) (*Stack, error) {
 	po, err := captureLoaderWarnings(&loaderWarns, func() (*cli.ProjectOptions, error) { return cli.NewProjectOptions(files, popts...) })
 	if err != nil {
 		return nil, composeRefusal(subject, err)
+	}
+	if env := po.Environment["COMPOSE_PROJECT_NAME"]; o.ProjectName == "" && env != "" {
+		if err := CheckProjectName(env); err != nil {
+			return nil, fmt.Errorf("COMPOSE_PROJECT_NAME: %w", err)
+		}
 	}
 	// A file set this machine validated before, unchanged and in the same
 	// environment, skips compose-go's schema (schemacache.go); any doubt
@@ -236,7 +246,11 @@ func loadBundled(ctx context.Context, dir string, o LoadOptions) (*Stack, error)
 	}
 	name := o.ProjectName
 	if name == "" {
-		name = po.Environment["COMPOSE_PROJECT_NAME"]
+		if name = po.Environment["COMPOSE_PROJECT_NAME"]; name != "" {
+			if err := CheckProjectName(name); err != nil {
+				return nil, fmt.Errorf("COMPOSE_PROJECT_NAME: %w", err)
+			}
+		}
 	}
 	profiles := profilesFrom(o.Profiles, po.Environment)
 	cache := openSchemaCache()
@@ -281,7 +295,7 @@ func loadContent(ctx context.Context, content []byte, dir string, env types.Mapp
 			Environment: env,
 		}, append([]func(*loader.Options){func(lo *loader.Options) {
 			if name != "" {
-				lo.SetProjectName(loader.NormalizeProjectName(name), true)
+				lo.SetProjectName(name, true)
 			}
 		}}, opts...)...)
 	})

@@ -168,7 +168,7 @@ func (s *stackOptions) bind(cmd *cobra.Command, fileShorthand bool) {
 	} else {
 		cmd.Flags().StringArrayVar(&s.Files, "file", nil, "compose file (default: compose.yaml etc. in the working directory, else the bundled stack)")
 	}
-	cmd.Flags().StringVarP(&s.Project, "project-name", "p", "", "project name (default: the compose file's name:, else its directory)")
+	cmd.Flags().VarP((*projectNameFlag)(&s.Project), "project-name", "p", "project name: lowercase letters, digits, '-' and '_', starting with a letter or digit (default: the compose file's name:, else its directory)")
 	cmd.Flags().StringArrayVar(&s.Profiles, "profile", nil, "enable services of this compose profile (repeatable; default $COMPOSE_PROFILES)")
 }
 
@@ -242,3 +242,22 @@ func warn(g *globalOptions, st *deployer.Stack) {
 func durationFlag(cmd *cobra.Command, p *time.Duration, name string, value time.Duration, usage string) {
 	cmd.Flags().DurationVar(p, name, value, usage)
 }
+
+// projectNameFlag is -p: a name outside compose's rule is refused when the
+// flag is parsed (a usage error, exit 2), so every command that takes -p
+// acts on the same project for the same argument.
+type projectNameFlag string
+
+func (p *projectNameFlag) String() string { return string(*p) }
+
+// Set checks the name (deployer.CheckProjectName).
+func (p *projectNameFlag) Set(v string) error {
+	if err := deployer.CheckProjectName(v); err != nil {
+		return err
+	}
+	*p = projectNameFlag(v)
+	return nil
+}
+
+// Type names the value in --help.
+func (p *projectNameFlag) Type() string { return "string" }
