@@ -26,13 +26,27 @@ func New(engine Engine, out *Progress) *Deployer {
 	if out == nil {
 		out = Discard()
 	}
-	return &Deployer{engine: engine, out: out, announced: map[string]bool{}}
+	return &Deployer{engine: noAnonymousVolumes{engine}, out: out, announced: map[string]bool{}}
 }
 
 // WithEngine returns a Deployer that reports as d does and talks to e, a
 // decorator of d's engine (remote up's run cache).
 func (d *Deployer) WithEngine(e Engine) *Deployer {
-	return &Deployer{engine: e, out: d.out, announced: d.announced, delivered: d.delivered}
+	return &Deployer{engine: noAnonymousVolumes{e}, out: d.out, announced: d.announced, delivered: d.delivered}
+}
+
+// noAnonymousVolumes is the engine every Deployer talks to: each container
+// it removes goes with its anonymous volumes, whatever the caller asked
+// (`docker rm -v`; named volumes are never removed this way). Helper
+// containers made from an image that declares a VOLUME (the loader on
+// postgres) and replaced containers would otherwise leave one dangling
+// volume each on the engine.
+type noAnonymousVolumes struct{ Engine }
+
+// ContainerRemove removes the container and its anonymous volumes.
+func (e noAnonymousVolumes) ContainerRemove(ctx context.Context, id string, o container.RemoveOptions) error {
+	o.RemoveVolumes = true
+	return e.Engine.ContainerRemove(ctx, id, o)
 }
 
 // projectContainers lists the containers of a project (all states), sorted by

@@ -236,7 +236,7 @@ func ProbePorts(ctx context.Context, eng PreflightEngine, img string, cmd []stri
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		eng.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true})
+		eng.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	}()
 	waitC, errC := eng.ContainerWait(ctx, created.ID, container.WaitConditionNextExit)
 	if err := eng.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
@@ -306,7 +306,7 @@ func probeByBinding(ctx context.Context, eng PreflightEngine, img string, ports 
 		}
 		err = eng.ContainerStart(ctx, created.ID, container.StartOptions{})
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		eng.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true})
+		eng.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
 		cancel()
 		if err != nil {
 			msg := strings.ToLower(err.Error())

@@ -771,7 +771,7 @@ func numericUser(ctx context.Context, local LocalEngine, ref, user string) (stri
 	if err != nil {
 		return "", fmt.Errorf("resolve user %s of %s: %w", user, ref, err)
 	}
-	defer local.ContainerRemove(context.WithoutCancel(ctx), c.ID, container.RemoveOptions{Force: true})
+	defer local.ContainerRemove(context.WithoutCancel(ctx), c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	rc, _, err := local.CopyFromContainer(ctx, c.ID, "/etc/passwd")
 	if err != nil {
 		return "", fmt.Errorf("resolve user %s of %s: read /etc/passwd: %w", user, ref, err)
