@@ -37,7 +37,8 @@ type BuildOptions struct {
 // through the Engine API, with the engine's BuildKit where it has one (the
 // context uploaded as a tar: no session needed) and the classic builder
 // otherwise or when DOCKER_BUILDKIT=0, tagging
-// each <name>:<git-sha> and <name>:latest besides the image the service names.
+// each <name>:<commit> (<commit>-dirty-<hash> for uncommitted changes)
+// besides the image the service names.
 // It returns the tags it applied.
 func (d *Deployer) Build(ctx context.Context, st *Stack, o BuildOptions) ([]string, error) {
 	if len(st.Project.ServicesWithBuild()) == 0 {
@@ -66,8 +67,9 @@ func (d *Deployer) Build(ctx context.Context, st *Stack, o BuildOptions) ([]stri
 	return all, nil
 }
 
-// imageTags are the tags a built image gets: the service's image, and
-// <repo>:<git-sha> and <repo>:latest, then extra.
+// imageTags are the tags a built image gets: the service's image, the
+// tree's tag <repo>:<commit> (or <commit>-dirty-<hash>, see gitTreeTag),
+// then extra. No :latest unless the file or --tag names it.
 func imageTags(ref, sha string, extra []string) []string {
 	repo := repositoryOf(ref)
 	tags := []string{ref}
@@ -82,7 +84,6 @@ func imageTags(ref, sha string, extra []string) []string {
 	if sha != "" {
 		add(repo + ":" + sha)
 	}
-	add(repo + ":latest")
 	for _, t := range extra {
 		if !isTagged(t) {
 			t = repo + ":" + t // --tag v1 means <repo>:v1
@@ -150,7 +151,7 @@ func (d *Deployer) buildService(ctx context.Context, p *types.Project, s types.S
 	if err != nil {
 		return nil, fmt.Errorf("build %s: read Dockerfile: %w", s.Name, err)
 	}
-	sha := gitRevision(dir)
+	sha := gitTreeTag(dir)
 	ref := ImageRef(p.Name, s)
 	tags := imageTags(ref, sha, append(append([]string{}, s.Build.Tags...), o.Tags...))
 

@@ -2,6 +2,10 @@ package deployer
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,4 +124,45 @@ func gitDirty(dir string) bool {
 func gitTracked(path string) bool {
 	cmd := gitCommand(filepath.Dir(path), "ls-files", "--error-unmatch", "--", filepath.Base(path))
 	return cmd != nil && cmd.Run() == nil
+}
+
+// gitTreeTag is the tag that names what a build context in dir holds: the
+// commit (12 hex digits) for a clean checkout below dir, and for one with
+// uncommitted changes <commit>-dirty-<hash>, where hash (12 hex digits) is
+// of those changes (tracked diffs and untracked files, .gitignore
+// honoured), so a tag never names an image its commit did not produce and
+// the same edits give the same tag. "" outside a checkout. Without a git
+// binary the tree cannot be read: the plain commit, as before.
+func gitTreeTag(dir string) string {
+	sha := gitRevision(dir)
+	if sha == "" || !gitDirty(dir) {
+		return sha
+	}
+	h := sha256.New()
+	diff := gitCommand(dir, "--no-optional-locks", "diff", "--binary", "HEAD", "--", ".")
+	if diff == nil {
+		return sha
+	}
+	out, err := diff.Output()
+	if err != nil {
+		return sha + "-dirty"
+	}
+	h.Write(out)
+	others := gitCommand(dir, "--no-optional-locks", "ls-files", "-z", "--others", "--exclude-standard", "--", ".")
+	if out, err = others.Output(); err != nil {
+		return sha + "-dirty"
+	}
+	for _, name := range bytes.Split(out, []byte{0}) {
+		if len(name) == 0 {
+			continue
+		}
+		h.Write(name)
+		h.Write([]byte{0})
+		if f, err := os.Open(filepath.Join(dir, string(name))); err == nil {
+			io.Copy(h, f)
+			f.Close()
+		}
+		h.Write([]byte{0})
+	}
+	return sha + "-dirty-" + hex.EncodeToString(h.Sum(nil))[:12]
 }

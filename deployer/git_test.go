@@ -11,10 +11,10 @@ import (
 	"github.com/invdeploy/invdeploy/internal/testenv"
 )
 
-// The bundled API image is tagged with the checkout's commit; uncommitted
-// changes would not be in it, so up says so instead of deploying stale code
-// without a word.
-func TestBundledStackTaggedWithCommitWarnsWhenDirty(t *testing.T) {
+// The bundled API image is tagged with what the checkout holds: its commit
+// when clean, <commit>-dirty-<hash> of the changes otherwise, so an edit is
+// built by the next up and the commit tag never names an image of edits.
+func TestBundledStackTaggedWithTree(t *testing.T) {
 	git := testenv.NeedCommand(t, "git")
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM scratch\n", "main.go": "package main\n"})
@@ -35,26 +35,46 @@ func TestBundledStackTaggedWithCommitWarnsWhenDirty(t *testing.T) {
 	t.Setenv(EnvAPITag, "")
 	os.Unsetenv(EnvAPITag)
 
-	load := func() *Stack {
+	image := func() string {
 		t.Helper()
 		st, err := Load(context.Background(), LoadOptions{WorkingDir: dir, ProjectName: "inv"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return st
+		if len(st.Warnings) != 0 {
+			t.Fatalf("warnings: %v", st.Warnings)
+		}
+		return st.Project.Services["api"].Image
 	}
-	st := load()
-	if img := st.Project.Services["api"].Image; img != "invoicing-api:"+sha {
-		t.Fatalf("api image %s, want invoicing-api:%s", img, sha)
+	if img := image(); img != "invoicing-api:"+sha {
+		t.Fatalf("clean checkout: api image %s, want invoicing-api:%s", img, sha)
 	}
-	if len(st.Warnings) != 0 {
-		t.Fatalf("clean checkout warns: %v", st.Warnings)
+	write := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte("package main // edited\n"), 0o644); err != nil {
-		t.Fatal(err)
+	write("main.go", "package main // edited\n")
+	edited := image()
+	if !strings.HasPrefix(edited, "invoicing-api:"+sha+"-dirty-") || len(edited) != len("invoicing-api:"+sha+"-dirty-")+12 {
+		t.Fatalf("dirty checkout: api image %s, want invoicing-api:%s-dirty-<12 hex>", edited, sha)
 	}
-	w := strings.Join(load().Warnings, "\n")
-	if !strings.Contains(w, "uncommitted changes") || !strings.Contains(w, sha) || !strings.Contains(w, "--build") {
-		t.Fatalf("dirty checkout: warnings %q", w)
+	if again := image(); again != edited {
+		t.Fatalf("the same edits give another tag: %s then %s", edited, again)
+	}
+	write("main.go", "package main // edited again\n")
+	if other := image(); other == edited {
+		t.Fatalf("another edit keeps the tag %s", other)
+	}
+	write("main.go", "package main // edited\n")
+	write("new.go", "package main\n")
+	if untracked := image(); untracked == edited {
+		t.Fatalf("an untracked file keeps the tag %s", untracked)
+	}
+	os.Remove(filepath.Join(dir, "new.go"))
+	write("main.go", "package main\n")
+	if img := image(); img != "invoicing-api:"+sha {
+		t.Fatalf("reverted checkout: api image %s, want invoicing-api:%s", img, sha)
 	}
 }

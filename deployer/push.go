@@ -23,8 +23,8 @@ type AppImage struct {
 	Ref string
 	// Name is the last component of its repository, e.g. invoicing-api.
 	Name string
-	// Revision is the git revision of its build context (the tag build
-	// gives), "" outside a git checkout.
+	// Revision is the tag build gives it from its build context's checkout:
+	// the commit, or <commit>-dirty-<hash> (gitTreeTag); "" outside git.
 	Revision string
 }
 
@@ -52,7 +52,7 @@ func (st *Stack) AppImage(service string) (AppImage, error) {
 	ref := ImageRef(p.Name, s)
 	repo := repositoryOf(ref)
 	name := repo[strings.LastIndex(repo, "/")+1:]
-	return AppImage{Service: s.Name, Ref: ref, Name: name, Revision: gitRevision(buildContextDir(p, s))}, nil
+	return AppImage{Service: s.Name, Ref: ref, Name: name, Revision: gitTreeTag(buildContextDir(p, s))}, nil
 }
 
 // repositoryOf is ref without its tag or digest, spelled as given (no

@@ -154,18 +154,21 @@ func TestStackURLs(t *testing.T) {
 	}
 }
 
-// TestImageTags: a built image gets its own name, <repo>:<revision>,
-// <repo>:latest and the --tag values, a bare TAG meaning <repo>:TAG.
+// TestImageTags: a built image gets its own name, <repo>:<revision> and
+// the --tag values, a bare TAG meaning <repo>:TAG; never an unasked :latest.
 func TestImageTags(t *testing.T) {
 	got := imageTags("127.0.0.1:5000/team/app:v1", "0123456789ab", []string{"v2", "other:x", "127.0.0.1:5000/team/app:v1", "reg.example:5000/a/b:c"})
 	want := []string{
-		"127.0.0.1:5000/team/app:v1", "127.0.0.1:5000/team/app:0123456789ab", "127.0.0.1:5000/team/app:latest",
+		"127.0.0.1:5000/team/app:v1", "127.0.0.1:5000/team/app:0123456789ab",
 		"127.0.0.1:5000/team/app:v2", "other:x", "reg.example:5000/a/b:c",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("imageTags = %q\nwant %q", got, want)
 	}
-	if got := imageTags("app", "", nil); !slices.Equal(got, []string{"app", "app:latest"}) {
-		t.Errorf("imageTags(app) = %q", got)
+	if got := imageTags("x:dev", "", nil); !slices.Equal(got, []string{"x:dev"}) {
+		t.Errorf("imageTags(x:dev) = %q: an unasked tag", got)
+	}
+	if got := imageTags("app", "0123456789ab-dirty-abcdefabcdef", nil); !slices.Equal(got, []string{"app", "app:0123456789ab-dirty-abcdefabcdef"}) {
+		t.Errorf("imageTags(app, dirty) = %q", got)
 	}
 }

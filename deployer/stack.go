@@ -226,16 +226,14 @@ func loadBundled(ctx context.Context, dir string, o LoadOptions) (*Stack, error)
 	if err != nil {
 		return nil, fmt.Errorf("load bundled stack: %w", err)
 	}
-	// The API image is tagged with the checkout's commit, so a new commit is
-	// built and deployed by the next up, and an unchanged one is not rebuilt.
+	// The API image is tagged with what the checkout holds (gitTreeTag):
+	// its commit, or <commit>-dirty-<hash> of uncommitted changes, so a new
+	// commit or an edit is built and deployed by the next up, and an
+	// unchanged tree is not rebuilt.
 	env := o.Env
-	var dirtyNote string
 	if _, set := os.LookupEnv(EnvAPITag); !set && !hasKey(env, EnvAPITag) {
-		if sha := gitRevision(abs); sha != "" {
-			env = append([]string{EnvAPITag + "=" + sha}, env...)
-			if gitDirty(abs) {
-				dirtyNote = fmt.Sprintf("the working tree has uncommitted changes, but the api image is tagged with commit %s: when that image exists it is deployed as is; commit, or run up --build to build what is on disk", sha)
-			}
+		if tag := gitTreeTag(abs); tag != "" {
+			env = append([]string{EnvAPITag + "=" + tag}, env...)
 		}
 	}
 	popts := []cli.ProjectOptionsFn{cli.WithWorkingDirectory(abs), cli.WithOsEnv, cli.WithEnv(env), cli.WithEnvFiles(), cli.WithDotEnv}
@@ -280,9 +278,6 @@ func loadBundled(ctx context.Context, dir string, o LoadOptions) (*Stack, error)
 	if o.ProjectName != "" {
 		st.Reason = "bundled stack, name from -p; no compose file here"
 	}
-	if dirtyNote != "" {
-		st.Warnings = append(st.Warnings, dirtyNote)
-	}
 	return st, nil
 }
 
@@ -313,7 +308,8 @@ func safeLoad(load func() (*types.Project, error)) (p *types.Project, err error)
 }
 
 // EnvAPITag selects the tag of the bundled stack's invoicing-api image; by
-// default the git commit of the working directory (latest outside git).
+// default the git commit of the working directory, <commit>-dirty-<hash>
+// with uncommitted changes (latest outside git).
 const EnvAPITag = "INVOICING_API_TAG"
 
 func hasKey(env []string, key string) bool {

@@ -94,8 +94,8 @@ func TestUpBundledCreatesThenKeeps(t *testing.T) {
 		t.Fatal("first up reports no change")
 	}
 	// Tags of the bundled build.
-	if b := f.builds[0]; !contains(b.Tags, "invoicing-api:latest") {
-		t.Fatalf("build tags %v lack invoicing-api:latest", b.Tags)
+	if b := f.builds[0]; !contains(b.Tags, st.Project.Services["api"].Image) {
+		t.Fatalf("build tags %v lack the image the stack names, %s", b.Tags, st.Project.Services["api"].Image)
 	}
 
 	before := len(f.mutations())

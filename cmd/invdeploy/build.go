@@ -14,14 +14,15 @@ func newBuildCommand(g *globalOptions) *cobra.Command {
 	var noCache bool
 	cmd := &cobra.Command{
 		Use:   "build [SERVICE...] [--tag T] [--no-cache]",
-		Short: "Build the stack's images through the Engine API, tagged <name>:<git-sha> and :latest",
+		Short: "Build the stack's images through the Engine API, tagged as the file names them and <name>:<git-sha>",
 		Long: `build sends each build context (honouring .dockerignore) to the engine's builder
-and tags the image with the service's image name, <name>:<git-sha> of the checkout,
-<name>:latest and every --tag. Build args VERSION, REVISION and GOPROXY are passed
+and tags the image with the service's image name, <name>:<git-sha> of the checkout
+(<git-sha>-dirty-<hash> when it has uncommitted changes, so the commit's tag never
+names an image of edits) and every --tag; :latest only when the file or --tag names it. Build args VERSION, REVISION and GOPROXY are passed
 when the Dockerfile declares them (VERSION and GOPROXY from the environment).
 Credentials in a URL (user:token@) are removed from every build arg, with a
 warning: build args are recorded in the image history.`,
-		Example: `  invdeploy build                       # invoicing-api:<git-sha> and invoicing-api:latest
+		Example: `  invdeploy build                       # invoicing-api:<git-sha> (the bundled stack names that tag)
   invdeploy build api --tag v1.2.0 --no-cache`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			stack.Services = args

@@ -179,6 +179,17 @@ func (e *localEnv) objects(project string) int {
 	return len(cs) + len(ns) + len(vs.Volumes)
 }
 
+// serviceImage is the image (ID) a running container of service runs.
+func (e *localEnv) serviceImage(project, service string) string {
+	e.t.Helper()
+	cs, err := e.docker.ContainerList(context.Background(), container.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", deployer.LabelProject+"="+project), filters.Arg("label", deployer.LabelService+"="+service))})
+	if err != nil || len(cs) == 0 {
+		e.t.Fatalf("no running container of %s/%s (%v)", project, service, err)
+	}
+	return cs[0].ImageID
+}
+
 func (e *localEnv) containerIDs(project string) map[string]string {
 	e.t.Helper()
 	cs, err := e.docker.ContainerList(context.Background(), container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", deployer.LabelProject+"="+project))})
@@ -370,7 +381,7 @@ func TestBundledStack(t *testing.T) {
 		t.Fatalf("invoice after down/up: %d %s", code, body)
 	}
 	e.run(localRoot(), "logs", "-p", proj, "--tail", "50")
-	e.assertNoSecret(proj, string(pw), "invoicing-api:latest")
+	e.assertNoSecret(proj, string(pw), e.serviceImage(proj, "api"))
 
 	e.mustRun(localRoot(), "down", "-p", proj, "--volumes")
 	if n := e.objects(proj); n != 0 {
