@@ -12,7 +12,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -94,6 +96,9 @@ func (d *Deployer) RotateSecret(ctx context.Context, st *Stack, name string, o R
 	if id == "" {
 		return nil, fmt.Errorf("service %s of %s is not running; run up first", db, p.Name)
 	}
+	if err := d.checkConsumersReachable(ctx, p, name); err != nil {
+		return nil, err
+	}
 
 	// The new value waits next to the stored one until the database has
 	// it, so a failure on either side leaves a consistent pair.
@@ -135,6 +140,43 @@ func (d *Deployer) RotateSecret(ctx context.Context, st *Stack, name string, o R
 	}
 	d.out.Event("Secret %s rotated: role %s has the new password; rolling the services that use it onto it", name, role)
 	return d.Up(ctx, st, UpOptions{ConfigDir: o.ConfigDir, WaitTimeout: o.WaitTimeout, ProxyBinary: o.ProxyBinary})
+}
+
+// checkConsumersReachable refuses a rotation that would leave a consumer of
+// the secret with the old value: a service whose profile is not enabled is
+// not rolled by the up that follows, but its containers (started by an
+// earlier up with that profile) still log in with the old password and
+// fail at their next restart. It names the service and the --profile that
+// brings it along.
+func (d *Deployer) checkConsumersReachable(ctx context.Context, p *types.Project, name string) error {
+	var problems []Problem
+	for _, sn := range slices.Sorted(maps.Keys(p.DisabledServices)) {
+		s := p.DisabledServices[sn]
+		files, err := deliveryFiles(s)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(files, func(f deliveredFile) bool { return f.Kind == kindSecret && f.Name == name }) {
+			continue
+		}
+		cs, err := d.projectContainers(ctx, p.Name, sn)
+		if err != nil {
+			return err
+		}
+		if len(cs) == 0 {
+			continue // created later with the stored (new) value
+		}
+		flags := ""
+		for _, pr := range s.Profiles {
+			flags += " --profile " + pr
+		}
+		problems = append(problems, Problem{Rule: "secret", Subject: name, Message: fmt.Sprintf(
+			"service %s also uses it and has containers, but its profile is not enabled, so it would keep the old password: rotate with%s (or remove its containers first)", sn, flags)})
+	}
+	if len(problems) > 0 {
+		return &PreflightError{Problems: problems}
+	}
+	return nil
 }
 
 // postgresUsing finds the service whose PostgreSQL reads its superuser

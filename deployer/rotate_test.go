@@ -93,3 +93,60 @@ func TestRotateSecretRefusals(t *testing.T) {
 		t.Fatalf("rotate with the variable set: %v", err)
 	}
 }
+
+// TestRotateSecretReachesEveryConsumer: a consumer of the secret whose
+// profile is not enabled (postgres-exporter, started by an earlier up
+// --profile monitoring) would keep the old password: rotate refuses before
+// changing anything and names it and the flag; with the profile, both are
+// rolled onto the new value.
+func TestRotateSecretReachesEveryConsumer(t *testing.T) {
+	ctx := context.Background()
+	port := "INVOICING_API_PORT=" + strconv.Itoa(freePort(t))
+	prom := "INVOICING_PROMETHEUS_PORT=" + strconv.Itoa(freePort(t))
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"Dockerfile":    "FROM golang:1.26-bookworm AS build\nARG VERSION\nFROM scratch\nCOPY --from=build /x /x\n",
+		".dockerignore": ".env\n",
+	})
+	load := func(profiles ...string) *Stack {
+		t.Helper()
+		st, err := Load(ctx, LoadOptions{WorkingDir: dir, ProjectName: "inv", Env: []string{port, prom}, Profiles: profiles})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	cfgDir := t.TempDir()
+	f := fakeWithImages()
+	for _, img := range []string{"invoicing-prometheus:latest", "prometheuscommunity/postgres-exporter:v0.11.1"} {
+		f.images[img] = "sha256:" + img
+	}
+	d := New(f, nil)
+	if _, err := d.Up(ctx, load("monitoring"), UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}); err != nil {
+		t.Fatalf("up --profile monitoring: %v", err)
+	}
+	stored := filepath.Join(cfgDir, "db_password")
+	old, _ := os.ReadFile(stored)
+	before := len(f.mutations())
+
+	_, err := d.RotateSecret(ctx, load(), "db_password", RotateOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second})
+	if !IsPreflight(err) || !strings.Contains(err.Error(), "service postgres-exporter also uses it") || !strings.Contains(err.Error(), "rotate with --profile monitoring") {
+		t.Fatalf("rotate without the consumer's profile: %v, want a refusal naming postgres-exporter and --profile monitoring", err)
+	}
+	if now, _ := os.ReadFile(stored); string(now) != string(old) || len(f.mutations()) != before || f.execInput.Len() != 0 {
+		t.Fatalf("the refused rotation changed something: %v", f.mutations()[before:])
+	}
+
+	if _, err := d.RotateSecret(ctx, load("monitoring"), "db_password", RotateOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}); err != nil {
+		t.Fatalf("rotate --profile monitoring: %v", err)
+	}
+	now, _ := os.ReadFile(stored)
+	for _, c := range f.containers {
+		if svc := c.cfg.Labels[LabelService]; svc != "postgres-exporter" && svc != "api" {
+			continue
+		}
+		if file, _ := f.delivered(c, "/run/secrets/db_password"); file.content != string(now) {
+			t.Fatalf("%s did not get the new password", c.name)
+		}
+	}
+}
