@@ -2,9 +2,7 @@ package deployer
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -18,24 +16,11 @@ import (
 // change check does) and stored like a generated one (0600). Generating a
 // new value instead would hand the services a password the database was
 // never given. A value no running container holds is generated later, as on
-// a first up.
-func (d *Deployer) adoptSecrets(ctx context.Context, p *types.Project, configDir string) error {
+// a first up. missing names the generated secrets this machine lacks.
+func (d *Deployer) adoptSecrets(ctx context.Context, p *types.Project, configDir string, missing []string) error {
 	srcs, err := secretSources(p, configDir)
 	if err != nil {
 		return err
-	}
-	var missing []string
-	for _, name := range usedSecrets(p) {
-		src := srcs[name]
-		if !src.Generate || p.Environment[src.Env] != "" {
-			continue
-		}
-		if _, err := os.Stat(src.Stored); errors.Is(err, fs.ErrNotExist) {
-			missing = append(missing, name)
-		}
-	}
-	if len(missing) == 0 {
-		return nil
 	}
 	cs, err := d.projectContainers(ctx, p.Name)
 	if err != nil {

@@ -30,6 +30,10 @@ type DownOptions struct {
 	Services []string
 	// RemoveOrphans also removes the orphans.
 	RemoveOrphans bool
+	// ConfigDir is this machine's mirror of the project's generated
+	// secrets on this engine ("" means ConfigDir(project)): with Volumes,
+	// the engine's copy goes with the data, and the mirror notes it.
+	ConfigDir string
 }
 
 // DownResult counts what Down removed.
@@ -122,6 +126,15 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 			}
 			res.Volumes++
 			d.out.Event("Volume %s removed", v.Name)
+		}
+		// The engine's copy of the generated secrets went with the volumes
+		// (state volume): the next up stores this machine's copy again.
+		dir := o.ConfigDir
+		if dir == "" {
+			dir, _ = ConfigDir(project)
+		}
+		if dir != "" {
+			forgetConfirmed(dir)
 		}
 		// Everything goes: the release history too.
 		n, err := d.removeReleases(ctx, project)

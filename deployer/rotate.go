@@ -123,6 +123,10 @@ func (d *Deployer) RotateSecret(ctx context.Context, st *Stack, name string, o R
 	if err := os.Rename(next, src.Stored); err != nil {
 		return nil, fmt.Errorf("the database now has the new password, kept in %s: move it to %s, then run up: %w", next, src.Stored, err)
 	}
+	// The engine keeps the value too, so another machine deploys it.
+	if err := d.writeState(ctx, p.Name, map[string][]byte{name: value}); err != nil {
+		return nil, fmt.Errorf("the database has the new password, kept in %s, but the engine's copy is the old one (another machine would deploy that): run secret rotate %s again: %w", src.Stored, name, err)
+	}
 	// The database keeps its password in its data directory: its copy of
 	// the secret is rewritten in place rather than the database restarted.
 	values, err := deliveryValues(p, o.ConfigDir)

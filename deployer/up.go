@@ -164,7 +164,7 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	// Secret (generated on first use, or taken from the running
 	// containers when another machine generated it) and config values;
 	// never printed.
-	if err := d.adoptSecrets(ctx, p, o.ConfigDir); err != nil {
+	if err := d.resolveGenerated(ctx, p, o.ConfigDir); err != nil {
 		return res, err
 	}
 	values, err := deliveryValues(p, o.ConfigDir)

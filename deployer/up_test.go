@@ -82,7 +82,7 @@ func TestUpBundledCreatesThenKeeps(t *testing.T) {
 	if got := f.countCalls("create "); got != 2 {
 		t.Fatalf("first up created %d containers, want 2: %v", got, f.mutations())
 	}
-	if f.countCalls("build ") != 1 || f.countCalls("network-create invoicing") != 0 || f.countCalls("network-create inv_default") != 1 || f.countCalls("volume-create inv_db-data") != 1 {
+	if f.countCalls("build invoicing-api") != 1 || f.countCalls("network-create invoicing") != 0 || f.countCalls("network-create inv_default") != 1 || f.countCalls("volume-create inv_db-data") != 1 {
 		t.Fatalf("unexpected calls: %v", f.mutations())
 	}
 	// The database starts before the API (depends_on service_healthy).
@@ -94,7 +94,7 @@ func TestUpBundledCreatesThenKeeps(t *testing.T) {
 		t.Fatal("first up reports no change")
 	}
 	// Tags of the bundled build.
-	if b := f.builds[0]; !contains(b.Tags, st.Project.Services["api"].Image) {
+	if b := f.builds[len(f.builds)-1]; !contains(b.Tags, st.Project.Services["api"].Image) {
 		t.Fatalf("build tags %v lack the image the stack names, %s", b.Tags, st.Project.Services["api"].Image)
 	}
 
@@ -271,14 +271,15 @@ func TestDownKeepsVolumesUnlessAsked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Containers != 2 || res.Networks != 1 || res.Volumes != 0 || len(f.volumes) != 1 {
+	// The data volume and the engine's copy of the generated secrets stay.
+	if res.Containers != 2 || res.Networks != 1 || res.Volumes != 0 || len(f.volumes) != 2 {
 		t.Fatalf("down: %+v, volumes left %d", res, len(f.volumes))
 	}
 	res, err = d.Down(ctx, "inv", DownOptions{Volumes: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Volumes != 1 || len(f.volumes) != 0 {
+	if res.Volumes != 2 || len(f.volumes) != 0 {
 		t.Fatalf("down --volumes: %+v, volumes left %d", res, len(f.volumes))
 	}
 }

@@ -89,6 +89,9 @@ type UpReport struct {
 func (d *Deployer) up(ctx context.Context, local *deployer.Deployer, localImages ImageEngine, st *deployer.Stack, o UpOptions) (*UpReport, error) {
 	remote, eng, rep := d.d, d.engine, d.out
 	res := &UpReport{}
+	if err := d.targetConfigDir(st.Project.Name, &o.Deploy.ConfigDir); err != nil {
+		return res, err
+	}
 	// The remote preflight, the checks before anything is sent and the
 	// deploy's own preflight ask the host the same questions: over SSH
 	// each is sent once (see runCache).

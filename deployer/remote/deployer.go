@@ -147,6 +147,9 @@ func (d *Deployer) Rollback(ctx context.Context, st *deployer.Stack, o deployer.
 		}
 	}
 	o.Up.Remote = true
+	if err := d.targetConfigDir(st.Project.Name, &o.Up.ConfigDir); err != nil {
+		return nil, nil, err
+	}
 	if o.Up.RecordCommand == "" {
 		o.Up.RecordCommand = "remote rollback"
 		if o.To > 0 {
@@ -159,7 +162,28 @@ func (d *Deployer) Rollback(ctx context.Context, st *deployer.Stack, o deployer.
 // Down removes project's containers and networks on the host (volumes
 // with o.Volumes), as deployer.Down does.
 func (d *Deployer) Down(ctx context.Context, project string, o deployer.DownOptions) (*deployer.DownResult, error) {
+	if err := d.targetConfigDir(project, &o.ConfigDir); err != nil {
+		return nil, err
+	}
 	return d.d.Down(ctx, project, o)
+}
+
+// targetConfigDir sets *dir, when empty, to where this machine mirrors the
+// generated secrets of project on this host (deployer.TargetConfigDir,
+// keyed by the host's address and engine socket): the same project on the
+// local engine or another host never shares them.
+func (d *Deployer) targetConfigDir(project string, dir *string) error {
+	if *dir != "" {
+		return nil
+	}
+	e := d.conn.Endpoint
+	target := e.Host + "_" + strconv.Itoa(e.Port)
+	if e.Scheme == "ssh" && e.Socket != DefaultSocket {
+		target += "_" + e.Socket
+	}
+	var err error
+	*dir, err = deployer.TargetConfigDir(project, target)
+	return err
 }
 
 // Status lists project's containers on the host.

@@ -156,9 +156,21 @@ func TestRemoteOverSSH(t *testing.T) {
 		if ports := h.Docker(t, "ps", "--filter", "label=com.docker.compose.service=db", "--format", "{{.Ports}}"); strings.Contains(ports, "->") {
 			t.Errorf("db publishes a port on the host: %s", ports)
 		}
-		// The generated database password appears in no output.
-		pw, err := os.ReadFile(filepath.Join(strings.TrimPrefix(env[0], "XDG_CONFIG_HOME="), "invdeploy", "invoicing", "db_password"))
-		if err == nil && len(pw) > 0 && (strings.Contains(r.Stdout+r.Stderr, strings.TrimSpace(string(pw)))) {
+		// The generated database password is mirrored per target (never
+		// shared with the local engine's) and appears in no output.
+		xdg := strings.TrimPrefix(env[0], "XDG_CONFIG_HOME=")
+		mirrors, _ := filepath.Glob(filepath.Join(xdg, "invdeploy", "invoicing", "targets", "*", "db_password"))
+		if len(mirrors) != 1 {
+			t.Fatalf("want one per-target mirror of db_password under %s, got %v", xdg, mirrors)
+		}
+		if _, err := os.Stat(filepath.Join(xdg, "invdeploy", "invoicing", "db_password")); err == nil {
+			t.Error("the remote password was stored where the local engine's is")
+		}
+		pw, err := os.ReadFile(mirrors[0])
+		if err != nil || len(pw) < 32 {
+			t.Fatalf("read the mirrored password: %v", err)
+		}
+		if strings.Contains(r.Stdout+r.Stderr, strings.TrimSpace(string(pw))) {
 			t.Error("the database password appears in the output")
 		}
 	})
