@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 )
 
@@ -165,4 +167,25 @@ func gitTreeTag(dir string) string {
 		h.Write([]byte{0})
 	}
 	return sha + "-dirty-" + hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// CheckClean refuses (exit 3) to send to another host an image built from
+// a build context with uncommitted changes: what runs there must be
+// something a commit names (as Kamal builds from a clean checkout). The
+// message lists the contexts and the flag that accepts them.
+func CheckClean(st *Stack) error {
+	var problems []Problem
+	for _, name := range st.Project.ServicesWithBuild() {
+		s := st.Project.Services[name]
+		dir := buildContextDir(st.Project, s)
+		if gitDirty(dir) {
+			problems = append(problems, Problem{Rule: "git", Subject: name, Message: fmt.Sprintf(
+				"build context %s has uncommitted changes: commit them, or deploy what is on disk with --allow-dirty (its release then says so)", dir)})
+		}
+	}
+	sort.Slice(problems, func(i, j int) bool { return problems[i].Subject < problems[j].Subject })
+	if len(problems) > 0 {
+		return &PreflightError{Problems: problems}
+	}
+	return nil
 }

@@ -71,7 +71,7 @@ func (d *Deployer) recordRelease(ctx context.Context, p *types.Project, imageIDs
 		return nil, err
 	}
 	h := currentHolder(command, time.Now())
-	r := &Release{Number: 1, Project: p.Name, Revision: gitRevision(p.WorkingDir), User: h.User, Machine: h.Machine,
+	r := &Release{Number: 1, Project: p.Name, Revision: gitTreeTag(p.WorkingDir), User: h.User, Machine: h.Machine,
 		Command: command, Created: time.Now().UTC(), Services: map[string]ReleaseService{}}
 	if len(rels) > 0 {
 		r.Number = rels[0].Number + 1

@@ -122,7 +122,7 @@ func newRemoteUpCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 	var via, allowFrom, adminCIDR, service, pullRegistry string
 	var port int
 	var waitTimeout time.Duration
-	var rebuild bool
+	var rebuild, allowDirty bool
 	cmd := &cobra.Command{
 		Use:   "up --host URL [--via ssh|registry] [--port N] [--allow-from CIDR]",
 		Short: "Move images to the host, preflight there, start the stack and wait until healthy",
@@ -173,6 +173,11 @@ unless --port; Postgres is never published.`,
 			if err != nil {
 				return err
 			}
+			if !allowDirty {
+				if err := deployer.CheckClean(st); err != nil {
+					return err
+				}
+			}
 			announce(g, "Deploying", st)
 			uo := remote.UpOptions{
 				Via:         via,
@@ -222,6 +227,7 @@ unless --port; Postgres is never published.`,
 	cmd.Flags().StringVar(&pullRegistry, "pull-registry", "", "with --via registry: the same registry as the host reaches it, when its address differs there (e.g. a VPC endpoint)")
 	cmd.Flags().StringVar(&service, "service", "", "with --via registry: the service whose image is pushed (default: the one with a build section)")
 	cmd.Flags().BoolVar(&rebuild, "build", false, "rebuild images with a build section locally even when present")
+	cmd.Flags().BoolVar(&allowDirty, "allow-dirty", false, "deploy images built from build contexts with uncommitted changes (refused by default: what runs on a host should be something a commit names)")
 	durationFlag(cmd, &waitTimeout, "wait-timeout", 3*time.Minute, "how long to wait for dependencies and health")
 	return cmd
 }

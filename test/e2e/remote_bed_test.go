@@ -369,6 +369,12 @@ func invdeploy(t *testing.T, env []string, stdin string, args ...string) cliResu
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
+	if len(args) > 1 && args[0] == "remote" && args[1] == "up" && treeDirty(t) {
+		// A developer's edited checkout deploys as is; CI's clean clone
+		// runs remote up exactly as a user does (its refusal of a dirty
+		// tree is tested in cmd/invdeploy's remote_refusals script).
+		args = append(append([]string{}, args...), "--allow-dirty")
+	}
 	cmd := exec.CommandContext(ctx, invdeployBinary(t), args...)
 	cmd.Dir = repoRoot(t)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
@@ -384,6 +390,20 @@ func invdeploy(t *testing.T, env []string, stdin string, args ...string) cliResu
 		t.Fatalf("run invdeploy %v: %v", args, err)
 	}
 	return r
+}
+
+var (
+	treeDirtyOnce sync.Once
+	treeIsDirty   bool
+)
+
+// treeDirty reports whether the repository has uncommitted changes.
+func treeDirty(t *testing.T) bool {
+	treeDirtyOnce.Do(func() {
+		out, err := exec.Command("git", "-C", repoRoot(t), "status", "--porcelain").Output()
+		treeIsDirty = err == nil && len(bytes.TrimSpace(out)) > 0
+	})
+	return treeIsDirty
 }
 
 func tail(s string, n int) string {
