@@ -8,8 +8,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
 
@@ -53,7 +56,13 @@ func (d *Deployer) EnsureProxyImage(ctx context.Context, binaryPath string) (str
 	if err := checkProxyBinary(bin, v.Os, v.Arch); err != nil {
 		return "", fmt.Errorf("rollout proxy %s: %w", binaryPath, err)
 	}
-	if err := scratchimage.Build(ctx, d.engine, ref, map[string]string{LabelManagedBy: "invdeploy"}, proxyContext(bin)); err != nil {
+	// A dynamically linked binary (go install builds with cgo where a C
+	// compiler is found) brings its loader and libraries along.
+	runtime, err := proxyRuntime(bin, hostLibDirs)
+	if err != nil {
+		return "", fmt.Errorf("rollout proxy %s: %w", binaryPath, err)
+	}
+	if err := scratchimage.Build(ctx, d.engine, ref, map[string]string{LabelManagedBy: "invdeploy"}, append(proxyContext(bin), runtime...)); err != nil {
 		return "", err
 	}
 	d.out.Event("Image %s built (the rollout proxy)", ref)
@@ -75,12 +84,103 @@ func checkProxyBinary(bin []byte, engineOS, engineArch string) error {
 	if want, ok := machine[engineArch]; ok && f.Machine != want {
 		return fmt.Errorf("built for %v, the engine is %s; build it with GOARCH=%s", f.Machine, engineArch, engineArch)
 	}
+	return nil
+}
+
+// hostLibDirs are where proxyRuntime looks for shared libraries, in the
+// order of the loader's defaults on Linux distributions (multiarch first).
+var hostLibDirs = []string{
+	"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+	"/lib64", "/usr/lib64", "/lib", "/usr/lib",
+}
+
+// proxyRuntime is what a dynamically linked proxy binary needs on scratch:
+// its ELF interpreter and the shared libraries it needs (transitively),
+// copied from this machine at the paths the loader looks in (a consistent
+// set: the loader and libc travel together, whatever the engine's host
+// runs). None for a static binary.
+func proxyRuntime(bin []byte, libDirs []string) ([]scratchimage.File, error) {
+	f, err := elf.NewFile(bytes.NewReader(bin))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	interp := ""
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("dynamically linked; build it with CGO_ENABLED=0")
+			b, err := io.ReadAll(p.Open())
+			if err != nil {
+				return nil, fmt.Errorf("read its ELF interpreter: %w", err)
+			}
+			interp = strings.TrimRight(string(b), "\x00")
 		}
 	}
-	return nil
+	if interp == "" {
+		return nil, nil // static
+	}
+	files := map[string][]byte{}
+	body, err := os.ReadFile(interp)
+	if err != nil {
+		return nil, fmt.Errorf("dynamically linked, and its loader %s is not on this machine (%v); build it with CGO_ENABLED=0", interp, err)
+	}
+	files[interp] = body
+	queue, err := f.ImportedLibraries()
+	if err != nil {
+		return nil, fmt.Errorf("read its shared libraries: %w", err)
+	}
+	seen := map[string]bool{}
+	for len(queue) > 0 {
+		lib := queue[0]
+		queue = queue[1:]
+		if seen[lib] {
+			continue
+		}
+		seen[lib] = true
+		path := ""
+		for _, dir := range libDirs {
+			if fi, err := os.Stat(filepath.Join(dir, lib)); err == nil && fi.Mode().IsRegular() {
+				path = filepath.Join(dir, lib)
+				break
+			}
+		}
+		if path == "" {
+			return nil, fmt.Errorf("dynamically linked against %s, which is not on this machine; build it with CGO_ENABLED=0", lib)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		files[path] = b
+		if lf, err := elf.NewFile(bytes.NewReader(b)); err == nil {
+			more, _ := lf.ImportedLibraries()
+			queue = append(queue, more...)
+			lf.Close()
+		}
+	}
+	var out []scratchimage.File
+	dirs := map[string]bool{}
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		for d := filepath.Dir(p); d != "/" && !dirs[d]; d = filepath.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	dirList := make([]string, 0, len(dirs))
+	for d := range dirs {
+		dirList = append(dirList, d)
+	}
+	sort.Strings(dirList) // parents before children
+	for _, d := range dirList {
+		out = append(out, scratchimage.File{Name: "rootfs" + d + "/", Mode: 0o755, Dir: true})
+	}
+	for _, p := range paths {
+		out = append(out, scratchimage.File{Name: "rootfs" + p, Mode: 0o755, Body: files[p]})
+	}
+	return out, nil
 }
 
 // proxyContext is the proxy image's build context: the binary, an

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -39,5 +40,36 @@ func TestProxyRefCache(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(os.Getenv("XDG_CACHE_HOME"), "invdeploy", "proxy-image.json")); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestProxyRuntimeOfADynamicBinary: a dynamically linked binary (what go
+// install gives where a C compiler is found) brings its ELF interpreter and
+// every shared library it needs into the proxy image, at the paths the
+// loader looks in; a library this machine lacks is refused with the fix.
+func TestProxyRuntimeOfADynamicBinary(t *testing.T) {
+	bin, err := os.ReadFile("/bin/true") // dynamically linked on Debian
+	if err != nil {
+		t.Skipf("no /bin/true: %v", err)
+	}
+	files, err := proxyRuntime(bin, hostLibDirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range files {
+		names = append(names, f.Name)
+	}
+	all := strings.Join(names, "\n")
+	if !strings.Contains(all, "ld-linux") || !strings.Contains(all, "/libc.so.6") {
+		t.Fatalf("runtime of /bin/true lacks the loader or libc:\n%s", all)
+	}
+	for _, f := range files {
+		if !f.Dir && len(f.Body) == 0 {
+			t.Fatalf("%s is empty", f.Name)
+		}
+	}
+	if _, err := proxyRuntime(bin, []string{t.TempDir()}); err == nil || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
+		t.Fatalf("missing libraries: %v", err)
 	}
 }

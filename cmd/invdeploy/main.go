@@ -10,10 +10,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/invdeploy/invdeploy/deployer"
+	"github.com/invdeploy/invdeploy/internal/proxycmd"
 )
 
 // Exit codes of the CLI contract (shared/DESIGN.md).
@@ -28,6 +30,11 @@ const (
 )
 
 func main() {
+	// Started as invdeploy-proxy (the proxy image made from this binary
+	// when no invdeploy-proxy is installed beside it), it is the proxy.
+	if filepath.Base(os.Args[0]) == proxyName {
+		os.Exit(proxycmd.Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
 	os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

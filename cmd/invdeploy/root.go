@@ -115,8 +115,8 @@ func (g *globalOptions) engineDeployer() (*deployer.Deployer, func(), error) {
 
 // proxyBinary is the rollout proxy's executable: $INVDEPLOY_PROXY_BINARY,
 // else invdeploy-proxy beside this executable (make build puts both in
-// bin/); "" when there is none or the variable is "none" (changed services are then recreated in
-// place, and up says why).
+// bin/), else this executable itself; "" when the variable is "none"
+// (changed services are then recreated in place, and up says why).
 func proxyBinary() string {
 	if p := os.Getenv("INVDEPLOY_PROXY_BINARY"); p == "none" {
 		return "" // no proxy: changed services are recreated in place
@@ -130,12 +130,19 @@ func proxyBinary() string {
 	if r, err := filepath.EvalSymlinks(exe); err == nil {
 		exe = r
 	}
-	p := filepath.Join(filepath.Dir(exe), "invdeploy-proxy")
-	if fi, err := os.Stat(p); err != nil || fi.IsDir() {
-		return ""
+	p := filepath.Join(filepath.Dir(exe), proxyName)
+	if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+		return p
 	}
-	return p
+	// One binary is enough (go install ./cmd/invdeploy): invdeploy is the
+	// proxy too when started under the proxy's name (see main), so its
+	// own executable makes the proxy image.
+	return exe
 }
+
+// proxyName is the rollout proxy's program name: the binary beside
+// invdeploy, and the name under which invdeploy itself acts as the proxy.
+const proxyName = "invdeploy-proxy"
 
 func (g *globalOptions) progress() *deployer.Progress {
 	return deployer.NewProgress(g.stderr, g.Quiet)

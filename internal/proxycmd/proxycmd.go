@@ -1,0 +1,226 @@
+// Package proxycmd is the command line of invdeploy's rollout proxy, the
+// reverse proxy that owns a service's published port during zero-downtime
+// rollouts (see internal/rollproxy). Two binaries run it: invdeploy-proxy,
+// and invdeploy itself when started under that name (the proxy image made
+// from a go-installed invdeploy, which has no invdeploy-proxy beside it).
+//
+//	invdeploy-proxy run    [--listen :8000] [--metrics :9180] [--admin SOCKET] [--target host:port [--target-delay D]] [RELEASE FLAGS]
+//	invdeploy-proxy deploy --target host:port [--health-path /readyz] [--health-timeout 60s] [--drain-timeout 30s] [RELEASE FLAGS]
+//	invdeploy-proxy target
+//	invdeploy-proxy healthcheck
+//
+// RELEASE FLAGS, all optional, name what the target runs for the
+// invdeploy_release_info{project,release,revision,service} series on
+// /metrics, which marks releases on the dashboards' time axis:
+//
+//	--project NAME --release N --revision REV --service NAME
+//
+// invdeploy runs `deploy` by exec inside the proxy's container, so the admin
+// socket needs no published port and works the same on a remote engine.
+package proxycmd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/invdeploy/invdeploy/internal/rollproxy"
+)
+
+const defaultAdmin = "/run/invdeploy-proxy/admin.sock"
+
+// Main runs the proxy's command line with args (without the program name)
+// until SIGINT or SIGTERM and returns the exit code: 2 for a usage error.
+func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, args, stdout, stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(stderr, "invdeploy-proxy:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+type usageError struct{ error }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		args = []string{"run"}
+	}
+	switch args[0] {
+	case "run":
+		return serve(ctx, args[1:], stderr)
+	case "deploy":
+		return deploy(ctx, args[1:], stdout, stderr)
+	case "healthcheck":
+		// The container's HEALTHCHECK: the proxy answers on its admin socket.
+		fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		admin := fs.String("admin", defaultAdmin, "admin socket")
+		if err := fs.Parse(args[1:]); err != nil {
+			return usageError{err}
+		}
+		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := rollproxy.NewAdminClient(*admin).Target(hctx)
+		return err
+	case "target":
+		fs := flag.NewFlagSet("target", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		admin := fs.String("admin", defaultAdmin, "admin socket")
+		if err := fs.Parse(args[1:]); err != nil {
+			return usageError{err}
+		}
+		t, err := rollproxy.NewAdminClient(*admin).Target(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, t)
+		return nil
+	default:
+		return usageError{fmt.Errorf("unknown command %q (run, deploy, target, healthcheck)", args[0])}
+	}
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", ":8000", "address clients connect to")
+	metricsAddr := fs.String("metrics", ":9180", "address of /metrics (Prometheus); empty disables")
+	admin := fs.String("admin", defaultAdmin, "admin socket (unix)")
+	target := fs.String("target", "", "first backend host:port (optional; else the first deploy sets it)")
+	healthPath := fs.String("health-path", "/", "health path of the first backend")
+	targetDelay := fs.Duration("target-delay", 0, "use --target only when no deploy has come within this time (invdeploy names the backend itself; --target is the fallback after a restart of the proxy)")
+	var rel rollproxy.Release
+	releaseFlags(fs, &rel, "the first backend")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if err := rel.Validate(); err != nil {
+		return usageError{err}
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p := rollproxy.New(reg)
+
+	_ = os.Remove(*admin)
+	if err := os.MkdirAll(filepath.Dir(*admin), 0o700); err != nil {
+		return fmt.Errorf("admin socket directory: %w", err)
+	}
+	al, err := net.Listen("unix", *admin)
+	if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", *listen, err)
+	}
+	servers := []*http.Server{
+		{Handler: p, ReadHeaderTimeout: 10 * time.Second},
+		{Handler: p.AdminHandler(), ReadHeaderTimeout: 10 * time.Second},
+	}
+	listeners := []net.Listener{ln, al}
+	if *metricsAddr != "" {
+		ml, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", *metricsAddr, err)
+		}
+		servers = append(servers, &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second})
+		listeners = append(listeners, ml)
+	}
+	errc := make(chan error, len(servers))
+	for i, s := range servers {
+		go func() { errc <- s.Serve(listeners[i]) }()
+	}
+	log.Info("proxy listening", "listen", ln.Addr().String(), "metrics", *metricsAddr, "admin", *admin)
+	if *target != "" {
+		go func() {
+			if *targetDelay > 0 {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(*targetDelay):
+				}
+				if p.Deployed() {
+					return // a deploy named the backend meanwhile
+				}
+			}
+			res, err := p.Deploy(ctx, *target, rollproxy.DeployOptions{HealthPath: *healthPath, Release: rel})
+			if err != nil {
+				log.Error("first backend", "target", *target, "err", err)
+				return
+			}
+			log.Info("serving", "target", res.Target)
+		}()
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	// SIGTERM: finish what is in flight, then exit.
+	shut, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		_ = s.Shutdown(shut)
+	}
+	return nil
+}
+
+func deploy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("deploy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	admin := fs.String("admin", defaultAdmin, "admin socket")
+	var req rollproxy.DeployRequest
+	fs.StringVar(&req.Target, "target", "", "new backend host:port (required)")
+	fs.StringVar(&req.HealthPath, "health-path", "/", "path that must answer 2xx before the switch")
+	fs.StringVar(&req.HealthTimeout, "health-timeout", "60s", "how long the new backend may take to turn healthy")
+	fs.StringVar(&req.HealthInterval, "health-interval", "200ms", "pause between health requests")
+	fs.StringVar(&req.DrainTimeout, "drain-timeout", "30s", "how long in-flight requests on the old backend may take")
+	var rel rollproxy.Release
+	releaseFlags(fs, &rel, "the new backend")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	if req.Target == "" {
+		return usageError{errors.New("deploy: --target host:port is required")}
+	}
+	req.Project, req.Release, req.Revision, req.Service = rel.Project, rel.Number, rel.Revision, rel.Service
+	if _, err := req.Options(); err != nil {
+		return usageError{err}
+	}
+	res, err := rollproxy.NewAdminClient(*admin).Deploy(ctx, req)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(stdout).Encode(res)
+}
+
+// releaseFlags binds the optional flags that name what a backend runs.
+func releaseFlags(fs *flag.FlagSet, r *rollproxy.Release, what string) {
+	fs.StringVar(&r.Project, "project", "", "compose project of "+what+" (invdeploy_release_info; optional)")
+	fs.StringVar(&r.Number, "release", "", "invdeploy release number "+what+" runs (optional)")
+	fs.StringVar(&r.Revision, "revision", "", "git revision "+what+" was built from (optional)")
+	fs.StringVar(&r.Service, "service", "", "compose service "+what+" is (optional)")
+}
