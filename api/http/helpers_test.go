@@ -77,7 +77,7 @@ func newEnvAt(t *testing.T, dbURL string, tune ...func(*pgxpool.Config)) *env {
 	}
 	t.Cleanup(pool.Close)
 	logs := &lockedBuffer{}
-	srv := apihttp.NewServer(apihttp.Config{Service: postgres.NewStore(pool),
+	srv := apihttp.NewServer(apihttp.Config{Service: postgres.NewStore(pool, postgres.DefaultTimeout),
 		Logger: slog.New(slog.NewJSONHandler(logs, nil)), AccessLog: logs}) // as cmd/invoicing-api does
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
