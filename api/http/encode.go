@@ -31,6 +31,8 @@ var statusOf = map[string]int{
 	api.EIDEMPOTENCYREUSED: http.StatusUnprocessableEntity,
 	api.EINTERNAL:          http.StatusInternalServerError,
 	api.EUNAVAILABLE:       http.StatusServiceUnavailable,
+
+	api.EIDEMPOTENCYREPEATED: http.StatusBadRequest,
 }
 
 // titleOf is the short, code-specific summary of each problem type.
@@ -47,6 +49,8 @@ var titleOf = map[string]string{
 	api.EIDEMPOTENCYREUSED: "Idempotency key reused",
 	api.EINTERNAL:          "Internal error",
 	api.EUNAVAILABLE:       "Service unavailable",
+
+	api.EIDEMPOTENCYREPEATED: "Idempotency key repeated",
 }
 
 // RetryAfterSeconds is the Retry-After of a 503: the database restarts or

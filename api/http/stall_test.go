@@ -177,7 +177,10 @@ func TestDatabaseStopsAnswering(t *testing.T) {
 	proxy := newStallProxy(t, hostPort(t, dbURL))
 	const timeout = time.Second
 	e := newEnvWith(t, map[string]string{"DATABASE_URL": proxy.via(t, dbURL), "DATABASE_TIMEOUT": timeout.String()})
-	t.Cleanup(proxy.close)                             // first: pgx closes a timed-out connection in the background for up to 15 s, and pool.Close waits for it
+	// Cleanups run last first: the proxy closes before the pool, which
+	// waits for pgx's background close of each timed-out connection
+	// (up to 15 s while the database does not answer).
+	t.Cleanup(proxy.close)
 	e.client = &http.Client{Timeout: 15 * time.Second} // a request that hangs fails the test
 	id := e.create(threeLines).str("id")
 	e.want(e.do(req{method: "GET", route: "/readyz"}), 200)
@@ -256,7 +259,10 @@ func TestIdempotencyKeyFreedAfterPartition(t *testing.T) {
 	proxy := newStallProxy(t, hostPort(t, dbURL))
 	const timeout = time.Second
 	e := newEnvWith(t, map[string]string{"DATABASE_URL": proxy.via(t, dbURL), "DATABASE_TIMEOUT": timeout.String()})
-	t.Cleanup(proxy.close)                             // first: pgx closes a timed-out connection in the background for up to 15 s, and pool.Close waits for it
+	// Cleanups run last first: the proxy closes before the pool, which
+	// waits for pgx's background close of each timed-out connection
+	// (up to 15 s while the database does not answer).
+	t.Cleanup(proxy.close)
 	e.client = &http.Client{Timeout: 15 * time.Second} // a request that hangs fails the test
 	before := len(e.want(e.do(req{method: "GET", route: "/v1/invoices", query: "limit=100"}), 200).json["data"].([]any))
 
