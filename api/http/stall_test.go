@@ -138,6 +138,25 @@ func (p *stallProxy) pipe(src net.Conn, dst *net.TCPConn, frozen *bool, fromClie
 	}
 }
 
+// stallTimeout is the DATABASE_TIMEOUT of newStallEnv.
+const stallTimeout = time.Second
+
+// newStallEnv is a server with DATABASE_TIMEOUT=stallTimeout on a fresh
+// database reached through a stallProxy. A request that gets no answer
+// within 15 s fails the test.
+func newStallEnv(t *testing.T) (*env, *stallProxy) {
+	t.Helper()
+	dbURL := testpg.New(t)
+	proxy := newStallProxy(t, hostPort(t, dbURL))
+	e := newEnvWith(t, map[string]string{"DATABASE_URL": proxy.via(t, dbURL), "DATABASE_TIMEOUT": stallTimeout.String()})
+	// Cleanups run last first: the proxy closes before the pool, which
+	// waits for pgx's background close of each timed-out connection
+	// (up to 15 s while the database does not answer).
+	t.Cleanup(proxy.close)
+	e.client = &http.Client{Timeout: 15 * time.Second}
+	return e, proxy
+}
+
 // timed is one request's response and how long it took.
 type timed struct {
 	r    req
@@ -173,15 +192,7 @@ func (e *env) doAll(rs []req) []timed {
 // stall is free, nothing half-written survives.
 func TestDatabaseStopsAnswering(t *testing.T) {
 	t.Parallel()
-	dbURL := testpg.New(t)
-	proxy := newStallProxy(t, hostPort(t, dbURL))
-	const timeout = time.Second
-	e := newEnvWith(t, map[string]string{"DATABASE_URL": proxy.via(t, dbURL), "DATABASE_TIMEOUT": timeout.String()})
-	// Cleanups run last first: the proxy closes before the pool, which
-	// waits for pgx's background close of each timed-out connection
-	// (up to 15 s while the database does not answer).
-	t.Cleanup(proxy.close)
-	e.client = &http.Client{Timeout: 15 * time.Second} // a request that hangs fails the test
+	e, proxy := newStallEnv(t)
 	id := e.create(threeLines).str("id")
 	e.want(e.do(req{method: "GET", route: "/readyz"}), 200)
 
@@ -210,15 +221,15 @@ func TestDatabaseStopsAnswering(t *testing.T) {
 		if ct := x.res.header.Get("Content-Type"); ct != "application/problem+json" {
 			t.Errorf("%s: Content-Type %q", what, ct)
 		}
-		if x.took > timeout+3*time.Second {
-			t.Errorf("%s took %s with DATABASE_TIMEOUT=%s", what, x.took.Round(time.Millisecond), timeout)
+		if x.took > stallTimeout+3*time.Second {
+			t.Errorf("%s took %s with DATABASE_TIMEOUT=%s", what, x.took.Round(time.Millisecond), stallTimeout)
 		}
 		t.Logf("%s with the database paused: %d in %s", what, x.res.status, x.took.Round(time.Millisecond))
 	}
 	// A second wave meets a pool whose connections are all stuck or being
 	// dialled: still bounded.
 	for _, x := range e.doAll(requests[:3]) {
-		if x.res.status != 503 || x.took > timeout+3*time.Second {
+		if x.res.status != 503 || x.took > stallTimeout+3*time.Second {
 			t.Errorf("%s %s, second wave: %d in %s", x.r.method, x.r.route, x.res.status, x.took)
 		}
 	}
@@ -255,15 +266,7 @@ func TestDatabaseStopsAnswering(t *testing.T) {
 // TCP keepalive notices, hours later. The retry creates the one invoice.
 func TestIdempotencyKeyFreedAfterPartition(t *testing.T) {
 	t.Parallel()
-	dbURL := testpg.New(t)
-	proxy := newStallProxy(t, hostPort(t, dbURL))
-	const timeout = time.Second
-	e := newEnvWith(t, map[string]string{"DATABASE_URL": proxy.via(t, dbURL), "DATABASE_TIMEOUT": timeout.String()})
-	// Cleanups run last first: the proxy closes before the pool, which
-	// waits for pgx's background close of each timed-out connection
-	// (up to 15 s while the database does not answer).
-	t.Cleanup(proxy.close)
-	e.client = &http.Client{Timeout: 15 * time.Second} // a request that hangs fails the test
+	e, proxy := newStallEnv(t)
 	before := len(e.want(e.do(req{method: "GET", route: "/v1/invoices", query: "limit=100"}), 200).json["data"].([]any))
 
 	// Freeze the connection when it reads the stored outcome: the key's
@@ -272,11 +275,11 @@ func TestIdempotencyKeyFreedAfterPartition(t *testing.T) {
 	key := map[string]string{"Idempotency-Key": "partitioned"}
 	start := time.Now()
 	r := e.do(req{method: "POST", route: "/v1/invoices", body: threeLines, header: key})
-	if r.status != 503 || r.str("code") != "service_unavailable" || time.Since(start) > timeout+3*time.Second {
+	if r.status != 503 || r.str("code") != "service_unavailable" || time.Since(start) > stallTimeout+3*time.Second {
 		t.Fatalf("request cut off mid-transaction: %d in %s: %s", r.status, time.Since(start), r.body)
 	}
 	var last resp
-	for deadline := time.Now().Add(timeout + 10*time.Second); ; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(stallTimeout + 10*time.Second); ; time.Sleep(100 * time.Millisecond) {
 		if last = e.do(req{method: "POST", route: "/v1/invoices", body: threeLines, header: key}); last.status == 201 {
 			break
 		}
