@@ -206,7 +206,7 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 		_ = srv.Close()
 		return stoppedBeforeReady(ctx, logger, err)
 	}
-	defer pool.Close()
+	defer closePool(pool, logger)
 	store := postgres.NewStore(pool, dbcfg.Timeout)
 	reg.MustRegister(postgres.NewPoolCollector(pool))
 	svc.set(store)
@@ -232,6 +232,29 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// poolCloseWait bounds how long the server waits at exit for its database
+// connections to close.
+const poolCloseWait = 2 * time.Second
+
+// closePool closes pool, waiting for it at most poolCloseWait: a
+// connection whose request timed out is closed by pgx in the background,
+// for up to 15 s while the database does not answer, and pool.Close waits
+// for it. At exit the kernel closes the sockets anyway; waiting longer
+// would only outlast the stop timeout of the container (10 s) and end in
+// SIGKILL.
+func closePool(pool *pgxpool.Pool, logger *slog.Logger) {
+	closed := make(chan struct{})
+	go func() {
+		pool.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(poolCloseWait):
+		logger.Warn("database connections still closing (the database does not answer); exiting without waiting for them", "waited", poolCloseWait.String())
+	}
 }
 
 // purgeIdempotencyKeys deletes expired idempotency outcomes now and then
