@@ -23,6 +23,10 @@ const (
 	EMETHOD            = "method_not_allowed"
 	EUNAVAILABLE       = "service_unavailable"
 	EINTERNAL          = "internal"
+
+	// EIDEMPOTENCYREPEATED is a request with more than one Idempotency-Key
+	// header line: which key the client meant is unknown.
+	EIDEMPOTENCYREPEATED = "idempotency_key_repeated"
 )
 
 // Error is an error a client can act on: a code from the list above, a

@@ -31,6 +31,8 @@ var statusOf = map[string]int{
 	api.EIDEMPOTENCYREUSED: http.StatusUnprocessableEntity,
 	api.EINTERNAL:          http.StatusInternalServerError,
 	api.EUNAVAILABLE:       http.StatusServiceUnavailable,
+
+	api.EIDEMPOTENCYREPEATED: http.StatusBadRequest,
 }
 
 // titleOf is the short, code-specific summary of each problem type.
@@ -47,6 +49,8 @@ var titleOf = map[string]string{
 	api.EIDEMPOTENCYREUSED: "Idempotency key reused",
 	api.EINTERNAL:          "Internal error",
 	api.EUNAVAILABLE:       "Service unavailable",
+
+	api.EIDEMPOTENCYREPEATED: "Idempotency key repeated",
 }
 
 // RetryAfterSeconds is the Retry-After of a 503: the database restarts or
@@ -288,7 +292,15 @@ func writeOptions(r *http.Request, request any, status int) (api.WriteOptions, e
 		opts.IfMatch = parseETags(strings.Join(v, ","))
 	}
 	if v, ok := r.Header[http.CanonicalHeaderKey("Idempotency-Key")]; ok && r.Method != http.MethodDelete {
-		key := strings.Join(v, ",")
+		// The key is one opaque value, not a list (RFC 9110 5.3): two
+		// lines, even equal ones, are refused rather than joined into a
+		// key the client never sent ("k1,k2"). One line is taken whole,
+		// commas included, as DESIGN's 1..255 characters allow.
+		if len(v) > 1 {
+			return opts, api.Errorf(api.EIDEMPOTENCYREPEATED,
+				"The request carries %d Idempotency-Key headers; send exactly one.", len(v))
+		}
+		key := v[0]
 		if !api.ValidIdempotencyKey(key) {
 			return opts, &api.Error{Code: api.EVALIDATION, Message: "The request is invalid; see errors.",
 				Fields: []api.FieldError{{Param: "Idempotency-Key", Code: "invalid_value", Detail: "must be 1 to 255 printable ASCII characters"}}}

@@ -41,6 +41,8 @@ type env struct {
 	url  string
 	pool *pgxpool.Pool
 	logs *bytes.Buffer
+	// client sends the requests; http.DefaultClient when nil.
+	client *http.Client
 }
 
 // lockedBuffer is a log sink safe for concurrent handlers.
@@ -61,12 +63,21 @@ func newEnv(t *testing.T) *env {
 }
 
 // newEnvAt is a server on the database at dbURL; tune adjusts its pool.
+// Its database timeout is generous: the tests share two loaded cores.
 func newEnvAt(t *testing.T, dbURL string, tune ...func(*pgxpool.Config)) *env {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(dbURL)
+	return newEnvWith(t, map[string]string{"DATABASE_URL": dbURL, "DATABASE_TIMEOUT": "30s"}, tune...)
+}
+
+// newEnvWith is a server configured as cmd/invoicing-api configures it
+// from the environment vars (postgres.ParseConfig); tune adjusts its pool.
+func newEnvWith(t *testing.T, vars map[string]string, tune ...func(*pgxpool.Config)) *env {
+	t.Helper()
+	dbcfg, err := postgres.ParseConfig(postgres.Env{Getenv: func(k string) string { return vars[k] }, ReadFile: os.ReadFile})
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg := dbcfg.Pool
 	cfg.MaxConns = 20
 	for _, f := range tune {
 		f(cfg)
@@ -77,7 +88,7 @@ func newEnvAt(t *testing.T, dbURL string, tune ...func(*pgxpool.Config)) *env {
 	}
 	t.Cleanup(pool.Close)
 	logs := &lockedBuffer{}
-	srv := apihttp.NewServer(apihttp.Config{Service: postgres.NewStore(pool),
+	srv := apihttp.NewServer(apihttp.Config{Service: postgres.NewStore(pool, dbcfg.Timeout),
 		Logger: slog.New(slog.NewJSONHandler(logs, nil)), AccessLog: logs}) // as cmd/invoicing-api does
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
@@ -130,6 +141,17 @@ func (r resp) str(path ...string) string {
 // do sends r and validates the response against the OpenAPI document.
 func (e *env) do(r req) resp {
 	e.t.Helper()
+	out, err := e.send(r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+// send is do returning the client's failure (say, its timeout) instead of
+// ending the test: for requests sent from other goroutines.
+func (e *env) send(r req) (resp, error) {
+	e.t.Helper()
 	var body io.Reader
 	ct := ""
 	switch b := r.body.(type) {
@@ -163,14 +185,18 @@ func (e *env) do(r req) resp {
 			hr.Header.Set(k, v)
 		}
 	}
-	res, err := http.DefaultClient.Do(hr)
+	client := e.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	res, err := client.Do(hr)
 	if err != nil {
-		e.t.Fatalf("%s %s: %v", r.method, path, err)
+		return resp{}, fmt.Errorf("%s %s: %w", r.method, path, err)
 	}
 	defer res.Body.Close()
 	out := resp{status: res.StatusCode, header: res.Header}
 	if out.body, err = io.ReadAll(res.Body); err != nil {
-		e.t.Fatal(err)
+		return out, fmt.Errorf("%s %s: read the body: %w", r.method, path, err)
 	}
 	if err := validateResponse(r.method, r.route, res, out.body); err != nil {
 		e.t.Errorf("%s %s -> %d does not match openapi.json: %v\nbody: %s", r.method, path, res.StatusCode, err, out.body)
@@ -183,7 +209,7 @@ func (e *env) do(r req) resp {
 			out.json, _ = v.(map[string]any)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // want fails unless the response has status (and, for problems, code).

@@ -36,7 +36,7 @@ func newMetricsEnv(t *testing.T) *env {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(postgres.NewPoolCollector(pool))
 	logs := &lockedBuffer{}
-	srv := apihttp.NewServer(apihttp.Config{Service: postgres.NewStore(pool),
+	srv := apihttp.NewServer(apihttp.Config{Service: postgres.NewStore(pool, postgres.DefaultTimeout),
 		Logger: slog.New(slog.NewJSONHandler(logs, nil)), Registry: reg})
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)

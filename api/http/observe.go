@@ -188,9 +188,16 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		}
 		d := time.Since(start)
 		s.metrics.observeRequest(metricMethod(r.Method), route, sw.status, d)
+		level := levelOf(sw.status)
+		if probeRoutes[route] && level != slog.LevelError {
+			level = slog.LevelDebug
+		}
+		if !s.logger.Enabled(r.Context(), level) {
+			return
+		}
 		if s.accessLog != nil {
 			bp := bodyBuffers.Get().(*[]byte)
-			line, ok := appendRequestLine((*bp)[:0], time.Now(), levelOf(sw.status), id, r.Method, route, r.URL.Path, sw.status, d, sw.bytes)
+			line, ok := appendRequestLine((*bp)[:0], time.Now(), level, id, r.Method, route, r.URL.Path, sw.status, d, sw.bytes)
 			if ok {
 				_, _ = s.accessLog.Write(line)
 			}
@@ -200,7 +207,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 				return
 			}
 		}
-		s.logger.LogAttrs(r.Context(), levelOf(sw.status), "request",
+		s.logger.LogAttrs(r.Context(), level, "request",
 			slog.String("request_id", id), slog.String("method", r.Method), slog.String("route", route),
 			slog.String("path", r.URL.Path), slog.Int("status", sw.status),
 			slog.Float64("duration_ms", durationMillis(d)), slog.Int("bytes", sw.bytes))
@@ -274,6 +281,14 @@ func metricMethod(m string) string {
 	}
 	return "OTHER"
 }
+
+// probeRoutes are polled by machines, every few seconds, for ever: health
+// checks (/healthz, /readyz) and Prometheus scrapes. Their request lines
+// are logged at DEBUG, not INFO, so the log of a failing container shows
+// its cause rather than pages of probes (a failing /readyz logs once, when
+// readiness changes: see Server.noteReadiness); invoicing_http_requests_total
+// counts them like every request. A 500 (a bug) stays an ERROR.
+var probeRoutes = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
 // levelOf is the log level of a request line: ERROR is kept for what needs
 // a fix (a 500); an unavailable database (503) is expected while it

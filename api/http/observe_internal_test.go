@@ -41,6 +41,7 @@ func TestRequestLineIsSlogs(t *testing.T) {
 		{slog.LevelInfo, "GET", "/v1/invoices/inv_abcdefghijklmnopqrstuvwx", 200, 1234567 * time.Nanosecond, true},
 		{slog.LevelInfo, "POST", "/v1/invoices", 201, 0, true},
 		{slog.LevelWarn, "GET", "/readyz", 503, 2 * time.Second, true},
+		{slog.LevelDebug, "GET", "/healthz", 200, time.Microsecond, true},
 		{slog.LevelError, "PATCH", "/v1/invoices/x", 500, 999 * time.Microsecond, true},
 		{slog.LevelInfo, "GET", "/a<b>&c%20'", 404, time.Millisecond, true},
 		{slog.LevelInfo, "GET", "/x\"y", 404, time.Millisecond, false},

@@ -34,8 +34,18 @@ type Server struct {
 	metrics   *metrics
 	gatherer  prometheus.Gatherer
 	draining  atomic.Bool
+	// readiness is the last answer of the database check of /readyz
+	// (see noteReadiness).
+	readiness atomic.Int32
 	router    chi.Router
 }
+
+// Values of Server.readiness.
+const (
+	readinessUnknown int32 = iota
+	readinessReady
+	readinessNotReady
+)
 
 // Config holds the dependencies of a Server.
 type Config struct {
@@ -47,7 +57,8 @@ type Config struct {
 	// new registry when nil.
 	Registry *prometheus.Registry
 	// AccessLog, when set, is the writer of Logger's handler, which must
-	// be slog.NewJSONHandler with default options: the line of each request
+	// be slog.NewJSONHandler with default options (but for Level, which is
+	// honoured through Logger.Enabled): the line of each request
 	// is then written to it directly, byte for byte as that handler writes
 	// it, at about a fifth of slog's cost (a twentieth of a GET's CPU went
 	// to its request line). It must be safe for concurrent writes, as it
@@ -77,10 +88,30 @@ func (s *Server) ready(ctx context.Context) error {
 	if s.draining.Load() {
 		return api.Errorf(api.EUNAVAILABLE, "The server is shutting down.")
 	}
-	if err := s.svc.Ready(ctx); err != nil {
+	err := s.svc.Ready(ctx)
+	s.noteReadiness(ctx, err)
+	if err != nil {
 		return api.Errorf(api.EUNAVAILABLE, "The database is not ready.")
 	}
 	return nil
+}
+
+// noteReadiness logs when the database check of /readyz changes its
+// answer, with the cause of a failure: the probes themselves are logged at
+// DEBUG only (see probeRoutes), and a failing probe every few seconds must
+// neither flood the log nor go unexplained.
+func (s *Server) noteReadiness(ctx context.Context, err error) {
+	now := readinessReady
+	if err != nil {
+		now = readinessNotReady
+	}
+	switch prev := s.readiness.Swap(now); {
+	case prev == now:
+	case err != nil:
+		s.logger.WarnContext(ctx, "readiness: not ready", "error", err.Error())
+	case prev == readinessNotReady:
+		s.logger.InfoContext(ctx, "readiness: ready again")
+	}
 }
 
 // Router exposes the route table of s (for documentation checks).

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -49,29 +50,50 @@ func (e Env) secret(name string) (string, error) {
 	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
+// Config is the database configuration read from the environment.
+type Config struct {
+	// Pool configures the connection pool, with the timeouts of Timeout
+	// applied (see ParseConfig).
+	Pool *pgxpool.Config
+	// Timeout is the most database time one call of the Store may take
+	// (DATABASE_TIMEOUT); give it to NewStore.
+	Timeout time.Duration
+}
+
+// DefaultTimeout is the database time budget of one request when
+// DATABASE_TIMEOUT is not set: far above any statement of a healthy
+// database (milliseconds), short enough that a client hears 503 and
+// Retry-After within seconds when the database does not answer.
+const DefaultTimeout = 5 * time.Second
+
 // ParseConfig builds the pool configuration from DATABASE_URL (or
 // DATABASE_URL_FILE; without either, libpq's PG* variables and defaults
 // apply) and DATABASE_PASSWORD (or DATABASE_PASSWORD_FILE), which overrides
-// any password in the URL. Errors never contain the URL or the password.
-func ParseConfig(env Env) (*pgxpool.Config, error) {
+// any password in the URL, and the time budget from DATABASE_TIMEOUT (see
+// boundWaits). Errors never contain the URL or the password.
+func ParseConfig(env Env) (Config, error) {
 	dsn, err := env.secret("DATABASE_URL")
 	if err != nil {
-		return nil, err
+		return Config{}, err
 	}
 	password, err := env.secret("DATABASE_PASSWORD")
 	if err != nil {
-		return nil, err
+		return Config{}, err
+	}
+	timeout, err := parseTimeout(env.Getenv("DATABASE_TIMEOUT"))
+	if err != nil {
+		return Config{}, err
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's message quotes the (best-effort redacted) string: keep it out.
-		return nil, errors.New("DATABASE_URL is not a valid connection string; expected postgres://USER@HOST:PORT/DB?sslmode=disable")
+		return Config{}, errors.New("DATABASE_URL is not a valid connection string; expected postgres://USER@HOST:PORT/DB?sslmode=disable")
 	}
 	if password != "" {
 		cfg.ConnConfig.Password = password
 	}
 	if err := setPoolSize(cfg, dsn, env.Getenv("DATABASE_POOL_MAX_CONNS")); err != nil {
-		return nil, err
+		return Config{}, err
 	}
 	if cfg.ConnConfig.RuntimeParams == nil {
 		cfg.ConnConfig.RuntimeParams = map[string]string{}
@@ -79,7 +101,51 @@ func ParseConfig(env Env) (*pgxpool.Config, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "invoicing-api"
 	}
-	return cfg, nil
+	boundWaits(cfg, timeout)
+	return Config{Pool: cfg, Timeout: timeout}, nil
+}
+
+// parseTimeout reads DATABASE_TIMEOUT: a duration such as 5s, default
+// DefaultTimeout.
+func parseTimeout(v string) (time.Duration, error) {
+	if v == "" {
+		return DefaultTimeout, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 100*time.Millisecond {
+		return 0, fmt.Errorf("DATABASE_TIMEOUT=%q is not a duration of at least 100ms, such as 5s", v)
+	}
+	return d, nil
+}
+
+// sessionTimeouts are the PostgreSQL settings boundWaits gives every
+// session; Migrate turns them off.
+var sessionTimeouts = []string{"statement_timeout", "idle_in_transaction_session_timeout"}
+
+// boundWaits makes the pool's own waits end within timeout, where the
+// context of a Store call (see Store.bound) cannot reach: a new connection
+// is dialled by the pool in the background, detached from the request
+// that asked for it, and hangs for good on a paused server unless
+// connect_timeout ends it. On the server's side, statement_timeout stops a
+// statement whose client has given up, and
+// idle_in_transaction_session_timeout ends a transaction whose client is
+// gone without the server seeing its connection close (a network
+// partition): its locks, among them the advisory lock that marks an
+// Idempotency-Key in use, would otherwise be held until TCP keepalive
+// notices, hours later. A transaction of the Store is never idle longer
+// than its whole budget. Values set in DATABASE_URL (connect_timeout, or
+// the setting as a parameter or in options) are kept.
+func boundWaits(cfg *pgxpool.Config, timeout time.Duration) {
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = timeout
+	}
+	ms := strconv.FormatInt(timeout.Milliseconds(), 10)
+	params := cfg.ConnConfig.RuntimeParams
+	for _, name := range sessionTimeouts {
+		if _, ok := params[name]; !ok && !strings.Contains(params["options"], name) {
+			params[name] = ms
+		}
+	}
 }
 
 // DefaultPoolMaxConns is the pool size when neither DATABASE_POOL_MAX_CONNS
@@ -161,9 +227,23 @@ func newProvider(pool *pgxpool.Pool) (*goose.Provider, error) {
 
 // Migrate applies the embedded migrations that are not applied yet, holding
 // a Postgres advisory lock so concurrent starts apply each exactly once. It
-// returns the number applied.
+// returns the number applied. It runs on connections of its own, without
+// the request timeouts of ParseConfig: a migration is not a request, and
+// one stopped halfway would stop every start.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) (int, error) {
-	p, err := newProvider(pool)
+	cfg := pool.Config()
+	if cfg.ConnConfig.RuntimeParams == nil {
+		cfg.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	for _, name := range sessionTimeouts {
+		cfg.ConnConfig.RuntimeParams[name] = "0"
+	}
+	mpool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return 0, fmt.Errorf("connect for migrations: %w", err)
+	}
+	defer mpool.Close()
+	p, err := newProvider(mpool)
 	if err != nil {
 		return 0, err
 	}

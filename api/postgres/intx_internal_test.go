@@ -22,7 +22,7 @@ func TestRefusalAfterWritesIsStoredAndRolledBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s := NewStore(pool)
+	s := NewStore(pool, DefaultTimeout)
 	idem := &api.Idempotency{Key: "k", Fingerprint: []byte("fp"),
 		Respond: func(_ *api.Invoice, err error) api.Replay {
 			return api.Replay{Status: 409, Body: []byte(`{"code":"` + api.ErrorCode(err) + `"}`)}

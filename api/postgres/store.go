@@ -17,6 +17,8 @@ import (
 // Store implements api.InvoiceService on a pgx pool.
 type Store struct {
 	pool *pgxpool.Pool
+	// timeout bounds each call (see bound).
+	timeout time.Duration
 	// now is the clock; tests may replace it.
 	now func() time.Time
 }
@@ -24,13 +26,32 @@ type Store struct {
 var _ api.InvoiceService = (*Store)(nil)
 
 // NewStore returns a Store on pool; the schema must be migrated (Migrate).
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool, now: api.Now} }
+// Each call takes at most timeout on the database (DefaultTimeout when
+// timeout is not positive), then fails with service_unavailable.
+func NewStore(pool *pgxpool.Pool, timeout time.Duration) *Store {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	return &Store{pool: pool, timeout: timeout, now: api.Now}
+}
+
+// bound gives one call its database time: waiting for a connection from
+// the pool, every statement and the commit. When it runs out, pgx stops
+// waiting and closes the connection (the server then ends the session and
+// rolls back what it had not committed), and classify makes the failure
+// service_unavailable: a 503 with Retry-After, not a request that hangs
+// as long as the database does not answer.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
 
 // Pool returns the underlying pool (for metrics).
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Ready reports nil when the database answers and holds every embedded migration.
 func (s *Store) Ready(ctx context.Context) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	var v *int64
 	err := s.pool.QueryRow(ctx, `SELECT max(version_id) FROM goose_db_version WHERE is_applied`).Scan(&v)
 	if err != nil {
@@ -160,6 +181,8 @@ func (s *Store) CreateInvoice(ctx context.Context, in *api.InvoiceInput, opts ap
 	if err != nil {
 		return api.Outcome{}, err
 	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	d, q, u, r, a, t := lineArrays(inv.LineItems)
 	args := []any{inv.ID, inv.Currency, inv.Customer.Name, inv.Customer.Email, inv.Subtotal, inv.Tax,
 		inv.Total, inv.DueDate, inv.Memo, inv.Metadata, inv.CreatedAt, d, q, u, r, a, t, api.NewID("evt_")}
@@ -182,6 +205,8 @@ func (s *Store) FindInvoice(ctx context.Context, id string) (*api.Invoice, error
 	if !api.ValidID(id) {
 		return nil, notFound(id)
 	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	inv, _, err := scanInvoice(s.pool.QueryRow(ctx, `SELECT `+invoiceColumns+invoiceFrom+` WHERE i.id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, notFound(id)
@@ -227,6 +252,8 @@ func (s *Store) ListInvoices(ctx context.Context, f api.ListFilter) (*api.Invoic
 	}
 	args = append(args, f.Limit+1)
 	q += fmt.Sprintf(` ORDER BY i.pk DESC LIMIT $%d`, len(args))
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, dbError("list invoices", err)
@@ -261,6 +288,8 @@ func (s *Store) ListEvents(ctx context.Context, id string) ([]api.Event, error) 
 	if !api.ValidID(id) {
 		return nil, notFound(id)
 	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.pool.Query(ctx, `SELECT e.id, e.type, e.version, e.created_at
 		FROM invoices i LEFT JOIN invoice_events e ON e.invoice_pk = i.pk
 		WHERE i.id = $1 ORDER BY e.seq`, id)
@@ -299,13 +328,23 @@ func (s *Store) ListEvents(ctx context.Context, id string) ([]api.Event, error) 
 // outcome of the same request (a different request -> idempotency_key_reused),
 // and stores the new outcome in the same transaction as the change, so a
 // change and its stored response commit together or not at all.
+//
+// ctx must come from bound (the callers' fn use it too). The rollback of a
+// failed transaction gets a budget of its own: after a timeout pgx has
+// closed the connection and it returns at once; after a refusal it is one
+// round trip, which must not hang either if the database stops answering
+// right then.
 func (s *Store) inTx(ctx context.Context, idem *api.Idempotency, fn func(tx pgx.Tx) (*api.Invoice, error)) (_ api.Outcome, err error) {
 	defer func() { err = classify(err) }()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return api.Outcome{}, fmt.Errorf("begin: %w", err)
 	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // no-op after Commit
+	defer func() {
+		rctx, cancel := s.bound(context.WithoutCancel(ctx))
+		defer cancel()
+		_ = tx.Rollback(rctx) // a no-op after Commit
+	}()
 	if idem == nil {
 		inv, err := fn(tx)
 		if err != nil {
@@ -365,9 +404,11 @@ const IdempotencyTTL = 24 * time.Hour
 func (s *Store) PurgeIdempotencyKeys(ctx context.Context) (int64, error) {
 	var total int64
 	for {
-		tag, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE key IN (
+		bctx, cancel := s.bound(ctx)
+		tag, err := s.pool.Exec(bctx, `DELETE FROM idempotency_keys WHERE key IN (
 			SELECT key FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1) LIMIT 1000)`,
 			IdempotencyTTL.Seconds())
+		cancel()
 		if err != nil {
 			return total, fmt.Errorf("purge idempotency keys: %w", err)
 		}
@@ -422,8 +463,9 @@ func storeResponse(ctx context.Context, tx pgx.Tx, idem *api.Idempotency, r api.
 }
 
 // change applies one domain transition to a locked invoice and returns the
-// events to append and whether the line items were replaced.
-type change func(tx pgx.Tx, inv *api.Invoice) (events []string, linesChanged bool, err error)
+// events to append and whether the line items were replaced. ctx is the
+// call's, bounded (see Store.bound).
+type change func(ctx context.Context, tx pgx.Tx, inv *api.Invoice) (events []string, linesChanged bool, err error)
 
 // mutate locks the invoice, checks If-Match, applies ch, writes the invoice
 // and its events, all in one transaction (see inTx for idempotency).
@@ -431,6 +473,8 @@ func (s *Store) mutate(ctx context.Context, id string, opts api.WriteOptions, ch
 	if !api.ValidID(id) {
 		return api.Outcome{}, notFound(id)
 	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	return s.inTx(ctx, opts.Idempotency, func(tx pgx.Tx) (*api.Invoice, error) {
 		inv, pk, err := scanInvoice(tx.QueryRow(ctx, `SELECT `+invoiceColumns+invoiceFrom+` WHERE i.id = $1 FOR UPDATE OF i`, id))
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -442,7 +486,7 @@ func (s *Store) mutate(ctx context.Context, id string, opts api.WriteOptions, ch
 		if !api.MatchETag(opts.IfMatch, inv.Version) {
 			return nil, api.Errorf(api.EPRECONDITION, "The invoice is at version %d; If-Match does not match. Fetch it again and retry.", inv.Version)
 		}
-		events, linesChanged, err := ch(tx, inv)
+		events, linesChanged, err := ch(ctx, tx, inv)
 		if err != nil {
 			return nil, err
 		}
@@ -489,7 +533,7 @@ func writeInvoice(ctx context.Context, tx pgx.Tx, pk int64, inv *api.Invoice, li
 
 // UpdateInvoice applies a partial update.
 func (s *Store) UpdateInvoice(ctx context.Context, id string, p *api.InvoicePatch, opts api.WriteOptions) (api.Outcome, error) {
-	return s.mutate(ctx, id, opts, func(_ pgx.Tx, inv *api.Invoice) ([]string, bool, error) {
+	return s.mutate(ctx, id, opts, func(_ context.Context, _ pgx.Tx, inv *api.Invoice) ([]string, bool, error) {
 		ev, err := inv.ApplyPatch(p, s.now())
 		return ev, p.LineItems != nil, err
 	})
@@ -498,7 +542,7 @@ func (s *Store) UpdateInvoice(ctx context.Context, id string, p *api.InvoicePatc
 // FinalizeInvoice assigns the next number from the counter row, locked until
 // this transaction ends: numbers are gapless and unique under concurrency.
 func (s *Store) FinalizeInvoice(ctx context.Context, id string, opts api.WriteOptions) (api.Outcome, error) {
-	return s.mutate(ctx, id, opts, func(tx pgx.Tx, inv *api.Invoice) ([]string, bool, error) {
+	return s.mutate(ctx, id, opts, func(ctx context.Context, tx pgx.Tx, inv *api.Invoice) ([]string, bool, error) {
 		if err := inv.CheckFinalizable(); err != nil {
 			return nil, false, err
 		}
@@ -513,7 +557,7 @@ func (s *Store) FinalizeInvoice(ctx context.Context, id string, opts api.WriteOp
 
 // RecordPayment records a payment of amount minor units.
 func (s *Store) RecordPayment(ctx context.Context, id string, amount int64, opts api.WriteOptions) (api.Outcome, error) {
-	return s.mutate(ctx, id, opts, func(_ pgx.Tx, inv *api.Invoice) ([]string, bool, error) {
+	return s.mutate(ctx, id, opts, func(_ context.Context, _ pgx.Tx, inv *api.Invoice) ([]string, bool, error) {
 		ev, err := inv.RecordPayment(amount, s.now())
 		return ev, false, err
 	})
@@ -521,7 +565,7 @@ func (s *Store) RecordPayment(ctx context.Context, id string, amount int64, opts
 
 // VoidInvoice voids an open or uncollectible invoice.
 func (s *Store) VoidInvoice(ctx context.Context, id string, opts api.WriteOptions) (api.Outcome, error) {
-	return s.mutate(ctx, id, opts, func(_ pgx.Tx, inv *api.Invoice) ([]string, bool, error) {
+	return s.mutate(ctx, id, opts, func(_ context.Context, _ pgx.Tx, inv *api.Invoice) ([]string, bool, error) {
 		ev, err := inv.Void(s.now())
 		return ev, false, err
 	})
@@ -529,7 +573,7 @@ func (s *Store) VoidInvoice(ctx context.Context, id string, opts api.WriteOption
 
 // MarkUncollectible marks an open invoice uncollectible.
 func (s *Store) MarkUncollectible(ctx context.Context, id string, opts api.WriteOptions) (api.Outcome, error) {
-	return s.mutate(ctx, id, opts, func(_ pgx.Tx, inv *api.Invoice) ([]string, bool, error) {
+	return s.mutate(ctx, id, opts, func(_ context.Context, _ pgx.Tx, inv *api.Invoice) ([]string, bool, error) {
 		ev, err := inv.MarkUncollectible(s.now())
 		return ev, false, err
 	})
@@ -542,6 +586,8 @@ func (s *Store) DeleteInvoice(ctx context.Context, id string, opts api.WriteOpti
 	}
 	// DELETE takes no Idempotency-Key (it is idempotent by nature: a retry
 	// answers not_found), hence no key here.
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	_, err := s.inTx(ctx, nil, func(tx pgx.Tx) (*api.Invoice, error) {
 		var (
 			pk      int64

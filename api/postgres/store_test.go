@@ -33,7 +33,7 @@ func newStore(t *testing.T) *postgres.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return postgres.NewStore(pool)
+	return postgres.NewStore(pool, postgres.DefaultTimeout)
 }
 
 func draft(t *testing.T, s *postgres.Store) *api.Invoice {
@@ -88,7 +88,7 @@ func TestPurgeIdempotencyKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s := postgres.NewStore(pool)
+	s := postgres.NewStore(pool, postgres.DefaultTimeout)
 	ctx := context.Background()
 	in, err := api.ParseInvoiceInput([]byte(`{"currency":"EUR","customer":{"name":"Ada"}}`))
 	if err != nil {
@@ -136,7 +136,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	if _, err := pool.Exec(ctx, `DROP TABLE idempotency_keys, invoice_number_counter, invoice_events, line_items, invoices, goose_db_version`); err != nil {
 		t.Fatal(err)
 	}
-	if err := postgres.NewStore(pool).Ready(ctx); err == nil {
+	if err := postgres.NewStore(pool, postgres.DefaultTimeout).Ready(ctx); err == nil {
 		t.Fatal("Ready on an empty database: want an error")
 	}
 	var wg sync.WaitGroup
@@ -166,7 +166,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	if total != 1 {
 		t.Fatalf("migrations applied %d times in total, want once", total)
 	}
-	if err := postgres.NewStore(pool).Ready(ctx); err != nil {
+	if err := postgres.NewStore(pool, postgres.DefaultTimeout).Ready(ctx); err != nil {
 		t.Fatalf("Ready after migrate: %v", err)
 	}
 }

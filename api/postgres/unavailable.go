@@ -38,6 +38,7 @@ var unavailableStates = map[string]bool{
 	"57P03": true, // cannot_connect_now: the server is starting up
 	"53300": true, // too_many_connections
 	"25006": true, // read_only_sql_transaction: a standby after a failover
+	"57014": true, // query_canceled: statement_timeout (see boundWaits) ended it
 }
 
 // unavailable reports whether err means the database could not do the work

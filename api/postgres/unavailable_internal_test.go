@@ -35,6 +35,7 @@ func TestClassify(t *testing.T) {
 		{"conn closed", fmt.Errorf("commit: %w", pgconn.ErrConnClosed), api.EUNAVAILABLE},
 		{"pool closed", puddle.ErrClosedPool, api.EUNAVAILABLE},
 		{"deadline", fmt.Errorf("query: %w", context.DeadlineExceeded), api.EUNAVAILABLE},
+		{"statement timeout 57014", &pgconn.PgError{Code: "57014", Message: "canceling statement due to statement timeout"}, api.EUNAVAILABLE},
 		{"unique violation", &pgconn.PgError{Code: "23505"}, api.EINTERNAL},
 		{"syntax error", &pgconn.PgError{Code: "42601"}, api.EINTERNAL},
 		{"a bug", errors.New("decode line items: bad"), api.EINTERNAL},

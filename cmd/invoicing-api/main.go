@@ -8,7 +8,9 @@
 //
 // Configuration comes from the environment: DATABASE_URL (or
 // DATABASE_URL_FILE, or libpq's PG* variables), DATABASE_PASSWORD (or
-// DATABASE_PASSWORD_FILE), PORT (default 8000), SHUTDOWN_DELAY (default 1s).
+// DATABASE_PASSWORD_FILE), DATABASE_POOL_MAX_CONNS, DATABASE_TIMEOUT (default
+// 5s), PORT (default 8000), SHUTDOWN_DELAY (default 1s), LOG_LEVEL (default
+// info).
 package main
 
 import (

@@ -28,8 +28,10 @@ environment:
   DATABASE_URL, DATABASE_URL_FILE  postgres://USER@HOST:PORT/DB?sslmode=disable (else libpq PG* variables)
   DATABASE_PASSWORD, DATABASE_PASSWORD_FILE  the database password (overrides one in the URL)
   DATABASE_POOL_MAX_CONNS  most database connections, default max(16, 4 x GOMAXPROCS) (or pool_max_conns in the URL)
+  DATABASE_TIMEOUT  most database time of one request (connection, statements, commit), then 503; default 5s
   PORT            listen port, default 8000
-  SHUTDOWN_DELAY  how long /readyz reports 503 before the server stops accepting, default 1s`
+  SHUTDOWN_DELAY  how long /readyz reports 503 before the server stops accepting, default 1s
+  LOG_LEVEL       debug, info, warn or error, default info (probes of /healthz, /readyz, /metrics log at debug)`
 
 // shutdownTimeout bounds how long in-flight requests may take after SIGTERM.
 const shutdownTimeout = 10 * time.Second
@@ -72,13 +74,32 @@ func listenAddr(getenv func(string) string) (string, error) {
 	return ":" + port, nil
 }
 
-// openPool connects to the database, retrying for up to a minute so the
-// server may start before its database is ready.
-func openPool(ctx context.Context, getenv func(string) string, logger *slog.Logger) (*pgxpool.Pool, error) {
+// dbConfig reads the database configuration from the environment.
+func dbConfig(getenv func(string) string) (postgres.Config, error) {
 	cfg, err := postgres.ParseConfig(postgres.Env{Getenv: getenv, ReadFile: os.ReadFile})
 	if err != nil {
-		return nil, fmt.Errorf("database configuration: %w", err)
+		return cfg, fmt.Errorf("database configuration: %w", err)
 	}
+	return cfg, nil
+}
+
+// logLevel reads LOG_LEVEL (debug, info, warn, error; default info).
+func logLevel(getenv func(string) string) (slog.Level, error) {
+	var l slog.Level
+	v := getenv("LOG_LEVEL")
+	if v == "" {
+		return slog.LevelInfo, nil
+	}
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		return 0, fmt.Errorf("LOG_LEVEL=%q is not one of debug, info, warn, error", v)
+	}
+	return l, nil
+}
+
+// openPool connects to the database, retrying for up to a minute so the
+// server may start before its database is ready.
+func openPool(ctx context.Context, dbcfg postgres.Config, logger *slog.Logger) (*pgxpool.Pool, error) {
+	cfg := dbcfg.Pool
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("database configuration: %s", postgres.Redact(cfg, err.Error()))
@@ -107,7 +128,11 @@ func openPool(ctx context.Context, getenv func(string) string, logger *slog.Logg
 }
 
 func migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	pool, err := openMigrated(ctx, getenv, slog.New(slog.NewJSONHandler(stdout, nil)))
+	cfg, err := dbConfig(getenv)
+	if err != nil {
+		return err
+	}
+	pool, err := openMigrated(ctx, cfg, slog.New(slog.NewJSONHandler(stdout, nil)))
 	if err != nil {
 		return err
 	}
@@ -116,8 +141,8 @@ func migrate(ctx context.Context, getenv func(string) string, stdout io.Writer) 
 }
 
 // openMigrated connects (see openPool) and applies the embedded migrations.
-func openMigrated(ctx context.Context, getenv func(string) string, logger *slog.Logger) (*pgxpool.Pool, error) {
-	pool, err := openPool(ctx, getenv, logger)
+func openMigrated(ctx context.Context, cfg postgres.Config, logger *slog.Logger) (*pgxpool.Pool, error) {
+	pool, err := openPool(ctx, cfg, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -131,13 +156,21 @@ func openMigrated(ctx context.Context, getenv func(string) string, logger *slog.
 }
 
 func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	logs := newBufferedLog(stdout, 100*time.Millisecond)
-	defer logs.Close()
-	logger := slog.New(slog.NewJSONHandler(logs, nil))
+	level, err := logLevel(getenv)
+	if err != nil {
+		return err
+	}
 	addr, err := listenAddr(getenv)
 	if err != nil {
 		return err
 	}
+	dbcfg, err := dbConfig(getenv)
+	if err != nil {
+		return err
+	}
+	logs := newBufferedLog(stdout, 100*time.Millisecond)
+	defer logs.Close()
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level}))
 	delay := time.Second
 	if v := getenv("SHUTDOWN_DELAY"); v != "" {
 		if delay, err = time.ParseDuration(v); err != nil || delay < 0 {
@@ -168,13 +201,13 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	pool, err := openMigrated(ctx, getenv, logger)
+	pool, err := openMigrated(ctx, dbcfg, logger)
 	if err != nil {
 		_ = srv.Close()
 		return stoppedBeforeReady(ctx, logger, err)
 	}
-	defer pool.Close()
-	store := postgres.NewStore(pool)
+	defer closePool(pool, logger)
+	store := postgres.NewStore(pool, dbcfg.Timeout)
 	reg.MustRegister(postgres.NewPoolCollector(pool))
 	svc.set(store)
 	logger.Info("ready")
@@ -199,6 +232,29 @@ func serve(ctx context.Context, getenv func(string) string, stdout io.Writer) er
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// poolCloseWait bounds how long the server waits at exit for its database
+// connections to close.
+const poolCloseWait = 2 * time.Second
+
+// closePool closes pool, waiting for it at most poolCloseWait: a
+// connection whose request timed out is closed by pgx in the background,
+// for up to 15 s while the database does not answer, and pool.Close waits
+// for it. At exit the kernel closes the sockets anyway; waiting longer
+// would only outlast the stop timeout of the container (10 s) and end in
+// SIGKILL.
+func closePool(pool *pgxpool.Pool, logger *slog.Logger) {
+	closed := make(chan struct{})
+	go func() {
+		pool.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(poolCloseWait):
+		logger.Warn("database connections still closing (the database does not answer); exiting without waiting for them", "waited", poolCloseWait.String())
+	}
 }
 
 // purgeIdempotencyKeys deletes expired idempotency outcomes now and then

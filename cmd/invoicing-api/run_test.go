@@ -175,6 +175,16 @@ func TestServeInProcess(t *testing.T) {
 			t.Errorf("logs lack %s", want)
 		}
 	}
+	// The probes of waitHealthy and the scrape are counted, not logged
+	// (LOG_LEVEL=debug would show them).
+	for _, probe := range []string{`"route":"/readyz"`, `"route":"/metrics"`} {
+		if strings.Contains(logs, probe) {
+			t.Errorf("a probe is logged at INFO (%s):\n%s", probe, logs)
+		}
+	}
+	if !strings.Contains(metrics, `invoicing_http_requests_total{method="GET",route="/readyz",status="200"}`) {
+		t.Error("/metrics does not count the /readyz probes")
+	}
 }
 
 func TestConfigErrorsHideSecrets(t *testing.T) {
@@ -199,6 +209,11 @@ func TestConfigErrorsHideSecrets(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"invoicing-api", "serve"}, getenv(map[string]string{"PORT": "http"}), io.Discard, io.Discard); err == nil {
 		t.Error("PORT=http accepted")
+	}
+	for k, v := range map[string]string{"LOG_LEVEL": "verbose", "DATABASE_TIMEOUT": "5"} {
+		if err := run(context.Background(), []string{"invoicing-api", "serve"}, getenv(map[string]string{k: v}), io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s=%s: %v, want an error naming it", k, v, err)
+		}
 	}
 }
 
@@ -330,6 +345,7 @@ func TestGracefulShutdownOnSIGTERM(t *testing.T) {
 	port := freePort(t)
 	env := serverEnv(t, dbURL, port)
 	env["SHUTDOWN_DELAY"] = "1s"
+	env["DATABASE_TIMEOUT"] = "90s" // the PATCH waits on a row lock across several steps
 	cmd := exec.Command(bin)
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
