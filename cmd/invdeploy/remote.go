@@ -33,7 +33,7 @@ func (o *remoteOptions) bind(cmd *cobra.Command) {
 	pf.StringVar(&o.tlsCA, "tlscacert", "", "tcp:// only: CA certificate of the engine (default $DOCKER_CERT_PATH/ca.pem)")
 	pf.StringVar(&o.tlsCert, "tlscert", "", "tcp:// only: client certificate (default $DOCKER_CERT_PATH/cert.pem)")
 	pf.StringVar(&o.tlsKey, "tlskey", "", "tcp:// only: client key (default $DOCKER_CERT_PATH/key.pem)")
-	pf.DurationVar(&o.connectTimeout, "connect-timeout", 20*time.Second, "bound on resolving, connecting and logging in")
+	pf.DurationVar(&o.connectTimeout, "connect-timeout", defaultConnectTimeout, "bound on resolving, connecting and logging in")
 }
 
 // open connects to the --host engine (one SSH connection for ssh://) and
