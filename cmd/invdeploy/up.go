@@ -28,8 +28,9 @@ when a port is taken, a secret is missing or weak, a .env or secret file is trac
 by git or would enter a build context, an image is unavailable, or the engine does
 not answer. Images with a build section are built when missing (or with --build).
 Services start in dependency order (depends_on conditions are honoured); up returns
-when every container runs and every healthcheck passes, else exits 4 with the
-failing container's last 20 log lines.
+when every container runs and every healthcheck passes, else exits 4 showing the
+failing container's log lines that look like errors, its healthcheck's last results
+and its last 20 log lines (probe access-log lines left out).
 
 up is idempotent: an unchanged service is left running untouched. A changed
 stateless service that publishes one HTTP port is rolled with zero downtime: its
