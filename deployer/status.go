@@ -23,6 +23,34 @@ type ContainerStatus struct {
 	Ports   []string  `json:"ports"`
 	Image   string    `json:"image"`
 	Created time.Time `json:"created"`
+	// EngineHealth is the engine's own health status when it differs
+	// from Health: up's probe saw the container healthy before the
+	// engine ran its healthcheck (see WithReadiness).
+	EngineHealth string `json:"engine_health,omitempty"`
+}
+
+// WithReadiness is sts as the up that returned ready saw them: a service
+// container the engine still reports "starting" is healthy when up's own
+// run of its healthcheck passed (the engine runs it only every interval);
+// EngineHealth keeps the engine's view. An engine's "unhealthy" stands,
+// and rollout proxies, which up did not probe, are as the engine says.
+func WithReadiness(sts []ContainerStatus, ready []Readiness) []ContainerStatus {
+	probed := map[string]bool{}
+	for _, r := range ready {
+		// Up returned once every container of the service was healthy,
+		// in the engine's view or its own probe's.
+		if r.State == "healthy" {
+			probed[r.Service] = true
+		}
+	}
+	out := make([]ContainerStatus, len(sts))
+	for i, st := range sts {
+		if st.Role == "" && st.State == "running" && st.Health == "starting" && probed[st.Service] {
+			st.EngineHealth, st.Health = st.Health, "healthy"
+		}
+		out[i] = st
+	}
+	return out
 }
 
 // Status lists the containers of a project with their state and health.

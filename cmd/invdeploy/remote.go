@@ -276,7 +276,7 @@ func printRemoteUp(g *globalOptions, ro *remoteOptions, so *stackOptions, d *rem
 	host := d.Endpoint().Host
 	if g.Output == "json" {
 		out := map[string]any{
-			"project": st.Name(), "host": host, "steps": res.Up.Steps,
+			"project": st.Name(), "host": host, "steps": nonNil(res.Up.Steps),
 			"elapsed_seconds": res.Up.Elapsed.Seconds(),
 			"transfer":        map[string]any{"present": res.Transfer.Present, "tagged": res.Transfer.Tagged, "sent": res.Transfer.Sent, "bytes": res.Transfer.Bytes},
 			"connection":      map[string]any{"bytes_sent": stats.BytesSent, "bytes_received": stats.BytesReceived, "streams": stats.Dials},
@@ -333,7 +333,7 @@ func newRemoteDownCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 			if !volumes {
 				kept = " (volumes kept; --volumes removes them)"
 			}
-			fmt.Fprintf(g.stdout, "Stack %s is down on %s: removed %d containers, %d networks, %d volumes%s\n", name, d.Endpoint().Host, res.Containers, res.Networks, res.Volumes, kept)
+			fmt.Fprintf(g.stdout, "Stack %s is down on %s: %s%s\n", name, d.Endpoint().Host, removedSummary(res), kept)
 			return nil
 		},
 	}

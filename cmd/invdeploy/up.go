@@ -132,32 +132,17 @@ func printUp(g *globalOptions, so *stackOptions, st *deployer.Stack, d *deployer
 	if err != nil {
 		return err
 	}
+	// What up saw: a container its own probe found healthy is healthy,
+	// though the engine may not have run its healthcheck yet.
+	status = deployer.WithReadiness(status, res.Ready)
 	if g.Output == "json" {
-		return writeJSON(g.stdout, map[string]any{"project": st.Name(), "steps": res.Steps, "containers": status, "elapsed_seconds": res.Elapsed.Seconds(), "ready": res.Ready, "switches": res.Switches})
+		return writeJSON(g.stdout, map[string]any{"project": st.Name(), "steps": nonNil(res.Steps), "containers": nonNil(status), "elapsed_seconds": res.Elapsed.Seconds(), "ready": nonNil(res.Ready), "switches": nonNil(res.Switches)})
 	}
 	verb := "is up"
 	if !res.Changed() {
 		verb = "is up, nothing changed"
 	}
-	healthy, noCheck, completed := 0, 0, 0
-	for _, c := range status {
-		switch {
-		case c.State == "completed":
-			completed++
-		case c.Health == "healthy":
-			healthy++
-		case c.Health == "":
-			noCheck++
-		}
-	}
-	state := fmt.Sprintf("%d containers, all healthy", len(status))
-	if noCheck > 0 || completed > 0 {
-		state = fmt.Sprintf("%d containers running, %d healthy, %d without a healthcheck", len(status)-completed, healthy, noCheck)
-	}
-	if completed > 0 {
-		state += fmt.Sprintf(", %d completed", completed)
-	}
-	fmt.Fprintf(g.stdout, "Stack %s %s: %s (%.1fs)\n", st.Name(), verb, state, res.Elapsed.Seconds())
+	fmt.Fprintf(g.stdout, "Stack %s %s: %s (%.1fs)\n", st.Name(), verb, containerSummary(status), res.Elapsed.Seconds())
 	for _, u := range st.URLs("127.0.0.1") {
 		fmt.Fprintf(g.stdout, "  %s: %s\n", u.Service, u.URL)
 	}
