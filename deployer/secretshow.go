@@ -44,3 +44,13 @@ func GeneratedSecret(st *Stack, name string) ([]byte, error) {
 	}
 	return readSecret(p, src, false)
 }
+
+// IsGenerated reports whether secret name of st is one invdeploy generates
+// (x-invdeploy-generate), whose value secret show prints.
+func IsGenerated(st *Stack, name string) bool {
+	srcs, err := secretSources(st.Project, "")
+	if err != nil {
+		return false
+	}
+	return srcs[name].Generate
+}

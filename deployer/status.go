@@ -9,6 +9,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 )
 
 // ContainerStatus is one line of `invdeploy status`. State is the engine's,
@@ -158,4 +159,24 @@ func formatPorts(ps []container.Port) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Projects are the names of the projects that have containers on the
+// engine (invdeploy's or docker compose's), sorted: the values shell
+// completion offers for -p.
+func (d *Deployer) Projects(ctx context.Context) ([]string, error) {
+	cs, err := d.engine.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelProject))})
+	if err != nil {
+		return nil, fmt.Errorf("list projects: %w", err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range cs {
+		if p := c.Labels[LabelProject]; p != "" && !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }

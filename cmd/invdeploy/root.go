@@ -89,6 +89,7 @@ Exit codes: 0 ok; 1 failure; 2 usage; 3 preflight refused (nothing changed);
 	for _, newCmd := range commands {
 		root.AddCommand(newCmd(g))
 	}
+	registerCompletions(root, g)
 	return root
 }
 
