@@ -340,8 +340,8 @@ func TestBundledStack(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := ins.HostConfig
-		if !h.ReadonlyRootfs || len(h.CapDrop) != 1 || h.CapDrop[0] != "ALL" || ins.Config.User == "" || h.Resources.Memory == 0 {
-			t.Errorf("%s not hardened: readonly %v cap_drop %v user %q memory %d", name, h.ReadonlyRootfs, h.CapDrop, ins.Config.User, h.Resources.Memory)
+		if !h.ReadonlyRootfs || len(h.CapDrop) != 1 || h.CapDrop[0] != "ALL" || ins.Config.User == "" || h.Resources.Memory == 0 || h.Resources.NanoCPUs == 0 {
+			t.Errorf("%s not hardened: readonly %v cap_drop %v user %q memory %d cpus %d", name, h.ReadonlyRootfs, h.CapDrop, ins.Config.User, h.Resources.Memory, h.Resources.NanoCPUs)
 		}
 		st, err := e.docker.ContainerStatPath(ctx, ids[name], "/run/secrets/db_password")
 		if err != nil {
