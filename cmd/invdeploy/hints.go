@@ -141,13 +141,14 @@ func remoteRefusalHint(g *globalOptions, cmd *cobra.Command, host string) string
 		verb = cmd.Name()
 	}
 	target := remote.Redact(host)
-	if u, err := url.Parse(host); err == nil && u.Hostname() != "" {
+	if u, err := url.Parse(host); err == nil {
 		if u.User != nil {
 			// remote refuses a password in the URL: suggest the key login.
 			u.User = url.User(u.User.Username())
 			target = u.String()
 		}
 		switch {
+		case u.Hostname() == "":
 		case u.Scheme == "https":
 			port := u.Port()
 			if port == "" {
@@ -188,6 +189,19 @@ func givenFlags(cmd *cobra.Command, verb string, names ...string) []string {
 		}
 	}
 	return s.hintArgs(verb)
+}
+
+// redactHost is host for a message, any password in it replaced: as the
+// URL parser reads it (it finds a user:password@ that remote.Redact, which
+// also takes malformed addresses, may miss), else as remote.Redact does.
+func redactHost(host string) string {
+	if u, err := url.Parse(host); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
+	}
+	return remote.Redact(host)
 }
 
 var shellSafe = regexp.MustCompile(`^[A-Za-z0-9@%_+=:,./~-]+$`)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,4 +80,29 @@ func TestRemoteRefusalHint(t *testing.T) {
 			t.Errorf("%s -H %s\n got %s\nwant %s", tc.cmd.Name(), tc.host, got, tc.want)
 		}
 	}
+}
+
+// FuzzRemoteRefusalHint: whatever -H or DOCKER_HOST holds, the suggested
+// remote command and the address in the refusal are built without a panic
+// and never carry a password.
+func FuzzRemoteRefusalHint(f *testing.F) {
+	for _, h := range []string{"tcp://203.0.113.7:2375", "ssh://root:hunter2@h", "http://u:pw-secret@[::1]:2375/x", "https://h", "tcp://:0", "ssh://a:b:c@d"} {
+		f.Add(h)
+	}
+	g := &globalOptions{argv0: "invdeploy"}
+	f.Fuzz(func(t *testing.T, host string) {
+		got := remoteRefusalHint(g, nil, host)
+		u, err := url.Parse(host)
+		if err != nil || u.User == nil {
+			return
+		}
+		if pw, ok := u.User.Password(); ok && len(pw) >= 4 && !strings.Contains(strings.Replace(host, pw, "", 1), pw) {
+			if strings.Contains(got, pw) {
+				t.Fatalf("hint %q carries the password of %q", got, host)
+			}
+			if r := redactHost(host); strings.Contains(r, pw) {
+				t.Fatalf("redactHost(%q) = %q carries the password", host, r)
+			}
+		}
+	})
 }

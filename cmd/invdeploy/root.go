@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/invdeploy/invdeploy/deployer"
-	"github.com/invdeploy/invdeploy/deployer/remote"
 	"github.com/invdeploy/invdeploy/internal/version"
 )
 
@@ -105,7 +104,7 @@ func (g *globalOptions) deployer() (*deployer.Deployer, func(), error) {
 		if h == "" {
 			h = os.Getenv("DOCKER_HOST")
 		}
-		return nil, nil, usagef("engine %s is on another machine: use the remote commands, e.g. %s", remote.Redact(h), remoteRefusalHint(g, g.cmd, h))
+		return nil, nil, usagef("engine %s is on another machine: use the remote commands, e.g. %s", redactHost(h), remoteRefusalHint(g, g.cmd, h))
 	}
 	return g.engineDeployer()
 }
