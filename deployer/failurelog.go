@@ -195,14 +195,14 @@ func (fl FailureLog) render(b *strings.Builder, name string) {
 		return
 	}
 	if len(fl.Errors) > 0 {
-		fmt.Fprintf(b, "\nlog lines of %s that look like errors (of its last %d lines):", name, fl.Scanned)
+		fmt.Fprintf(b, "\nlog lines of %s that look like errors (of its last %s):", name, countOf(fl.Scanned, "line"))
 		for _, l := range fl.Errors {
 			b.WriteString("\n  " + l)
 		}
 	}
 	probes := ""
 	if fl.Probes > 0 {
-		probes = fmt.Sprintf(" (%d probe access-log lines left out)", fl.Probes)
+		probes = fmt.Sprintf(" (%s left out)", countOf(fl.Probes, "probe access-log line"))
 	}
 	fmt.Fprintf(b, "\nlast %d log lines of %s%s:", failureTail, name, probes)
 	if len(fl.Tail) == 0 {

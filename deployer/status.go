@@ -180,3 +180,11 @@ func (d *Deployer) Projects(ctx context.Context) ([]string, error) {
 	sort.Strings(out)
 	return out, nil
 }
+
+// countOf is "1 release", "2 releases": n and noun, plural when n != 1.
+func countOf(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
