@@ -325,3 +325,37 @@ func TestBundledImageTaggedWithCommit(t *testing.T) {
 		t.Fatalf("INVOICING_API_TAG=v9: api image %s", got)
 	}
 }
+
+// TestBundledCPULimits: every service of the bundled stack, in every
+// profile, has a CPU limit (docker-bench 5.12) of at most one CPU, so the
+// stack also starts on a one-vCPU host; the API's and the database's can
+// be raised.
+func TestBundledCPULimits(t *testing.T) {
+	st, _ := bundledStack(t, "INVOICING_API_PORT=18124")
+	all, err := Load(context.Background(), LoadOptions{WorkingDir: st.Project.WorkingDir, ProjectName: "inv", Profiles: []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all.Project.Services) < 5 {
+		t.Fatalf("want every profile's services, got %v", all.Project.ServiceNames())
+	}
+	for _, name := range all.Project.ServiceNames() {
+		spec, err := convert(all.Project, all.Project.Services[name], 1, "h")
+		if err != nil {
+			t.Fatalf("convert %s: %v", name, err)
+		}
+		if n := spec.Host.Resources.NanoCPUs; n <= 0 || n > 1e9 {
+			t.Errorf("%s: CPU limit %d nano-CPUs, want more than 0 and at most one CPU", name, n)
+		}
+	}
+	more, err := Load(context.Background(), LoadOptions{WorkingDir: st.Project.WorkingDir, ProjectName: "inv", Env: []string{"INVOICING_API_CPUS=1.5", "INVOICING_DB_CPUS=2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]int64{"api": 15e8, "db": 2e9} {
+		spec, err := convert(more.Project, more.Project.Services[name], 1, "h")
+		if err != nil || spec.Host.Resources.NanoCPUs != want {
+			t.Errorf("%s with its CPUS variable: NanoCPUs %d, %v; want %d", name, spec.Host.Resources.NanoCPUs, err, want)
+		}
+	}
+}

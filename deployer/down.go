@@ -142,7 +142,7 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 			return res, err
 		}
 		if n > 0 {
-			d.out.Event("Release history of %s removed (%d releases)", project, n)
+			d.out.Event("Release history of %s removed (%s)", project, countOf(n, "release"))
 		}
 	}
 	return res, nil

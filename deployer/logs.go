@@ -117,17 +117,17 @@ func (w *prefixWriter) Flush() {
 	}
 }
 
-// tailLogs returns the last n lines of a container's output.
-func (d *Deployer) tailLogs(ctx context.Context, id string, n int) (string, error) {
+// tailLogs returns the last n lines of a container's output, oldest first.
+func (d *Deployer) tailLogs(ctx context.Context, id string, n int) ([]string, error) {
 	rc, err := d.engine.ContainerLogs(context.WithoutCancel(ctx), id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(n)})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer rc.Close()
 	var out bytes.Buffer
 	raw, err := io.ReadAll(rc)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if _, err := stdcopy.StdCopy(&out, &out, bytes.NewReader(raw)); err != nil {
 		out.Reset()
@@ -135,11 +135,9 @@ func (d *Deployer) tailLogs(ctx context.Context, id string, n int) (string, erro
 	}
 	var lines []string
 	sc := bufio.NewScanner(&out)
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
 	for sc.Scan() {
-		lines = append(lines, "  "+sc.Text())
+		lines = append(lines, sc.Text())
 	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n"), nil
+	return lastN(lines, n), nil
 }

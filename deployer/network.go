@@ -229,7 +229,7 @@ func (d *Deployer) recreateChangedNetworks(ctx context.Context, p *types.Project
 		if len(others) > 0 || n.Labels[LabelProject] != p.Name {
 			return fmt.Errorf("network %s differs from networks.%s but is not this project's alone; run invdeploy check for what to do", n.Name, key)
 		}
-		d.out.Event("Network %s differs from networks.%s (%s): recreating it with its %d containers", n.Name, key, strings.Join(diffs[key], "; "), len(ours))
+		d.out.Event("Network %s differs from networks.%s (%s): recreating it with its %s", n.Name, key, strings.Join(diffs[key], "; "), countOf(len(ours), "container"))
 		for _, wave := range stopWaves(ours) {
 			for _, c := range wave {
 				if err := d.stopAndRemove(ctx, c, 0); err != nil {

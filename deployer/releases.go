@@ -273,7 +273,9 @@ func (d *Deployer) Rollback(ctx context.Context, st *Stack, o RollbackOptions) (
 			}
 		}
 		if target == nil {
-			return nil, nil, fmt.Errorf("release %d of %s: %w (kept: %s)", o.To, st.Project.Name, ErrNotFound, releaseNumbers(rels))
+			// A number that names no release is a wrong argument (exit 2),
+			// not a failure of the engine.
+			return nil, nil, Invalidf("release %d of %s: %w (kept: %s)", o.To, st.Project.Name, ErrNotFound, releaseNumbers(rels))
 		}
 	case len(rels) < 2:
 		return nil, nil, fmt.Errorf("no earlier release of %s to roll back to (kept: %s): %w", st.Project.Name, releaseNumbers(rels), ErrNotFound)

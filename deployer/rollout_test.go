@@ -235,6 +235,14 @@ func TestRollbackRollsOnlyWhatChanged(t *testing.T) {
 		t.Fatal("the fake built the same image twice")
 	}
 	before := len(f.mutations())
+	// A release that does not exist is a wrong argument (exit 2), and
+	// nothing is changed.
+	if _, _, err := d.Rollback(ctx, st2, RollbackOptions{To: 99, Up: o}); !IsInvalid(err) || !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "kept: 2, 1") {
+		t.Fatalf("rollback --to 99: want an invalid request naming the kept releases, got %v", err)
+	}
+	if n := len(f.mutations()); n != before {
+		t.Fatalf("rollback --to 99 changed the engine: %v", f.mutations()[before:])
+	}
 	o.RecordCommand = ""
 	rel, res, err := d.Rollback(ctx, st2, RollbackOptions{Up: o})
 	if err != nil || rel.Number != 1 {

@@ -150,3 +150,62 @@ func TestRotateSecretReachesEveryConsumer(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckRotate: a secret that only a service of a disabled profile uses
+// is named with that profile (the loader drops it from the project, so it
+// used to be "not defined"); a non-PostgreSQL secret is refused as such;
+// every refusal is an invalid request (exit 2).
+func TestCheckRotate(t *testing.T) {
+	ctx := context.Background()
+	st, _ := bundledStack(t)
+	for _, tc := range []struct{ name, want string }{
+		{"grafana_admin", "secret grafana_admin (used by services.grafana, profile dashboards) is not a PostgreSQL password"},
+		{"nope", "secret nope is not defined under top-level secrets of inv"},
+	} {
+		if err := CheckRotate(st, tc.name); !IsInvalid(err) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("CheckRotate(%s): want an invalid request containing %q, got %v", tc.name, tc.want, err)
+		}
+	}
+	if err := CheckRotate(st, "db_password"); err != nil {
+		t.Errorf("CheckRotate(db_password): %v", err)
+	}
+	all, err := Load(ctx, LoadOptions{WorkingDir: st.Project.WorkingDir, ProjectName: "inv", Profiles: []string{"*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckRotate(all, "grafana_admin"); !IsInvalid(err) || !strings.Contains(err.Error(), "secret grafana_admin is not a PostgreSQL password") {
+		t.Errorf("CheckRotate(grafana_admin) with every profile: %v", err)
+	}
+
+	// A PostgreSQL of a profile: the error names the --profile that enables it.
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"compose.yaml": `name: side
+services:
+  web:
+    image: nginx
+  reportdb:
+    image: postgres:15
+    profiles: [reports]
+    environment:
+      POSTGRES_PASSWORD_FILE: /run/secrets/report_pw
+    secrets: [report_pw]
+secrets:
+  report_pw:
+    environment: REPORT_PW
+    x-invdeploy-generate: true
+`})
+	side, err := Load(ctx, LoadOptions{WorkingDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckRotate(side, "report_pw"); !IsInvalid(err) || !strings.Contains(err.Error(), "secret report_pw is used only by services.reportdb, whose profile reports is not enabled: add --profile reports") {
+		t.Errorf("CheckRotate(report_pw) without its profile: %v", err)
+	}
+	side, err = Load(ctx, LoadOptions{WorkingDir: dir, Profiles: []string{"reports"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckRotate(side, "report_pw"); err != nil {
+		t.Errorf("CheckRotate(report_pw) with --profile reports: %v", err)
+	}
+}

@@ -28,13 +28,15 @@ func GeneratedSecret(st *Stack, name string) ([]byte, error) {
 			}
 		}
 		sort.Strings(names)
-		return nil, fmt.Errorf("%s has no secret %q; generated secrets: %s", st.Describe(), name, strings.Join(names, ", "))
+		// A name the stack does not have, or a secret invdeploy does not
+		// generate, is a wrong argument (exit 2).
+		return nil, Invalidf("%s has no secret %q; generated secrets: %s", st.Describe(), name, strings.Join(names, ", "))
 	}
 	switch {
 	case !src.Generate && src.File != "":
-		return nil, fmt.Errorf("secret %s is read from %s, which you keep: invdeploy shows only values it generated", name, src.File)
+		return nil, Invalidf("secret %s is read from %s, which you keep: invdeploy shows only values it generated", name, src.File)
 	case !src.Generate:
-		return nil, fmt.Errorf("secret %s comes from the environment variable %s, which you set: invdeploy shows only values it generated", name, src.Env)
+		return nil, Invalidf("secret %s comes from the environment variable %s, which you set: invdeploy shows only values it generated", name, src.Env)
 	}
 	if v, set := p.Environment[src.Env]; set && v != "" {
 		return nil, fmt.Errorf("secret %s comes from the environment variable %s, which is set (so nothing was generated): invdeploy shows only values it generated", name, src.Env)
@@ -43,4 +45,14 @@ func GeneratedSecret(st *Stack, name string) ([]byte, error) {
 		return nil, fmt.Errorf("secret %s of project %s is not generated yet: the first up that starts a service using it generates it", name, p.Name)
 	}
 	return readSecret(p, src, false)
+}
+
+// IsGenerated reports whether secret name of st is one invdeploy generates
+// (x-invdeploy-generate), whose value secret show prints.
+func IsGenerated(st *Stack, name string) bool {
+	srcs, err := secretSources(st.Project, "")
+	if err != nil {
+		return false
+	}
+	return srcs[name].Generate
 }

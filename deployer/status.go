@@ -9,6 +9,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 )
 
 // ContainerStatus is one line of `invdeploy status`. State is the engine's,
@@ -23,6 +24,34 @@ type ContainerStatus struct {
 	Ports   []string  `json:"ports"`
 	Image   string    `json:"image"`
 	Created time.Time `json:"created"`
+	// EngineHealth is the engine's own health status when it differs
+	// from Health: up's probe saw the container healthy before the
+	// engine ran its healthcheck (see WithReadiness).
+	EngineHealth string `json:"engine_health,omitempty"`
+}
+
+// WithReadiness is sts as the up that returned ready saw them: a service
+// container the engine still reports "starting" is healthy when up's own
+// run of its healthcheck passed (the engine runs it only every interval);
+// EngineHealth keeps the engine's view. An engine's "unhealthy" stands,
+// and rollout proxies, which up did not probe, are as the engine says.
+func WithReadiness(sts []ContainerStatus, ready []Readiness) []ContainerStatus {
+	probed := map[string]bool{}
+	for _, r := range ready {
+		// Up returned once every container of the service was healthy,
+		// in the engine's view or its own probe's.
+		if r.State == "healthy" {
+			probed[r.Service] = true
+		}
+	}
+	out := make([]ContainerStatus, len(sts))
+	for i, st := range sts {
+		if st.Role == "" && st.State == "running" && st.Health == "starting" && probed[st.Service] {
+			st.EngineHealth, st.Health = st.Health, "healthy"
+		}
+		out[i] = st
+	}
+	return out
 }
 
 // Status lists the containers of a project with their state and health.
@@ -130,4 +159,32 @@ func formatPorts(ps []container.Port) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Projects are the names of the projects that have containers on the
+// engine (invdeploy's or docker compose's), sorted: the values shell
+// completion offers for -p.
+func (d *Deployer) Projects(ctx context.Context) ([]string, error) {
+	cs, err := d.engine.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelProject))})
+	if err != nil {
+		return nil, fmt.Errorf("list projects: %w", err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range cs {
+		if p := c.Labels[LabelProject]; p != "" && !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// countOf is "1 release", "2 releases": n and noun, plural when n != 1.
+func countOf(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

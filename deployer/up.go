@@ -691,7 +691,7 @@ func (d *Deployer) roll(ctx context.Context, rd *readiness, project string, ps p
 			}
 			return nil, ue
 		}
-		return nil, &UnhealthyError{Container: ps.name, Service: w.service.Name, Reason: err.Error() + "; rolled back: " + w.oldName + " keeps serving", Logs: d.lastLogs(ctx, ps.id)}
+		return nil, &UnhealthyError{Container: ps.name, Service: w.service.Name, Reason: err.Error() + "; rolled back: " + w.oldName + " keeps serving", Log: d.failureLog(ctx, ps.id)}
 	}
 	if !w.started {
 		if err := d.engine.ContainerStart(ctx, ps.id, container.StartOptions{}); err != nil {
@@ -843,6 +843,9 @@ type containerState struct {
 	Health   string // "" when the container has no healthcheck
 	Restart  bool   // a restart policy may bring it back
 	LastLog  string // last healthcheck output
+	// HealthLog are the engine's last healthcheck results, oldest first:
+	// "exit N: output".
+	HealthLog []string
 	// Probe is the container's healthcheck as invdeploy runs it; nil when
 	// it has none.
 	Probe *healthProbe
@@ -876,6 +879,7 @@ func (d *Deployer) serviceStates(ctx context.Context, project, service string) (
 				if l := ins.State.Health.Log; len(l) > 0 {
 					st.LastLog = strings.TrimSpace(l[len(l)-1].Output)
 				}
+				st.HealthLog = healthResults(ins.State.Health.Log)
 			}
 		}
 		if ins.HostConfig != nil {
@@ -1114,26 +1118,19 @@ func (d *Deployer) serviceReady(rd *readiness, service, cond string, states []co
 	rd.service(service, state, ids)
 }
 
-// unhealthy builds the ErrUnhealthy error with the container's last 20 log
-// lines.
+// unhealthy builds the ErrUnhealthy error with the container's log, its
+// error lines first, and its healthcheck's last outputs.
 func (d *Deployer) unhealthy(ctx context.Context, st containerState, why string) error {
-	e := &UnhealthyError{Container: st.Name, Service: st.Service, Reason: why, Logs: d.lastLogs(ctx, st.ID)}
-	if st.LastLog != "" && !strings.Contains(why, st.LastLog) {
-		e.HealthOutput = st.LastLog
-	}
-	return e
+	return &UnhealthyError{Container: st.Name, Service: st.Service, Reason: why, Log: d.failureLog(ctx, st.ID), HealthLog: st.HealthLog}
 }
 
-// lastLogs are a container's last 20 log lines, or why there are none.
-func (d *Deployer) lastLogs(ctx context.Context, id string) string {
-	logs, err := d.tailLogs(context.WithoutCancel(ctx), id, 20)
+// failureLog reads a failing container's last lines for the error.
+func (d *Deployer) failureLog(ctx context.Context, id string) FailureLog {
+	lines, err := d.tailLogs(context.WithoutCancel(ctx), id, failureScan)
 	if err != nil {
-		logs = "(logs unavailable: " + err.Error() + ")"
+		return FailureLog{Unavailable: "(logs unavailable: " + err.Error() + ")"}
 	}
-	if strings.TrimSpace(logs) == "" {
-		logs = "(no output)"
-	}
-	return logs
+	return readFailureLog(lines)
 }
 
 // UnhealthyError says which container failed its health gate and why.
@@ -1141,19 +1138,25 @@ type UnhealthyError struct {
 	Container string
 	Service   string
 	Reason    string
-	// Logs are the container's last 20 log lines.
-	Logs string
-	// HealthOutput is the last output of its healthcheck, when the reason
-	// does not already quote it.
-	HealthOutput string
+	// Log is the container's log: the lines that look like errors, then
+	// the last lines without probe access-log lines.
+	Log FailureLog
+	// HealthLog are the last results of its healthcheck as the engine
+	// ran it (oldest first, "exit N: output").
+	HealthLog []string
 }
 
 func (e *UnhealthyError) Error() string {
-	health := ""
-	if e.HealthOutput != "" {
-		health = "\nlast healthcheck output: " + e.HealthOutput
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v: container %s (service %s) %s", ErrUnhealthy, e.Container, e.Service, e.Reason)
+	if len(e.HealthLog) > 0 {
+		fmt.Fprintf(&b, "\nlast healthcheck results of %s (the engine's health log, oldest first):", e.Container)
+		for _, h := range e.HealthLog {
+			b.WriteString("\n  " + h)
+		}
 	}
-	return fmt.Sprintf("%v: container %s (service %s) %s%s\nlast 20 log lines of %s:\n%s", ErrUnhealthy, e.Container, e.Service, e.Reason, health, e.Container, strings.TrimRight(e.Logs, "\n"))
+	e.Log.render(&b, e.Container)
+	return b.String()
 }
 
 // Unwrap makes errors.Is(err, ErrUnhealthy) true.

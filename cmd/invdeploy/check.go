@@ -37,7 +37,7 @@ are a warning on a local engine and a refusal on a remote one.`,
 			defer closeFn()
 			rep, err := d.Check(cmd.Context(), st, deployer.CheckOptions{})
 			if g.Output == "json" && rep != nil {
-				if jerr := writeJSON(g.stdout, map[string]any{"project": st.Name(), "warnings": nonNil(rep.Warnings), "problems": rep.Problems}); jerr != nil {
+				if jerr := writeJSON(g.stdout, map[string]any{"project": st.Name(), "warnings": nonNil(rep.Warnings), "problems": nonNil(rep.Problems)}); jerr != nil {
 					return jerr
 				}
 			} else if rep != nil {
@@ -58,9 +58,11 @@ are a warning on a local engine and a refusal on a remote one.`,
 	return cmd
 }
 
-func nonNil(s []string) []string {
+// nonNil is s, or an empty slice for nil, so that JSON shows [] rather
+// than null for a list with nothing in it.
+func nonNil[T any](s []T) []T {
 	if s == nil {
-		return []string{}
+		return []T{}
 	}
 	return s
 }

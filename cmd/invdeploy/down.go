@@ -65,7 +65,7 @@ a terminal, and needs --yes otherwise.`,
 			case !o.volumes:
 				kept = " (volumes kept; --volumes removes them)"
 			}
-			fmt.Fprintf(g.stdout, "Stack %s is down: removed %d containers, %d networks, %d volumes%s\n", name, res.Containers, res.Networks, res.Volumes, kept)
+			fmt.Fprintf(g.stdout, "Stack %s is down: %s%s\n", name, removedSummary(res), kept)
 			return nil
 		},
 	}

@@ -27,7 +27,7 @@ is --file here (no -f shorthand: -f means --follow).`,
 			if tail < -1 {
 				return usagef("--tail %d: want a number of lines, or -1 for all", tail)
 			}
-			if err := fileAsService(args, follow, true); err != nil {
+			if err := fileAsService(g, args, follow, true); err != nil {
 				return err
 			}
 			stack.Services = args
@@ -45,7 +45,7 @@ is --file here (no -f shorthand: -f means --follow).`,
 				return nil // interrupted while following: the normal way to stop
 			}
 			if errors.Is(err, deployer.ErrNotFound) {
-				if ferr := fileAsService(args, follow, false); ferr != nil {
+				if ferr := fileAsService(g, args, follow, false); ferr != nil {
 					return ferr
 				}
 			}
@@ -63,7 +63,7 @@ is --file here (no -f shorthand: -f means --follow).`,
 // so and shows the order that works. Before asking the engine (early) it
 // only catches names no service can have (a compose file extension or a
 // path); after "no container of service" any existing file.
-func fileAsService(args []string, follow, early bool) error {
+func fileAsService(g *globalOptions, args []string, follow, early bool) error {
 	for _, a := range args {
 		fi, err := os.Stat(a)
 		if err != nil || fi.IsDir() {
@@ -73,20 +73,16 @@ func fileAsService(args []string, follow, early bool) error {
 		if early && ext != ".yaml" && ext != ".yml" && ext != ".json" && !strings.ContainsRune(a, os.PathSeparator) {
 			continue
 		}
-		rest := ""
+		line := []string{"logs", "--file", a}
 		if follow {
-			rest = " -f"
+			line = append(line, "-f")
 		}
-		var others []string
 		for _, o := range args {
 			if o != a {
-				others = append(others, o)
+				line = append(line, o)
 			}
 		}
-		if len(others) > 0 {
-			rest += " " + strings.Join(others, " ")
-		}
-		return usagef("%q is a file, not a service: for logs, -f means --follow; to read the stack from that file run: invdeploy logs --file %s%s", a, a, rest)
+		return usagef("%q is a file, not a service: for logs, -f means --follow; to read the stack from that file run: %s", a, g.commandLine(line...))
 	}
 	return nil
 }

@@ -43,14 +43,15 @@ func main() {
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root := newRootCommand(&globalOptions{stdin: stdin, stdout: stdout, stderr: stderr})
+	g := &globalOptions{stdin: stdin, stdout: stdout, stderr: stderr, argv0: os.Args[0]}
+	root := newRootCommand(g)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	code := exitCode(ctx, err)
 	if err != nil {
 		fmt.Fprintf(stderr, "invdeploy: %v\n", err)
 		if code == exitUsage {
-			fmt.Fprintln(stderr, "Run 'invdeploy --help' for usage.")
+			fmt.Fprintf(stderr, "Run '%s' for usage.\n", g.commandLine("--help"))
 		}
 	}
 	return code

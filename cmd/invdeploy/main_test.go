@@ -45,8 +45,8 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 }
 
 // fakeEngines starts two Engine API endpoints for the scripts: ok answers
-// ping and version as Docker 20.10 does and lists no containers (404 for
-// the rest); hung accepts connections and requests and never answers. They
+// ping and version as Docker 20.10 does, lists no containers, networks or
+// volumes, and has one image, nginx:present (404 for the rest); hung accepts connections and requests and never answers. They
 // are tcp:// addresses on loopback, which the local commands accept.
 func fakeEngines(t *testing.T) (ok, hung string) {
 	t.Helper()
@@ -58,8 +58,15 @@ func fakeEngines(t *testing.T) (ok, hung string) {
 			w.Write([]byte("OK"))
 		case strings.HasSuffix(r.URL.Path, "/version"):
 			w.Write([]byte(`{"Version":"20.10.24","ApiVersion":"1.41","MinAPIVersion":"1.12"}`))
-		case strings.HasSuffix(r.URL.Path, "/containers/json"):
+		case strings.HasSuffix(r.URL.Path, "/containers/json"), strings.HasSuffix(r.URL.Path, "/networks"), strings.HasSuffix(r.URL.Path, "/volumes"):
+			if strings.HasSuffix(r.URL.Path, "/volumes") {
+				w.Write([]byte(`{"Volumes":[]}`))
+				return
+			}
 			w.Write([]byte(`[]`))
+		case strings.HasSuffix(r.URL.Path, "/images/nginx:present/json"):
+			// One image is present, so a stack of it passes preflight.
+			w.Write([]byte(`{"Id":"sha256:0123","RepoTags":["nginx:present"],"Config":{}}`))
 		default:
 			w.WriteHeader(http.StatusNotFound)
 			w.Write([]byte(`{"message":"not implemented by the test engine"}`))

@@ -110,8 +110,9 @@ func newRollbackCommand(g *globalOptions) *cobra.Command {
 pulling: it is an up of the same compose file with each service's image replaced by
 the one the release recorded, so it is checked, locked, waited on and recorded as a
 new release like any up (exit codes as up). Services keep the rest of their
-definition from the compose file. Until rollouts go through the rollout proxy, the
-changed containers are recreated in place (a short interruption), as up does.`,
+definition from the compose file. Changed services are rolled as up rolls them:
+through the rollout proxy with zero downtime where up would, else recreated in
+place. A --to that names no release is a usage error (exit 2).`,
 		Example: `  invdeploy rollback            # back to the previous release
   invdeploy rollback --to 3
   invdeploy releases`,

@@ -33,7 +33,7 @@ func (o *remoteOptions) bind(cmd *cobra.Command) {
 	pf.StringVar(&o.tlsCA, "tlscacert", "", "tcp:// only: CA certificate of the engine (default $DOCKER_CERT_PATH/ca.pem)")
 	pf.StringVar(&o.tlsCert, "tlscert", "", "tcp:// only: client certificate (default $DOCKER_CERT_PATH/cert.pem)")
 	pf.StringVar(&o.tlsKey, "tlskey", "", "tcp:// only: client key (default $DOCKER_CERT_PATH/key.pem)")
-	pf.DurationVar(&o.connectTimeout, "connect-timeout", 20*time.Second, "bound on resolving, connecting and logging in")
+	pf.DurationVar(&o.connectTimeout, "connect-timeout", defaultConnectTimeout, "bound on resolving, connecting and logging in")
 }
 
 // open connects to the --host engine (one SSH connection for ssh://) and
@@ -282,7 +282,7 @@ func printRemoteUp(g *globalOptions, ro *remoteOptions, so *stackOptions, d *rem
 	host := d.Endpoint().Host
 	if g.Output == "json" {
 		out := map[string]any{
-			"project": st.Name(), "host": host, "steps": res.Up.Steps,
+			"project": st.Name(), "host": host, "steps": nonNil(res.Up.Steps),
 			"elapsed_seconds": res.Up.Elapsed.Seconds(),
 			"transfer":        map[string]any{"present": res.Transfer.Present, "tagged": res.Transfer.Tagged, "sent": res.Transfer.Sent, "bytes": res.Transfer.Bytes},
 			"connection":      map[string]any{"bytes_sent": stats.BytesSent, "bytes_received": stats.BytesReceived, "streams": stats.Dials},
@@ -339,7 +339,7 @@ func newRemoteDownCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 			if !volumes {
 				kept = " (volumes kept; --volumes removes them)"
 			}
-			fmt.Fprintf(g.stdout, "Stack %s is down on %s: removed %d containers, %d networks, %d volumes%s\n", name, d.Endpoint().Host, res.Containers, res.Networks, res.Volumes, kept)
+			fmt.Fprintf(g.stdout, "Stack %s is down on %s: %s%s\n", name, d.Endpoint().Host, removedSummary(res), kept)
 			return nil
 		},
 	}

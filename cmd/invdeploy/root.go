@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/invdeploy/invdeploy/deployer"
-	"github.com/invdeploy/invdeploy/deployer/remote"
 	"github.com/invdeploy/invdeploy/internal/version"
 )
 
@@ -30,6 +29,10 @@ type globalOptions struct {
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// argv0 is how the user invoked invdeploy (os.Args[0]), for hints.
+	argv0 string
+	// cmd is the command being run, for hints that carry its flags.
+	cmd *cobra.Command
 }
 
 // commands are invdeploy's subcommands, one constructor per file.
@@ -66,6 +69,7 @@ Exit codes: 0 ok; 1 failure; 2 usage; 3 preflight refused (nothing changed);
 		SilenceUsage:      true,
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			g.cmd = cmd
 			if g.Output != "text" && g.Output != "json" {
 				return usagef("--output %q: want text or json", g.Output)
 			}
@@ -84,6 +88,7 @@ Exit codes: 0 ok; 1 failure; 2 usage; 3 preflight refused (nothing changed);
 	for _, newCmd := range commands {
 		root.AddCommand(newCmd(g))
 	}
+	registerCompletions(root, g)
 	return root
 }
 
@@ -99,7 +104,7 @@ func (g *globalOptions) deployer() (*deployer.Deployer, func(), error) {
 		if h == "" {
 			h = os.Getenv("DOCKER_HOST")
 		}
-		return nil, nil, usagef("engine %s is on another machine: use the remote commands, e.g. invdeploy remote up --host %s", remote.Redact(h), remote.Redact(h))
+		return nil, nil, usagef("engine %s is on another machine: use the remote commands, e.g. %s", redactHost(h), remoteRefusalHint(g, g.cmd, h))
 	}
 	return g.engineDeployer()
 }

@@ -49,6 +49,9 @@ are yours to change: rotate refuses them.`,
 			if err != nil {
 				return err
 			}
+			if err := deployer.CheckRotate(st, args[0]); err != nil {
+				return err
+			}
 			d, closeFn, err := g.deployer()
 			if err != nil {
 				return err

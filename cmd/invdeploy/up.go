@@ -28,8 +28,9 @@ when a port is taken, a secret is missing or weak, a .env or secret file is trac
 by git or would enter a build context, an image is unavailable, or the engine does
 not answer. Images with a build section are built when missing (or with --build).
 Services start in dependency order (depends_on conditions are honoured); up returns
-when every container runs and every healthcheck passes, else exits 4 with the
-failing container's last 20 log lines.
+when every container runs and every healthcheck passes, else exits 4 showing the
+failing container's log lines that look like errors, its healthcheck's last results
+and its last 20 log lines (probe access-log lines left out).
 
 up is idempotent: an unchanged service is left running untouched. A changed
 stateless service that publishes one HTTP port is rolled with zero downtime: its
@@ -131,32 +132,17 @@ func printUp(g *globalOptions, so *stackOptions, st *deployer.Stack, d *deployer
 	if err != nil {
 		return err
 	}
+	// What up saw: a container its own probe found healthy is healthy,
+	// though the engine may not have run its healthcheck yet.
+	status = deployer.WithReadiness(status, res.Ready)
 	if g.Output == "json" {
-		return writeJSON(g.stdout, map[string]any{"project": st.Name(), "steps": res.Steps, "containers": status, "elapsed_seconds": res.Elapsed.Seconds(), "ready": res.Ready, "switches": res.Switches})
+		return writeJSON(g.stdout, map[string]any{"project": st.Name(), "steps": nonNil(res.Steps), "containers": nonNil(status), "elapsed_seconds": res.Elapsed.Seconds(), "ready": nonNil(res.Ready), "switches": nonNil(res.Switches)})
 	}
 	verb := "is up"
 	if !res.Changed() {
 		verb = "is up, nothing changed"
 	}
-	healthy, noCheck, completed := 0, 0, 0
-	for _, c := range status {
-		switch {
-		case c.State == "completed":
-			completed++
-		case c.Health == "healthy":
-			healthy++
-		case c.Health == "":
-			noCheck++
-		}
-	}
-	state := fmt.Sprintf("%d containers, all healthy", len(status))
-	if noCheck > 0 || completed > 0 {
-		state = fmt.Sprintf("%d containers running, %d healthy, %d without a healthcheck", len(status)-completed, healthy, noCheck)
-	}
-	if completed > 0 {
-		state += fmt.Sprintf(", %d completed", completed)
-	}
-	fmt.Fprintf(g.stdout, "Stack %s %s: %s (%.1fs)\n", st.Name(), verb, state, res.Elapsed.Seconds())
+	fmt.Fprintf(g.stdout, "Stack %s %s: %s (%.1fs)\n", st.Name(), verb, containerSummary(status), res.Elapsed.Seconds())
 	for _, u := range st.URLs("127.0.0.1") {
 		fmt.Fprintf(g.stdout, "  %s: %s\n", u.Service, u.URL)
 	}

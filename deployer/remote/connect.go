@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
+
+	"github.com/invdeploy/invdeploy/deployer"
 )
 
 // TLSOptions are the client certificate files for a tcp:// host. Empty
@@ -98,13 +100,14 @@ func connectTCP(ep Endpoint, t TLSOptions) (*Conn, error) {
 	}, leanHeaders()...)
 	if ca == "" && cert == "" && key == "" {
 		if !ep.IsLoopback() {
-			return nil, fail(errors.New("plain tcp:// to a non-loopback address would expose the Engine API (root on that host) unencrypted and unauthenticated; refusing"),
+			// The address as given cannot be used: a usage error (exit 2).
+			return nil, fail(&deployer.InvalidError{Err: errors.New("plain tcp:// to a non-loopback address would expose the Engine API (root on that host) unencrypted and unauthenticated; refusing")},
 				"use ssh://user@"+ep.Host+", or give --tlscacert, --tlscert and --tlskey (or DOCKER_CERT_PATH) for an engine listening with --tlsverify on 2376")
 		}
 	} else {
 		for flag, f := range map[string]string{"--tlscacert": ca, "--tlscert": cert, "--tlskey": key} {
 			if f == "" {
-				return nil, fail(fmt.Errorf("%s is missing", flag), "mutual TLS needs all three: the CA, the client certificate and its key")
+				return nil, fail(deployer.Invalidf("%s is missing", flag), "mutual TLS needs all three: the CA, the client certificate and its key")
 			}
 			if _, err := os.Stat(f); err != nil {
 				return nil, fail(fmt.Errorf("%s: %w", flag, err), "")

@@ -29,6 +29,9 @@ export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
 command -v docker-compose >/dev/null || { echo "bench-deploy: docker-compose not found (make deps installs it)" >&2; exit 1; }
 [ -x "$inv" ] || { echo "bench-deploy: $inv not built (make build)" >&2; exit 1; }
 
+# What this run compares, so that a reader of the figures knows.
+echo "bench-deploy: $("$inv" --version) up vs $(docker-compose version --short 2>/dev/null || echo docker-compose) up -d + polling, $file, $runs runs (+1 untimed each), warm images, classic builder"
+
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }
 

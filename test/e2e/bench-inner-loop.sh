@@ -72,6 +72,7 @@ serves() {
 	[ "$body" = "Welcome to the Invoicing API! edit $1" ] || { echo "bench-inner-loop: the API serves \"$body\", not edit $1" >&2; exit 1; }
 }
 
+echo "bench-inner-loop: $("$inv" --version), a one-line change in api/ of a copy of the repository to healthy, BuildKit + cache mounts vs the classic builder"
 echo "warming both builders on the unchanged copy (not timed)"
 edit 0
 (cd "$repo" && DOCKER_BUILDKIT=0 INVOICING_API_TAG=$(sha) "$inv" -q build -p "$project" >/dev/null)

@@ -351,8 +351,8 @@ func TestBundledStack(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := ins.HostConfig
-		if !h.ReadonlyRootfs || len(h.CapDrop) != 1 || h.CapDrop[0] != "ALL" || ins.Config.User == "" || h.Resources.Memory == 0 {
-			t.Errorf("%s not hardened: readonly %v cap_drop %v user %q memory %d", name, h.ReadonlyRootfs, h.CapDrop, ins.Config.User, h.Resources.Memory)
+		if !h.ReadonlyRootfs || len(h.CapDrop) != 1 || h.CapDrop[0] != "ALL" || ins.Config.User == "" || h.Resources.Memory == 0 || h.Resources.NanoCPUs == 0 {
+			t.Errorf("%s not hardened: readonly %v cap_drop %v user %q memory %d cpus %d", name, h.ReadonlyRootfs, h.CapDrop, ins.Config.User, h.Resources.Memory, h.Resources.NanoCPUs)
 		}
 		st, err := e.docker.ContainerStatPath(ctx, ids[name], "/run/secrets/db_password")
 		if err != nil {
@@ -504,9 +504,9 @@ func TestUnhealthyExits4(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(`services:
   sick:
     image: postgres:15
-    command: ["bash", "-c", "echo canary-log-line-41; sleep 300"]
+    command: ["bash", "-c", "echo canary-log-line-41; echo 'FATAL: canary cause'; for i in $$(seq 22); do echo GET /readyz 503 $$i; done; sleep 300"]
     healthcheck:
-      test: ["CMD", "false"]
+      test: ["CMD", "bash", "-c", "echo canary-health-output; false"]
       interval: 1s
       retries: 2
 `), 0o644)
@@ -516,10 +516,15 @@ func TestUnhealthyExits4(t *testing.T) {
 	if r.code != 4 {
 		t.Fatalf("exit %d, want 4\n%s", r.code, r.stderr)
 	}
-	for _, w := range []string{"deployed but unhealthy", proj + "-sick-1", "last 20 log lines", "canary-log-line-41"} {
+	for _, w := range []string{"deployed but unhealthy", proj + "-sick-1", "last 20 log lines", "canary-log-line-41", "exit 1: canary-health-output", "22 probe access-log lines left out"} {
 		if !strings.Contains(r.stderr, w) {
 			t.Fatalf("unhealthy error does not say %q:\n%s", w, r.stderr)
 		}
+	}
+	// The cause comes first: the error line before the tail, the probe
+	// lines left out of it.
+	if i, j := strings.Index(r.stderr, "FATAL: canary cause"), strings.Index(r.stderr, "last 20 log lines"); i < 0 || i > j || strings.Contains(r.stderr, "GET /readyz 503") {
+		t.Fatalf("the error line is not shown first, or probe lines are in the tail:\n%s", r.stderr)
 	}
 }
 

@@ -146,8 +146,8 @@ func TestMonitoringProfile(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := ins.HostConfig
-		if !h.ReadonlyRootfs || len(h.CapDrop) != 1 || h.CapDrop[0] != "ALL" || ins.Config.User == "" || strings.HasPrefix(ins.Config.User, "0") || h.Resources.Memory == 0 {
-			t.Errorf("%s not hardened: readonly %v cap_drop %v user %q memory %d", svc, h.ReadonlyRootfs, h.CapDrop, ins.Config.User, h.Resources.Memory)
+		if !h.ReadonlyRootfs || len(h.CapDrop) != 1 || h.CapDrop[0] != "ALL" || ins.Config.User == "" || strings.HasPrefix(ins.Config.User, "0") || h.Resources.Memory == 0 || h.Resources.NanoCPUs == 0 {
+			t.Errorf("%s not hardened: readonly %v cap_drop %v user %q memory %d cpus %d", svc, h.ReadonlyRootfs, h.CapDrop, ins.Config.User, h.Resources.Memory, h.Resources.NanoCPUs)
 		}
 		for port, bs := range h.PortBindings {
 			for _, b := range bs {

@@ -97,7 +97,7 @@ func TestReleasesAndRollback(t *testing.T) {
 	if got := e.runningImage(proj); got != two {
 		t.Fatalf("after rollback --to 2 running image %s, want %s", got, two)
 	}
-	if r := e.run(dir, "rollback", "-p", proj, "--to", "99"); r.code != 1 || !strings.Contains(r.stderr, "release 99") {
+	if r := e.run(dir, "rollback", "-p", proj, "--to", "99"); r.code != 2 || !strings.Contains(r.stderr, "release 99") {
 		t.Fatalf("rollback to an unknown release: exit %d %s", r.code, r.stderr)
 	}
 	// The records are not part of the stack: status shows only the service.

@@ -1,17 +1,21 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/invdeploy/invdeploy/deployer"
 )
 
 // downtime watches a URL with 16 clients and records the failed requests
@@ -67,10 +71,14 @@ func untilVersion(base, want string, start time.Time, done <-chan struct{}) <-ch
 }
 
 // TestBenchRollout is `make bench-rollout`: under 16 clients, a rollout and
-// a rollback through the proxy against a plain recreate (no proxy: today's
-// behaviour for a service that cannot roll), in one run; and the proxy's
-// cost on the bundled API (create and GET req/s through the proxy divided
-// by direct to the container).
+// a rollback through the proxy against a plain recreate (the proxy turned
+// off with INVDEPLOY_PROXY_BINARY=none: the e2e binaries have
+// invdeploy-proxy beside them, which would otherwise roll the "recreate"
+// too), in one run; and the proxy's cost on the bundled API (create and GET
+// req/s through the proxy divided by direct to the container). Each mode
+// prints what it ran, and up's own report of what it did to the service
+// (roll or recreate) is checked, so that the reference cannot silently
+// become the thing measured again.
 func TestBenchRollout(t *testing.T) {
 	if os.Getenv("INVDEPLOY_BENCH_ROLLOUT") == "" {
 		t.Skip("benchmark: make bench-rollout")
@@ -82,21 +90,29 @@ func TestBenchRollout(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxyBin := proxyBinary(t)
-	modes := []string{"proxy", "recreate"}
+	type benchMode struct {
+		name, proxy string          // INVDEPLOY_PROXY_BINARY
+		action      deployer.Action // what up must report for the changed app
+	}
+	modes := []benchMode{
+		{"proxy", proxyBin, deployer.ActionRoll},
+		{"recreate", "none", deployer.ActionRecreate},
+	}
 	if os.Getenv("INVDEPLOY_BENCH_ROLLOUT") == "cost" {
 		modes = nil // only the proxy's cost (make bench-rollout BENCH=cost)
 	}
+	if len(modes) > 0 {
+		fmt.Printf("bench-rollout: invdeploy up (rollapp v1 -> v2), then invdeploy rollback (-> v1), under 16 clients (half keep-alive, half a new connection per request) sending GET / without pause; one service publishing one port\n")
+	}
 	for _, mode := range modes {
-		proj := project(t, "benchroll"+mode)
+		proj := project(t, "benchroll"+mode.name)
 		e.cleanup(proj)
 		port := freePort(t)
 		base := "http://127.0.0.1:" + strconv.Itoa(port)
 		set := func(image string) {
-			e.extra = []string{"APP_IMAGE=" + image, "APP_PORT=" + strconv.Itoa(port)}
-			if mode == "proxy" {
-				e.extra = append(e.extra, "INVDEPLOY_PROXY_BINARY="+proxyBin)
-			}
+			e.extra = []string{"APP_IMAGE=" + image, "APP_PORT=" + strconv.Itoa(port), "INVDEPLOY_PROXY_BINARY=" + mode.proxy}
 		}
+		fmt.Printf("mode %-8s: INVDEPLOY_PROXY_BINARY=%s, so up must %s the changed app\n", mode.name, mode.proxy, mode.action)
 		set("rollapp:e2e-v1")
 		e.mustRun(dir, "up", "-p", proj, "--wait-timeout", "60s")
 		for _, step := range []struct{ name, image, want string }{{"rollout", "rollapp:e2e-v2", "2"}, {"rollback", "", "1"}} {
@@ -108,19 +124,22 @@ func TestBenchRollout(t *testing.T) {
 			var r localResult
 			if step.image != "" {
 				set(step.image)
-				r = e.mustRun(dir, "up", "-p", proj, "--wait-timeout", "60s")
+				r = e.mustRun(dir, "up", "-p", proj, "--wait-timeout", "60s", "-o", "json")
 			} else {
-				r = e.mustRun(dir, "rollback", "-p", proj, "--wait-timeout", "60s")
+				r = e.mustRun(dir, "rollback", "-p", proj, "--wait-timeout", "60s", "-o", "json")
 			}
 			wall := time.Since(start)
 			time.Sleep(500 * time.Millisecond)
 			close(done)
 			ok, failed, longest := w.finish()
 			s := <-serving
-			fmt.Printf("%-8s %-8s: %6d ok, %4d failed requests, longest gap %5.2fs, new version serving after %5.2fs, command %5.2fs\n",
-				mode, step.name, ok, failed, longest.Seconds(), s.Seconds(), wall.Seconds())
-			_ = r
+			fmt.Printf("%-8s %-8s: %6d ok, %4d failed requests, longest gap %5.2fs, new version serving after %5.2fs, command %5.2fs (app: %s)\n",
+				mode.name, step.name, ok, failed, longest.Seconds(), s.Seconds(), wall.Seconds(), strings.Join(appActions(t, r), ", "))
+			if got := appActions(t, r); !slices.Contains(got, string(mode.action)) {
+				t.Errorf("mode %s %s: up reports %v for the app, want %s: the benchmark did not run what it names", mode.name, step.name, got, mode.action)
+			}
 		}
+		e.run(dir, "down", "-p", proj)
 	}
 
 	// The proxy's cost on the bundled API: one stack behind the proxy, one
@@ -132,11 +151,17 @@ func TestBenchRollout(t *testing.T) {
 		proj := project(t, "benchrollapi"+mode)
 		e.cleanup(proj)
 		port := freePort(t)
-		e.extra = []string{"INVOICING_API_PORT=" + strconv.Itoa(port)}
+		// direct: no proxy at all, not even the one beside the binary.
+		e.extra = []string{"INVOICING_API_PORT=" + strconv.Itoa(port), "INVDEPLOY_PROXY_BINARY=none"}
 		if mode == "proxy" {
-			e.extra = append(e.extra, "INVDEPLOY_PROXY_BINARY="+proxyBin)
+			e.extra = []string{"INVOICING_API_PORT=" + strconv.Itoa(port), "INVDEPLOY_PROXY_BINARY=" + proxyBin}
 		}
 		e.mustRun(localRoot(), "up", "-p", proj, "--wait-timeout", "5m")
+		proxies := countRole(statusJSON(t, e.mustRun(localRoot(), "status", "-p", proj, "-o", "json")), "proxy")
+		if want := map[string]int{"proxy": 1, "direct": 0}[mode]; proxies != want {
+			t.Fatalf("proxy cost, %s: %d proxy containers, want %d", mode, proxies, want)
+		}
+		fmt.Printf("proxy cost %-6s: the bundled stack (%s), proxy containers: %d, 16 keep-alive clients, 2 x 10 s per mode interleaved\n", mode, e.extra[1], proxies)
 		bases[mode] = "http://127.0.0.1:" + strconv.Itoa(port)
 	}
 	direct := bases["direct"]
@@ -196,4 +221,23 @@ func TestBenchRollout(t *testing.T) {
 		}
 		fmt.Printf("proxy cost %-6s: direct %7.0f req/s, through the proxy %7.0f req/s, ratio %.2f (target >= 0.9)\n", m.name, d/2, p/2, p/d)
 	}
+}
+
+// appActions are the actions up (or rollback) -o json reports for the app
+// service's containers.
+func appActions(t *testing.T, r localResult) []string {
+	t.Helper()
+	var out struct {
+		Steps []deployer.Step `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("up -o json: %v\n%s", err, r.stdout)
+	}
+	var actions []string
+	for _, s := range out.Steps {
+		if s.Service == "app" {
+			actions = append(actions, string(s.Action))
+		}
+	}
+	return actions
 }
