@@ -35,20 +35,20 @@ func TestDeployCommandReleaseFlags(t *testing.T) {
 	ctx := context.Background()
 	var out bytes.Buffer
 
-	if err := run(ctx, []string{"deploy", "--admin", sock, "--target", target, "--health-interval", "10ms"}, &out, io.Discard); err != nil {
+	if err := run(ctx, []string{"deploy", "--admin", sock, "--target", target, "--health-interval", "10ms"}, noEnv, &out, io.Discard); err != nil {
 		t.Fatalf("deploy without release flags: %v", err)
 	}
 	if p.Target() != target || !p.Release().IsZero() {
 		t.Fatalf("target %q release %+v", p.Target(), p.Release())
 	}
-	err = run(ctx, []string{"deploy", "--admin", sock, "--target", target, "--release", "two"}, &out, io.Discard)
+	err = run(ctx, []string{"deploy", "--admin", sock, "--target", target, "--release", "two"}, noEnv, &out, io.Discard)
 	var ue usageError
 	if !errors.As(err, &ue) {
 		t.Fatalf("--release two: %v, want a usage error", err)
 	}
 	args := []string{"deploy", "--admin", sock, "--target", target, "--health-interval", "10ms",
 		"--project", "invoicing", "--release", "2", "--revision", "1a2b3c4d5e6f", "--service", "api"}
-	if err := run(ctx, args, &out, io.Discard); err != nil {
+	if err := run(ctx, args, noEnv, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	want := rollproxy.Release{Project: "invoicing", Number: "2", Revision: "1a2b3c4d5e6f", Service: "api"}
@@ -65,9 +65,11 @@ func TestDeployCommandReleaseFlags(t *testing.T) {
 // proxy listens anywhere.
 func TestRunRefusesABadRelease(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "admin.sock")
-	err := run(context.Background(), []string{"run", "--admin", sock, "--listen", "127.0.0.1:0", "--metrics", "", "--target", "127.0.0.1:1", "--revision", "not a revision"}, io.Discard, io.Discard)
+	err := run(context.Background(), []string{"run", "--admin", sock, "--listen", "127.0.0.1:0", "--metrics", "", "--target", "127.0.0.1:1", "--revision", "not a revision"}, noEnv, io.Discard, io.Discard)
 	var ue usageError
 	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "revision") {
 		t.Fatalf("run --revision 'not a revision': %v, want a usage error naming the revision", err)
 	}
 }
+
+func noEnv(string) string { return "" }

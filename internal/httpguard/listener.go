@@ -1,0 +1,165 @@
+package httpguard
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// evictAfter is how long a connection must have been idle (or silent since
+// it was accepted) before a new connection may close it to take its place.
+// A client that reuses a keep-alive connection sends at once; one that
+// waits longer retries an idempotent request on a closed idle connection.
+const evictAfter = time.Second
+
+// maxRefusing bounds the refusals in progress (each writes a 503 and
+// waits up to refuseLinger for the client to take it); beyond it, a
+// connection over the cap is closed without an answer.
+const (
+	maxRefusing  = 64
+	refuseLinger = time.Second
+)
+
+// Listener caps the connections open at once at max. Wire ConnState into
+// the http.Server so it knows which connections are idle.
+type Listener struct {
+	net.Listener
+	max int
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+
+	refusing         chan struct{}
+	refused, evicted atomic.Int64
+}
+
+// conn is one admitted connection; its state is guarded by the listener's
+// mutex.
+type conn struct {
+	net.Conn
+	l      *Listener
+	state  http.ConnState
+	since  time.Time
+	closed bool
+}
+
+// NewListener caps ln at max open connections.
+func NewListener(ln net.Listener, max int) *Listener {
+	return &Listener{Listener: ln, max: max, conns: make(map[*conn]struct{}, max), refusing: make(chan struct{}, maxRefusing)}
+}
+
+// Accept returns the next connection within the cap. A connection beyond
+// it takes the place of the longest-idle one, or is answered 503 (Retry-After)
+// and closed without reaching the server.
+func (l *Listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		nc := &conn{Conn: c, l: l, state: http.StateNew, since: time.Now()}
+		admitted, victim := l.admit(nc)
+		if victim != nil {
+			l.evicted.Add(1)
+			_ = victim.Conn.Close()
+		}
+		if admitted {
+			return nc, nil
+		}
+		l.refused.Add(1)
+		l.refuse(c)
+	}
+}
+
+// admit adds nc when there is room or an idle connection to close (victim,
+// already removed).
+func (l *Listener) admit(nc *conn) (ok bool, victim *conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.conns) >= l.max {
+		cutoff := nc.since.Add(-evictAfter)
+		for c := range l.conns {
+			if (c.state == http.StateIdle || c.state == http.StateNew) && !c.since.After(cutoff) && (victim == nil || c.since.Before(victim.since)) {
+				victim = c
+			}
+		}
+		if victim == nil {
+			return false, nil
+		}
+		victim.closed = true
+		delete(l.conns, victim)
+	}
+	l.conns[nc] = struct{}{}
+	return true, victim
+}
+
+// overCapacity is the answer to a connection beyond the cap.
+var overCapacity = problemResponse(http.StatusServiceUnavailable, "over_capacity",
+	"The server has as many connections open as it takes; try again shortly.", 1)
+
+// refuse answers c 503 and closes it. It waits briefly for the client's
+// request (so closing does not reset the connection before the client
+// reads the answer), in the background and at most maxRefusing at once.
+func (l *Listener) refuse(c net.Conn) {
+	select {
+	case l.refusing <- struct{}{}:
+	default:
+		_ = c.Close()
+		return
+	}
+	go func() {
+		defer func() { <-l.refusing }()
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(refuseLinger))
+		if _, err := c.Write(overCapacity); err != nil {
+			return
+		}
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+	}()
+}
+
+// ConnState is the http.Server hook that tells the listener which
+// connections are idle (and so may be closed for a new one).
+func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
+	tc, ok := c.(*conn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !tc.closed {
+		tc.state, tc.since = s, time.Now()
+	}
+}
+
+// Close of a connection frees its place.
+func (c *conn) Close() error {
+	c.l.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		delete(c.l.conns, c)
+	}
+	c.l.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// Stats are the listener's counts.
+type Stats struct {
+	Open    int   // connections open now
+	Refused int64 // connections answered 503 (or closed) beyond the cap
+	Evicted int64 // idle connections closed to make room
+}
+
+// Stats returns the listener's counts.
+func (l *Listener) Stats() Stats {
+	l.mu.Lock()
+	n := len(l.conns)
+	l.mu.Unlock()
+	return Stats{Open: n, Refused: l.refused.Load(), Evicted: l.evicted.Load()}
+}
