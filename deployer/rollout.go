@@ -60,8 +60,8 @@ const (
 	proxyStateDir = "/var/lib/invdeploy-proxy"
 	// proxyMemory is the proxy container's memory limit; the Go runtime
 	// is told to collect harder as it nears proxyGoMemLimit, below it.
-	proxyMemory     = 64 << 20
-	proxyGoMemLimit = "48MiB"
+	proxyMemory     = 128 << 20
+	proxyGoMemLimit = "96MiB"
 	proxyMetrics    = 9180
 	proxyBinary     = "/invdeploy-proxy"
 	defaultDrain    = 30 * time.Second

@@ -1,6 +1,7 @@
 package httpguard
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -18,7 +19,11 @@ func writeDeadlines(h http.Handler, d time.Duration) http.Handler {
 		// a deadline of this request, not one left from the last.
 		dw.extend()
 		if r.Body != nil && r.Body != http.NoBody {
-			r.Body = &body{ReadCloser: r.Body}
+			// In the context too: a reverse proxy's outgoing request
+			// carries the context, not the body wrapper.
+			b := &body{ReadCloser: r.Body, failed: make(chan struct{})}
+			r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, b))
+			r.Body = b
 		}
 		h.ServeHTTP(dw, r)
 	})
@@ -52,19 +57,24 @@ func (w *deadlineWriter) FlushError() error {
 // Unwrap lets http.ResponseController reach Hijack and friends.
 func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// body remembers the first read error of a request body other than EOF.
+type bodyKey struct{}
+
+// body remembers the first read error of a request body other than EOF
+// (and a read after close).
 type body struct {
 	io.ReadCloser
-	mu  sync.Mutex
-	err error
+	mu     sync.Mutex
+	err    error
+	failed chan struct{} // closed when err is set
 }
 
 func (b *body) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if err != nil && err != io.EOF {
+	if err != nil && err != io.EOF && !errors.Is(err, http.ErrBodyReadAfterClose) {
 		b.mu.Lock()
 		if b.err == nil {
 			b.err = err
+			close(b.failed)
 		}
 		b.mu.Unlock()
 	}
@@ -72,11 +82,22 @@ func (b *body) Read(p []byte) (int, error) {
 }
 
 // BodyReadError is the error reading r's body met (nil while none), for
-// a handler that must tell a client's fault from an upstream's.
+// a handler that must tell a client's fault from an upstream's. The server
+// cancels a request's context when its connection fails, which a reader of
+// the body may see just before the read error that caused it is
+// returned: then the error is awaited a moment.
 func BodyReadError(r *http.Request) error {
-	b, ok := r.Body.(*body)
+	b, ok := r.Context().Value(bodyKey{}).(*body)
 	if !ok {
 		return nil
+	}
+	if r.Context().Err() != nil {
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-b.failed:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

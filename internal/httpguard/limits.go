@@ -21,9 +21,9 @@ import (
 // invdeploy ships; FromEnv and Bind let the operator change them.
 type Limits struct {
 	// MaxConns is the most client connections open at once. A new one
-	// beyond it closes the connection idle the longest (an idle keep-alive
-	// connection or one that sent nothing, for at least a second) or, when
-	// every connection is busy, is answered 503 at once.
+	// beyond it closes the connection idle the longest (a keep-alive
+	// connection idle for 250 ms, or one silent since it was accepted for
+	// 2 s) or, when every connection is busy, is answered 503 at once.
 	MaxConns int
 	// ReadHeaderTimeout bounds reading a request's header.
 	ReadHeaderTimeout time.Duration
@@ -45,9 +45,9 @@ type Limits struct {
 }
 
 // Defaults are the limits invdeploy ships: sized so that MaxConns
-// connections that each hold a request to the upstream fit in the 64 MiB
-// its proxy containers get, and matching the invoicing API's own read
-// timeout (30 s).
+// connections that each hold a request to the upstream (about 60 KB each,
+// measured) fit in the 128 MiB its proxy containers get, with the read
+// timeout of the invoicing API itself (30 s).
 func Defaults() Limits {
 	return Limits{
 		MaxConns:          1024,

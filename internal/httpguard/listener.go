@@ -9,17 +9,21 @@ import (
 	"time"
 )
 
-// evictAfter is how long a connection must have been idle (or silent since
-// it was accepted) before a new connection may close it to take its place.
-// A client that reuses a keep-alive connection sends at once; one that
-// waits longer retries an idempotent request on a closed idle connection.
-const evictAfter = time.Second
+// A new connection beyond the cap may close one that has been idle
+// between requests for idleEvictAfter (a client that reuses a keep-alive
+// connection sends at once, and one that finds it closed retries an
+// idempotent request), or one that has sent nothing since it was accepted
+// for silentEvictAfter (a client sends its request as soon as it connects).
+const (
+	idleEvictAfter   = 250 * time.Millisecond
+	silentEvictAfter = 2 * time.Second
+)
 
 // maxRefusing bounds the refusals in progress (each writes a 503 and
 // waits up to refuseLinger for the client to take it); beyond it, a
 // connection over the cap is closed without an answer.
 const (
-	maxRefusing  = 64
+	maxRefusing  = 256
 	refuseLinger = time.Second
 )
 
@@ -80,9 +84,11 @@ func (l *Listener) admit(nc *conn) (ok bool, victim *conn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.conns) >= l.max {
-		cutoff := nc.since.Add(-evictAfter)
+		idleCutoff, silentCutoff := nc.since.Add(-idleEvictAfter), nc.since.Add(-silentEvictAfter)
 		for c := range l.conns {
-			if (c.state == http.StateIdle || c.state == http.StateNew) && !c.since.After(cutoff) && (victim == nil || c.since.Before(victim.since)) {
+			evictable := (c.state == http.StateIdle && !c.since.After(idleCutoff)) ||
+				(c.state == http.StateNew && !c.since.After(silentCutoff))
+			if evictable && (victim == nil || c.since.Before(victim.since)) {
 				victim = c
 			}
 		}
