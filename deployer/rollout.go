@@ -183,6 +183,15 @@ func parseServiceExt(s types.ServiceConfig) (serviceExt, error) {
 	return e, nil
 }
 
+// ProxyLimits are the limits x-invdeploy gives the proxy in front of s
+// (the rollout proxy, or the Swarm edge): httpguard's defaults changed by
+// max_connections, read_timeout, idle_timeout, write_timeout and
+// upstream_timeout.
+func ProxyLimits(s types.ServiceConfig) (httpguard.Limits, error) {
+	e, err := parseServiceExt(s)
+	return e.Limits, err
+}
+
 // rolloutOf decides how a service's changes are applied. A service is
 // rolled behind the proxy when it publishes exactly one TCP port, has no
 // named volume (a service with state is never run twice), runs one

