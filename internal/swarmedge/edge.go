@@ -100,7 +100,7 @@ func New(upstream string, lookup Lookup, o Options, log *slog.Logger) (*Edge, er
 	return &Edge{
 		host: host, port: port, lookup: lookup, o: o, log: log, down: map[string]time.Time{},
 		transport: &http.Transport{
-			DialContext:         d.DialContext,
+			DialContext:           d.DialContext,
 			MaxIdleConnsPerHost:   64,
 			IdleConnTimeout:       30 * time.Second,
 			ResponseHeaderTimeout: o.UpstreamTimeout,
