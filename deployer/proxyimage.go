@@ -32,7 +32,7 @@ var proxyHealth = container.HealthConfig{Test: []string{"CMD", proxyBinary, "hea
 	Interval: 2 * time.Second, Timeout: 2 * time.Second, Retries: 3}
 
 // proxyDockerfile is the proxy image's Dockerfile.
-var proxyDockerfile = "FROM scratch\nCOPY rootfs/ /\nUSER " + proxyUser +
+var proxyDockerfile = "FROM scratch\nCOPY rootfs/ /\nCOPY --chown=" + proxyUser + " state/ " + proxyStateDir + "/\nUSER " + proxyUser +
 	"\nHEALTHCHECK --interval=" + proxyHealth.Interval.String() + " --timeout=" + proxyHealth.Timeout.String() +
 	" --retries=" + strconv.Itoa(proxyHealth.Retries) + " CMD [\"" + strings.Join(proxyHealth.Test[1:], "\", \"") + "\"]" +
 	"\nENTRYPOINT [\"" + proxyBinary + "\"]\nCMD [\"run\"]\n"
@@ -109,9 +109,10 @@ func checkProxyBinary(bin []byte, engineOS, engineArch string) error {
 }
 
 // proxyContext is the proxy image's build context: the binary, an
-// /etc/passwd naming its user, and the directories of its admin socket and
-// of its state owned by it (a volume mounted on the state's directory
-// starts as a copy of it, owner included).
+// /etc/passwd naming its user, the directory of its admin socket, and
+// that of its state, owned by it through COPY --chown (COPY gives root
+// what the context says; a volume mounted on the state's directory starts
+// as a copy of it, owner included).
 func proxyContext(bin []byte) []scratchimage.File {
 	return []scratchimage.File{
 		{Name: "Dockerfile", Mode: 0o644, Body: []byte(proxyDockerfile)},
@@ -121,9 +122,7 @@ func proxyContext(bin []byte) []scratchimage.File {
 		{Name: "rootfs/etc/group", Mode: 0o644, Body: []byte("nonroot:x:65532:\n")},
 		{Name: "rootfs/run/", Mode: 0o755, Dir: true},
 		{Name: "rootfs/run/invdeploy-proxy/", Mode: 0o700, Dir: true, UID: 65532},
-		{Name: "rootfs/var/", Mode: 0o755, Dir: true},
-		{Name: "rootfs/var/lib/", Mode: 0o755, Dir: true},
-		{Name: "rootfs" + proxyStateDir + "/", Mode: 0o700, Dir: true, UID: 65532},
+		{Name: "state/", Mode: 0o700, Dir: true},
 		{Name: "rootfs" + proxyBinary, Mode: 0o755, Body: bin},
 	}
 }
