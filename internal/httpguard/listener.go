@@ -1,6 +1,7 @@
 package httpguard
 
 import (
+	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -106,9 +107,12 @@ func (l *Listener) admit(nc *conn) (ok bool, victim *conn) {
 var overCapacity = problemResponse(http.StatusServiceUnavailable, "over_capacity",
 	"The server has as many connections open as it takes; try again shortly.", 1)
 
-// refuse answers c 503 and closes it. It waits briefly for the client's
-// request (so closing does not reset the connection before the client
-// reads the answer), in the background and at most maxRefusing at once.
+// refuse answers c 503 and closes it, in the background and at most
+// maxRefusing at once. It reads the request's header first (within
+// refuseLinger): a client that gets an answer before it has sent its
+// request takes it for a broken connection (Go's client does), and closing
+// with the request unread would reset the connection before the client
+// reads the answer.
 func (l *Listener) refuse(c net.Conn) {
 	select {
 	case l.refusing <- struct{}{}:
@@ -120,6 +124,9 @@ func (l *Listener) refuse(c net.Conn) {
 		defer func() { <-l.refusing }()
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(refuseLinger))
+		if !readHeader(c) {
+			return
+		}
 		if _, err := c.Write(overCapacity); err != nil {
 			return
 		}
@@ -128,6 +135,24 @@ func (l *Listener) refuse(c net.Conn) {
 		}
 		_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 	}()
+}
+
+// readHeader reads from c until the end of a request header (an empty
+// line), at most 16 KiB; it reports whether the client sent anything.
+func readHeader(c net.Conn) bool {
+	buf := make([]byte, 16<<10)
+	n := 0
+	for n < len(buf) {
+		m, err := c.Read(buf[n:])
+		n += m
+		if bytes.Contains(buf[:n], []byte("\r\n\r\n")) || bytes.Contains(buf[:n], []byte("\n\n")) {
+			return true
+		}
+		if err != nil {
+			return n > 0
+		}
+	}
+	return true
 }
 
 // ConnState is the http.Server hook that tells the listener which
