@@ -411,7 +411,7 @@ func (d *Deployer) ensureProxy(ctx context.Context, p *types.Project, s types.Se
 		return ps.ID, false, nil
 	}
 	if ok {
-		d.out.Event("Container %s recreated (its published port changed: clients are interrupted once)", spec.Name)
+		d.out.Event("Container %s recreated (its published port, health path or limits changed: clients are interrupted once)", spec.Name)
 		if err := d.engine.ContainerRemove(ctx, ps.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			return "", false, fmt.Errorf("remove %s: %w", spec.Name, err)
 		}
