@@ -12,16 +12,41 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
 
 	"github.com/invdeploy/invdeploy/deployer/internal/scratchimage"
 )
 
 // ProxyImageRepo is the repository of the rollout proxy's image; its tag is
-// the first 12 hex digits of the proxy binary's SHA-256.
+// the first 12 hex digits of the SHA-256 of the proxy binary and the
+// image's Dockerfile (see proxyImageRef).
 const ProxyImageRepo = "invdeploy-proxy"
+
+// proxyHealth is the proxy's healthcheck: in its image (so the image
+// carries one of its own, CIS Docker Benchmark 4.6) and in the container
+// config up writes.
+var proxyHealth = container.HealthConfig{Test: []string{"CMD", proxyBinary, "healthcheck"},
+	Interval: 2 * time.Second, Timeout: 2 * time.Second, Retries: 3}
+
+// proxyDockerfile is the proxy image's Dockerfile.
+var proxyDockerfile = "FROM scratch\nCOPY rootfs/ /\nCOPY --chown=" + proxyUser + " state/ " + proxyStateDir + "/\nUSER " + proxyUser +
+	"\nHEALTHCHECK --interval=" + proxyHealth.Interval.String() + " --timeout=" + proxyHealth.Timeout.String() +
+	" --retries=" + strconv.Itoa(proxyHealth.Retries) + " CMD [\"" + strings.Join(proxyHealth.Test[1:], "\", \"") + "\"]" +
+	"\nENTRYPOINT [\"" + proxyBinary + "\"]\nCMD [\"run\"]\n"
+
+// proxyImageRef is the proxy image's reference for the binary bin: a new
+// binary or a new Dockerfile is a new image.
+func proxyImageRef(bin []byte) string {
+	h := sha256.New()
+	h.Write(bin)
+	h.Write([]byte(proxyDockerfile))
+	return ProxyImageRepo + ":" + hex.EncodeToString(h.Sum(nil))[:12]
+}
 
 // EnsureProxyImage makes the rollout proxy's image present on the engine
 // and returns its reference. The image is the proxy binary (a static Linux
@@ -41,8 +66,7 @@ func (d *Deployer) EnsureProxyImage(ctx context.Context, binaryPath string) (str
 	if err != nil {
 		return "", fmt.Errorf("rollout proxy: %w", err)
 	}
-	sum := sha256.Sum256(bin)
-	ref := ProxyImageRepo + ":" + hex.EncodeToString(sum[:])[:12]
+	ref := proxyImageRef(bin)
 	rememberProxyRef(binaryPath, ref)
 	if _, err := d.engine.ImageInspect(ctx, ref); err == nil {
 		return ref, nil
@@ -70,7 +94,8 @@ func (d *Deployer) EnsureProxyImage(ctx context.Context, binaryPath string) (str
 }
 
 // checkProxyBinary refuses what could not run on the engine: not ELF, not
-// Linux, another architecture, or dynamically linked (scratch has no libc).
+// Linux, or another architecture (a dynamically linked one brings its
+// runtime, see proxyRuntime).
 func checkProxyBinary(bin []byte, engineOS, engineArch string) error {
 	f, err := elf.NewFile(bytes.NewReader(bin))
 	if err != nil {
@@ -184,17 +209,20 @@ func proxyRuntime(bin []byte, libDirs []string) ([]scratchimage.File, error) {
 }
 
 // proxyContext is the proxy image's build context: the binary, an
-// /etc/passwd naming its user and the admin socket's directory owned by it.
+// /etc/passwd naming its user, the directory of its admin socket, and
+// that of its state, owned by it through COPY --chown (COPY gives root
+// what the context says; a volume mounted on the state's directory starts
+// as a copy of it, owner included).
 func proxyContext(bin []byte) []scratchimage.File {
-	dockerfile := "FROM scratch\nCOPY rootfs/ /\nUSER " + proxyUser + "\nENTRYPOINT [\"" + proxyBinary + "\"]\nCMD [\"run\"]\n"
 	return []scratchimage.File{
-		{Name: "Dockerfile", Mode: 0o644, Body: []byte(dockerfile)},
+		{Name: "Dockerfile", Mode: 0o644, Body: []byte(proxyDockerfile)},
 		{Name: "rootfs/", Mode: 0o755, Dir: true},
 		{Name: "rootfs/etc/", Mode: 0o755, Dir: true},
 		{Name: "rootfs/etc/passwd", Mode: 0o644, Body: []byte("nonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n")},
 		{Name: "rootfs/etc/group", Mode: 0o644, Body: []byte("nonroot:x:65532:\n")},
 		{Name: "rootfs/run/", Mode: 0o755, Dir: true},
 		{Name: "rootfs/run/invdeploy-proxy/", Mode: 0o700, Dir: true, UID: 65532},
+		{Name: "state/", Mode: 0o700, Dir: true},
 		{Name: "rootfs" + proxyBinary, Mode: 0o755, Body: bin},
 	}
 }

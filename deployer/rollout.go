@@ -20,6 +20,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
 
+	"github.com/invdeploy/invdeploy/internal/httpguard"
 	"github.com/invdeploy/invdeploy/internal/version"
 )
 
@@ -47,14 +48,24 @@ const (
 	//     rollout: proxy | recreate   # override the rule (see rolloutOf)
 	//     health_path: /readyz         # what the proxy requests before switching (default /)
 	//     drain_timeout: 30s           # how long in-flight requests may take after the switch
+	//     max_connections: 1024        # the proxy's limits (see proxyLimitKeys)
+	//     read_timeout: 30s
+	//     idle_timeout: 60s
+	//     write_timeout: 30s
+	//     upstream_timeout: 30s
 	ExtService = "x-invdeploy"
 
-	proxyUser      = "65532:65532"
-	proxyAdminDir  = "/run/invdeploy-proxy"
-	proxyMetrics   = 9180
-	proxyBinary    = "/invdeploy-proxy"
-	defaultDrain   = 30 * time.Second
-	nextNameSuffix = "-next-"
+	proxyUser     = "65532:65532"
+	proxyAdminDir = "/run/invdeploy-proxy"
+	proxyStateDir = "/var/lib/invdeploy-proxy"
+	// proxyMemory is the proxy container's memory limit; the Go runtime
+	// is told to collect harder as it nears proxyGoMemLimit, below it.
+	proxyMemory     = 128 << 20
+	proxyGoMemLimit = "96MiB"
+	proxyMetrics    = 9180
+	proxyBinary     = "/invdeploy-proxy"
+	defaultDrain    = 30 * time.Second
+	nextNameSuffix  = "-next-"
 )
 
 // rollout is how changes of one service are applied.
@@ -73,6 +84,8 @@ type rollout struct {
 	Release  int
 	Revision string
 	Project  string
+	// Limits bound what clients can hold of the proxy.
+	Limits httpguard.Limits
 }
 
 // serviceExt is the x-invdeploy extension of a service.
@@ -80,19 +93,49 @@ type serviceExt struct {
 	Rollout      string
 	HealthPath   string
 	DrainTimeout time.Duration
+	Limits       httpguard.Limits
+}
+
+// proxyLimitKeys are the x-invdeploy keys of the proxy's limits (README,
+// "Rollout proxy limits"), each a field of httpguard.Limits.
+var proxyLimitKeys = map[string]func(*httpguard.Limits) *time.Duration{
+	"read_timeout":     func(l *httpguard.Limits) *time.Duration { return &l.ReadTimeout },
+	"idle_timeout":     func(l *httpguard.Limits) *time.Duration { return &l.IdleTimeout },
+	"write_timeout":    func(l *httpguard.Limits) *time.Duration { return &l.WriteTimeout },
+	"upstream_timeout": func(l *httpguard.Limits) *time.Duration { return &l.UpstreamTimeout },
+}
+
+const extKeys = "rollout, health_path, drain_timeout, max_connections, read_timeout, idle_timeout, write_timeout, upstream_timeout"
+
+// extInt reads a YAML integer (however the loader typed it).
+func extInt(v any) (int, bool) {
+	switch n := v.(type) {
+	case int:
+		return n, true
+	case int64:
+		return int(n), n == int64(int(n))
+	case uint64:
+		return int(n), n <= 1<<31
+	case float64:
+		return int(n), n == float64(int(n))
+	case string:
+		i, err := strconv.Atoi(n)
+		return i, err == nil
+	}
+	return 0, false
 }
 
 // parseServiceExt reads x-invdeploy of a service; unknown keys and bad
 // values are errors (a typo must not silently pick the other rollout).
 func parseServiceExt(s types.ServiceConfig) (serviceExt, error) {
-	var e serviceExt
+	e := serviceExt{Limits: httpguard.Defaults()}
 	raw, ok := s.Extensions[ExtService]
 	if !ok || raw == nil {
 		return e, nil
 	}
 	m, ok := raw.(map[string]any)
 	if !ok {
-		return e, fmt.Errorf("services.%s.%s: want a mapping (rollout, health_path, drain_timeout)", s.Name, ExtService)
+		return e, fmt.Errorf("services.%s.%s: want a mapping (%s)", s.Name, ExtService, extKeys)
 	}
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -119,11 +162,34 @@ func parseServiceExt(s types.ServiceConfig) (serviceExt, error) {
 				return e, fmt.Errorf("services.%s.%s.drain_timeout: want a duration such as 30s (at most 1h), not %v", s.Name, ExtService, v)
 			}
 			e.DrainTimeout = d
+		case "max_connections":
+			n, ok := extInt(v)
+			if !ok || n < 1 || n > 1<<20 {
+				return e, fmt.Errorf("services.%s.%s.max_connections: want a number of connections from 1 to %d, not %v", s.Name, ExtService, 1<<20, v)
+			}
+			e.Limits.MaxConns = n
 		default:
-			return e, fmt.Errorf("services.%s.%s: unknown key %q (rollout, health_path, drain_timeout)", s.Name, ExtService, k)
+			field, ok := proxyLimitKeys[k]
+			if !ok {
+				return e, fmt.Errorf("services.%s.%s: unknown key %q (%s)", s.Name, ExtService, k, extKeys)
+			}
+			d, err := time.ParseDuration(str)
+			if !isStr || err != nil || d < 100*time.Millisecond || d > 24*time.Hour {
+				return e, fmt.Errorf("services.%s.%s.%s: want a duration such as 30s (100ms to 24h), not %v", s.Name, ExtService, k, v)
+			}
+			*field(&e.Limits) = d
 		}
 	}
 	return e, nil
+}
+
+// ProxyLimits are the limits x-invdeploy gives the proxy in front of s
+// (the rollout proxy, or the Swarm edge): httpguard's defaults changed by
+// max_connections, read_timeout, idle_timeout, write_timeout and
+// upstream_timeout.
+func ProxyLimits(s types.ServiceConfig) (httpguard.Limits, error) {
+	e, err := parseServiceExt(s)
+	return e.Limits, err
 }
 
 // rolloutOf decides how a service's changes are applied. A service is
@@ -139,7 +205,7 @@ func rolloutOf(s types.ServiceConfig, proxyAvailable bool) (rollout, error) {
 	if err != nil {
 		return rollout{}, err
 	}
-	ro := rollout{HealthPath: ext.HealthPath, DrainTimeout: ext.DrainTimeout}
+	ro := rollout{HealthPath: ext.HealthPath, DrainTimeout: ext.DrainTimeout, Limits: ext.Limits}
 	if ro.HealthPath == "" {
 		ro.HealthPath = "/"
 	}
@@ -224,7 +290,8 @@ func proxySpec(p *types.Project, s types.ServiceConfig, ro rollout, image string
 	if err != nil {
 		return nil, fmt.Errorf("services.%s.ports: %w", s.Name, err)
 	}
-	key := strings.Join([]string{ro.Port.HostIP, ro.Port.Published, target, nc.Name, ro.HealthPath, strconv.Itoa(metrics)}, "|")
+	limits := ro.Limits.Args()
+	key := strings.Join(append([]string{ro.Port.HostIP, ro.Port.Published, target, nc.Name, ro.HealthPath, strconv.Itoa(metrics)}, limits...), "|")
 	labels := map[string]string{
 		LabelProject:   p.Name,
 		LabelService:   s.Name,
@@ -234,20 +301,26 @@ func proxySpec(p *types.Project, s types.ServiceConfig, ro rollout, image string
 		LabelVersion:   version.Version,
 	}
 	stop := int((ro.DrainTimeout + 5*time.Second).Seconds())
-	mem, pids := int64(64<<20), int64(64)
+	mem, pids := int64(proxyMemory), int64(64)
+	health := proxyHealth
 	cfg := &container.Config{
 		Image: image,
 		User:  proxyUser,
-		Cmd: []string{"run", "--listen", ":" + target, "--metrics", ":" + strconv.Itoa(metrics),
-			// The service's alias is the backend only after a restart of
-			// the proxy; up names the real one (the wait keeps the two
-			// from racing while up starts it).
-			"--target", s.Name + ":" + target, "--target-delay", "10s", "--health-path", ro.HealthPath},
+		Cmd: append([]string{"run", "--listen", ":" + target, "--metrics", ":" + strconv.Itoa(metrics),
+			// The kept state (the backend the last deploy switched to)
+			// serves after a restart of the proxy; without one, the
+			// service's alias is the fallback; up names the real one (the
+			// wait keeps the two from racing while up starts it).
+			"--state", proxyStateDir + "/state.json",
+			"--target", s.Name + ":" + target, "--target-delay", "10s", "--health-path", ro.HealthPath}, limits...),
+		Env:          []string{"GOMEMLIMIT=" + proxyGoMemLimit},
 		Labels:       labels,
 		ExposedPorts: nat.PortSet{cport: {}, nat.Port(strconv.Itoa(metrics) + "/tcp"): {}},
 		StopTimeout:  &stop,
-		Healthcheck: &container.HealthConfig{Test: []string{"CMD", proxyBinary, "healthcheck"},
-			Interval: 2 * time.Second, Timeout: 2 * time.Second, Retries: 3},
+		Healthcheck:  &health,
+		// An anonymous volume: it outlives restarts of the container (the
+		// engine's, after a crash or a reboot) and goes with it.
+		Volumes: map[string]struct{}{proxyStateDir: {}},
 	}
 	host := &container.HostConfig{
 		PortBindings:   nat.PortMap{cport: {{HostIP: ro.Port.HostIP, HostPort: ro.Port.Published}}},
@@ -338,8 +411,8 @@ func (d *Deployer) ensureProxy(ctx context.Context, p *types.Project, s types.Se
 		return ps.ID, false, nil
 	}
 	if ok {
-		d.out.Event("Container %s recreated (its published port changed: clients are interrupted once)", spec.Name)
-		if err := d.engine.ContainerRemove(ctx, ps.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		d.out.Event("Container %s recreated (its published port, health path or limits changed: clients are interrupted once)", spec.Name)
+		if err := d.engine.ContainerRemove(ctx, ps.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
 			return "", false, fmt.Errorf("remove %s: %w", spec.Name, err)
 		}
 	}
@@ -348,7 +421,7 @@ func (d *Deployer) ensureProxy(ctx context.Context, p *types.Project, s types.Se
 		return "", false, fmt.Errorf("create %s: %w", spec.Name, err)
 	}
 	if err := d.engine.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-		_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{Force: true})
+		_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
 		return "", false, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
 	if !ok {

@@ -2,8 +2,6 @@ package deployer
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -104,8 +102,7 @@ func fakeProxyBinary(t *testing.T, f *fakeEngine) string {
 	if err := os.WriteFile(p, body, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(body)
-	f.images[ProxyImageRepo+":"+hex.EncodeToString(sum[:])[:12]] = "sha256:proxy"
+	f.images[proxyImageRef(body)] = "sha256:proxy"
 	return p
 }
 

@@ -118,7 +118,7 @@ func printPlan(g *globalOptions, p *deployer.Plan) error {
 		case deployer.ActionCreate:
 			fmt.Fprintf(g.stdout, "  %-10s proxy:    created (it takes over the published port)\n", "")
 		case deployer.ActionRecreate:
-			fmt.Fprintf(g.stdout, "  %-10s proxy:    recreated: its published port changed (clients are interrupted once)\n", "")
+			fmt.Fprintf(g.stdout, "  %-10s proxy:    recreated: its published port, health path or limits changed (clients are interrupted once)\n", "")
 		}
 	}
 	for _, o := range p.Orphans {

@@ -82,6 +82,11 @@ func edgeSpec(p *types.Project, s types.ServiceConfig, imageID string) (swarm.Se
 			args = append(args, "--route", ":"+t+"=tasks."+s.Name+":"+t)
 		}
 	}
+	limits, err := deployer.ProxyLimits(s)
+	if err != nil {
+		return swarm.ServiceSpec{}, err
+	}
+	args = append(args, limits.Args()...)
 	// Swarm reports the task running only once this passes: every node's
 	// edge listens before swarm up returns.
 	health := &container.HealthConfig{
@@ -89,7 +94,9 @@ func edgeSpec(p *types.Project, s types.ServiceConfig, imageID string) (swarm.Se
 		Interval: time.Second, Timeout: 3 * time.Second, Retries: 3, StartPeriod: 10 * time.Second,
 	}
 	grace := 15 * time.Second
-	mem := int64(64 << 20)
+	// Room for the connection cap's worst case (see httpguard.Defaults);
+	// the Go runtime collects harder as it nears GOMEMLIMIT.
+	mem := int64(128 << 20)
 	pids := int64(64)
 	return swarm.ServiceSpec{
 		Annotations: swarm.Annotations{Name: EdgeName(p.Name, s.Name), Labels: map[string]string{
@@ -98,7 +105,7 @@ func edgeSpec(p *types.Project, s types.ServiceConfig, imageID string) (swarm.Se
 		}},
 		TaskTemplate: swarm.TaskSpec{
 			ContainerSpec: &swarm.ContainerSpec{
-				Image: imageID, Args: args, User: "65532:65532", ReadOnly: true,
+				Image: imageID, Args: args, User: "65532:65532", ReadOnly: true, Env: []string{"GOMEMLIMIT=96MiB"},
 				CapabilityDrop: []string{"ALL"}, StopGracePeriod: &grace, Healthcheck: health,
 				Labels: map[string]string{deployer.LabelProject: p.Name, deployer.LabelService: s.Name + "-edge"},
 			},

@@ -4,7 +4,7 @@
 // and invdeploy itself when started under that name (the proxy image made
 // from a go-installed invdeploy, which has no invdeploy-proxy beside it).
 //
-//	invdeploy-proxy run    [--listen :8000] [--metrics :9180] [--admin SOCKET] [--target host:port [--target-delay D]] [RELEASE FLAGS]
+//	invdeploy-proxy run    [--listen :8000] [--metrics :9180] [--admin SOCKET] [--state FILE] [--target host:port [--target-delay D]] [RELEASE FLAGS] [LIMIT FLAGS]
 //	invdeploy-proxy deploy --target host:port [--health-path /readyz] [--health-timeout 60s] [--drain-timeout 30s] [RELEASE FLAGS]
 //	invdeploy-proxy target
 //	invdeploy-proxy healthcheck
@@ -14,6 +14,19 @@
 // /metrics, which marks releases on the dashboards' time axis:
 //
 //	--project NAME --release N --revision REV --service NAME
+//
+// LIMIT FLAGS bound what clients can hold (see internal/httpguard); each
+// has an environment variable, used when the flag is not given:
+//
+//	--max-conns 1024          INVDEPLOY_PROXY_MAX_CONNS
+//	--read-header-timeout 10s INVDEPLOY_PROXY_READ_HEADER_TIMEOUT
+//	--read-timeout 30s        INVDEPLOY_PROXY_READ_TIMEOUT
+//	--idle-timeout 60s        INVDEPLOY_PROXY_IDLE_TIMEOUT
+//	--write-timeout 30s       INVDEPLOY_PROXY_WRITE_TIMEOUT
+//	--upstream-timeout 30s    INVDEPLOY_PROXY_UPSTREAM_TIMEOUT
+//
+// The state file keeps the current target across restarts of the proxy
+// (a restarted proxy serves it at once).
 //
 // invdeploy runs `deploy` by exec inside the proxy's container, so the admin
 // socket needs no published port and works the same on a remote engine.
@@ -39,16 +52,21 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/invdeploy/invdeploy/internal/httpguard"
 	"github.com/invdeploy/invdeploy/internal/rollproxy"
 )
 
-const defaultAdmin = "/run/invdeploy-proxy/admin.sock"
+const (
+	defaultAdmin = "/run/invdeploy-proxy/admin.sock"
+	defaultState = "/var/lib/invdeploy-proxy/state.json"
+	envPrefix    = "INVDEPLOY_PROXY_"
+)
 
 // Main runs the proxy's command line with args (without the program name)
 // until SIGINT or SIGTERM and returns the exit code: 2 for a usage error.
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, args, stdout, stderr)
+	err := run(ctx, args, os.Getenv, stdout, stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintln(stderr, "invdeploy-proxy:", err)
@@ -63,13 +81,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 type usageError struct{ error }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		args = []string{"run"}
 	}
 	switch args[0] {
 	case "run":
-		return serve(ctx, args[1:], stderr)
+		return serve(ctx, args[1:], getenv, stderr)
 	case "deploy":
 		return deploy(ctx, args[1:], stdout, stderr)
 	case "healthcheck":
@@ -102,7 +120,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", ":8000", "address clients connect to")
@@ -111,18 +129,41 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	target := fs.String("target", "", "first backend host:port (optional; else the first deploy sets it)")
 	healthPath := fs.String("health-path", "/", "health path of the first backend")
 	targetDelay := fs.Duration("target-delay", 0, "use --target only when no deploy has come within this time (invdeploy names the backend itself; --target is the fallback after a restart of the proxy)")
+	statePath := fs.String("state", defaultState, "file that keeps the current target across restarts (empty: not kept)")
 	var rel rollproxy.Release
 	releaseFlags(fs, &rel, "the first backend")
+	limits := httpguard.Defaults()
+	if err := limits.FromEnv(envPrefix, getenv); err != nil {
+		return usageError{err}
+	}
+	limits.Bind(fs, envPrefix)
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
 	if err := rel.Validate(); err != nil {
 		return usageError{err}
 	}
+	if err := limits.Validate(); err != nil {
+		return usageError{err}
+	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p := rollproxy.New(reg)
+	p.SetUpstreamTimeout(limits.UpstreamTimeout)
+	restored := false
+	if *statePath != "" {
+		st, err := p.KeepState(*statePath, func(err error) { log.Error("state not kept", "err", err) })
+		switch {
+		case err != nil:
+			// A state that cannot be read is not fatal: the deploy that
+			// follows names the backend (and writes a good state).
+			log.Error("state not restored", "err", err)
+		case st.Target != "":
+			restored = true
+			log.Info("serving the kept target", "target", st.Target, "release", st.Number)
+		}
+	}
 
 	_ = os.Remove(*admin)
 	if err := os.MkdirAll(filepath.Dir(*admin), 0o700); err != nil {
@@ -136,25 +177,35 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *listen, err)
 	}
+	front, capped := limits.Server(p, ln)
+	registerConnMetrics(reg, capped)
 	servers := []*http.Server{
-		{Handler: p, ReadHeaderTimeout: 10 * time.Second},
+		front,
 		{Handler: p.AdminHandler(), ReadHeaderTimeout: 10 * time.Second},
 	}
-	listeners := []net.Listener{ln, al}
+	listeners := []net.Listener{capped, al}
 	if *metricsAddr != "" {
 		ml, err := net.Listen("tcp", *metricsAddr)
 		if err != nil {
 			return fmt.Errorf("listen %s: %w", *metricsAddr, err)
 		}
-		servers = append(servers, &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second})
-		listeners = append(listeners, ml)
+		// Scrapes come from the stack network: a few connections do.
+		ml2 := limits
+		ml2.MaxConns = 64
+		ms, mcapped := ml2.Server(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ml)
+		servers = append(servers, ms)
+		listeners = append(listeners, mcapped)
 	}
 	errc := make(chan error, len(servers))
 	for i, s := range servers {
 		go func() { errc <- s.Serve(listeners[i]) }()
 	}
-	log.Info("proxy listening", "listen", ln.Addr().String(), "metrics", *metricsAddr, "admin", *admin)
-	if *target != "" {
+	log.Info("proxy listening", "listen", ln.Addr().String(), "metrics", *metricsAddr, "admin", *admin,
+		"max_conns", limits.MaxConns, "read_timeout", limits.ReadTimeout.String(), "idle_timeout", limits.IdleTimeout.String(),
+		"write_timeout", limits.WriteTimeout.String(), "upstream_timeout", limits.UpstreamTimeout.String())
+	// A kept target serves at once; --target is only the fallback of a
+	// proxy that kept none.
+	if *target != "" && !restored {
 		go func() {
 			if *targetDelay > 0 {
 				select {
@@ -215,6 +266,18 @@ func deploy(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	return json.NewEncoder(stdout).Encode(res)
+}
+
+// registerConnMetrics exports the client connection cap's counts.
+func registerConnMetrics(reg prometheus.Registerer, l *httpguard.Listener) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "invdeploy_proxy_connections", Help: "Client connections open."},
+			func() float64 { return float64(l.Stats().Open) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "invdeploy_proxy_connections_refused_total", Help: "Client connections answered 503 because the proxy had as many as it takes (--max-conns)."},
+			func() float64 { return float64(l.Stats().Refused) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "invdeploy_proxy_connections_evicted_total", Help: "Idle client connections closed to make room for new ones."},
+			func() float64 { return float64(l.Stats().Evicted) }),
+	)
 }
 
 // releaseFlags binds the optional flags that name what a backend runs.

@@ -18,11 +18,14 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/invdeploy/invdeploy/internal/httpguard"
 )
 
 // DeployOptions control one switch to a new backend.
@@ -93,13 +96,21 @@ type Proxy struct {
 	// deployed: a Deploy has been asked for (see Deployed).
 	deployed atomic.Bool
 	m        *metrics
+	// upstreamTimeout bounds the wait for a backend's response header.
+	upstreamTimeout time.Duration
+	// state keeps the current target across restarts (nil: not kept).
+	state *stateFile
 }
 
 // New returns a Proxy with no backend (it answers 503 until the first
 // Deploy). reg may be nil.
 func New(reg prometheus.Registerer) *Proxy {
-	return &Proxy{m: newMetrics(reg)}
+	return &Proxy{m: newMetrics(reg), upstreamTimeout: httpguard.Defaults().UpstreamTimeout}
 }
+
+// SetUpstreamTimeout sets how long a backend may take to send its response
+// header (then 504), for backends deployed from now on.
+func (p *Proxy) SetUpstreamTimeout(d time.Duration) { p.upstreamTimeout = d }
 
 // Release returns what the current backend runs, as the last deploy named
 // it (zero when it did not).
@@ -122,8 +133,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b := p.acquire()
 	if b == nil {
 		p.m.requests.WithLabelValues("none", "503").Inc()
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "no backend is deployed yet", http.StatusServiceUnavailable)
+		httpguard.WriteProblem(w, http.StatusServiceUnavailable, "no_backend", "No backend is deployed yet.", 1)
 		return
 	}
 	defer b.release()
@@ -198,7 +208,7 @@ func (p *Proxy) Deploy(ctx context.Context, target string, o DeployOptions) (Dep
 	p.deploying.Lock()
 	defer p.deploying.Unlock()
 	start := time.Now()
-	nb, err := newBackend(target, p.m)
+	nb, err := newBackend(target, p.m, p.upstreamTimeout)
 	if err != nil {
 		return DeployResult{}, err
 	}
@@ -225,12 +235,14 @@ func (p *Proxy) Deploy(ctx context.Context, target string, o DeployOptions) (Dep
 	if nb == old {
 		if !o.Release.IsZero() {
 			p.m.release.set(o.Release)
+			p.saveState(nb.target, o.Release)
 		}
 		res.Drained = true
 		return res, nil
 	}
 	p.current.Store(nb)
 	p.m.release.set(o.Release)
+	p.saveState(nb.target, o.Release)
 	p.m.switches.WithLabelValues("switched").Inc()
 	res.Drained = true
 	if old != nil {
@@ -257,19 +269,18 @@ type backend struct {
 	counters sync.Map // status (int) -> prometheus.Counter
 }
 
-func newBackend(target string, m *metrics) (*backend, error) {
-	host, port, err := net.SplitHostPort(target)
-	if err != nil || host == "" || port == "" {
-		return nil, fmt.Errorf("target %q: want host:port", target)
+func newBackend(target string, m *metrics, upstreamTimeout time.Duration) (*backend, error) {
+	u, err := splitTarget(target)
+	if err != nil {
+		return nil, err
 	}
-	u := &url.URL{Scheme: "http", Host: target}
 	tr := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: 0,
+		ResponseHeaderTimeout: upstreamTimeout,
 	}
 	b := &backend{target: target, transport: tr}
 	b.rp = &httputil.ReverseProxy{
@@ -284,15 +295,48 @@ func newBackend(target string, m *metrics) (*backend, error) {
 		// a streaming response (no Content-Length, event streams).
 		FlushInterval: 0,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-				w.WriteHeader(499) // the client went away; nothing to send
-				return
-			}
-			m.errors.WithLabelValues(target).Inc()
-			http.Error(w, "upstream unavailable", http.StatusBadGateway)
+			upstreamError(w, r, err, m, target)
 		},
 	}
 	return b, nil
+}
+
+// splitTarget checks that target is host:port and returns its URL.
+func splitTarget(target string) (*url.URL, error) {
+	host, port, err := net.SplitHostPort(target)
+	if err != nil || host == "" || port == "" || strings.ContainsAny(target, "/?#@ \t\r\n") {
+		return nil, fmt.Errorf("target %q: want host:port", target)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return nil, fmt.Errorf("target %q: want host:port", target)
+	}
+	return &url.URL{Scheme: "http", Host: target}, nil
+}
+
+// upstreamError answers a request that did not get the upstream's
+// response: the client's own fault (gone, or too slow sending its body) is
+// not counted as an upstream error.
+func upstreamError(w http.ResponseWriter, r *http.Request, err error, m *metrics, target string) {
+	if bodyErr := httpguard.BodyReadError(r); bodyErr != nil {
+		if httpguard.ClientTimedOut(bodyErr) {
+			w.Header().Set("Connection", "close")
+			httpguard.WriteProblem(w, http.StatusRequestTimeout, "request_timeout", "The request body was not received in time.", 0)
+			return
+		}
+		w.WriteHeader(499) // the client's body broke off; nobody reads an answer
+		return
+	}
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		w.WriteHeader(499) // the client went away; nothing to send
+		return
+	}
+	m.errors.WithLabelValues(target).Inc()
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		httpguard.WriteProblem(w, http.StatusGatewayTimeout, "upstream_timeout", "The service did not answer in time.", 1)
+		return
+	}
+	httpguard.WriteProblem(w, http.StatusBadGateway, "upstream_unavailable", "The service is not reachable.", 1)
 }
 
 func (b *backend) acquire() bool {

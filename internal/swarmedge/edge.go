@@ -25,6 +25,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/invdeploy/invdeploy/internal/httpguard"
 )
 
 // Lookup resolves a host name to addresses (net.DefaultResolver.LookupHost).
@@ -40,9 +42,12 @@ type Options struct {
 	Penalty time.Duration
 	// Attempts is how many backends one request may try (4).
 	Attempts int
-	// MaxRetryBody is the largest request body kept for a retry (8 MiB);
-	// larger ones go to one backend.
+	// MaxRetryBody is the largest request body kept for a retry (1 MiB,
+	// the invoicing API's own body limit); larger ones go to one backend.
 	MaxRetryBody int64
+	// UpstreamTimeout bounds the wait for a backend's response header
+	// (30 s; then 504).
+	UpstreamTimeout time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -59,7 +64,10 @@ func (o Options) withDefaults() Options {
 		o.Attempts = 4
 	}
 	if o.MaxRetryBody == 0 {
-		o.MaxRetryBody = 8 << 20
+		o.MaxRetryBody = 1 << 20
+	}
+	if o.UpstreamTimeout == 0 {
+		o.UpstreamTimeout = 30 * time.Second
 	}
 	return o
 }
@@ -92,9 +100,10 @@ func New(upstream string, lookup Lookup, o Options, log *slog.Logger) (*Edge, er
 	return &Edge{
 		host: host, port: port, lookup: lookup, o: o, log: log, down: map[string]time.Time{},
 		transport: &http.Transport{
-			DialContext:         d.DialContext,
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     30 * time.Second,
+			DialContext:           d.DialContext,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       30 * time.Second,
+			ResponseHeaderTimeout: o.UpstreamTimeout,
 		},
 	}, nil
 }
@@ -197,7 +206,12 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !buffered && r.ContentLength >= 0 && r.ContentLength <= e.o.MaxRetryBody {
 		b, err := io.ReadAll(io.LimitReader(r.Body, e.o.MaxRetryBody+1))
 		if err != nil {
-			http.Error(w, "read request body: "+err.Error(), http.StatusBadRequest)
+			if httpguard.ClientTimedOut(err) {
+				w.Header().Set("Connection", "close")
+				httpguard.WriteProblem(w, http.StatusRequestTimeout, "request_timeout", "The request body was not received in time.", 0)
+				return
+			}
+			httpguard.WriteProblem(w, http.StatusBadRequest, "body_unreadable", "The request body could not be read.", 0)
 			return
 		}
 		body, buffered = b, true
@@ -229,6 +243,14 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		resp, err := e.transport.RoundTrip(out)
 		if err != nil {
+			if bodyErr := httpguard.BodyReadError(r); bodyErr != nil {
+				// The client's fault, not the backend's.
+				if httpguard.ClientTimedOut(bodyErr) {
+					w.Header().Set("Connection", "close")
+					httpguard.WriteProblem(w, http.StatusRequestTimeout, "request_timeout", "The request body was not received in time.", 0)
+				}
+				return
+			}
 			lastErr = err
 			e.penalise(addr)
 			if r.Context().Err() != nil {
@@ -256,11 +278,20 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		msg += ": " + lastErr.Error()
 	}
 	e.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", msg)
-	http.Error(w, msg, http.StatusBadGateway)
+	// The client learns what happened, not the addresses behind the edge.
+	var ne net.Error
+	switch {
+	case lastErr == nil:
+		httpguard.WriteProblem(w, http.StatusServiceUnavailable, "no_backend", "No task of the service is running.", 1)
+	case errors.As(lastErr, &ne) && ne.Timeout() && !isDialError(lastErr):
+		httpguard.WriteProblem(w, http.StatusGatewayTimeout, "upstream_timeout", "The service did not answer in time.", 1)
+	default:
+		httpguard.WriteProblem(w, http.StatusBadGateway, "upstream_unavailable", "The service is not reachable.", 1)
+	}
 }
 
 func copyFlushing(w http.ResponseWriter, r io.Reader) {
-	f, _ := w.(http.Flusher)
+	rc := http.NewResponseController(w)
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)
@@ -268,8 +299,8 @@ func copyFlushing(w http.ResponseWriter, r io.Reader) {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return
 			}
-			if f != nil && strings.Contains(w.Header().Get("Content-Type"), "event-stream") {
-				f.Flush()
+			if strings.Contains(w.Header().Get("Content-Type"), "event-stream") {
+				_ = rc.Flush()
 			}
 		}
 		if err != nil {

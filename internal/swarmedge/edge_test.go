@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/invdeploy/invdeploy/internal/httpguard"
 )
 
 // backends listens on 127.0.0.2 and 127.0.0.3 with one port, the way a
@@ -151,12 +153,88 @@ func TestRetryOnlyWhatIsSafe(t *testing.T) {
 	}
 }
 
+// TestNoBackends: no task is a 503 problem with Retry-After; a task that
+// refuses is a 502 problem that names no address behind the edge.
 func TestNoBackends(t *testing.T) {
 	e := newEdge(t, "8000")
-	if rec := do(t, e, http.MethodGet, nil); rec.Code != http.StatusBadGateway {
-		t.Errorf("no backends: %d, want 502", rec.Code)
+	rec := do(t, e, http.MethodGet, nil)
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Content-Type") != "application/problem+json" ||
+		rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), `"code":"no_backend"`) {
+		t.Errorf("no backends: %d %v %s, want a 503 problem", rec.Code, rec.Header(), rec.Body)
+	}
+	e, err := New("tasks.api:1", func(context.Context, string) ([]string, error) { return []string{"127.0.0.1"}, nil }, Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Refresh(context.Background())
+	rec = do(t, e, http.MethodGet, nil)
+	if rec.Code != http.StatusBadGateway || rec.Header().Get("Retry-After") == "" ||
+		!strings.Contains(rec.Body.String(), `"code":"upstream_unavailable"`) || strings.Contains(rec.Body.String(), "127.0.0.1") {
+		t.Errorf("a refusing task: %d %s, want a 502 problem", rec.Code, rec.Body)
 	}
 	if _, err := New("tasks.api", nil, Options{}, nil); err == nil {
 		t.Error("an upstream without a port was accepted")
+	}
+}
+
+// TestEdgeLimits: behind the guarded server, a body sent slower than the
+// read timeout is a 408 and counts no backend as failed; a task that does
+// not answer within the upstream timeout is a 504 problem.
+func TestEdgeLimits(t *testing.T) {
+	var n atomic.Int64
+	hang := make(chan struct{})
+	port, ips := backends(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		io.Copy(io.Discard, r.Body)
+		if r.URL.Path == "/hang" {
+			<-hang
+		}
+	}))
+	defer close(hang)
+	e, err := New("tasks.api:"+port, func(context.Context, string) ([]string, error) { return ips, nil }, Options{UpstreamTimeout: 300 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Refresh(context.Background())
+	l := httpguard.Defaults()
+	l.ReadTimeout = 400 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, cl := l.Server(e, ln)
+	go srv.Serve(cl)
+	defer srv.Close()
+	base := "http://" + ln.Addr().String()
+
+	pr, pw := io.Pipe()
+	go func() {
+		for i := 0; i < 100; i++ {
+			if _, err := pw.Write([]byte("x")); err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest(http.MethodPost, base+"/", pr)
+	req.ContentLength = 100
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || !strings.Contains(string(b), `"code":"request_timeout"`) || n.Load() != 0 {
+		t.Fatalf("slow body: %s %s (backend saw %d)", resp.Status, b, n.Load())
+	}
+	resp, err = http.Post(base+"/hang", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(b), `"code":"upstream_timeout"`) {
+		t.Fatalf("hanging task: %s %s", resp.Status, b)
 	}
 }

@@ -3,13 +3,14 @@
 // image (VERSION), MODE makes a broken release: exit (exits at once) or
 // unhealthy (runs, but /healthz answers 503 for ever).
 //
-//	rollapp          serve on :8080 (/, /healthz, /version, /slow?d=5s)
+//	rollapp          serve on :8080 (/, /healthz, /version, /slow?d=5s, POST /upload)
 //	rollapp check    the healthcheck: exit 0 when /healthz answers 200
 package main
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/signal"
@@ -54,6 +55,14 @@ func main() {
 		}
 		time.Sleep(d)
 		fmt.Fprintf(w, "slow done by version %s", version)
+	})
+	mux.HandleFunc("POST /upload", func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "%d bytes", n)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "hello from version %s\n", version) })
 	srv := &http.Server{Addr: ":8080", Handler: mux, ReadHeaderTimeout: 5 * time.Second}
