@@ -110,8 +110,9 @@ func newRollbackCommand(g *globalOptions) *cobra.Command {
 pulling: it is an up of the same compose file with each service's image replaced by
 the one the release recorded, so it is checked, locked, waited on and recorded as a
 new release like any up (exit codes as up). Services keep the rest of their
-definition from the compose file. Until rollouts go through the rollout proxy, the
-changed containers are recreated in place (a short interruption), as up does.`,
+definition from the compose file. Changed services are applied as up applies them:
+a stateless HTTP service is rolled through the rollout proxy with zero downtime,
+others (a named volume, several ports) are recreated in place.`,
 		Example: `  invdeploy rollback            # back to the previous release
   invdeploy rollback --to 3
   invdeploy releases`,
