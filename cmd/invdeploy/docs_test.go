@@ -261,7 +261,7 @@ func matchLine(want, got string) bool {
 }
 
 // docProjects are the projects the engine examples deploy.
-var docProjects = []string{"hello"}
+var docProjects = []string{"hello", "web"}
 
 // TestDocExamples runs every console block of the docs and checks that no
 // block of commands is left unrun without a reason.
@@ -286,7 +286,9 @@ func TestDocExamples(t *testing.T) {
 			t.Errorf("no console %s block found: the docs lost their examples", need)
 		}
 	}
-	run := func(t *testing.T, ex []docExample, env ...string) {
+	// run runs examples as testscripts, in parallel unless serial (the
+	// engine's examples share projects and the engine), with env added.
+	run := func(t *testing.T, ex []docExample, serial bool, env ...string) {
 		dir := t.TempDir()
 		byName := map[string]docExample{}
 		for _, e := range ex {
@@ -295,7 +297,7 @@ func TestDocExamples(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		testscript.Run(t, testscript.Params{
+		p := testscript.Params{
 			Dir: dir,
 			Setup: func(e *testscript.Env) error {
 				e.Setenv("REPO", root)
@@ -307,9 +309,14 @@ func TestDocExamples(t *testing.T) {
 				return os.MkdirAll(home, 0o700)
 			},
 			Cmds: map[string]func(*testscript.TestScript, bool, []string){"docmatch": docMatch(byName)},
-		})
+		}
+		if serial {
+			testscript.RunT(serialT{t}, p)
+		} else {
+			testscript.Run(t, p)
+		}
 	}
-	t.Run("offline", func(t *testing.T) { run(t, byNeed[""]) })
+	t.Run("offline", func(t *testing.T) { run(t, byNeed[""], false) })
 	t.Run("engine", func(t *testing.T) {
 		if testing.Short() {
 			t.Skip("examples that use the Docker engine: not with -short")
@@ -323,19 +330,42 @@ func TestDocExamples(t *testing.T) {
 				}
 			})
 		}
-		run(t, byNeed["engine"])
+		// The rollout proxy beside invdeploy, as make build and go install
+		// put it: the plans shown are those a user gets.
+		proxy := filepath.Join(t.TempDir(), "invdeploy-proxy")
+		build := exec.Command(testenv.NeedCommand(t, "go"), "build", "-o", proxy, "./cmd/invdeploy-proxy")
+		build.Dir, build.Env = root, append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build the rollout proxy: %v\n%s", err, out)
+		}
+		run(t, byNeed["engine"], true, "INVDEPLOY_PROXY_BINARY", proxy)
 	})
 	t.Run("api", func(t *testing.T) {
 		if testing.Short() {
 			t.Skip("examples that use the Invoicing API on PostgreSQL: not with -short")
 		}
-		run(t, byNeed["api"], "API", startDocAPI(t, root))
+		newAPI := startDocAPI(t, root)
+		// Each block gets its own database, so it sees what a fresh
+		// stack shows (the first invoice number is INV-000001).
+		for _, e := range byNeed["api"] {
+			run(t, []docExample{e}, true, "API", newAPI(t))
+		}
 	})
 }
 
-// startDocAPI builds cmd/invoicing-api and runs it on a fresh database of a
-// real PostgreSQL; it returns the API's base URL.
-func startDocAPI(t *testing.T, root string) string {
+// serialT runs testscript's scripts one after the other.
+type serialT struct{ *testing.T }
+
+func (t serialT) Parallel()     {}
+func (t serialT) Verbose() bool { return testing.Verbose() }
+func (t serialT) Run(name string, f func(testscript.T)) {
+	t.T.Run(name, func(t *testing.T) { f(serialT{t}) })
+}
+
+// startDocAPI builds cmd/invoicing-api and starts a real PostgreSQL; the
+// function it returns runs the API on a new database of that server and
+// returns the API's base URL.
+func startDocAPI(t *testing.T, root string) func(t *testing.T) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	srv, err := testpg.Start(ctx)
@@ -343,66 +373,70 @@ func startDocAPI(t *testing.T, root string) string {
 		testenv.Missing(t, "postgresql: "+err.Error())
 	}
 	t.Cleanup(func() { srv.Stop() })
-	conn, err := pgx.Connect(ctx, srv.AdminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := fmt.Sprintf("docs_api_%d", os.Getpid())
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+db); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
-		conn.Close(ctx)
-	})
-	dbURL, err := url.Parse(srv.AdminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dbURL.Path = "/" + db
-
-	goBin := testenv.NeedCommand(t, "go")
 	bin := filepath.Join(t.TempDir(), "invoicing-api")
-	build := exec.CommandContext(ctx, goBin, "build", "-o", bin, "./cmd/invoicing-api")
+	build := exec.CommandContext(ctx, testenv.NeedCommand(t, "go"), "build", "-o", bin, "./cmd/invoicing-api")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build the API: %v\n%s", err, out)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	var log strings.Builder
-	api := exec.Command(bin)
-	api.Env = append(os.Environ(), "DATABASE_URL="+dbURL.String(), "PORT="+strconv.Itoa(port))
-	api.Stdout, api.Stderr = &log, &log
-	if err := api.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		api.Process.Signal(syscall.SIGTERM)
-		api.Wait()
-		if t.Failed() {
-			t.Logf("the API's log:\n%s", log.String())
+	n := 0
+	return func(t *testing.T) string {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, srv.AdminURL)
+		if err != nil {
+			t.Fatal(err)
 		}
-	})
-	base := "http://127.0.0.1:" + strconv.Itoa(port)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return base
+		n++
+		db := fmt.Sprintf("docs_api_%d_%d", os.Getpid(), n)
+		if _, err := conn.Exec(ctx, "CREATE DATABASE "+db); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
+			conn.Close(ctx)
+		})
+		dbURL, err := url.Parse(srv.AdminURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dbURL.Path = "/" + db
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		var log strings.Builder
+		api := exec.Command(bin)
+		api.Env = append(os.Environ(), "DATABASE_URL="+dbURL.String(), "PORT="+strconv.Itoa(port))
+		api.Stdout, api.Stderr = &log, &log
+		if err := api.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			api.Process.Signal(syscall.SIGTERM)
+			api.Wait()
+			if t.Failed() {
+				t.Logf("the API's log:\n%s", log.String())
 			}
+		})
+		base := "http://127.0.0.1:" + strconv.Itoa(port)
+		for {
+			resp, err := http.Get(base + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return base
+				}
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("the API did not get ready: %v\n%s", err, log.String())
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("the API did not get ready: %v\n%s", err, log.String())
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
