@@ -219,7 +219,7 @@ func docMatch(examples map[string]docExample) func(*testscript.TestScript, bool,
 func splitOutput(s string) []string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	for i, l := range lines {
-		lines[i] = strings.TrimRight(l, " \t")
+		lines[i] = strings.TrimRight(l, " \t\r") // HTTP headers end in CR; a terminal shows none
 	}
 	if len(lines) == 1 && lines[0] == "" {
 		return nil
