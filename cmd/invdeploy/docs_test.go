@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/rogpeppe/go-internal/testscript"
@@ -104,7 +105,10 @@ func parseDocExamples(file, text string) ([]docExample, []error) {
 		trimmed := strings.TrimSpace(l)
 		if !inBlock {
 			if strings.HasPrefix(trimmed, "```") {
-				inBlock, fence = true, trimmed[:strings.IndexFunc(trimmed, func(r rune) bool { return r != '`' })]
+				inBlock, fence = true, trimmed
+				if n := strings.IndexFunc(trimmed, func(r rune) bool { return r != '`' }); n >= 0 {
+					fence = trimmed[:n]
+				}
 				info := strings.Fields(strings.TrimLeft(trimmed, "`"))
 				lang := ""
 				if len(info) > 0 {
@@ -440,6 +444,22 @@ func startDocAPI(t *testing.T, root string) func(t *testing.T) string {
 	}
 }
 
+// FuzzParseDocExamples: any markdown parses without a panic, and every
+// example it returns has a command.
+func FuzzParseDocExamples(f *testing.F) {
+	f.Add("```console\n$ invdeploy --help\nUsage:\n```\n")
+	f.Add("<!-- not run: x -->\n```sh\nls\n```\n```\n```console engine\n$ a '\nb'\n$ c \\\n d\nout\n````\n")
+	f.Add("```\n````console api\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		ex, _ := parseDocExamples("f.md", text)
+		for _, e := range ex {
+			if len(e.steps) == 0 || e.line < 1 {
+				t.Fatalf("example %+v", e)
+			}
+		}
+	})
+}
+
 func TestMatchLines(t *testing.T) {
 	for _, c := range []struct {
 		want, got string
@@ -458,6 +478,81 @@ func TestMatchLines(t *testing.T) {
 		want, got := splitOutput(c.want), splitOutput(c.got)
 		if matchLines(want, got) != c.ok {
 			t.Errorf("matchLines(%q, %q) = %v", c.want, c.got, !c.ok)
+		}
+	}
+}
+
+var (
+	mdLink    = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	mdHeading = regexp.MustCompile("(?m)^#{1,6} +(.+)$")
+	mdFence   = regexp.MustCompile("(?ms)^ *```.*?^ *```")
+)
+
+// anchor is GitHub's id of a heading: lower case, punctuation dropped,
+// spaces turned into hyphens.
+func anchor(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(heading) {
+		switch {
+		case r == ' ':
+			b.WriteByte('-')
+		case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// TestDocLinks checks that every relative link of README.md and docs/ (the
+// generated reference included) names a file that exists and, with
+// #anchor, a heading of that file.
+func TestDocLinks(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	files := []string{"README.md"}
+	err := filepath.WalkDir(filepath.Join(root, "docs"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".md") {
+			rel, _ := filepath.Rel(root, p)
+			files = append(files, rel)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := func(path string) map[string]bool {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		out := map[string]bool{}
+		for _, m := range mdHeading.FindAllStringSubmatch(mdFence.ReplaceAllString(string(b), ""), -1) {
+			out[anchor(m[1])] = true
+		}
+		return out
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := mdFence.ReplaceAllString(string(b), "")
+		for _, m := range mdLink.FindAllStringSubmatch(text, -1) {
+			link := m[1]
+			if strings.Contains(link, "://") || strings.HasPrefix(link, "mailto:") {
+				continue
+			}
+			path, frag, _ := strings.Cut(link, "#")
+			target := filepath.Join(root, f)
+			if path != "" {
+				target = filepath.Join(root, filepath.Dir(f), path)
+				if _, err := os.Stat(target); err != nil {
+					t.Errorf("%s: link %s: %v", f, link, err)
+					continue
+				}
+			}
+			if frag != "" && strings.HasSuffix(target, ".md") && !anchors(target)[frag] {
+				t.Errorf("%s: link %s: no heading #%s in %s", f, link, frag, filepath.Base(target))
+			}
 		}
 	}
 }
