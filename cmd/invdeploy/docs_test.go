@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/invdeploy/invdeploy/deployer"
 	"github.com/invdeploy/invdeploy/internal/testenv"
 	"github.com/invdeploy/invdeploy/internal/testpg"
 )
@@ -326,6 +327,17 @@ func TestDocExamples(t *testing.T) {
 			t.Skip("examples that use the Docker engine: not with -short")
 		}
 		testenv.NeedDocker(t)
+		needImages(t, "debian:bookworm", "postgres:15") // of docs/examples
+		// The examples deploy fixed project names (docProjects), as the docs
+		// show them: two test processes on one engine take turns.
+		lock, err := os.OpenFile(filepath.Join(os.TempDir(), "invdeploy-doc-examples.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lock.Close() })
 		for _, p := range docProjects {
 			t.Cleanup(func() {
 				var out strings.Builder
@@ -355,6 +367,21 @@ func TestDocExamples(t *testing.T) {
 			run(t, []docExample{e}, true, "API", newAPI(t))
 		}
 	})
+}
+
+// needImages reports images the examples use and the engine lacks (make
+// images builds them) as missing parts of the test bed.
+func needImages(t *testing.T, refs ...string) {
+	c, err := deployer.NewClient("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, ref := range refs {
+		if _, err := c.ImageInspect(context.Background(), ref); err != nil {
+			testenv.Missing(t, "image "+ref+" (make images builds it)")
+		}
+	}
 }
 
 // serialT runs testscript's scripts one after the other.
