@@ -471,6 +471,37 @@ func startDocAPI(t *testing.T, root string) func(t *testing.T) string {
 	}
 }
 
+// TestDocComposeSnippets loads every compose file the docs show (a yaml
+// block with top-level services:) as invdeploy loads one, schema included.
+func TestDocComposeSnippets(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	yamlBlock := regexp.MustCompile("(?ms)^```yaml\n(.*?)^```")
+	n := 0
+	for _, f := range docFiles(t, root) {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range yamlBlock.FindAllStringSubmatch(string(b), -1) {
+			if !regexp.MustCompile("(?m)^services:").MatchString(m[1]) {
+				continue
+			}
+			n++
+			dir := t.TempDir()
+			file := filepath.Join(dir, "compose.yaml")
+			if err := os.WriteFile(file, []byte(m[1]), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := deployer.Load(context.Background(), deployer.LoadOptions{Files: []string{file}, ProjectName: "snippet"}); err != nil {
+				t.Errorf("%s: the compose file shown does not load: %v\n%s", f, err, m[1])
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no compose file found in the docs")
+	}
+}
+
 // FuzzParseDocExamples: any markdown parses without a panic, and every
 // example it returns has a command.
 func FuzzParseDocExamples(f *testing.F) {
