@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -321,6 +322,15 @@ func TestDocExamples(t *testing.T) {
 			testscript.Run(t, p)
 		}
 	}
+	// The blocks run in the checkout: they must leave it as it was.
+	before := gitStatus(t, root)
+	t.Cleanup(func() {
+		for _, l := range gitStatus(t, root) {
+			if !slices.Contains(before, l) {
+				t.Errorf("an example changed the checkout: %s", l)
+			}
+		}
+	})
 	t.Run("offline", func(t *testing.T) { run(t, byNeed[""], false) })
 	t.Run("engine", func(t *testing.T) {
 		if testing.Short() {
@@ -367,6 +377,18 @@ func TestDocExamples(t *testing.T) {
 			run(t, []docExample{e}, true, "API", newAPI(t))
 		}
 	})
+}
+
+// gitStatus is `git status --porcelain` of the checkout, one entry a line.
+func gitStatus(t *testing.T, root string) []string {
+	cmd := exec.Command("git", "status", "--porcelain", "--untracked-files=all")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		t.Logf("git status: %v (the checkout is not checked for changes)", err)
+		return nil
+	}
+	return strings.Split(strings.TrimSpace(string(out)), "\n")
 }
 
 // needImages reports images the examples use and the engine lacks (make
