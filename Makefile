@@ -46,11 +46,17 @@ unit:
 e2e: deps images
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./test/...
 
-## lint: gofmt + go vet + go.mod tidy (requirements must match the imports)
+## lint: gofmt + go vet + go.mod tidy (requirements must match the imports) + docs/reference matches the commands
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
+	@out=$$($(GO) test -count=1 -run 'TestReference$$' ./cmd/invdeploy 2>&1) || { echo "$$out"; echo "docs/reference does not match the commands: run make docs"; exit 1; }
+
+## docs: regenerate the command reference (docs/reference) from the cobra commands
+.PHONY: docs
+docs:
+	$(GO) test -count=1 -run 'TestReference$$' ./cmd/invdeploy -update
 
 ## bench-remote: remote up to a simulated EC2 host over SSH, cold and warm: seconds and bytes sent
 bench-remote: deps images

@@ -19,6 +19,7 @@ PKGS=(
   ca-certificates
   git
   curl
+  jq                   # the API examples in README.md and docs/guides/api.md (run by TestDocExamples)
 )
 
 missing=()

@@ -110,9 +110,10 @@ func newRollbackCommand(g *globalOptions) *cobra.Command {
 pulling: it is an up of the same compose file with each service's image replaced by
 the one the release recorded, so it is checked, locked, waited on and recorded as a
 new release like any up (exit codes as up). Services keep the rest of their
-definition from the compose file. Changed services are rolled as up rolls them:
-through the rollout proxy with zero downtime where up would, else recreated in
-place. A --to that names no release is a usage error (exit 2).`,
+definition from the compose file. Changed services are applied as up applies them:
+a stateless HTTP service is rolled through the rollout proxy with zero downtime,
+others (a named volume, several ports) are recreated in place. A --to that names
+no release is a usage error (exit 2).`,
 		Example: `  invdeploy rollback            # back to the previous release
   invdeploy rollback --to 3
   invdeploy releases`,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -9,8 +8,6 @@ import (
 
 	"github.com/invdeploy/invdeploy/deployer"
 )
-
-var updateGolden = flag.Bool("update", false, "rewrite testdata/summary.golden")
 
 // TestSummaryGolden holds up's and down's summary lines to
 // testdata/summary.golden (go test -run TestSummaryGolden -update rewrites
@@ -53,7 +50,7 @@ func TestSummaryGolden(t *testing.T) {
 	}
 	got := b.String()
 	const file = "testdata/summary.golden"
-	if *updateGolden {
+	if *update {
 		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}

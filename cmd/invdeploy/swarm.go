@@ -21,10 +21,13 @@ func newSwarmCommand(g *globalOptions) *cobra.Command {
 swarm services (up, down, status, logs, scale, rollback), through the Engine API
 over one SSH connection per host, with the connection flags of remote.
 
-Published ports are host-mode (every node running a task answers on the port)
-and services use DNS round robin (endpoint_mode dnsrr) unless the compose file
-sets endpoint_mode: vip; Swarm's ingress routing mesh and VIPs need IPVS in the
-hosts' kernel.`,
+A stateless service that publishes TCP ports gets an edge: a small service of
+invdeploy's own on every node (global, host-mode ports) that balances over the
+service's healthy tasks (endpoint_mode dnsrr) and retries a request elsewhere only
+when that is safe, so every node answers on the port and the service updates
+start-first. x-invdeploy-edge: false publishes the ports on the service itself
+(host mode, only on nodes running a task); endpoint_mode: vip asks for Swarm's
+ingress routing mesh and VIPs, which need IPVS in the hosts' kernel.`,
 		Example: `  invdeploy swarm init --manager ssh://admin@10.0.1.10 --worker ssh://admin@10.0.1.11 --worker ssh://admin@10.0.1.12 --cluster-cidr 10.0.1.0/24
   invdeploy swarm up --host ssh://admin@10.0.1.10 --scale api=3
   invdeploy swarm status --host ssh://admin@10.0.1.10`,
