@@ -367,7 +367,7 @@ func TestPlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			steps := plan(st.Project, s, "h", "img", tt.existing, rollout{})
+			steps := planContainers(st.Project, s, "h", imageState{id: "img"}, tt.existing, rollout{}, nil)
 			var got []Action
 			for _, s := range steps {
 				got = append(got, s.Action)
