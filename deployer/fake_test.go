@@ -40,6 +40,8 @@ type fakeEngine struct {
 	apiVersion string
 	images     map[string]string // ref -> id
 	pullable   map[string]bool
+	// pullIDs are the ids pulls bring (default: sha256:pulled-<ref>).
+	pullIDs    map[string]string
 	containers map[string]*fakeContainer
 	networks   map[string]network.Summary
 	volumes    map[string]volume.Volume
@@ -117,6 +119,7 @@ func newFakeEngine() *fakeEngine {
 		apiVersion:   "1.41",
 		images:       map[string]string{},
 		pullable:     map[string]bool{},
+		pullIDs:      map[string]string{},
 		containers:   map[string]*fakeContainer{},
 		networks:     map[string]network.Summary{},
 		volumes:      map[string]volume.Volume{},
@@ -206,6 +209,9 @@ func (f *fakeEngine) ImagePull(_ context.Context, ref string, _ image.PullOption
 		return nil, errors.New("pull access denied: no registry answers")
 	}
 	f.images[ref] = "sha256:pulled-" + ref
+	if id, ok := f.pullIDs[ref]; ok {
+		f.images[ref] = id
+	}
 	return io.NopCloser(strings.NewReader(`{"status":"Pulled"}` + "\n")), nil
 }
 

@@ -219,6 +219,12 @@ func (d *Deployer) planRollouts(ctx context.Context, pl *Plan, proxyBinary strin
 func (d *Deployer) planNetworks(ctx context.Context, pl *Plan) (map[string]string, error) {
 	p := pl.p
 	gone := map[string]string{}
+	removed := map[string]bool{} // by an earlier operation (orphans)
+	for _, op := range pl.Ops {
+		if op.Kind == OpRemove {
+			removed[op.x.c.ID] = true
+		}
+	}
 	for _, key := range usedNetworks(p) {
 		nc := p.Networks[key]
 		n, exists, err := d.existingNetwork(ctx, nc.Name)
@@ -236,12 +242,18 @@ func (d *Deployer) planNetworks(ctx context.Context, pl *Plan) (map[string]strin
 		if nc.External || len(diffs) == 0 {
 			continue
 		}
-		ours, others, err := d.networkUsers(ctx, n.Name, p.Name)
+		attached, others, err := d.networkUsers(ctx, n.Name, p.Name)
 		if err != nil {
 			return nil, err
 		}
 		if len(others) > 0 || n.Labels[LabelProject] != p.Name {
 			return nil, fmt.Errorf("network %s differs from networks.%s but is not this project's alone; run invdeploy check for what to do", n.Name, key)
+		}
+		var ours []container.Summary // not removed before (an orphan, or with another network)
+		for _, c := range attached {
+			if !removed[c.ID] && gone[c.ID] == "" {
+				ours = append(ours, c)
+			}
 		}
 		reason := joinDiffs(diffs)
 		if len(ours) > 0 {
