@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/docker/docker/api/types/container"
@@ -40,17 +41,21 @@ func (d *Deployer) plan(ctx context.Context, p *types.Project, o UpOptions) (*Pl
 	if err != nil {
 		return pl, err
 	}
+	// The order of the operations is up's: pulls (a failed one refuses
+	// before anything changed), orphans, secrets, builds, the proxy image,
+	// networks, volumes, then each service in dependency order.
+	images, builds, err := d.planImages(ctx, pl, o)
+	if err != nil {
+		return pl, err
+	}
+	planOrphans(pl, cs, o.RemoveOrphans)
 	if pl.values, err = readValues(p, o.ConfigDir, false); err != nil {
 		return pl, err
 	}
 	if err := d.planSecrets(ctx, pl, cs, o.ConfigDir); err != nil {
 		return pl, err
 	}
-	planOrphans(pl, cs, o.RemoveOrphans)
-	images, err := d.planImages(ctx, pl, o)
-	if err != nil {
-		return pl, err
-	}
+	pl.Ops = append(pl.Ops, builds...)
 	if err := d.planRollouts(ctx, pl, o.ProxyBinary); err != nil {
 		return pl, err
 	}
@@ -123,9 +128,9 @@ func pullsAlways(s types.ServiceConfig) bool {
 }
 
 // planImages plans the pulls (missing images first, then pull_policy
-// always/refresh) and builds, and says per service what is known of its
-// image.
-func (d *Deployer) planImages(ctx context.Context, pl *Plan, o UpOptions) (map[string]imageState, error) {
+// always/refresh; added to the plan) and the builds (returned), and says
+// per service what is known of its image.
+func (d *Deployer) planImages(ctx context.Context, pl *Plan, o UpOptions) (map[string]imageState, []Op, error) {
 	p := pl.p
 	out := map[string]imageState{}
 	ids := map[string]string{}
@@ -138,7 +143,7 @@ func (d *Deployer) planImages(ctx context.Context, pl *Plan, o UpOptions) (map[s
 		if !seen {
 			var err error
 			if id, err = d.imageID(ctx, ref); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			ids[ref] = id
 		}
@@ -172,8 +177,7 @@ func (d *Deployer) planImages(ctx context.Context, pl *Plan, o UpOptions) (map[s
 	}
 	pl.Ops = append(pl.Ops, missing...)
 	pl.Ops = append(pl.Ops, refresh...)
-	pl.Ops = append(pl.Ops, builds...)
-	return out, nil
+	return out, builds, nil
 }
 
 // planRollouts decides how each service's changes are applied and, when one
@@ -255,9 +259,10 @@ func (d *Deployer) planNetworks(ctx context.Context, pl *Plan) (map[string]strin
 				ours = append(ours, c)
 			}
 		}
+		sort.Slice(ours, func(i, j int) bool { return containerName(ours[i]) < containerName(ours[j]) })
 		reason := joinDiffs(diffs)
 		if len(ours) > 0 {
-			reason += fmt.Sprintf(" (its %d containers are removed and created again)", len(ours))
+			reason += "; first removes " + strings.Join(containerNames(ours), ", ")
 		}
 		for _, c := range ours {
 			gone[c.ID] = "network " + n.Name + " is recreated"
