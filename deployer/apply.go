@@ -41,6 +41,23 @@ func (d *Deployer) newApplier(pl *Plan, o UpOptions) *applier {
 		fresh: map[string]bool{}, starts: map[string][]pendingStart{}}
 }
 
+// nameRelease has the rollout proxies name the release this up is about
+// to record.
+func (a *applier) nameRelease(ctx context.Context, command string) {
+	if a.pl.proxyImage == "" || command == "" {
+		return
+	}
+	p := a.pl.p
+	next, rev := 1, gitRevision(p.WorkingDir)
+	if rels, err := a.d.Releases(ctx, p.Name); err == nil && len(rels) > 0 {
+		next = rels[0].Number + 1
+	}
+	for name, ro := range a.pl.rollouts {
+		ro.Release, ro.Revision, ro.Project = next, rev, p.Name
+		a.pl.rollouts[name] = ro
+	}
+}
+
 // apply performs every operation of the plan in order. Failed pulls are
 // collected and refuse (ErrPreflight) before the first operation that is
 // not a pull.

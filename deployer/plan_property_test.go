@@ -329,3 +329,32 @@ func checkCalls(t *testing.T, what string, calls []string, ops []Op) {
 		t.Fatalf("%s\nengine calls do not match the operations performed\nwant (from the operations):\n  %s\ngot:\n  %s", what, strings.Join(want, "\n  "), strings.Join(got, "\n  "))
 	}
 }
+
+// TestUpLocksOnlyToChange: with the lock, an up whose plan has operations
+// takes the project's lock (and plans again under it) before the first
+// change; an up with nothing to change only reads it. (A lock held by
+// another deploy: lock_test.go and the e2e lock test.)
+func TestUpLocksOnlyToChange(t *testing.T) {
+	ctx := context.Background()
+	st := loadStack(t, "services:\n  web: {image: app:v1}\n", nil)
+	f := newFakeEngine()
+	f.images["app:v1"] = "sha256:app"
+	d := New(f, nil)
+	o := UpOptions{ConfigDir: t.TempDir(), WaitTimeout: 5 * time.Second, Lock: true}
+	res, err := d.Up(ctx, st, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := strings.Join(f.mutations(), "\n")
+	lock := strings.Index(calls, "create invdeploy-lock-t")
+	if lock < 0 || lock > strings.Index(calls, "network-create") || !strings.Contains(calls, "remove invdeploy-lock-t") || len(res.Ops) != 2 {
+		t.Fatalf("first up: want the lock taken before the first change and released; ops %v, calls:\n%s", res.Ops, calls)
+	}
+	before := len(f.mutations())
+	if _, err := d.Up(ctx, st, o); err != nil {
+		t.Fatal(err)
+	}
+	if extra := f.mutations()[before:]; len(extra) > 0 {
+		t.Fatalf("a no-op up changed things (the lock?): %v", extra)
+	}
+}

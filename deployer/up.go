@@ -162,23 +162,6 @@ func (d *Deployer) lockedPlan(ctx context.Context, p *types.Project, o UpOptions
 	return pl, func() { l.Unlock(context.WithoutCancel(ctx)) }, err
 }
 
-// nameRelease has the rollout proxies name the release this up is about
-// to record.
-func (a *applier) nameRelease(ctx context.Context, command string) {
-	if a.pl.proxyImage == "" || command == "" {
-		return
-	}
-	p := a.pl.p
-	next, rev := 1, gitRevision(p.WorkingDir)
-	if rels, err := a.d.Releases(ctx, p.Name); err == nil && len(rels) > 0 {
-		next = rels[0].Number + 1
-	}
-	for name, ro := range a.pl.rollouts {
-		ro.Release, ro.Revision, ro.Project = next, rev, p.Name
-		a.pl.rollouts[name] = ro
-	}
-}
-
 // loadDeliveryRecord loads this machine's delivery record of a project
 // (see deliveryRecord) for the plan to trust.
 func (d *Deployer) loadDeliveryRecord(project, configDir string) {
