@@ -31,7 +31,7 @@ type imageState struct {
 // plan computes the plan of p against the engine (see Plan). d.delivered
 // is the delivery record to trust, when loaded.
 func (d *Deployer) plan(ctx context.Context, p *types.Project, o UpOptions) (*Plan, error) {
-	pl := &Plan{Project: p.Name, p: p, rollouts: map[string]rollout{}, hashes: map[string]string{}, proxyIDs: map[string]string{}}
+	pl := &Plan{Project: p.Name, Ops: []Op{}, p: p, rollouts: map[string]rollout{}, hashes: map[string]string{}, proxyIDs: map[string]string{}}
 	order, err := dependencyOrder(p)
 	if err != nil {
 		return pl, err
