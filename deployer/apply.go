@@ -37,7 +37,7 @@ type applier struct {
 }
 
 func (d *Deployer) newApplier(pl *Plan, o UpOptions) *applier {
-	return &applier{d: d, pl: pl, o: o, ids: map[string]string{}, proxies: map[string]string{},
+	return &applier{d: d, pl: pl, o: o, done: []Op{}, ids: map[string]string{}, proxies: map[string]string{},
 		fresh: map[string]bool{}, starts: map[string][]pendingStart{}}
 }
 

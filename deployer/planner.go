@@ -201,7 +201,7 @@ func (d *Deployer) planRollouts(ctx context.Context, pl *Plan, proxyBinary strin
 	if err == nil {
 		pl.proxyImage = ref
 		if !present {
-			pl.Ops = append(pl.Ops, Op{Kind: OpProxyImage, Target: ref, Reason: "not present", x: opData{ref: proxyBinary}})
+			pl.Ops = append(pl.Ops, Op{Kind: OpProxyImage, Target: ref, Reason: "the rollout proxy's image, not present", x: opData{ref: proxyBinary}})
 		}
 		return nil
 	}

@@ -180,7 +180,7 @@ func printUp(g *globalOptions, so *stackOptions, st *deployer.Stack, d *deployer
 		return err
 	}
 	if g.Output == "json" {
-		return writeJSON(g.stdout, map[string]any{"project": st.Name(), "steps": res.Steps, "containers": status, "elapsed_seconds": res.Elapsed.Seconds(), "ready": res.Ready, "switches": res.Switches})
+		return writeJSON(g.stdout, map[string]any{"project": st.Name(), "operations": res.Ops, "steps": res.Steps, "containers": status, "elapsed_seconds": res.Elapsed.Seconds(), "ready": res.Ready, "switches": res.Switches})
 	}
 	verb := "is up"
 	if !res.Changed() {
