@@ -72,8 +72,9 @@ func randomModel(r *rand.Rand, port int) planModel {
 		old: r.Intn(2) == 0, pullPolicy: pick("", "missing", "always", "refresh"), scale: 1 + r.Intn(2)}
 }
 
-// change flips some of m's fields (each with probability 1/3).
-func (m planModel) change(r *rand.Rand) planModel {
+// change flips some of m's fields (each with probability 1/3); port is
+// the published port to move to.
+func (m planModel) change(r *rand.Rand, port int) planModel {
 	flip := func() bool { return r.Intn(3) == 0 }
 	other := func(cur string, xs ...string) string {
 		for _, x := range xs {
@@ -91,6 +92,9 @@ func (m planModel) change(r *rand.Rand) planModel {
 	}
 	if flip() {
 		m.appVolume = !m.appVolume
+	}
+	if flip() {
+		m.port = port
 	}
 	if flip() {
 		m.dbImage = other(m.dbImage, "postgres:15", "postgres:16")
@@ -164,20 +168,50 @@ func TestPlanIsWhatUpDoes(t *testing.T) {
 	if testing.Short() {
 		iterations = 30
 	}
+	seen := map[string]int{} // operations performed, by kind
 	for i := 0; i < iterations; i++ {
 		// Virtual time (testing/synctest): the health waits and the proxy's
 		// switches take no wall time.
-		port := freePort(t)
-		synctest.Test(t, func(t *testing.T) { planProperty(t, r, seed, i, port) })
+		port, port2 := freePort(t), freePort(t)
+		synctest.Test(t, func(t *testing.T) { planProperty(t, r, seed, i, port, port2, seen) })
+	}
+	t.Logf("operations performed, by kind: %v", seen)
+	// The generator reaches every kind of operation (and a condition that
+	// did not hold), so the property is not met by plans that are empty.
+	if testing.Short() {
+		return
+	}
+	for _, k := range []string{string(OpSecretAdopt), string(OpPull), string(OpBuild), string(OpNetworkRecreate), string(OpVolumeCreate),
+		string(OpProxyCreate), string(OpProxyRecreate), string(OpRemove), string(OpCreate), string(OpStart), string(OpRoll), string(OpRecreate), "else"} {
+		if seen[k] == 0 {
+			t.Errorf("no iteration (seed %d) performed %s: the generator misses a case", seed, k)
+		}
 	}
 }
 
 // planProperty is one iteration of TestPlanIsWhatUpDoes.
-func planProperty(t *testing.T, r *rand.Rand, seed int64, i, port int) {
+func planProperty(t *testing.T, r *rand.Rand, seed int64, i, port, port2 int, seen map[string]int) {
 	ctx := context.Background()
 	{
 		base := randomModel(r, port)
-		next := base.change(r)
+		next := base.change(r, port2)
+		mode := r.Intn(3) // the rollout proxy: absent, present, cannot be made
+		if i%4 == 0 {
+			// Every fourth iteration is about the rolled service: the proxy
+			// binary is there, app ends stateless on an unchanged network,
+			// and either its port moves (the proxy is recreated), or its
+			// configuration changes (it rolls), or it loses its volume (it
+			// is recreated once behind a new proxy).
+			mode, base.appVolume, next.appVolume, next.netLabel = 1, false, false, base.netLabel
+			switch i % 12 {
+			case 0:
+				next.port = port2
+			case 4:
+				next.appEnv = map[string]string{"a": "b", "b": "a"}[base.appEnv]
+			default:
+				base.appVolume = true
+			}
+		}
 		dir, cfgDir := t.TempDir(), t.TempDir()
 		f := newFakeEngine()
 		for _, ref := range []string{"postgres:15", "postgres:16", "app:v1", "golang:1.26-bookworm"} {
@@ -186,7 +220,7 @@ func planProperty(t *testing.T, r *rand.Rand, seed int64, i, port int) {
 		f.pullable["cache:1"] = true
 		f.probes["app"] = fakeProbe{code: 0}
 		proxy := ""
-		switch r.Intn(3) {
+		switch mode {
 		case 1:
 			proxy = fakeProxyBinary(t, f)
 		case 2: // not an executable the engine could run, and no image: cannot be made
@@ -247,6 +281,12 @@ func planProperty(t *testing.T, r *rand.Rand, seed int64, i, port int) {
 			t.Fatalf("%s\nplanned:\n  %s\nperformed:\n  %s", what, strings.Join(planned, "\n  "), strings.Join(done, "\n  "))
 		}
 		checkCalls(t, what, f.mutations()[before:], res.Ops)
+		for _, op := range res.Ops {
+			seen[string(op.Kind)]++
+			if op.If != "" && op.Result == op.Else {
+				seen["else"]++
+			}
+		}
 
 		o.Build = false // else every plan builds again
 		again, err := d.Plan(ctx, st, o)
