@@ -241,38 +241,10 @@ func (a *applier) relearn(service string, c container.Summary) {
 // created, recreated (removed first) or started, and learns the backends
 // the service keeps.
 func (a *applier) proxy(ctx context.Context, op Op) error {
-	d, p := a.d, a.pl.p
-	s := p.Services[op.Service]
-	ro := a.pl.rollouts[op.Service]
-	id := op.x.proxy
-	if op.Kind == OpProxyStart {
-		if err := d.engine.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
-			return fmt.Errorf("start %s: %w", op.Target, err)
-		}
-		d.out.Event("Container %s started", op.Target)
-	} else {
-		spec, err := proxySpec(p, s, ro, a.pl.proxyImage)
-		if err != nil {
-			return err
-		}
-		if op.Kind == OpProxyRecreate {
-			d.out.Event("Container %s recreated (its published port changed: clients are interrupted once)", spec.Name)
-			if err := d.engine.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-				return fmt.Errorf("remove %s: %w", spec.Name, err)
-			}
-		}
-		created, err := d.engine.ContainerCreate(ctx, spec.Config, spec.Host, spec.Network, nil, spec.Name)
-		if err != nil {
-			return fmt.Errorf("create %s: %w", spec.Name, err)
-		}
-		if err := d.engine.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
-			_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{Force: true})
-			return fmt.Errorf("start %s: %w", spec.Name, err)
-		}
-		if op.Kind == OpProxyCreate {
-			d.out.Event("Container %s created and started (owns %s:%d)", spec.Name, displayIP(ro.Port.HostIP), publishedPort(ro.Port))
-		}
-		id = created.ID
+	p := a.pl.p
+	id, err := a.d.ensureProxy(ctx, p, p.Services[op.Service], a.pl.rollouts[op.Service], a.pl.proxyImage, op)
+	if err != nil {
+		return err
 	}
 	a.proxies[op.Service], a.fresh[op.Service] = id, true
 	for _, c := range op.x.kept {
