@@ -266,6 +266,7 @@ func planProperty(t *testing.T, r *rand.Rand, seed int64, i, port, port2 int, se
 		if extra := f.mutations()[before:]; len(extra) > 0 {
 			t.Fatalf("%s\nthe dry run changed things: %v", what, extra)
 		}
+		checkSummary(t, what, pl)
 		res, err := d.Up(ctx, st, o)
 		if err != nil {
 			t.Fatalf("%s\nup: %v", what, err)
@@ -396,5 +397,35 @@ func TestUpLocksOnlyToChange(t *testing.T) {
 	}
 	if extra := f.mutations()[before:]; len(extra) > 0 {
 		t.Fatalf("a no-op up changed things (the lock?): %v", extra)
+	}
+}
+
+// checkSummary holds the per-service summary the dry run prints to the
+// operations: every container operation is a step of its service with the
+// same action, reason and condition, and every step but keep is one.
+func checkSummary(t *testing.T, what string, pl *Plan) {
+	t.Helper()
+	action := map[OpKind]Action{OpCreate: ActionCreate, OpStart: ActionStart, OpRoll: ActionRoll, OpRecreate: ActionRecreate, OpRename: ActionRename, OpRemove: ActionRemove}
+	steps := map[string]Step{}
+	for _, sp := range pl.Services {
+		for _, st := range sp.Containers {
+			if st.Action != ActionKeep {
+				steps[st.Container] = st
+			}
+		}
+	}
+	for _, op := range pl.Ops {
+		a, ok := action[op.Kind]
+		if !ok || (op.Kind == OpRemove && op.Reason == ReasonOrphan) {
+			continue
+		}
+		st, ok := steps[op.Target]
+		if !ok || st.Action != a || st.Reason != op.Reason || st.If != op.If || st.Else != op.Else {
+			t.Fatalf("%s\nthe summary does not show %s (step %+v)", what, opWords(op), st)
+		}
+		delete(steps, op.Target)
+	}
+	for _, st := range steps {
+		t.Fatalf("%s\nthe summary shows %+v, which is no operation", what, st)
 	}
 }
