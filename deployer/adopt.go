@@ -7,63 +7,48 @@ import (
 	"path/filepath"
 
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/docker/docker/api/types/container"
 )
 
-// adoptSecrets gives this machine the generated secrets that the stack's
-// running containers already hold but that are not stored here (another
-// machine deployed it, or the config directory was lost): each value is
-// read back from a running container that uses it (through the API, as the
-// change check does) and stored like a generated one (0600). Generating a
-// new value instead would hand the services a password the database was
-// never given. A value no running container holds is generated later, as on
-// a first up. missing names the generated secrets this machine lacks.
-func (d *Deployer) adoptSecrets(ctx context.Context, p *types.Project, configDir string, missing []string) error {
-	srcs, err := secretSources(p, configDir)
-	if err != nil {
-		return err
-	}
-	cs, err := d.projectContainers(ctx, p.Name)
-	if err != nil {
-		return err
-	}
-	for _, name := range missing {
-		var value []byte
-		var from string
-	search:
-		for _, c := range cs {
-			s, ok := p.Services[c.Labels[LabelService]]
-			if !ok || c.State != "running" || c.Labels[LabelRole] != "" || !hasDelivery(c) {
-				continue
-			}
-			files, err := deliveryFiles(s)
-			if err != nil {
-				return err
-			}
-			for _, f := range files {
-				if f.Kind != kindSecret || f.Name != name {
-					continue
-				}
-				got := map[string][]byte{}
-				if err := d.readDelivered(ctx, c.ID, f.Target, 4096, got); err != nil {
-					return fmt.Errorf("read secret %s back from %s: %w", name, containerName(c), err)
-				}
-				if v, ok := got[f.Target]; ok && len(v) > 0 {
-					value, from = v, containerName(c)
-					break search
-				}
-			}
-		}
-		if value == nil {
+// heldSecret reads a generated secret back from a running container of the
+// stack that uses it (through the API, as the change check does): the value
+// and the container's name, or nil when no running container holds it.
+// The planner adopts such a value instead of generating a new one, which
+// would hand the services a password the database was never given.
+func (d *Deployer) heldSecret(ctx context.Context, p *types.Project, cs []container.Summary, name string) ([]byte, string, error) {
+	for _, c := range cs {
+		s, ok := p.Services[c.Labels[LabelService]]
+		if !ok || c.State != "running" || c.Labels[LabelRole] != "" || !hasDelivery(c) {
 			continue
 		}
-		stored := srcs[name].Stored
-		if err := os.MkdirAll(filepath.Dir(stored), 0o700); err != nil {
-			return fmt.Errorf("store secret %s: %w", name, err)
+		files, err := deliveryFiles(s)
+		if err != nil {
+			return nil, "", err
 		}
-		if err := os.WriteFile(stored, value, 0o600); err != nil {
-			return fmt.Errorf("store secret %s: %w", name, err)
+		for _, f := range files {
+			if f.Kind != kindSecret || f.Name != name {
+				continue
+			}
+			got := map[string][]byte{}
+			if err := d.readDelivered(ctx, c.ID, f.Target, 4096, got); err != nil {
+				return nil, "", fmt.Errorf("read secret %s back from %s: %w", name, containerName(c), err)
+			}
+			if v, ok := got[f.Target]; ok && len(v) > 0 {
+				return v, containerName(c), nil
+			}
 		}
-		d.out.Event("Secret %s is not stored on this machine: took the value %s holds (kept in %s, mode 0600)", name, from, stored)
+	}
+	return nil, "", nil
+}
+
+// storeSecret keeps an adopted secret on this machine like a generated one
+// (mode 0600 in a 0700 directory).
+func storeSecret(name, stored string, value []byte) error {
+	if err := os.MkdirAll(filepath.Dir(stored), 0o700); err != nil {
+		return fmt.Errorf("store secret %s: %w", name, err)
+	}
+	if err := os.WriteFile(stored, value, 0o600); err != nil {
+		return fmt.Errorf("store secret %s: %w", name, err)
 	}
 	return nil
 }

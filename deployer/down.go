@@ -127,8 +127,13 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 			res.Volumes++
 			d.out.Event("Volume %s removed", v.Name)
 		}
-		// The engine's copy of the generated secrets went with the volumes
-		// (state volume): the next up stores this machine's copy again.
+		// The engine's copy of the generated secrets goes with the data it
+		// protects; the next up stores this machine's copy again.
+		if removed, err := d.removeState(ctx, project); err != nil {
+			return res, fmt.Errorf("remove the generated secrets kept on the engine: %w", err)
+		} else if removed {
+			d.out.Event("Generated secrets kept on the engine removed (%s)", stateContainer(project))
+		}
 		dir := o.ConfigDir
 		if dir == "" {
 			dir, _ = ConfigDir(project)

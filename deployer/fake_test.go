@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"path"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -40,6 +42,8 @@ type fakeEngine struct {
 	apiVersion string
 	images     map[string]string // ref -> id
 	pullable   map[string]bool
+	// pullIDs are the ids pulls bring (default: sha256:pulled-<ref>).
+	pullIDs    map[string]string
 	containers map[string]*fakeContainer
 	networks   map[string]network.Summary
 	volumes    map[string]volume.Volume
@@ -117,6 +121,7 @@ func newFakeEngine() *fakeEngine {
 		apiVersion:   "1.41",
 		images:       map[string]string{},
 		pullable:     map[string]bool{},
+		pullIDs:      map[string]string{},
 		containers:   map[string]*fakeContainer{},
 		networks:     map[string]network.Summary{},
 		volumes:      map[string]volume.Volume{},
@@ -206,6 +211,9 @@ func (f *fakeEngine) ImagePull(_ context.Context, ref string, _ image.PullOption
 		return nil, errors.New("pull access denied: no registry answers")
 	}
 	f.images[ref] = "sha256:pulled-" + ref
+	if id, ok := f.pullIDs[ref]; ok {
+		f.images[ref] = id
+	}
 	return io.NopCloser(strings.NewReader(`{"status":"Pulled"}` + "\n")), nil
 }
 
@@ -412,11 +420,11 @@ func (f *fakeEngine) ContainerStop(_ context.Context, id string, _ container.Sto
 func (f *fakeEngine) ContainerRemove(_ context.Context, id string, _ container.RemoveOptions) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c, ok := f.containers[id]
+	c, ok := f.byIDOrName(id)
 	if !ok {
 		return errdefs.NotFound(fmt.Errorf("No such container: %s", id))
 	}
-	delete(f.containers, id)
+	delete(f.containers, c.id)
 	f.recordNamed("remove", c.name)
 	return nil
 }
@@ -442,10 +450,24 @@ func (f *fakeEngine) ContainerLogs(context.Context, string, container.LogsOption
 	return io.NopCloser(strings.NewReader("")), nil
 }
 
+// byIDOrName finds a container as the engine does, by id or by name
+// (f.mu held).
+func (f *fakeEngine) byIDOrName(ref string) (*fakeContainer, bool) {
+	if c, ok := f.containers[ref]; ok {
+		return c, true
+	}
+	for _, c := range f.containers {
+		if c.name == ref {
+			return c, true
+		}
+	}
+	return nil, false
+}
+
 func (f *fakeEngine) CopyToContainer(_ context.Context, id, dst string, r io.Reader, o container.CopyToContainerOptions) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c, ok := f.containers[id]
+	c, ok := f.byIDOrName(id)
 	if !ok {
 		return errdefs.NotFound(fmt.Errorf("No such container: %s", id))
 	}
@@ -476,7 +498,7 @@ func (f *fakeEngine) CopyToContainer(_ context.Context, id, dst string, r io.Rea
 			f.volumeFiles[vol][strings.TrimSuffix(h.Name, "/")] = fakeFile{hdr: *h, content: b.String(), opts: o}
 			continue
 		}
-		c.files[dst+"/"+h.Name] = fakeFile{hdr: *h, content: b.String(), opts: o}
+		c.files[path.Clean(dst+"/"+h.Name)] = fakeFile{hdr: *h, content: b.String(), opts: o}
 	}
 	f.recordNamed("copy", c.name+" "+dst)
 	return nil
@@ -495,9 +517,12 @@ func (f *fakeEngine) CopyFromContainer(_ context.Context, id, path string) (io.R
 	if dir, ok := f.deliveredDir(id, path); ok {
 		return io.NopCloser(dir), container.PathStat{Name: path, Mode: os.ModeDir}, nil
 	}
+	if dir, ok := f.copiedDir(id, path); ok {
+		return io.NopCloser(dir), container.PathStat{Name: path, Mode: os.ModeDir}, nil
+	}
 	content, ok := files[path]
 	f.mu.Lock()
-	if c, found := f.containers[id]; found {
+	if c, found := f.byIDOrName(id); found {
 		if file, found := f.deliveredLocked(c, path); found {
 			content, ok = file.content, true
 		}
@@ -512,6 +537,37 @@ func (f *fakeEngine) CopyFromContainer(_ context.Context, id, path string) (io.R
 	tw.Write([]byte(content))
 	tw.Close()
 	return io.NopCloser(&buf), container.PathStat{Name: path, Size: int64(len(content))}, nil
+}
+
+// copiedDir is a directory of files copied into a container's own
+// filesystem (not a volume), as the engine's archive of it.
+func (f *fakeEngine) copiedDir(id, dir string) (*bytes.Buffer, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.byIDOrName(id)
+	if !ok {
+		return nil, false
+	}
+	var names []string
+	for p, file := range c.files {
+		if strings.HasPrefix(p, dir+"/") && file.hdr.Typeflag != tar.TypeDir {
+			names = append(names, p)
+		}
+	}
+	if len(names) == 0 {
+		return nil, false
+	}
+	sort.Strings(names)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	base := dir[strings.LastIndex(dir, "/")+1:]
+	for _, p := range names {
+		file := c.files[p]
+		tw.WriteHeader(&tar.Header{Name: base + "/" + strings.TrimPrefix(p, dir+"/"), Mode: file.hdr.Mode, Size: int64(len(file.content)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(file.content))
+	}
+	tw.Close()
+	return &buf, true
 }
 
 func (f *fakeEngine) NetworkList(_ context.Context, o network.ListOptions) ([]network.Summary, error) {

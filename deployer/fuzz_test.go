@@ -53,7 +53,7 @@ func FuzzLoadAndConvert(f *testing.F) {
 			if err != nil && !strings.Contains(err.Error(), "services."+name) {
 				t.Fatalf("rollout error does not name services.%s: %v", name, err)
 			}
-			plan(p, s, h, "img", nil, ro)
+			planContainers(p, s, h, imageState{id: "img"}, nil, ro, nil)
 			if ro.Proxy {
 				if _, err := proxySpec(p, s, ro, "proxy:1"); err != nil && !strings.Contains(err.Error(), "services."+name) {
 					t.Fatalf("proxy error does not name services.%s: %v", name, err)

@@ -211,36 +211,32 @@ func (d *Deployer) checkNetworks(ctx context.Context, p *types.Project, add func
 	return nil
 }
 
-// recreateChangedNetworks removes each network of p that differs from its
-// compose definition, after removing this project's containers attached to
-// it (dependents first); ensureNetworks then creates it anew and up creates
-// the containers again. Preflight has refused the cases this must not touch.
-func (d *Deployer) recreateChangedNetworks(ctx context.Context, p *types.Project) error {
-	have, diffs, err := d.changedNetworks(ctx, p)
-	if err != nil {
-		return err
-	}
-	for _, key := range sortedKeys(have) {
-		n := have[key]
-		ours, others, err := d.networkUsers(ctx, n.Name, p.Name)
-		if err != nil {
-			return err
-		}
-		if len(others) > 0 || n.Labels[LabelProject] != p.Name {
-			return fmt.Errorf("network %s differs from networks.%s but is not this project's alone; run invdeploy check for what to do", n.Name, key)
-		}
-		d.out.Event("Network %s differs from networks.%s (%s): recreating it with its %s", n.Name, key, strings.Join(diffs[key], "; "), countOf(len(ours), "container"))
-		for _, wave := range stopWaves(ours) {
-			for _, c := range wave {
-				if err := d.stopAndRemove(ctx, c, 0); err != nil {
-					return err
-				}
+// recreateNetwork performs OpNetworkRecreate: it removes this project's
+// containers attached to the network (dependents first), the network, and
+// creates it anew from its compose definition; the plan's container
+// operations then create the containers again. Preflight has refused the
+// cases this must not touch.
+func (d *Deployer) recreateNetwork(ctx context.Context, p *types.Project, op Op) error {
+	n := op.x.net
+	d.out.Event("Network %s differs from networks.%s (%s): recreating it", n.Name, op.x.netKey, op.Reason)
+	for _, wave := range stopWaves(op.x.remove) {
+		for _, c := range wave {
+			if err := d.stopAndRemove(ctx, c, 0); err != nil {
+				return err
 			}
 		}
-		if err := d.removeNetwork(ctx, n.ID); err != nil {
-			return fmt.Errorf("remove network %s to recreate it: %w", n.Name, err)
-		}
-		d.out.Event("Network %s removed", n.Name)
 	}
+	if err := d.removeNetwork(ctx, n.ID); err != nil {
+		return fmt.Errorf("remove network %s to recreate it: %w", n.Name, err)
+	}
+	d.out.Event("Network %s removed", n.Name)
+	nc := p.Networks[op.x.netKey]
+	if _, err := d.engine.NetworkCreate(ctx, nc.Name, networkCreateOptions(p, op.x.netKey, nc)); err != nil {
+		return fmt.Errorf("create network %s: %w", nc.Name, err)
+	}
+	d.out.Event("Network %s created", nc.Name)
 	return nil
 }
+
+// joinDiffs is a network's differences in one phrase.
+func joinDiffs(diffs []string) string { return strings.Join(diffs, "; ") }

@@ -1,7 +1,6 @@
 package deployer
 
 import (
-	"context"
 	"fmt"
 	"sort"
 
@@ -61,27 +60,18 @@ func containerNames(cs []container.Summary) []string {
 	return names
 }
 
-// orphans warns about the project's containers of services the stack no
-// longer has, or removes them when remove is set.
-func (d *Deployer) orphans(ctx context.Context, p *types.Project, remove bool) ([]Step, error) {
-	cs, err := d.projectContainers(ctx, p.Name)
-	if err != nil {
-		return nil, err
-	}
-	_, orphans := splitOrphans(cs, stackServices(p))
-	if len(orphans) == 0 {
-		return nil, nil
-	}
+// ReasonOrphan is the reason of the OpRemove of an orphan.
+const ReasonOrphan = "orphan"
+
+// planOrphans plans the removal of the containers of services the stack no
+// longer has with --remove-orphans, and names them otherwise (up warns).
+func planOrphans(pl *Plan, cs []container.Summary, remove bool) {
+	_, orphans := splitOrphans(cs, stackServices(pl.p))
 	if !remove {
-		d.out.Event("warning: %s", OrphanWarning(containerNames(orphans)))
-		return nil, nil
+		pl.Orphans = containerNames(orphans)
+		return
 	}
-	var steps []Step
 	for _, c := range orphans {
-		if err := d.stopAndRemove(ctx, c, 0); err != nil {
-			return steps, err
-		}
-		steps = append(steps, Step{Service: c.Labels[LabelService], Container: containerName(c), Action: ActionRemove, Reason: "orphan"})
+		pl.Ops = append(pl.Ops, Op{Kind: OpRemove, Service: c.Labels[LabelService], Target: containerName(c), Reason: ReasonOrphan, x: opData{c: c}})
 	}
-	return steps, nil
 }

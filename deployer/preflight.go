@@ -497,7 +497,7 @@ func (d *Deployer) checkImages(ctx context.Context, p *types.Project, o CheckOpt
 		}
 		if s.Build != nil {
 			// On a remote engine images are built here and sent: never there.
-			if id != "" && !o.Build && (s.PullPolicy != types.PullPolicyBuild || o.Remote) {
+			if !NeedsBuild(s, id != "", o.Build, o.Remote) {
 				continue
 			}
 			dir := buildContextDir(p, s)
@@ -548,36 +548,6 @@ func (d *Deployer) presentOrPullable(ctx context.Context, ref string) error {
 func (d *Deployer) pullable(ctx context.Context, ref string) error {
 	if _, err := d.engine.DistributionInspect(ctx, ref, ""); err != nil {
 		return fmt.Errorf("the registry does not have it or cannot be reached (%w)", err)
-	}
-	return nil
-}
-
-// pullMissing pulls the images preflight found missing but pullable, after
-// preflight passed and before anything is created; a failed pull refuses as
-// preflight does.
-func (d *Deployer) pullMissing(ctx context.Context, p *types.Project) error {
-	pulled := map[string]bool{}
-	var problems []Problem
-	for _, name := range p.ServiceNames() {
-		s := p.Services[name]
-		ref := ImageRef(p.Name, s)
-		if s.Build != nil || s.PullPolicy == types.PullPolicyNever || pulled[ref] {
-			continue
-		}
-		id, err := d.imageID(ctx, ref)
-		if err != nil {
-			return err
-		}
-		if id != "" {
-			continue
-		}
-		pulled[ref] = true
-		if err := d.pull(ctx, ref); err != nil {
-			problems = append(problems, Problem{Rule: "image", Subject: ref, Message: fmt.Sprintf("services.%s: image is not present and the pull failed: %v", name, err)})
-		}
-	}
-	if len(problems) > 0 {
-		return &PreflightError{Problems: problems}
 	}
 	return nil
 }

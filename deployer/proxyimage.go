@@ -55,42 +55,65 @@ func proxyImageRef(bin []byte) string {
 // the engine from a small context, so nothing is pulled and no registry is
 // needed, locally or on a remote host (only a missing image costs bytes).
 func (d *Deployer) EnsureProxyImage(ctx context.Context, binaryPath string) (string, error) {
+	ref, present, err := d.proxyImage(ctx, binaryPath)
+	if err != nil || present {
+		return ref, err
+	}
+	return ref, d.buildProxyImage(ctx, binaryPath, ref)
+}
+
+// proxyImage is the reference of the proxy binary's image and whether the
+// engine has it; an error says the image cannot be made there (no binary,
+// or one that could not run on the engine). It changes nothing.
+func (d *Deployer) proxyImage(ctx context.Context, binaryPath string) (ref string, present bool, err error) {
 	// The binary's digest is remembered per path, size and modification
 	// time, so an up does not read and hash ~10 MB each time.
 	if ref, ok := cachedProxyRef(binaryPath); ok {
 		if _, err := d.engine.ImageInspect(ctx, ref); err == nil {
-			return ref, nil
+			return ref, true, nil
 		}
 	}
 	bin, err := os.ReadFile(binaryPath)
 	if err != nil {
-		return "", fmt.Errorf("rollout proxy: %w", err)
+		return "", false, fmt.Errorf("rollout proxy: %w", err)
 	}
-	ref := proxyImageRef(bin)
+	ref = proxyImageRef(bin)
 	rememberProxyRef(binaryPath, ref)
 	if _, err := d.engine.ImageInspect(ctx, ref); err == nil {
-		return ref, nil
+		return ref, true, nil
 	} else if !cerrdefs.IsNotFound(err) {
-		return "", fmt.Errorf("inspect %s: %w", ref, err)
+		return "", false, fmt.Errorf("inspect %s: %w", ref, err)
 	}
 	v, err := d.engine.ServerVersion(ctx)
 	if err != nil {
-		return "", fmt.Errorf("rollout proxy: engine version: %w", err)
+		return "", false, fmt.Errorf("rollout proxy: engine version: %w", err)
 	}
 	if err := checkProxyBinary(bin, v.Os, v.Arch); err != nil {
-		return "", fmt.Errorf("rollout proxy %s: %w", binaryPath, err)
+		return "", false, fmt.Errorf("rollout proxy %s: %w", binaryPath, err)
+	}
+	if _, err := proxyRuntime(bin, hostLibDirs); err != nil {
+		return "", false, fmt.Errorf("rollout proxy %s: %w", binaryPath, err)
+	}
+	return ref, false, nil
+}
+
+// buildProxyImage builds the proxy binary's image as ref (see proxyImage).
+func (d *Deployer) buildProxyImage(ctx context.Context, binaryPath, ref string) error {
+	bin, err := os.ReadFile(binaryPath)
+	if err != nil {
+		return fmt.Errorf("rollout proxy: %w", err)
 	}
 	// A dynamically linked binary (go install builds with cgo where a C
 	// compiler is found) brings its loader and libraries along.
 	runtime, err := proxyRuntime(bin, hostLibDirs)
 	if err != nil {
-		return "", fmt.Errorf("rollout proxy %s: %w", binaryPath, err)
+		return fmt.Errorf("rollout proxy %s: %w", binaryPath, err)
 	}
 	if err := scratchimage.Build(ctx, d.engine, ref, map[string]string{LabelManagedBy: "invdeploy"}, append(proxyContext(bin), runtime...)); err != nil {
-		return "", err
+		return err
 	}
 	d.out.Event("Image %s built (the rollout proxy)", ref)
-	return ref, nil
+	return nil
 }
 
 // checkProxyBinary refuses what could not run on the engine: not ELF, not

@@ -385,49 +385,40 @@ func findProxy(cs []container.Summary, service, hash string) (proxyState, bool) 
 	return proxyState{}, false
 }
 
-// ensureProxy makes the service's proxy exist, current and running. A proxy
-// whose settings changed (another published port) is recreated: that is
-// the one change that interrupts clients, and up says so.
-// fresh reports a proxy that was (re)created or started: it must be told
-// its backend again.
-func (d *Deployer) ensureProxy(ctx context.Context, p *types.Project, s types.ServiceConfig, ro rollout, image string) (id string, fresh bool, err error) {
+// ensureProxy performs a proxy operation of the plan (see planProxy): the
+// service's proxy is started (OpProxyStart), recreated (OpProxyRecreate: its
+// settings changed, another published port; that is the one change that
+// interrupts clients, and up says so) or created. It returns the proxy's id.
+func (d *Deployer) ensureProxy(ctx context.Context, p *types.Project, s types.ServiceConfig, ro rollout, image string, op Op) (id string, err error) {
 	spec, err := proxySpec(p, s, ro, image)
 	if err != nil {
-		return "", false, err
+		return "", err
 	}
-	cs, err := d.projectContainers(ctx, p.Name)
-	if err != nil {
-		return "", false, err
-	}
-	ps, ok := findProxy(cs, s.Name, spec.Config.Labels[LabelProxyHash])
-	if ok && ps.Current {
-		if !ps.Running {
-			if err := d.engine.ContainerStart(ctx, ps.ID, container.StartOptions{}); err != nil {
-				return "", false, fmt.Errorf("start %s: %w", spec.Name, err)
-			}
-			d.out.Event("Container %s started", spec.Name)
-			return ps.ID, true, nil
+	if op.Kind == OpProxyStart {
+		if err := d.engine.ContainerStart(ctx, op.x.proxy, container.StartOptions{}); err != nil {
+			return "", fmt.Errorf("start %s: %w", spec.Name, err)
 		}
-		return ps.ID, false, nil
+		d.out.Event("Container %s started", spec.Name)
+		return op.x.proxy, nil
 	}
-	if ok {
+	if op.Kind == OpProxyRecreate {
 		d.out.Event("Container %s recreated (its published port, health path or limits changed: clients are interrupted once)", spec.Name)
-		if err := d.engine.ContainerRemove(ctx, ps.ID, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			return "", false, fmt.Errorf("remove %s: %w", spec.Name, err)
+		if err := d.engine.ContainerRemove(ctx, op.x.proxy, container.RemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return "", fmt.Errorf("remove %s: %w", spec.Name, err)
 		}
 	}
 	created, err := d.engine.ContainerCreate(ctx, spec.Config, spec.Host, spec.Network, nil, spec.Name)
 	if err != nil {
-		return "", false, fmt.Errorf("create %s: %w", spec.Name, err)
+		return "", fmt.Errorf("create %s: %w", spec.Name, err)
 	}
 	if err := d.engine.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
 		_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-		return "", false, fmt.Errorf("start %s: %w", spec.Name, err)
+		return "", fmt.Errorf("start %s: %w", spec.Name, err)
 	}
-	if !ok {
+	if op.Kind == OpProxyCreate {
 		d.out.Event("Container %s created and started (owns %s:%d)", spec.Name, displayIP(ro.Port.HostIP), publishedPort(ro.Port))
 	}
-	return created.ID, true, nil
+	return created.ID, nil
 }
 
 func publishedPort(p types.ServicePortConfig) int {

@@ -475,34 +475,6 @@ func (d *Deployer) readDelivered(ctx context.Context, id, target string, limit i
 	}
 }
 
-// recreateForDelivery turns keep and start steps into recreates when the
-// container's delivered secrets or configs changed (see deliveredChange).
-func (d *Deployer) recreateForDelivery(ctx context.Context, s types.ServiceConfig, steps []Step, existing []container.Summary, values map[string][]byte, ro rollout) error {
-	byName := map[string]container.Summary{}
-	for _, c := range existing {
-		byName[containerName(c)] = c
-	}
-	for i, st := range steps {
-		if st.Action != ActionKeep && st.Action != ActionStart {
-			continue
-		}
-		why, err := d.deliveredChange(ctx, byName[st.Container], s, values)
-		if err != nil {
-			return err
-		}
-		if why == "" {
-			continue
-		}
-		c := byName[st.Container]
-		if ro.Proxy && c.Labels[LabelRollout] == roleProxy && c.State == "running" {
-			steps[i].Action, steps[i].Reason = ActionRoll, why
-		} else {
-			steps[i].Action, steps[i].Reason = ActionRecreate, why
-		}
-	}
-	return nil
-}
-
 // resolveUser turns a container user spec (name or uid, optionally :group)
 // into numeric ids, reading /etc/passwd and /etc/group from the created
 // container when names need resolving. A numeric uid without a group gets the

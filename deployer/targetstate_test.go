@@ -36,8 +36,11 @@ func TestGeneratedSecretsBelongToTheTarget(t *testing.T) {
 	if string(onEngine["db_password"]) != string(mine) {
 		t.Fatalf("the engine keeps %d bytes for db_password, not this machine's value", len(onEngine["db_password"]))
 	}
-	if _, ok := f.volumes[stateVolume("inv")]; !ok {
-		t.Fatalf("no state volume %s", stateVolume("inv"))
+	f.mu.Lock()
+	_, ok := f.byIDOrName(stateContainer("inv"))
+	f.mu.Unlock()
+	if !ok {
+		t.Fatalf("no state container %s", stateContainer("inv"))
 	}
 	// A second up makes no call for the secrets: mirrored and confirmed.
 	reads := f.reads
@@ -70,7 +73,9 @@ func TestGeneratedSecretsBelongToTheTarget(t *testing.T) {
 	if _, err := d.Down(ctx, "inv", DownOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	delete(f.volumes, stateVolume("inv"))
+	if removed, err := d.removeState(ctx, "inv"); err != nil || !removed {
+		t.Fatalf("remove the state container: %v %v", removed, err)
+	}
 	before := len(f.mutations())
 	third := t.TempDir()
 	_, err = New(f, nil).Up(ctx, st, UpOptions{ConfigDir: third, WaitTimeout: 5 * time.Second})
@@ -90,8 +95,11 @@ func TestGeneratedSecretsBelongToTheTarget(t *testing.T) {
 	if _, err := d.Down(ctx, "inv", DownOptions{Volumes: true, ConfigDir: cfgDir}); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := f.volumes[stateVolume("inv")]; ok {
-		t.Fatal("down --volumes kept the state volume")
+	f.mu.Lock()
+	_, ok = f.byIDOrName(stateContainer("inv"))
+	f.mu.Unlock()
+	if ok {
+		t.Fatal("down --volumes kept the state container")
 	}
 }
 

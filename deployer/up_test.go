@@ -79,7 +79,7 @@ func TestUpBundledCreatesThenKeeps(t *testing.T) {
 	if err != nil {
 		t.Fatalf("first up: %v", err)
 	}
-	if got := f.countCalls("create "); got != 2 {
+	if got := f.countCalls("create inv-"); got != 2 {
 		t.Fatalf("first up created %d containers, want 2: %v", got, f.mutations())
 	}
 	if f.countCalls("build invoicing-api") != 1 || f.countCalls("network-create invoicing") != 0 || f.countCalls("network-create inv_default") != 1 || f.countCalls("volume-create inv_db-data") != 1 {
@@ -190,8 +190,9 @@ func TestUpGeneratesPasswordOnceMode0600(t *testing.T) {
 	}
 	var delivered string
 	for _, c := range f.containers {
-		file, _ := f.delivered(c, "/run/secrets/db_password")
-		delivered = file.content
+		if file, ok := f.delivered(c, "/run/secrets/db_password"); ok {
+			delivered = file.content
+		}
 	}
 	if delivered != string(first) {
 		t.Fatal("delivered secret differs from the stored one")
@@ -208,7 +209,7 @@ func TestUpGeneratesPasswordOnceMode0600(t *testing.T) {
 		t.Fatal("password regenerated on the second up")
 	}
 	for _, c := range f.containers {
-		if file, _ := f.delivered(c, "/run/secrets/db_password"); file.content != string(first) {
+		if file, ok := f.delivered(c, "/run/secrets/db_password"); ok && file.content != string(first) {
 			t.Fatal("second up delivered another password")
 		}
 	}
@@ -271,15 +272,14 @@ func TestDownKeepsVolumesUnlessAsked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The data volume and the engine's copy of the generated secrets stay.
-	if res.Containers != 2 || res.Networks != 1 || res.Volumes != 0 || len(f.volumes) != 2 {
+	if res.Containers != 2 || res.Networks != 1 || res.Volumes != 0 || len(f.volumes) != 1 {
 		t.Fatalf("down: %+v, volumes left %d", res, len(f.volumes))
 	}
 	res, err = d.Down(ctx, "inv", DownOptions{Volumes: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Volumes != 2 || len(f.volumes) != 0 {
+	if res.Volumes != 1 || len(f.volumes) != 0 {
 		t.Fatalf("down --volumes: %+v, volumes left %d", res, len(f.volumes))
 	}
 }
@@ -368,7 +368,7 @@ func TestPlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			steps := plan(st.Project, s, "h", "img", tt.existing, rollout{})
+			steps := planContainers(st.Project, s, "h", imageState{id: "img"}, tt.existing, rollout{}, nil)
 			var got []Action
 			for _, s := range steps {
 				got = append(got, s.Action)

@@ -90,8 +90,9 @@ longer has (orphans) are named in a warning; --remove-orphans removes them.`,
 	return cmd
 }
 
-// printPlan prints up's plan: one line per container, with the reason and
-// how a change is applied.
+// printPlan prints up's plan: its operations on networks, volumes, images
+// and secrets, then one line per container, with the reason and how a
+// change is applied.
 func printPlan(g *globalOptions, p *deployer.Plan) error {
 	if g.Output == "json" {
 		return writeJSON(g.stdout, p)
@@ -101,6 +102,20 @@ func printPlan(g *globalOptions, p *deployer.Plan) error {
 		verdict = "changes below"
 	}
 	fmt.Fprintf(g.stdout, "Plan for project %s (--dry-run: nothing was changed; %s)\n", p.Project, verdict)
+	for _, w := range p.Warnings {
+		fmt.Fprintf(g.stdout, "  warning: %s\n", w)
+	}
+	for _, op := range p.Ops {
+		group, verb, ok := planLine(op)
+		if !ok {
+			continue
+		}
+		line := fmt.Sprintf("  %-10s %-9s %s", group, verb, op.Target)
+		if op.Reason != "" {
+			line += ": " + op.Reason
+		}
+		fmt.Fprintln(g.stdout, line)
+	}
 	for _, s := range p.Services {
 		build := ""
 		if s.WillBuild {
@@ -111,6 +126,9 @@ func printPlan(g *globalOptions, p *deployer.Plan) error {
 			if c.Reason != "" {
 				line += ": " + c.Reason
 			}
+			if c.If != "" {
+				line += fmt.Sprintf(" (only if %s; else %s)", c.If, c.Else)
+			}
 			fmt.Fprintln(g.stdout, line+build)
 		}
 		fmt.Fprintf(g.stdout, "  %-10s changes:  %s\n", "", s.RolloutReason)
@@ -119,12 +137,44 @@ func printPlan(g *globalOptions, p *deployer.Plan) error {
 			fmt.Fprintf(g.stdout, "  %-10s proxy:    created (it takes over the published port)\n", "")
 		case deployer.ActionRecreate:
 			fmt.Fprintf(g.stdout, "  %-10s proxy:    recreated: its published port, health path or limits changed (clients are interrupted once)\n", "")
+		case deployer.ActionStart:
+			fmt.Fprintf(g.stdout, "  %-10s proxy:    started (it was stopped)\n", "")
 		}
 	}
 	for _, o := range p.Orphans {
 		fmt.Fprintf(g.stdout, "  orphan     kept      %s (--remove-orphans removes it)\n", o)
 	}
 	return nil
+}
+
+// planLine is how an operation that is not a service's container or proxy
+// is shown: its group and verb.
+func planLine(op deployer.Op) (group, verb string, ok bool) {
+	switch op.Kind {
+	case deployer.OpSecretAdopt:
+		return "secret", "adopt", true
+	case deployer.OpSecretGenerate:
+		return "secret", "generate", true
+	case deployer.OpSecretStore:
+		return "secret", "store", true
+	case deployer.OpPull:
+		return "image", "pull", true
+	case deployer.OpBuild:
+		return "image", "build", true
+	case deployer.OpProxyImage:
+		return "image", "build", true
+	case deployer.OpNetworkRecreate:
+		return "network", "recreate", true
+	case deployer.OpNetworkCreate:
+		return "network", "create", true
+	case deployer.OpVolumeCreate:
+		return "volume", "create", true
+	case deployer.OpRemove:
+		if op.Reason == deployer.ReasonOrphan {
+			return "orphan", "remove", true
+		}
+	}
+	return "", "", false
 }
 
 func printUp(g *globalOptions, so *stackOptions, st *deployer.Stack, d *deployer.Deployer, cmd *cobra.Command, res *deployer.UpResult) error {
@@ -136,7 +186,7 @@ func printUp(g *globalOptions, so *stackOptions, st *deployer.Stack, d *deployer
 	// though the engine may not have run its healthcheck yet.
 	status = deployer.WithReadiness(status, res.Ready)
 	if g.Output == "json" {
-		return writeJSON(g.stdout, map[string]any{"project": st.Name(), "steps": nonNil(res.Steps), "containers": nonNil(status), "elapsed_seconds": res.Elapsed.Seconds(), "ready": nonNil(res.Ready), "switches": nonNil(res.Switches)})
+		return writeJSON(g.stdout, map[string]any{"project": st.Name(), "operations": nonNil(res.Ops), "steps": nonNil(res.Steps), "containers": nonNil(status), "elapsed_seconds": res.Elapsed.Seconds(), "ready": nonNil(res.Ready), "switches": nonNil(res.Switches)})
 	}
 	verb := "is up"
 	if !res.Changed() {

@@ -144,7 +144,7 @@ func (d *Deployer) up(ctx context.Context, local *deployer.Deployer, localImages
 		if err != nil && !missing {
 			return res, fmt.Errorf("inspect local image %s: %w", ref, err)
 		}
-		if missing || o.Rebuild || s.PullPolicy == types.PullPolicyBuild {
+		if deployer.NeedsBuild(s, !missing, o.Rebuild, false) { // built here, sent there
 			rep.Event("Building %s locally", ref)
 			if _, err := local.Build(ctx, st, deployer.BuildOptions{Services: []string{name}}); err != nil {
 				return res, err

@@ -155,7 +155,7 @@ func Up(ctx context.Context, mgr ManagerEngine, st *deployer.Stack, o UpOptions,
 		if err != nil && !missing {
 			return nil, fmt.Errorf("inspect local image %s: %w", ref, err)
 		}
-		if s.Build != nil && (missing || o.Rebuild || s.PullPolicy == types.PullPolicyBuild) {
+		if deployer.NeedsBuild(s, !missing, o.Rebuild, false) {
 			rep.Event("Building %s locally", ref)
 			if err := o.Build(ctx, name); err != nil {
 				return nil, err

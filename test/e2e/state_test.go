@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/docker/docker/api/types/container"
 )
 
 // TestGeneratedSecretFollowsTheTarget: the generated database password
@@ -34,7 +36,7 @@ func TestGeneratedSecretFollowsTheTarget(t *testing.T) {
 	// Another machine: no config directory at all.
 	e.xdg = t.TempDir()
 	r := e.mustRun(dir, "up", "-p", proj)
-	if !strings.Contains(r.stderr+r.stdout, "took the value the engine keeps") {
+	if !strings.Contains(r.stderr+r.stdout, "took the value the engine's store holds") {
 		t.Errorf("up from an empty config dir does not say where the value came from:\n%s", lastLines(r.stderr, 20))
 	}
 	second, err := os.ReadFile(filepath.Join(e.xdg, "invdeploy", proj, "db_password"))
@@ -45,7 +47,7 @@ func TestGeneratedSecretFollowsTheTarget(t *testing.T) {
 
 	// The engine's copy gone as well (an engine an older invdeploy
 	// deployed), the data kept: refused before anything changes.
-	if err := e.docker.VolumeRemove(context.Background(), "invdeploy-state-"+proj, false); err != nil {
+	if err := e.docker.ContainerRemove(context.Background(), "invdeploy-state-"+proj, container.RemoveOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	e.xdg = t.TempDir()
