@@ -239,7 +239,7 @@ func (d *Deployer) checkFiles(st *Stack, add func(rule, subject, format string, 
 	p := st.Project
 	sensitive := sensitiveFiles(p)
 	for _, f := range sortedKeys(sensitive) {
-		if gitTracked(f) {
+		if gitTracked(f) || (realPath(f) != f && gitTracked(realPath(f))) {
 			add("file", f, "%s is tracked by git; run git rm --cached %s, add it to .gitignore and rotate the values it held", sensitive[f], f)
 		}
 	}
