@@ -59,6 +59,7 @@ func (d *Deployer) RotateSecret(ctx context.Context, st *Stack, name string, o R
 			return nil, err
 		}
 		defer l.Unlock(ctx)
+		d, _ = d.fenced(nil, l)
 	}
 	srcs, err := secretSources(p, o.ConfigDir)
 	if err != nil {

@@ -134,19 +134,13 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 			return res, err
 		}
 		orig := d
-		var l *Lock
-		locked := *d
-		locked.engine = &lazyLock{Engine: d.engine, take: func() error {
-			var err error
-			l, err = orig.Lock(ctx, st.Project.Name, LockOptions{Command: "up"})
-			return err
-		}}
+		var f *fencedEngine
+		d, f = d.fenced(func() (*Lock, error) { return orig.Lock(ctx, st.Project.Name, LockOptions{Command: "up"}) }, nil)
 		defer func() {
-			if l != nil {
+			if l := f.held(); l != nil {
 				l.Unlock(ctx)
 			}
 		}()
-		d = &locked
 	}
 	p := st.Project
 	if err := d.pullMissing(ctx, p); err != nil {

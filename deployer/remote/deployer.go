@@ -182,9 +182,10 @@ func (d *Deployer) LockStatus(ctx context.Context, project string) (*deployer.Lo
 	return d.d.LockStatus(ctx, project)
 }
 
-// BreakLock removes project's deploy lock on the host.
-func (d *Deployer) BreakLock(ctx context.Context, project string) (*deployer.LockHolder, error) {
-	return d.d.BreakLock(ctx, project)
+// BreakLock removes project's deploy lock on the host (a live holder only
+// when force; see deployer.BreakLock).
+func (d *Deployer) BreakLock(ctx context.Context, project string, force bool) (*deployer.LockHolder, error) {
+	return d.d.BreakLock(ctx, project, force)
 }
 
 // TunnelOptions control Tunnel.
