@@ -147,3 +147,34 @@ func TestPreflightSecretModeLocalWarns(t *testing.T) {
 		t.Fatalf("remote: want a refusal, got %v", err)
 	}
 }
+
+// TestLoadRefusesHugeCompose: compose files over MaxComposeSize together
+// are refused at once (exit 3), before compose-go reads them.
+func TestLoadRefusesHugeCompose(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("services:\n  web:\n    image: nginx\n    environment:\n")
+	for i := 0; b.Len() <= MaxComposeSize; i++ {
+		b.WriteString("      K" + strings.Repeat("x", 60) + "_" + time.Duration(i).String() + ": v\n")
+	}
+	writeFiles(t, dir, map[string]string{"compose.yaml": b.String()})
+	start := time.Now()
+	_, err := Load(context.Background(), LoadOptions{WorkingDir: dir, ProjectName: "t"})
+	if !IsPreflight(err) || !strings.Contains(err.Error(), "over invdeploy's limit of 4 MiB") {
+		t.Fatalf("err = %v, want the size refusal", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the refusal took %s", d)
+	}
+	// Two files: their sizes add up.
+	half := strings.Repeat("# padding\n", MaxComposeSize/20+1)
+	writeFiles(t, dir, map[string]string{"a.yaml": "services:\n  a:\n    image: nginx\n" + half, "b.yaml": "services:\n  b:\n    image: nginx\n" + half})
+	if _, err := Load(context.Background(), LoadOptions{Files: []string{filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")}, ProjectName: "t"}); !IsPreflight(err) || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("two files over the limit together: %v", err)
+	}
+	// Under the limit loads.
+	writeFiles(t, dir, map[string]string{"a.yaml": "services:\n  a:\n    image: nginx\n"})
+	if _, err := Load(context.Background(), LoadOptions{Files: []string{filepath.Join(dir, "a.yaml")}, ProjectName: "t"}); err != nil {
+		t.Fatal(err)
+	}
+}
