@@ -120,16 +120,18 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	if err != nil {
 		return res, err
 	}
-	if dir := o.ConfigDir; dir != "" {
-		d.delivered = loadDeliveryRecord(dir)
-	} else if dir, err := ConfigDir(st.Project.Name); err == nil {
-		d.delivered = loadDeliveryRecord(dir)
+	if state, err := StateDir(); err == nil {
+		if dir := o.ConfigDir; dir != "" {
+			d.delivered = loadDeliveryRecord(dir, state)
+		} else if dir, err := ConfigDir(st.Project.Name); err == nil {
+			d.delivered = loadDeliveryRecord(dir, state)
+		}
 	}
 	defer d.saveDeliveryRecord(ctx, st.Project.Name)
 	if o.Lock {
 		// A held lock refuses at once (exit 5); the lock itself is taken
 		// before the first change, so an up with nothing to change only
-		// reads (see lazyLock).
+		// reads (see fencedEngine).
 		if err := d.lockFree(ctx, st.Project.Name); err != nil {
 			return res, err
 		}
