@@ -127,3 +127,24 @@ func TestContextProblemsRealPaths(t *testing.T) {
 		}
 	})
 }
+
+// FuzzWithin: within never places a path outside dir: the relative path it
+// returns joins back to path and does not climb out.
+func FuzzWithin(f *testing.F) {
+	for _, s := range [][2]string{{"/a/app", "/a/app/..pw"}, {"/a/app", "/a/pw"}, {"/", "/x"}, {"/a", "/a"}, {"/a/b", "/a/b/../c"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, dir, path string) {
+		dir, path = filepath.Clean("/"+dir), filepath.Clean("/"+path)
+		rel, ok := within(dir, path)
+		if !ok {
+			if strings.HasPrefix(path+"/", strings.TrimSuffix(dir, "/")+"/") {
+				t.Fatalf("within(%q, %q) = outside", dir, path)
+			}
+			return
+		}
+		if filepath.Join(dir, rel) != path || rel == ".." || strings.HasPrefix(rel, "../") {
+			t.Fatalf("within(%q, %q) = %q", dir, path, rel)
+		}
+	})
+}

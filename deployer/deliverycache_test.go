@@ -76,3 +76,28 @@ func TestDeliveryRecordOldFormatDiscarded(t *testing.T) {
 		t.Fatalf("the old record was kept: %s", b)
 	}
 }
+
+// FuzzLoadDeliveryRecord: whatever delivered.json holds (a broken file, an
+// older format, a hostile one), loading never panics and never makes a
+// record that vouches for values it was not told of.
+func FuzzLoadDeliveryRecord(f *testing.F) {
+	f.Add([]byte(`{"version":2,"seen":{"c1":"00"}}`))
+	f.Add([]byte(`{"key":"00","seen":{"c1":"00"}}`))
+	f.Add([]byte(`{"version":2,"seen":null}`))
+	f.Add([]byte(`not json`))
+	state := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cfg := t.TempDir()
+		if err := os.WriteFile(filepath.Join(cfg, deliveryRecordFile), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := loadDeliveryRecord(cfg, state)
+		files := []deliveredFile{{Kind: kindSecret, Name: "pw", Target: "/run/secrets/pw"}}
+		if r.matches("c1", files, map[string][]byte{valueKey(kindSecret, "pw"): []byte("v")}) {
+			t.Fatalf("record %q vouches for a value", b)
+		}
+		if err := r.save(map[string]bool{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
