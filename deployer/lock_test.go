@@ -450,3 +450,66 @@ func TestFencedLeaseBrokenAndFree(t *testing.T) {
 		t.Fatalf("stop after the break: %v", err)
 	}
 }
+
+// syncBuffer is a bytes.Buffer safe for the heartbeat's writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestHeartbeatNoticesBrokenLock: the heartbeat that finds its lock
+// container gone records the lease as lost (the deploy stops before its
+// next change, without another engine call) and says so, instead of only
+// warning and going on.
+func TestHeartbeatNoticesBrokenLock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	eng := newLockEngine()
+	var out syncBuffer
+	d := New(eng, NewProgress(&out, false))
+	l, err := d.Lock(ctx, "shop", LockOptions{Command: "up"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock(ctx)
+	if _, err := d.BreakLock(ctx, "shop", true); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(LockHeartbeat + 5*time.Second)
+	for {
+		l.mu.Lock()
+		lost := l.lost
+		l.mu.Unlock()
+		if lost != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the heartbeat did not notice the broken lock")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(out.String(), "was broken; this deploy stops before its next change") {
+		t.Fatalf("no notice: %q", out.String())
+	}
+	// Taken again meanwhile: still lost (a lease once lost stays lost).
+	other, err := d.Lock(ctx, "shop", LockOptions{Command: "down"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Unlock(ctx)
+	if err := l.Fence(ctx, "start x"); !IsLocked(err) {
+		t.Fatalf("Fence after the heartbeat found the lock gone: %v", err)
+	}
+}
