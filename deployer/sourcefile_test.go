@@ -178,3 +178,21 @@ func TestLoadRefusesHugeCompose(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPreflightConfigSourceKinds: a config's file follows the same rules
+// (its cap is Swarm's 1000 KB): /proc/self/environ would hand invdeploy's
+// own environment to a container.
+func TestPreflightConfigSourceKinds(t *testing.T) {
+	for file, want := range map[string]string{"/proc/self/environ": "is under /proc", "/dev/urandom": "is under /dev"} {
+		st := loadStack(t, "services:\n  db:\n    image: postgres:15\n    configs: [c]\nconfigs:\n  c:\n    file: "+file+"\n", nil)
+		refused(t, fakeWithImages(), st, UpOptions{}, "config c", want)
+	}
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"big.conf": strings.Repeat("x", MaxConfigSize+1), "ok.conf": strings.Repeat("x", MaxConfigSize)})
+	st := loadStack(t, "services:\n  db:\n    image: postgres:15\n    configs: [c]\nconfigs:\n  c:\n    file: "+filepath.Join(dir, "big.conf")+"\n", nil)
+	refused(t, fakeWithImages(), st, UpOptions{}, "config c", "over the limit of 1000 KB")
+	st = loadStack(t, "services:\n  db:\n    image: postgres:15\n    configs: [c]\nconfigs:\n  c:\n    file: "+filepath.Join(dir, "ok.conf")+"\n", nil)
+	if _, err := New(fakeWithImages(), nil).Check(context.Background(), st, CheckOptions{}); err != nil {
+		t.Fatalf("a 1000 KB config refused: %v", err)
+	}
+}
