@@ -35,7 +35,7 @@ import (
 // The lock is a lease with fencing: the lock container's id is the lease's
 // token (a lock taken again, after a break or a takeover, is a new
 // container, so a new id). A deploy changes the engine only through
-// fencedEngine (lazylock.go), which compares that token with the engine's
+// fencedEngine (fence.go), which compares that token with the engine's
 // before each change (Lock.Fence): a deploy whose lease was taken stops
 // before its next change with a *LeaseLostError (exit 5). lock --break
 // refuses a holder that is alive (see LockHolder.Dead) unless forced.
