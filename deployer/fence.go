@@ -45,8 +45,9 @@ func (d *Deployer) lockFree(ctx context.Context, project string) error {
 // deploy whose lock was broken or taken over stops before that change with
 // a *LeaseLostError (exit 5). A held lock was refused before (lockFree);
 // one taken meanwhile refuses at the first change, before it happens. An
-// exec (a health probe, the rollout proxy's switch, rotate's ALTER ROLE) is
-// fenced once the lock is held, and never takes it: probing changes nothing.
+// exec (the rollout proxy's switch, rotate's ALTER ROLE) is fenced once the
+// lock is held, and never takes it; health probes, which change nothing
+// and run many times a second, go around the fence (see probing).
 type fencedEngine struct {
 	Engine
 	take func() (*Lock, error)
@@ -65,6 +66,16 @@ func (d *Deployer) fenced(take func() (*Lock, error), held *Lock) (*Deployer, *f
 	locked := *d
 	locked.engine = f
 	return &locked, f
+}
+
+// probing is the engine health probes exec through: e itself, or the
+// engine a fencedEngine wraps (a probe changes nothing, and a lock check
+// per probe would double the calls of a health wait).
+func probing(e Engine) Engine {
+	if f, ok := e.(*fencedEngine); ok {
+		return f.Engine
+	}
+	return e
 }
 
 // held is the lock, once taken.

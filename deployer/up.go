@@ -207,7 +207,7 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	// dependencies meet their condition. A service without dependencies
 	// starts as soon as it is created; a rolled one when the others start.
 	deadline := time.Now().Add(timeout)
-	rd := newReadiness(ctx, d.engine, start)
+	rd := newReadiness(ctx, probing(d.engine), start)
 	defer rd.stop()
 	rollouts, proxyImage, err := d.rollouts(ctx, p, order, o.ProxyBinary)
 	if err != nil {
