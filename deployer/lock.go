@@ -101,22 +101,27 @@ func (e *LockError) Unwrap() error { return ErrLocked }
 // broken or taken over: the change was not made (exit 5, as ErrLocked).
 type LeaseLostError struct {
 	Project string
-	// Holder is who holds the lock now; nil when nobody does.
+	// Holder is who holds the lock now, when known.
 	Holder *LockHolder
+	// Free: nobody holds the lock now (it was broken, not taken again).
+	Free bool
 	// Before names the change that was not made.
 	Before string
 }
 
 func (e *LeaseLostError) Error() string {
-	now := "nobody holds it now"
-	if e.Holder != nil {
-		now = "now held by " + e.Holder.String()
+	now := "" // the heartbeat found it gone: who holds it now is not known
+	switch {
+	case e.Free:
+		now = " (nobody holds it now)"
+	case e.Holder != nil:
+		now = " (now held by " + e.Holder.String() + ")"
 	}
 	before := ""
 	if e.Before != "" {
 		before = " before " + e.Before
 	}
-	return fmt.Sprintf("the deploy lock of project %s was broken while this deploy held it (%s): stopped%s, changing nothing more; "+
+	return fmt.Sprintf("the deploy lock of project %s was broken while this deploy held it%s: stopped%s, changing nothing more; "+
 		"run `invdeploy status -p %s` to see where the stack stands, and deploy again once the other deploy is done", e.Project, now, before, e.Project)
 }
 
@@ -261,13 +266,14 @@ func (l *Lock) Fence(ctx context.Context, before string) error {
 		c, err := l.d.engine.ContainerInspect(ctx, lockName(l.project))
 		switch {
 		case cerrdefs.IsNotFound(err):
-			lost = &LeaseLostError{Project: l.project}
+			lost = &LeaseLostError{Project: l.project, Free: true}
 		case err != nil:
 			return fmt.Errorf("check the deploy lock of %s before %s: %w", l.project, before, err)
 		case c.ContainerJSONBase == nil || c.ID != l.id:
-			lost = &LeaseLostError{Project: l.project, Holder: &LockHolder{}}
-			if c.Config != nil && json.Unmarshal([]byte(c.Config.Labels[labelLockHolder]), lost.Holder) != nil {
-				lost.Holder = &LockHolder{}
+			lost = &LeaseLostError{Project: l.project}
+			var h LockHolder
+			if c.Config != nil && json.Unmarshal([]byte(c.Config.Labels[labelLockHolder]), &h) == nil {
+				lost.Holder = &h
 			}
 		default:
 			return nil
