@@ -177,13 +177,28 @@ func contextProblems(p *types.Project, s types.ServiceConfig, sensitive map[stri
 		add(dir, "%v", err)
 		return problems
 	}
+	// Real paths on both sides: a secret reached through a symlinked
+	// directory (secrets -> app/config, context app/) is inside the
+	// context the engine is sent, whatever path the compose file gives.
+	// The walk below sends a symlink inside the context as a link, never
+	// what it points to, so the real path is where a file is sent from.
+	realDir := realPath(dir)
+	realSensitive := map[string]string{}
 	for _, f := range sortedKeys(sensitive) {
-		rel, err := filepath.Rel(dir, f)
-		if err != nil || strings.HasPrefix(rel, "..") {
+		real := realPath(f)
+		if _, seen := realSensitive[real]; !seen {
+			realSensitive[real] = sensitive[f]
+		}
+		rel, ok := within(realDir, real)
+		if !ok {
 			continue
 		}
 		if ex, _ := filter.Excluded(rel); !ex {
-			add(f, "%s would enter the build context of services.%s (%s); add %s to %s", sensitive[f], s.Name, dir, filepath.ToSlash(rel), filepath.Join(dir, ".dockerignore"))
+			where := ""
+			if real != f {
+				where = " (through a symlink, at " + real + ")"
+			}
+			add(f, "%s%s would enter the build context of services.%s (%s); add %s to %s", sensitive[f], where, s.Name, dir, filepath.ToSlash(rel), filepath.Join(dir, ".dockerignore"))
 		}
 	}
 	var found []string
@@ -194,7 +209,7 @@ func contextProblems(p *types.Project, s types.ServiceConfig, sensitive map[stri
 			}
 			return nil
 		}
-		if secretLooking(de.Name()) && sensitive[filepath.Join(dir, rel)] == "" {
+		if secretLooking(de.Name()) && realSensitive[filepath.Join(realDir, filepath.FromSlash(rel))] == "" {
 			found = append(found, rel)
 		}
 		if len(found) >= 5 {
@@ -206,6 +221,30 @@ func contextProblems(p *types.Project, s types.ServiceConfig, sensitive map[stri
 		add(filepath.Join(dir, rel), "looks like a secret and would enter the build context of services.%s; add %s to %s", s.Name, rel, filepath.Join(dir, ".dockerignore"))
 	}
 	return problems
+}
+
+// realPath is p with its symlinks resolved, made absolute; p itself when
+// it cannot be resolved (a missing file is refused elsewhere).
+func realPath(p string) string {
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return filepath.Clean(p)
+	}
+	if abs, err := filepath.Abs(real); err == nil {
+		return abs
+	}
+	return real
+}
+
+// within returns path's path relative to dir and true when path is dir or
+// below it. Both are clean absolute paths; "..pw" is a name in dir, not a
+// parent reference.
+func within(dir, path string) (string, bool) {
+	rel, err := filepath.Rel(dir, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", false
+	}
+	return rel, true
 }
 
 // checkBuildContext runs the secret rule preflight runs on the build context

@@ -1,8 +1,11 @@
 package deployer
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -68,4 +71,80 @@ func TestBuildSendsDockerignoredContext(t *testing.T) {
 			t.Fatalf("context holds %s", name)
 		}
 	}
+}
+
+func TestWithin(t *testing.T) {
+	for _, tt := range []struct {
+		dir, path, rel string
+		ok             bool
+	}{
+		{"/a/app", "/a/app/pw", "pw", true},
+		{"/a/app", "/a/app/..pw", "..pw", true},
+		{"/a/app", "/a/app", ".", true},
+		{"/a/app", "/a/pw", "", false},
+		{"/a/app", "/a/apple/pw", "", false},
+		{"/a/app", "/b", "", false},
+	} {
+		rel, ok := within(tt.dir, tt.path)
+		if rel != tt.rel || ok != tt.ok {
+			t.Errorf("within(%q, %q) = %q, %v; want %q, %v", tt.dir, tt.path, rel, ok, tt.rel, tt.ok)
+		}
+	}
+}
+
+// TestContextProblemsRealPaths: the context rule sees a secret by its real
+// path, whichever symlinks lead to it or to the context.
+func TestContextProblemsRealPaths(t *testing.T) {
+	t.Run("context reached through a symlink", func(t *testing.T) {
+		dir := t.TempDir()
+		writeFiles(t, dir, map[string]string{"real/Dockerfile": "FROM scratch\n", "real/pw.txt": "a-long-strong-value-123",
+			"compose.yaml": "services:\n  app:\n    build: ./ctx\n    secrets: [pw]\nsecrets:\n  pw:\n    file: ./real/pw.txt\n"})
+		os.Symlink("real", filepath.Join(dir, "ctx"))
+		st, err := Load(context.Background(), LoadOptions{WorkingDir: dir, ProjectName: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		refused(t, fakeWithImages(), st, UpOptions{}, "secret file would enter the build context of services.app", "add pw.txt to")
+	})
+	t.Run("link inside the context to a secret outside is sent as a link", func(t *testing.T) {
+		dir := t.TempDir()
+		writeFiles(t, dir, map[string]string{"app/Dockerfile": "FROM scratch\n", "private/pw.txt": "a-long-strong-value-123",
+			"compose.yaml": "services:\n  app:\n    build: ./app\n    secrets: [pw]\nsecrets:\n  pw:\n    file: ./app/link/pw.txt\n"})
+		os.Symlink("../private", filepath.Join(dir, "app", "link"))
+		st, err := Load(context.Background(), LoadOptions{WorkingDir: dir, ProjectName: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := New(fakeWithImages(), nil).Check(context.Background(), st, CheckOptions{}); err != nil {
+			t.Fatalf("refused: %v", err)
+		}
+		var tarBuf bytes.Buffer
+		if err := writeContextTar(&tarBuf, filepath.Join(dir, "app"), "Dockerfile"); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(tarBuf.String(), "a-long-strong-value-123") {
+			t.Fatal("the context carries the secret's value")
+		}
+	})
+}
+
+// FuzzWithin: within never places a path outside dir: the relative path it
+// returns joins back to path and does not climb out.
+func FuzzWithin(f *testing.F) {
+	for _, s := range [][2]string{{"/a/app", "/a/app/..pw"}, {"/a/app", "/a/pw"}, {"/", "/x"}, {"/a", "/a"}, {"/a/b", "/a/b/../c"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, dir, path string) {
+		dir, path = filepath.Clean("/"+dir), filepath.Clean("/"+path)
+		rel, ok := within(dir, path)
+		if !ok {
+			if strings.HasPrefix(path+"/", strings.TrimSuffix(dir, "/")+"/") {
+				t.Fatalf("within(%q, %q) = outside", dir, path)
+			}
+			return
+		}
+		if filepath.Join(dir, rel) != path || rel == ".." || strings.HasPrefix(rel, "../") {
+			t.Fatalf("within(%q, %q) = %q", dir, path, rel)
+		}
+	})
 }

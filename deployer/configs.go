@@ -2,7 +2,6 @@ package deployer
 
 import (
 	"fmt"
-	"os"
 	"path"
 	"path/filepath"
 	"sort"
@@ -162,9 +161,9 @@ func readConfig(p *types.Project, name string) ([]byte, error) {
 		if !filepath.IsAbs(f) {
 			f = filepath.Join(p.WorkingDir, f)
 		}
-		b, err := os.ReadFile(f)
+		b, err := readSourceFile(f, MaxConfigSize)
 		if err != nil {
-			return nil, fmt.Errorf("config %s: read %s: %w", name, f, err)
+			return nil, fmt.Errorf("config %s: %w", name, err)
 		}
 		return b, nil
 	}
@@ -252,7 +251,7 @@ func inSystemDir(p string) bool {
 func systemDirWarnings(p *types.Project, srcs map[string]secretSource) []string {
 	var warns []string
 	for _, name := range usedSecrets(p) {
-		if f := srcs[name].File; f != "" && inSystemDir(f) {
+		if f := srcs[name].File; f != "" && inSystemDir(f) && kernelDir(filepath.Clean(f)) == "" { // those refuse
 			warns = append(warns, fmt.Sprintf("secrets.%s.file %s is in a system directory; make sure the stack should read it", name, f))
 		}
 	}

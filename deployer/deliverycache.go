@@ -7,10 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -18,11 +20,21 @@ import (
 // this machine delivered to which container, so an up that changes nothing
 // need not read every secret back from every container (a read costs the
 // engine a mount of the container's filesystems, ~100 ms each under load).
-// It holds, per container id, an HMAC of the delivered files and values
-// under a random key that never leaves the config directory (both files
-// mode 0600, beside the generated secrets themselves): nothing derived from
-// a secret reaches the engine, a label or a log. Without a record (another
-// machine deployed, the file is gone) the values are read back as before.
+// It holds, per container id, an HMAC of the delivered files and values.
+// Nothing derived from a secret reaches the engine, a label or a log.
+// Without a record (another machine deployed, the file is gone) the values
+// are read back as before.
+//
+// The HMAC key is not kept beside the HMACs: the record (delivered.json,
+// 0600) is in the project's config directory, the key in this user's state
+// directory ($XDG_STATE_HOME/invdeploy/delivery.key, else
+// ~/.local/state/invdeploy/; 0600 in a 0700 directory), one key for all
+// projects. A copy of the config directory (a dotfiles repository, a
+// backup, a synced folder: config is what people carry between machines,
+// state is what the XDG spec says not to) then confirms no guessed value
+// offline. The key is not derived from anything in the record or the
+// values (a key made from what is stored beside it would be beside it).
+// Records of the older format, which held their key, are discarded.
 type deliveryRecord struct {
 	path string
 	key  []byte
@@ -33,28 +45,89 @@ type deliveryRecord struct {
 	dirty bool
 }
 
-const deliveryRecordFile = "delivered.json"
+const (
+	deliveryRecordFile = "delivered.json"
+	// deliveryRecordVersion 2: no key in the record.
+	deliveryRecordVersion = 2
+	deliveryKeyFile       = "delivery.key"
+)
 
-// loadDeliveryRecord opens the record in dir; a missing or unreadable one
-// starts empty (and is rewritten on save).
-func loadDeliveryRecord(dir string) *deliveryRecord {
-	r := &deliveryRecord{path: filepath.Join(dir, deliveryRecordFile), seen: map[string]string{}}
+// StateDir is where invdeploy keeps this machine's own state, which is
+// not configuration: $XDG_STATE_HOME/invdeploy, else
+// ~/.local/state/invdeploy.
+func StateDir() (string, error) {
+	if dir := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(dir) {
+		return filepath.Join(dir, "invdeploy"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("locate the state directory (set XDG_STATE_HOME or HOME): %w", err)
+	}
+	return filepath.Join(home, ".local", "state", "invdeploy"), nil
+}
+
+// recordKey returns this user's delivery-record key from stateDir,
+// creating it (32 random bytes, 0600) the first time.
+func recordKey(stateDir string) ([]byte, error) {
+	path := filepath.Join(stateDir, deliveryKeyFile)
+	if k, err := readKey(path); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return k, err
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return nil, err
+	}
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return readKey(path) // another invdeploy made it meanwhile
+	}
+	if err != nil {
+		return nil, err
+	}
+	_, err = f.Write([]byte(hex.EncodeToString(k)))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return nil, err
+	}
+	return k, nil
+}
+
+func readKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	k, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(k) != 32 {
+		return nil, fmt.Errorf("%s is not a delivery-record key; remove it (invdeploy makes a new one)", path)
+	}
+	return k, nil
+}
+
+// loadDeliveryRecord opens the record in dir with the key in stateDir; a
+// missing, unreadable or older-format record starts empty (and is
+// rewritten on save). Without a key (the state directory cannot be
+// written) there is no record: nil, and values are read back.
+func loadDeliveryRecord(dir, stateDir string) *deliveryRecord {
+	key, err := recordKey(stateDir)
+	if err != nil {
+		return nil
+	}
+	r := &deliveryRecord{path: filepath.Join(dir, deliveryRecordFile), key: key, seen: map[string]string{}}
 	var f struct {
-		Key  string            `json:"key"`
-		Seen map[string]string `json:"seen"`
+		Version int               `json:"version"`
+		Seen    map[string]string `json:"seen"`
 	}
-	if b, err := os.ReadFile(r.path); err == nil && json.Unmarshal(b, &f) == nil {
-		if k, err := hex.DecodeString(f.Key); err == nil && len(k) == 32 {
-			r.key = k
-			if f.Seen != nil {
-				r.seen = f.Seen
-			}
-		}
-	}
-	if r.key == nil {
-		r.key = make([]byte, 32)
-		_, _ = rand.Read(r.key)
-		r.dirty = true
+	if b, err := os.ReadFile(r.path); err == nil && json.Unmarshal(b, &f) == nil && f.Version == deliveryRecordVersion && f.Seen != nil {
+		r.seen = f.Seen
+	} else if err == nil {
+		r.dirty = true // an older record (it held its key) or a broken one: replaced
 	}
 	return r
 }
@@ -120,7 +193,7 @@ func (r *deliveryRecord) save(live map[string]bool) error {
 	if !r.dirty {
 		return nil
 	}
-	b, err := json.Marshal(map[string]any{"key": hex.EncodeToString(r.key), "seen": r.seen})
+	b, err := json.Marshal(map[string]any{"version": deliveryRecordVersion, "seen": r.seen})
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,11 @@ func (d *Deployer) WithEngine(e Engine) *Deployer {
 // volume each on the engine.
 type noAnonymousVolumes struct{ Engine }
 
+// Bound keeps the wrapped engine's call bound (see QuickBounder).
+func (e noAnonymousVolumes) Bound(ctx context.Context, call string, fn func(context.Context) error) error {
+	return boundBy(e.Engine, ctx, call, fn)
+}
+
 // ContainerRemove removes the container and its anonymous volumes.
 func (e noAnonymousVolumes) ContainerRemove(ctx context.Context, id string, o container.RemoveOptions) error {
 	o.RemoveVolumes = true

@@ -54,6 +54,7 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 			return res, err
 		}
 		defer l.Unlock(ctx)
+		d, _ = d.fenced(nil, l)
 	}
 	cs, err := d.projectContainers(ctx, project)
 	if err != nil {

@@ -342,7 +342,7 @@ func matchLabels(fs filters.Args, labels map[string]string) bool {
 func (f *fakeEngine) ContainerInspect(_ context.Context, id string) (container.InspectResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	c, ok := f.containers[id]
+	c, ok := f.byIDOrName(id)
 	if !ok {
 		return container.InspectResponse{}, errdefs.NotFound(fmt.Errorf("No such container: %s", id))
 	}

@@ -31,6 +31,14 @@ import (
 // heartbeat is older than LockLease, or whose holder is a dead process on
 // this machine, is stale and taken over. The container runs nothing and
 // holds no secret; its image is a one-file image built from scratch.
+//
+// The lock is a lease with fencing: the lock container's id is the lease's
+// token (a lock taken again, after a break or a takeover, is a new
+// container, so a new id). A deploy changes the engine only through
+// fencedEngine (fence.go), which compares that token with the engine's
+// before each change (Lock.Fence): a deploy whose lease was taken stops
+// before its next change with a *LeaseLostError (exit 5). lock --break
+// refuses a holder that is alive (see LockHolder.Dead) unless forced.
 
 // ErrLocked is wrapped when another deploy holds the project's lock (exit 5).
 var ErrLocked = errors.New("another deploy holds the lock")
@@ -71,16 +79,59 @@ type LockError struct {
 	Holder  LockHolder
 	// Age is how long ago the holder's last heartbeat was.
 	Age time.Duration
+	// Break: the error refuses lock --break of a live holder.
+	Break bool
 }
 
 func (e *LockError) Error() string {
-	return fmt.Sprintf("%s of project %s: %s, last heartbeat %s ago; wait for it to finish, or, if that deploy is dead, "+
-		"run `invdeploy lock --break -p %s` (a lock without heartbeat for %s is taken over by itself)",
-		ErrLocked, e.Project, e.Holder, e.Age.Round(time.Second), e.Project, LockLease)
+	if e.Break {
+		return fmt.Sprintf("the deploy lock of project %s is held by %s, which is alive (last heartbeat %s ago): not broken. "+
+			"Wait for it to finish; a holder without heartbeat for %s is dead and taken over by itself. If you know it is gone, "+
+			"add --force: that deploy then stops before its next change (exit 5)", e.Project, e.Holder, e.Age.Round(time.Second), LockLease)
+	}
+	return fmt.Sprintf("%s of project %s: %s, last heartbeat %s ago (alive); wait for it to finish (a lock without heartbeat for %s is taken over by itself); "+
+		"if you know that deploy is gone, `invdeploy lock --break --force -p %s` breaks it, and that deploy then stops before its next change",
+		ErrLocked, e.Project, e.Holder, e.Age.Round(time.Second), LockLease, e.Project)
 }
 
 // Unwrap makes errors.Is(err, ErrLocked) true.
 func (e *LockError) Unwrap() error { return ErrLocked }
+
+// LeaseLostError is returned by a change a deploy tried after its lock was
+// broken or taken over: the change was not made (exit 5, as ErrLocked).
+type LeaseLostError struct {
+	Project string
+	// Holder is who holds the lock now, when known.
+	Holder *LockHolder
+	// Free: nobody holds the lock now (it was broken, not taken again).
+	Free bool
+	// Before names the change that was not made.
+	Before string
+}
+
+func (e *LeaseLostError) Error() string {
+	now := "" // the heartbeat found it gone: who holds it now is not known
+	switch {
+	case e.Free:
+		now = " (nobody holds it now)"
+	case e.Holder != nil:
+		now = " (now held by " + e.Holder.String() + ")"
+	}
+	before := ""
+	if e.Before != "" {
+		before = " before " + e.Before
+	}
+	return fmt.Sprintf("the deploy lock of project %s was broken while this deploy held it%s: stopped%s, changing nothing more; "+
+		"run `invdeploy status -p %s` to see where the stack stands, and deploy again once the other deploy is done", e.Project, now, before, e.Project)
+}
+
+// Unwrap makes errors.Is(err, ErrLocked) true.
+func (e *LeaseLostError) Unwrap() error { return ErrLocked }
+
+// Dead says whether a holder whose last heartbeat is age old is dead (the
+// lock is then taken over by the next deploy, and may be broken) and why;
+// "" means it is alive.
+func (h LockHolder) Dead(age time.Duration) string { return staleReason(h, age) }
 
 // LockOptions control Lock.
 type LockOptions struct {
@@ -100,6 +151,9 @@ type Lock struct {
 	stop    chan struct{}
 	done    sync.WaitGroup
 	once    sync.Once
+
+	mu   sync.Mutex
+	lost *LeaseLostError // set once the lease is found taken
 }
 
 func lockName(project string) string { return "invdeploy-lock-" + project }
@@ -134,7 +188,10 @@ func (d *Deployer) Lock(ctx context.Context, project string, o LockOptions) (*Lo
 		age := now().Sub(cur.Heartbeat)
 		if reason := staleReason(cur, age); reason != "" {
 			d.out.Event("warning: taking over the deploy lock of %s from %s: %s", project, cur, reason)
-			if err := d.engine.ContainerRemove(ctx, curID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			err := d.quick(ctx, "remove the deploy lock", func(ctx context.Context) error {
+				return d.engine.ContainerRemove(ctx, curID, container.RemoveOptions{Force: true})
+			})
+			if err != nil && !cerrdefs.IsNotFound(err) {
 				return nil, fmt.Errorf("remove the stale deploy lock of %s: %w", project, err)
 			}
 			continue
@@ -173,9 +230,11 @@ func (d *Deployer) LockStatus(ctx context.Context, project string) (*LockHolder,
 	return &h, time.Since(h.Heartbeat), nil
 }
 
-// BreakLock removes project's lock whoever holds it, and returns the holder
-// it removed (nil when there was none).
-func (d *Deployer) BreakLock(ctx context.Context, project string) (*LockHolder, error) {
+// BreakLock removes project's lock and returns the holder it removed (nil
+// when there was none). A holder that is alive (see LockHolder.Dead) is
+// refused with a *LockError (Break) unless force; the broken deploy stops
+// before its next change (see Lock.Fence).
+func (d *Deployer) BreakLock(ctx context.Context, project string, force bool) (*LockHolder, error) {
 	h, id, err := d.readLock(ctx, project)
 	if cerrdefs.IsNotFound(err) {
 		return nil, nil
@@ -183,10 +242,62 @@ func (d *Deployer) BreakLock(ctx context.Context, project string) (*LockHolder, 
 	if err != nil {
 		return nil, err
 	}
-	if err := d.engine.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+	if age := time.Since(h.Heartbeat); !force && h.Dead(age) == "" {
+		return nil, &LockError{Project: project, Holder: h, Age: age, Break: true}
+	}
+	err = d.quick(ctx, "remove the deploy lock", func(ctx context.Context) error {
+		return d.engine.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
+	})
+	if err != nil && !cerrdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("break the deploy lock of %s: %w", project, err)
 	}
 	return &h, nil
+}
+
+// Fence fails with a *LeaseLostError when l is no longer the project's
+// lock on the engine (it was broken, or taken over after a lapse): the
+// lock container of that name is gone or is another one. before names the
+// change about to be made. Once lost, always lost.
+func (l *Lock) Fence(ctx context.Context, before string) error {
+	l.mu.Lock()
+	lost := l.lost
+	l.mu.Unlock()
+	if lost == nil {
+		c, err := l.d.engine.ContainerInspect(ctx, lockName(l.project))
+		switch {
+		case cerrdefs.IsNotFound(err):
+			lost = &LeaseLostError{Project: l.project, Free: true}
+		case err != nil:
+			return fmt.Errorf("check the deploy lock of %s before %s: %w", l.project, before, err)
+		case c.ContainerJSONBase == nil || c.ID != l.id:
+			lost = &LeaseLostError{Project: l.project}
+			var h LockHolder
+			if c.Config != nil && json.Unmarshal([]byte(c.Config.Labels[labelLockHolder]), &h) == nil {
+				lost.Holder = &h
+			}
+		default:
+			return nil
+		}
+		l.mu.Lock()
+		if l.lost == nil {
+			l.lost = lost
+		}
+		lost = l.lost
+		l.mu.Unlock()
+	}
+	e := *lost
+	e.Before = before
+	return &e
+}
+
+// markLost records that the lease is gone (the heartbeat found the lock
+// container removed).
+func (l *Lock) markLost() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost == nil {
+		l.lost = &LeaseLostError{Project: l.project}
+	}
 }
 
 // Unlock stops the heartbeat and releases the lock, unless someone broke it
@@ -196,7 +307,9 @@ func (l *Lock) Unlock(ctx context.Context) error {
 	l.once.Do(func() {
 		close(l.stop)
 		l.done.Wait()
-		err = l.d.engine.ContainerRemove(context.WithoutCancel(ctx), l.id, container.RemoveOptions{Force: true})
+		err = l.d.quick(context.WithoutCancel(ctx), "remove the deploy lock", func(ctx context.Context) error {
+			return l.d.engine.ContainerRemove(ctx, l.id, container.RemoveOptions{Force: true})
+		})
 		if cerrdefs.IsNotFound(err) {
 			err = nil
 		}
@@ -220,6 +333,12 @@ func (l *Lock) heartbeat() {
 			ctx, cancel := context.WithTimeout(context.Background(), LockHeartbeat)
 			err := l.d.writeLockFile(ctx, l.id, l.holder)
 			cancel()
+			if cerrdefs.IsNotFound(err) {
+				// Broken: the deploy stops before its next change (Fence).
+				l.markLost()
+				l.d.out.Event("warning: the deploy lock of %s was broken; this deploy stops before its next change", l.project)
+				return
+			}
 			if err != nil {
 				l.d.out.Event("warning: renewing the deploy lock of %s: %v", l.project, err)
 			}
@@ -268,12 +387,17 @@ func (d *Deployer) createLock(ctx context.Context, project string, h LockHolder)
 			labelLockHolder:  string(info),
 		},
 	}
-	resp, err := d.engine.ContainerCreate(ctx, cfg, nil, nil, nil, lockName(project))
+	var resp container.CreateResponse
+	create := func(ctx context.Context) (err error) {
+		resp, err = d.engine.ContainerCreate(ctx, cfg, nil, nil, nil, lockName(project))
+		return err
+	}
+	err = d.quick(ctx, "create the deploy lock", create)
 	if cerrdefs.IsNotFound(err) { // no lock image on this engine yet
 		if err := d.buildLockImage(ctx); err != nil {
 			return "", err
 		}
-		resp, err = d.engine.ContainerCreate(ctx, cfg, nil, nil, nil, lockName(project))
+		err = d.quick(ctx, "create the deploy lock", create)
 	}
 	if err != nil {
 		return "", err
@@ -314,7 +438,17 @@ func (d *Deployer) readLock(ctx context.Context, project string) (LockHolder, st
 	if c.Config != nil {
 		_ = json.Unmarshal([]byte(c.Config.Labels[labelLockHolder]), &h)
 	}
-	rc, _, err := d.engine.CopyFromContainer(ctx, c.ID, lockFile)
+	var rc io.ReadCloser
+	err = d.quick(ctx, "read the deploy lock", func(ctx context.Context) (err error) {
+		rc, _, err = d.engine.CopyFromContainer(ctx, c.ID, lockFile)
+		if err == nil { // read within the bound: the body streams on ctx
+			var b []byte
+			b, err = io.ReadAll(io.LimitReader(rc, 1<<20))
+			rc.Close()
+			rc = io.NopCloser(bytes.NewReader(b))
+		}
+		return err
+	})
 	if err == nil {
 		defer rc.Close()
 		tr := tar.NewReader(rc)

@@ -169,7 +169,7 @@ func TestLockExcludesSecondDeploy(t *testing.T) {
 	if le.Holder.PID != os.Getpid() || le.Holder.Command != "up" || le.Holder.Machine != host {
 		t.Fatalf("holder %+v", le.Holder)
 	}
-	for _, want := range []string{"shop", "pid", "(up)", "invdeploy lock --break -p shop"} {
+	for _, want := range []string{"shop", "pid", "(up)", "invdeploy lock --break --force -p shop", "(alive)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("message %q lacks %q", err, want)
 		}
@@ -304,7 +304,19 @@ func TestBreakAndStatus(t *testing.T) {
 	if err != nil || h.Command != "up" {
 		t.Fatalf("status: %+v %v", h, err)
 	}
-	broken, err := d.BreakLock(ctx, "shop")
+	// Its holder (this process, heartbeat fresh) is alive: --break alone
+	// refuses, naming it alive; --force breaks it.
+	if why := h.Dead(0); why != "" {
+		t.Fatalf("a live holder reported dead: %s", why)
+	}
+	var refused *LockError
+	if _, err := d.BreakLock(ctx, "shop", false); !errors.As(err, &refused) || !refused.Break || !IsLocked(err) || !strings.Contains(err.Error(), "is alive") || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("break of a live holder: %v, want a refusal that says alive and --force", err)
+	}
+	if _, _, err := d.LockStatus(ctx, "shop"); err != nil {
+		t.Fatalf("the refused break removed the lock: %v", err)
+	}
+	broken, err := d.BreakLock(ctx, "shop", true)
 	if err != nil || broken == nil || broken.PID != os.Getpid() {
 		t.Fatalf("break: %+v %v", broken, err)
 	}
@@ -331,4 +343,173 @@ func deadPID(t *testing.T) int {
 	}
 	p.Wait()
 	return p.Pid
+}
+
+// TestBreakDeadHolderWithoutForce: a dead holder (no heartbeat for longer
+// than the lease) is broken by --break alone, and reported dead.
+func TestBreakDeadHolderWithoutForce(t *testing.T) {
+	ctx := context.Background()
+	eng := newLockEngine()
+	d := New(eng, nil)
+	old := time.Now().Add(-LockLease - 5*time.Second)
+	if _, err := d.createLock(ctx, "shop", LockHolder{User: "bob", Machine: "elsewhere", PID: 7, Since: old, Heartbeat: old}); err != nil {
+		t.Fatal(err)
+	}
+	h, age, err := d.LockStatus(ctx, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if why := h.Dead(age); !strings.Contains(why, "no heartbeat for") {
+		t.Fatalf("Dead = %q, want no heartbeat", why)
+	}
+	if broken, err := d.BreakLock(ctx, "shop", false); err != nil || broken == nil || broken.User != "bob" {
+		t.Fatalf("break of a dead holder: %+v %v", broken, err)
+	}
+}
+
+// TestFencedDeployStopsWhenLeaseTaken: a deploy changes the engine through
+// fencedEngine; once its lock is broken (--force) and taken by another
+// deploy, its next change is not made and fails with a *LeaseLostError
+// (exit 5) naming the new holder, and so does every change after it.
+func TestFencedDeployStopsWhenLeaseTaken(t *testing.T) {
+	ctx := context.Background()
+	eng := newLockEngine()
+	eng.image = true
+	d := New(eng, nil)
+	var took int
+	fd, f := d.fenced(func() (*Lock, error) { took++; return d.Lock(ctx, "shop", LockOptions{Command: "up"}) }, nil)
+	if f.held() != nil {
+		t.Fatal("the lock is taken before the first change")
+	}
+	cfg := &container.Config{Image: "app"}
+	if _, err := fd.engine.ContainerCreate(ctx, cfg, nil, nil, nil, "shop-api-1"); err != nil {
+		t.Fatal(err)
+	}
+	if took != 1 || f.held() == nil {
+		t.Fatalf("the first change did not take the lock (took %d)", took)
+	}
+	if _, err := fd.engine.ContainerCreate(ctx, cfg, nil, nil, nil, "shop-db-1"); err != nil {
+		t.Fatalf("a change under a live lease: %v", err)
+	}
+	if _, err := d.BreakLock(ctx, "shop", true); err != nil {
+		t.Fatal(err)
+	}
+	other, err := New(eng, nil).Lock(ctx, "shop", LockOptions{Command: "down"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	creates := eng.creates
+	_, err = fd.engine.ContainerCreate(ctx, cfg, nil, nil, nil, "shop-api-2")
+	var lost *LeaseLostError
+	if !errors.As(err, &lost) || !IsLocked(err) {
+		t.Fatalf("change after the lease was taken: %v, want a *LeaseLostError", err)
+	}
+	if lost.Holder == nil || lost.Holder.Command != "down" || !strings.Contains(err.Error(), "before create shop-api-2") {
+		t.Fatalf("the error does not name the new holder and the change: %v", err)
+	}
+	if eng.creates != creates {
+		t.Fatal("the change was made after the lease was lost")
+	}
+	for _, change := range []func() error{
+		func() error { return fd.engine.ContainerStart(ctx, "c1", container.StartOptions{}) },
+		func() error { return fd.engine.ContainerRemove(ctx, "c1", container.RemoveOptions{}) },
+		func() error {
+			_, err := fd.engine.NetworkCreate(ctx, "shop_default", network.CreateOptions{})
+			return err
+		},
+		func() error { _, err := fd.engine.ContainerExecCreate(ctx, "c1", container.ExecOptions{}); return err },
+	} {
+		if err := change(); !IsLocked(err) {
+			t.Fatalf("a later change: %v, want the lease lost", err)
+		}
+	}
+	if _, _, err := d.LockStatus(ctx, "shop"); err != nil {
+		t.Fatalf("the new holder's lock is gone: %v", err)
+	}
+	other.Unlock(ctx)
+}
+
+// TestFencedLeaseBrokenAndFree: a lock broken and not taken again is lost
+// too ("nobody holds it now").
+func TestFencedLeaseBrokenAndFree(t *testing.T) {
+	ctx := context.Background()
+	eng := newLockEngine()
+	d := New(eng, nil)
+	l, err := d.Lock(ctx, "shop", LockOptions{Command: "down"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, _ := d.fenced(nil, l)
+	if err := fd.engine.ContainerRemove(ctx, "c9", container.RemoveOptions{}); !cerrdefs.IsNotFound(err) {
+		t.Fatalf("a change under a held lease: %v, want the engine's answer", err)
+	}
+	if _, err := d.BreakLock(ctx, "shop", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := fd.engine.ContainerRemove(ctx, "c9", container.RemoveOptions{}); !IsLocked(err) || !strings.Contains(err.Error(), "nobody holds it now") {
+		t.Fatalf("stop after the break: %v", err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the heartbeat's writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestHeartbeatNoticesBrokenLock: the heartbeat that finds its lock
+// container gone records the lease as lost (the deploy stops before its
+// next change, without another engine call) and says so, instead of only
+// warning and going on.
+func TestHeartbeatNoticesBrokenLock(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	eng := newLockEngine()
+	var out syncBuffer
+	d := New(eng, NewProgress(&out, false))
+	l, err := d.Lock(ctx, "shop", LockOptions{Command: "up"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock(ctx)
+	if _, err := d.BreakLock(ctx, "shop", true); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(LockHeartbeat + 5*time.Second)
+	for {
+		l.mu.Lock()
+		lost := l.lost
+		l.mu.Unlock()
+		if lost != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the heartbeat did not notice the broken lock")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !strings.Contains(out.String(), "was broken; this deploy stops before its next change") {
+		t.Fatalf("no notice: %q", out.String())
+	}
+	// Taken again meanwhile: still lost (a lease once lost stays lost).
+	other, err := d.Lock(ctx, "shop", LockOptions{Command: "down"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Unlock(ctx)
+	if err := l.Fence(ctx, "start x"); !IsLocked(err) {
+		t.Fatalf("Fence after the heartbeat found the lock gone: %v", err)
+	}
 }

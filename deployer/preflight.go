@@ -143,10 +143,11 @@ func isWeak(v string) bool {
 	return weakPasswords[strings.ToLower(v)] || len(v) < 8
 }
 
-// checkSecrets refuses missing, empty, weak or group/world-readable secrets
-// (one mode rule for file and generated secrets), refuses unreadable
-// configs, and returns warnings for secret and env_file paths in system
-// directories.
+// checkSecrets refuses missing, empty, weak or unreadable secrets, secret
+// files that are not regular files, too large (MaxSecretSize) or under
+// /proc, /sys or /dev, and unreadable configs; it returns warnings for
+// secret and env_file paths in system directories and for secret files
+// others can read (see modeRule).
 func (d *Deployer) checkSecrets(p *types.Project, o CheckOptions, add func(rule, subject, format string, args ...any)) []string {
 	checkConfigs(p, add)
 	srcs, err := secretSources(p, o.ConfigDir)
@@ -154,33 +155,31 @@ func (d *Deployer) checkSecrets(p *types.Project, o CheckOptions, add func(rule,
 		add("secret", "secrets", "%v", err)
 		return nil
 	}
+	var warns []string
 	for _, name := range usedSecrets(p) {
 		src, ok := srcs[name]
 		if !ok {
 			add("secret", name, "used by a service but not defined under top-level secrets")
 			continue
 		}
-		switch {
-		case src.File != "":
-			fi, err := os.Stat(src.File)
+		file, what := src.File, "file"
+		if file == "" && src.Generate && p.Environment[src.Env] == "" {
+			if _, err := os.Lstat(src.Stored); errors.Is(err, fs.ErrNotExist) {
+				continue // generated on the first up
+			}
+			file, what = src.Stored, "stored file"
+		}
+		if file != "" {
+			_, fi, err := statSourceFile(file, MaxSecretSize)
 			if err != nil {
-				add("secret", name, "file %s is missing; create it with the secret value (mode 0600)", src.File)
+				add("secret", name, "%v", err)
 				continue
 			}
-			if fi.Mode().Perm()&0o044 != 0 {
-				add("secret", name, "file %s is %s (mode %04o); run chmod 600 %s: %s", src.File, readableBy(fi.Mode()), fi.Mode().Perm(), src.File, chmodSafe)
+			if refuse, msg := modeRule(what, file, fi.Mode(), o.Remote); refuse {
+				add("secret", name, "%s", msg)
 				continue
-			}
-		case src.Env != "":
-			if v := p.Environment[src.Env]; v == "" && src.Generate {
-				fi, err := os.Stat(src.Stored)
-				if errors.Is(err, fs.ErrNotExist) {
-					continue // generated on the first up
-				}
-				if err == nil && fi.Mode().Perm()&0o044 != 0 {
-					add("secret", name, "stored file %s is %s (mode %04o); run chmod 600 %s: %s", src.Stored, readableBy(fi.Mode()), fi.Mode().Perm(), src.Stored, chmodSafe)
-					continue
-				}
+			} else if msg != "" {
+				warns = append(warns, "secret "+name+": "+msg)
 			}
 		}
 		v, err := readSecret(p, src, false)
@@ -200,13 +199,31 @@ func (d *Deployer) checkSecrets(p *types.Project, o CheckOptions, add func(rule,
 			add("secret", name, "is a known weak default or shorter than 8 characters; set a strong value")
 		}
 	}
-	return systemDirWarnings(p, srcs)
+	return append(warns, systemDirWarnings(p, srcs)...)
 }
 
 // chmodSafe says why the fix of a readable secret file breaks nothing: docker
 // compose bind-mounts the file, so samples ship it at 0644 for a container
 // user that is not the file's owner; invdeploy delivers a copy.
 const chmodSafe = "that is safe under invdeploy, which delivers a copy owned by the service's user, so the container never reads your file"
+
+// modeRule is the rule for a secret file others can read. On a local
+// engine it is the user's business, as with docker compose (compose
+// samples ship secret files at 0644): a warning. For a remote host (the
+// secret then guards a shared or production host, and the deploying
+// machine is often shared too: a CI runner, a jump host) the same file
+// refuses. What does leak - a secret
+// file tracked by git or inside a build context - refuses everywhere (see
+// checkFiles). msg is "" when nobody else can read the file.
+func modeRule(what, file string, m fs.FileMode, remote bool) (refuse bool, msg string) {
+	if m.Perm()&0o044 == 0 {
+		return false, ""
+	}
+	if remote {
+		return true, fmt.Sprintf("%s %s is %s (mode %04o), refused for a remote host; run chmod 600 %s: %s", what, file, readableBy(m), m.Perm(), file, chmodSafe)
+	}
+	return false, fmt.Sprintf("%s %s is %s (mode %04o): other users of this machine can read it; chmod 600 %s keeps it yours (%s)", what, file, readableBy(m), m.Perm(), file, chmodSafe)
+}
 
 // readableBy says who besides the owner can read a file of mode m.
 func readableBy(m fs.FileMode) string {
@@ -222,7 +239,7 @@ func (d *Deployer) checkFiles(st *Stack, add func(rule, subject, format string, 
 	p := st.Project
 	sensitive := sensitiveFiles(p)
 	for _, f := range sortedKeys(sensitive) {
-		if gitTracked(f) {
+		if gitTracked(f) || (realPath(f) != f && gitTracked(realPath(f))) {
 			add("file", f, "%s is tracked by git; run git rm --cached %s, add it to .gitignore and rotate the values it held", sensitive[f], f)
 		}
 	}

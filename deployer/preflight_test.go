@@ -73,17 +73,18 @@ func TestPreflightOwnContainerHoldingPortIsFine(t *testing.T) {
 
 func TestPreflightSecrets(t *testing.T) {
 	tests := []struct {
-		name  string
-		files map[string]string
-		mode  os.FileMode
-		env   []string
-		want  string
+		name   string
+		files  map[string]string
+		mode   os.FileMode
+		env    []string
+		remote bool
+		want   string
 	}{
 		{name: "missing file", want: "is missing"},
 		{name: "empty", files: map[string]string{"pw.txt": ""}, mode: 0o600, want: "is empty"},
-		{name: "world-readable", files: map[string]string{"pw.txt": "a-long-strong-value-123"}, mode: 0o644, want: "world-readable (mode 0644); run chmod 600"},
-		{name: "group-readable", files: map[string]string{"pw.txt": "a-long-strong-value-123"}, mode: 0o640, want: "group-readable (mode 0640); run chmod 600"},
-		{name: "hint says why chmod is safe", files: map[string]string{"pw.txt": "a-long-strong-value-123"}, mode: 0o644, want: "delivers a copy owned by the service's user"},
+		{name: "world-readable for a remote host", files: map[string]string{"pw.txt": "a-long-strong-value-123"}, mode: 0o644, remote: true, want: "world-readable (mode 0644), refused for a remote host; run chmod 600"},
+		{name: "group-readable for a remote host", files: map[string]string{"pw.txt": "a-long-strong-value-123"}, mode: 0o640, remote: true, want: "group-readable (mode 0640), refused for a remote host; run chmod 600"},
+		{name: "hint says why chmod is safe", files: map[string]string{"pw.txt": "a-long-strong-value-123"}, mode: 0o644, remote: true, want: "delivers a copy owned by the service's user"},
 		{name: "weak default", files: map[string]string{"pw.txt": "changeme\n"}, mode: 0o600, want: "weak default"},
 		{name: "short", files: map[string]string{"pw.txt": "abc12"}, mode: 0o600, want: "weak default"},
 	}
@@ -106,7 +107,7 @@ secrets:
 			if err != nil {
 				t.Fatal(err)
 			}
-			refused(t, fakeWithImages(), st, UpOptions{}, "secret pw", tt.want)
+			refused(t, fakeWithImages(), st, UpOptions{Remote: tt.remote}, "secret pw", tt.want)
 		})
 	}
 	t.Run("env unset", func(t *testing.T) {
@@ -122,7 +123,7 @@ secrets:
 		st, cfgDir := bundledStack(t, "INVOICING_API_PORT="+strconv.Itoa(freePort(t)))
 		writeFiles(t, cfgDir, map[string]string{"db_password": "a-strong-generated-value-xyz"})
 		os.Chmod(filepath.Join(cfgDir, "db_password"), 0o640)
-		refused(t, fakeWithImages(), st, UpOptions{ConfigDir: cfgDir}, "group-readable", "chmod 600")
+		refused(t, fakeWithImages(), st, UpOptions{ConfigDir: cfgDir, Remote: true}, "group-readable", "chmod 600")
 	})
 	t.Run("config file missing", func(t *testing.T) {
 		st := loadStack(t, "services:\n  db:\n    image: postgres:15\n    configs: [c]\nconfigs:\n  c:\n    file: ./nope.conf\n", nil)

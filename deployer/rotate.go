@@ -61,6 +61,7 @@ func (d *Deployer) RotateSecret(ctx context.Context, st *Stack, name string, o R
 			return nil, err
 		}
 		defer l.Unlock(ctx)
+		d, _ = d.fenced(nil, l)
 	}
 	src, db, role, err := rotateTarget(p, name, o.ConfigDir)
 	if err != nil {

@@ -103,9 +103,9 @@ func usedSecrets(p *types.Project) []string {
 func readSecret(p *types.Project, src secretSource, generate bool) ([]byte, error) {
 	switch {
 	case src.File != "":
-		b, err := os.ReadFile(src.File)
+		b, err := readSourceFile(src.File, MaxSecretSize)
 		if err != nil {
-			return nil, fmt.Errorf("read secret %s from %s: %w", src.Name, src.File, err)
+			return nil, fmt.Errorf("secret %s: %w", src.Name, err)
 		}
 		return b, nil
 	case src.Env != "":
@@ -115,12 +115,12 @@ func readSecret(p *types.Project, src secretSource, generate bool) ([]byte, erro
 		if !src.Generate {
 			return nil, fmt.Errorf("secret %s: environment variable %s is not set", src.Name, src.Env)
 		}
-		b, err := os.ReadFile(src.Stored)
+		b, err := readSourceFile(src.Stored, MaxSecretSize)
 		if err == nil {
 			return bytes.TrimRight(b, "\r\n"), nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) || !generate {
-			return nil, fmt.Errorf("read generated secret %s from %s: %w", src.Name, src.Stored, err)
+			return nil, fmt.Errorf("read generated secret %s: %w", src.Name, err)
 		}
 		return generateSecret(src.Stored)
 	}

@@ -73,6 +73,36 @@ func bounded[T any](ctx context.Context, t *timeoutEngine, call string, fn func(
 	return v, err
 }
 
+// QuickBounder is implemented by engines that bound quick calls
+// (WithCallTimeout): Bound runs fn, one call that should answer at once but
+// that the decorator cannot recognise by its method (the create of the
+// deploy lock, as against a service container's create, which may copy a
+// volume), under the same bound and error.
+type QuickBounder interface {
+	Bound(ctx context.Context, call string, fn func(context.Context) error) error
+}
+
+// Bound runs fn under t's bound (see QuickBounder).
+func (t *timeoutEngine) Bound(ctx context.Context, call string, fn func(context.Context) error) error {
+	_, err := bounded(ctx, t, call, func(ctx context.Context) (struct{}, error) { return struct{}{}, fn(ctx) })
+	return err
+}
+
+// quick runs fn, one engine call that should answer at once, under the
+// engine's call bound when it has one (see QuickBounder).
+func (d *Deployer) quick(ctx context.Context, call string, fn func(context.Context) error) error {
+	return boundBy(d.engine, ctx, call, fn)
+}
+
+// boundBy runs fn under e's call bound when e has one; decorators of an
+// engine forward their Bound to it, so the bound survives wrapping.
+func boundBy(e Engine, ctx context.Context, call string, fn func(context.Context) error) error {
+	if b, ok := e.(QuickBounder); ok {
+		return b.Bound(ctx, call, fn)
+	}
+	return fn(ctx)
+}
+
 func (t *timeoutEngine) Ping(ctx context.Context) (types.Ping, error) {
 	return bounded(ctx, t, "ping", t.Engine.Ping)
 }

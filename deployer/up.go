@@ -98,8 +98,13 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	p := st.Project
 	d.loadDeliveryRecord(p.Name, o.ConfigDir)
 	defer d.saveDeliveryRecord(ctx, p.Name)
-	pl, unlock, err := d.lockedPlan(ctx, p, o)
-	defer unlock()
+	pl, lock, err := d.lockedPlan(ctx, p, o)
+	if lock != nil {
+		defer lock.Unlock(context.WithoutCancel(ctx))
+		// Every change goes through the fence: a deploy whose lease is
+		// broken or taken over stops before its next change (exit 5).
+		d, _ = d.fenced(nil, lock)
+	}
 	res.Plan = pl
 	if err != nil {
 		return res, err
@@ -123,7 +128,7 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 		}
 	}
 	deadline := time.Now().Add(timeout)
-	rd := newReadiness(ctx, d.engine, start)
+	rd := newReadiness(ctx, probing(d.engine), start)
 	defer rd.stop()
 	if err := a.start(ctx, rd, deadline, res); err != nil {
 		return res, err
@@ -148,33 +153,36 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 // lockedPlan plans an up. With o.Lock, a held lock refuses at once (exit
 // 5); a plan with operations takes the lock and is computed again under it
 // (another deploy may have changed the stack meanwhile), so an up with
-// nothing to change only reads. unlock releases what was taken.
-func (d *Deployer) lockedPlan(ctx context.Context, p *types.Project, o UpOptions) (pl *Plan, unlock func(), err error) {
-	unlock = func() {}
+// nothing to change only reads. The lock it took (nil when none) is the caller's to release.
+func (d *Deployer) lockedPlan(ctx context.Context, p *types.Project, o UpOptions) (pl *Plan, lock *Lock, err error) {
 	if o.Lock {
 		if err := d.lockFree(ctx, p.Name); err != nil {
-			return &Plan{Project: p.Name}, unlock, err
+			return &Plan{Project: p.Name}, nil, err
 		}
 	}
 	pl, err = d.plan(ctx, p, o)
 	if err != nil || !o.Lock || !pl.Changes() {
-		return pl, unlock, err
+		return pl, nil, err
 	}
 	l, err := d.Lock(ctx, p.Name, LockOptions{Command: "up"})
 	if err != nil {
-		return pl, unlock, err
+		return pl, nil, err
 	}
 	pl, err = d.plan(ctx, p, o)
-	return pl, func() { l.Unlock(context.WithoutCancel(ctx)) }, err
+	return pl, l, err
 }
 
 // loadDeliveryRecord loads this machine's delivery record of a project
 // (see deliveryRecord) for the plan to trust.
 func (d *Deployer) loadDeliveryRecord(project, configDir string) {
+	state, err := StateDir()
+	if err != nil {
+		return
+	}
 	if configDir != "" {
-		d.delivered = loadDeliveryRecord(configDir)
+		d.delivered = loadDeliveryRecord(configDir, state)
 	} else if dir, err := ConfigDir(project); err == nil {
-		d.delivered = loadDeliveryRecord(dir)
+		d.delivered = loadDeliveryRecord(dir, state)
 	}
 }
 

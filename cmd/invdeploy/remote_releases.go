@@ -82,14 +82,15 @@ weak secrets), locked and recorded as a new release (exit codes as remote up).`,
 
 func newRemoteLockCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 	var stack stackOptions
-	var brk bool
+	var brk lockBreak
 	cmd := &cobra.Command{
 		Use:   "lock --host URL [-p NAME] [--break]",
 		Short: "Show who holds the project's deploy lock on the host, or break it",
 		Long: `remote lock shows the deploy lock on the --host engine, as lock does locally:
 remote up, remote down and remote rollback hold it, so two machines deploying to
-one host never run at once (the second exits 5 and names the holder). --break
-removes it at once: use it only when you know the holder is dead.`,
+one host never run at once (the second exits 5 and names the holder).
+
+` + lockHelp,
 		Example: `  invdeploy remote lock --host ssh://admin@203.0.113.7
   invdeploy remote lock --host ssh://admin@203.0.113.7 -p shop --break`,
 		Args: noArgs,
@@ -103,7 +104,7 @@ removes it at once: use it only when you know the holder is dead.`,
 		},
 	}
 	stack.bind(cmd, true)
-	cmd.Flags().BoolVar(&brk, "break", false, "remove the lock whoever holds it (only when its holder is dead)")
+	brk.bind(cmd)
 	return cmd
 }
 

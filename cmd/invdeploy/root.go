@@ -84,7 +84,7 @@ Exit codes: 0 ok; 1 failure; 2 usage; 3 preflight refused (nothing changed);
 	pf.StringVarP(&g.Host, "host", "H", "", "Docker engine address (default $DOCKER_HOST, then the local socket)")
 	pf.StringVarP(&g.Output, "output", "o", "text", "output format: text or json")
 	pf.BoolVarP(&g.Quiet, "quiet", "q", false, "print results and errors only, no progress")
-	pf.DurationVar(&g.EngineTimeout, "engine-timeout", deployer.DefaultCallTimeout, "bound on each quick engine call (ping, version, inspect, list); 0 means none")
+	pf.DurationVar(&g.EngineTimeout, "engine-timeout", deployer.DefaultCallTimeout, "bound on each quick engine call (ping, version, inspect, list, the deploy lock); 0 means none")
 	for _, newCmd := range commands {
 		root.AddCommand(newCmd(g))
 	}

@@ -22,6 +22,10 @@ func (o *remoteOptions) connect(ctx context.Context, g *globalOptions) (*session
 	if err != nil {
 		return nil, err
 	}
+	if err := d.Ping(ctx); err != nil { // bounded by --engine-timeout
+		closeRemote(g, d)
+		return nil, err
+	}
 	s := &session{d: d, client: d.Client()}
 	s.conn.Endpoint = d.Endpoint()
 	return s, nil

@@ -27,3 +27,36 @@ func TestStatusHungEngineIsBounded(t *testing.T) {
 		t.Fatalf("stderr does not say %q:\n%s", want, stderr.String())
 	}
 }
+
+// TestLockingCommandsHungEngineAreBounded: down and secret rotate take the
+// deploy lock first; against an engine that never answers they fail within
+// about --engine-timeout too (they hung before the lock's create was
+// bounded).
+func TestLockingCommandsHungEngineAreBounded(t *testing.T) {
+	_, hung := fakeEngines(t)
+	t.Setenv("DOCKER_HOST", hung)
+	t.Chdir(t.TempDir())
+	for _, args := range [][]string{
+		{"down", "-p", "wdep"},
+		{"secret", "rotate", "db_password", "-p", "wdep"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			done := make(chan int, 1)
+			go func() {
+				done <- Main(append(args, "--engine-timeout", "1s"), strings.NewReader(""), &stdout, &stderr)
+			}()
+			select {
+			case code := <-done:
+				if code != exitFailure {
+					t.Fatalf("exit %d, want %d; stderr:\n%s", code, exitFailure, stderr.String())
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatalf("%s hung against an engine that never answers, with --engine-timeout 1s", args[0])
+			}
+			if want := "did not answer create the deploy lock within 1s"; !strings.Contains(stderr.String(), want) {
+				t.Fatalf("stderr does not say %q:\n%s", want, stderr.String())
+			}
+		})
+	}
+}

@@ -77,6 +77,14 @@ func (d *Deployer) Close() error {
 	return d.conn.Close()
 }
 
+// Ping asks the host's engine whether it answers, within the engine
+// timeout: the swarm commands, which drive the client itself, ask it first
+// so an engine that accepts and never answers fails them in time.
+func (d *Deployer) Ping(ctx context.Context) error {
+	_, err := d.engine.Ping(ctx)
+	return err
+}
+
 // Client is the host's engine client, for the swarm commands, whose
 // library (deployer/swarm) drives the Swarm API of each node it is given.
 func (d *Deployer) Client() *client.Client { return d.client }
@@ -206,9 +214,10 @@ func (d *Deployer) LockStatus(ctx context.Context, project string) (*deployer.Lo
 	return d.d.LockStatus(ctx, project)
 }
 
-// BreakLock removes project's deploy lock on the host.
-func (d *Deployer) BreakLock(ctx context.Context, project string) (*deployer.LockHolder, error) {
-	return d.d.BreakLock(ctx, project)
+// BreakLock removes project's deploy lock on the host (a live holder only
+// when force; see deployer.BreakLock).
+func (d *Deployer) BreakLock(ctx context.Context, project string, force bool) (*deployer.LockHolder, error) {
+	return d.d.BreakLock(ctx, project, force)
 }
 
 // TunnelOptions control Tunnel.

@@ -32,6 +32,11 @@ type boundedEngine struct {
 	quick deployer.Engine
 }
 
+// Bound runs fn under the quick calls' bound (see deployer.QuickBounder).
+func (b *boundedEngine) Bound(ctx context.Context, call string, fn func(context.Context) error) error {
+	return b.quick.(deployer.QuickBounder).Bound(ctx, call, fn)
+}
+
 func (b *boundedEngine) Ping(ctx context.Context) (dockertypes.Ping, error) {
 	return b.quick.Ping(ctx)
 }

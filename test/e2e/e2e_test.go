@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -467,13 +468,35 @@ func TestPreflightRefusalsLeaveNothing(t *testing.T) {
 		refuse(t, hello, project(t, "port2"), []string{"port 0.0.0.0:" + port, "held by container " + holder + "-squat-1"})
 	})
 
-	t.Run("secret missing, weak, world-readable", func(t *testing.T) {
+	t.Run("secret missing, weak (world-readable only warns locally)", func(t *testing.T) {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  db:\n    image: postgres:15\n    secrets: [pw, weak, open]\nsecrets:\n  pw: {file: ./missing.txt}\n  weak: {file: ./weak.txt}\n  open: {file: ./open.txt}\n"), 0o644)
 		os.WriteFile(filepath.Join(dir, "weak.txt"), []byte("changeme"), 0o600)
 		os.WriteFile(filepath.Join(dir, "open.txt"), []byte("a-long-strong-but-open-value"), 0o644)
 		os.Chmod(filepath.Join(dir, "open.txt"), 0o644)
-		refuse(t, dir, project(t, "secret"), []string{"secret pw: file", "is missing", "secret weak: is a known weak default", "secret open: file", "world-readable"})
+		refuse(t, dir, project(t, "secret"), []string{"secret pw: file", "is missing", "secret weak: is a known weak default", "warning: secret open: file", "world-readable (mode 0644)"})
+	})
+
+	t.Run("secret from a device, a FIFO, /proc", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := syscall.Mkfifo(filepath.Join(dir, "pw.fifo"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  db:\n    image: postgres:15\n    secrets: [zero, fifo, env]\nsecrets:\n  zero: {file: /dev/zero}\n  fifo: {file: ./pw.fifo}\n  env: {file: /proc/self/environ}\n"), 0o644)
+		refuse(t, dir, project(t, "devsec"), []string{"secret zero: file /dev/zero is under /dev", "secret fifo: file", "is a FIFO (named pipe), not a regular file", "secret env: file /proc/self/environ is under /proc"})
+	})
+
+	t.Run("secret through a symlinked directory would enter the build context", func(t *testing.T) {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "app", "config"), 0o755)
+		os.WriteFile(filepath.Join(dir, "app", "Dockerfile"), []byte("FROM postgres:15\nCOPY . /app\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "app", "config", "pw.txt"), []byte("a-long-strong-secret-value"), 0o600)
+		os.Symlink(filepath.Join("app", "config"), filepath.Join(dir, "secrets"))
+		os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte("services:\n  x:\n    build: ./app\n    secrets: [pw]\nsecrets:\n  pw: {file: ./secrets/pw.txt}\n"), 0o644)
+		refuse(t, dir, project(t, "ctxlink"), []string{"secret file (through a symlink, at ", "would enter the build context of services.x", "add config/pw.txt to"})
+		if r := e.run(dir, "check", "-p", project(t, "ctxlink")); r.code != 3 || !strings.Contains(r.stderr, "through a symlink") {
+			t.Fatalf("check: exit %d, want 3 naming the symlinked secret\n%s", r.code, r.stderr)
+		}
 	})
 
 	t.Run("image neither present nor pullable", func(t *testing.T) {

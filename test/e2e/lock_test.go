@@ -26,6 +26,27 @@ const slowStack = `services:
       retries: 60
 `
 
+// afterSlow is a service created once slow is healthy: an up of slowStack
+// plus afterSlow still has a change to make after its wait.
+const afterSlow = `  after:
+    image: debian:bookworm
+    command: ["sleep", "infinity"]
+    stop_grace_period: 1s
+    depends_on:
+      slow: {condition: service_healthy}
+`
+
+// exitCode is the exit status of a finished command's Wait error.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
 // startUp starts `invdeploy up` in the background and returns once the
 // project's lock container exists on the engine.
 func (e *localEnv) startUp(dir, proj string) (*exec.Cmd, *bytes.Buffer) {
@@ -103,14 +124,39 @@ func TestDeployLock(t *testing.T) {
 		t.Fatalf("lock after recovery: %s", r.stdout)
 	}
 
-	// --break removes a lock whoever holds it.
-	write("three")
-	third, _ := e.startUp(dir, proj)
-	if r := e.mustRun(dir, "lock", "-p", proj, "--break"); !strings.Contains(r.stdout, "broke the deploy lock") {
-		t.Fatalf("lock --break: %s", r.stdout)
+	// The lock is a lease with fencing. A live holder: lock says alive,
+	// --break refuses it (exit 5), --break --force breaks it, and the up
+	// that held it stops before its next change (creating the service that
+	// waits for slow's health) with exit 5, instead of going on.
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(strings.Replace(slowStack, "%s", "three", 1)+afterSlow), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if err := third.Wait(); err != nil {
-		t.Fatalf("up whose lock was broken: %v", err)
+	third, thirdOut := e.startUp(dir, proj)
+	if r := e.mustRun(dir, "lock", "-p", proj); !strings.Contains(r.stdout, "pid "+strconv.Itoa(third.Process.Pid)) || !strings.Contains(r.stdout, ", alive") {
+		t.Fatalf("lock does not say the running up is alive:\n%s", r.stdout)
+	}
+	if r := e.run(dir, "lock", "-p", proj, "--break"); r.code != 5 || !strings.Contains(r.stderr, "which is alive") || !strings.Contains(r.stderr, "--force") {
+		t.Fatalf("lock --break of a live holder: exit %d, want 5 and a refusal\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := e.mustRun(dir, "lock", "-p", proj, "--break", "--force"); !strings.Contains(r.stdout, "broke the deploy lock") || !strings.Contains(r.stdout, "alive: that deploy stops before its next change") {
+		t.Fatalf("lock --break --force: %s", r.stdout)
+	}
+	err := third.Wait()
+	if code := exitCode(err); code != 5 {
+		t.Fatalf("up whose lock was broken: exit %d, want 5\n%s", code, thirdOut)
+	}
+	for _, want := range []string{"was broken while this deploy held it", "stopped before ", "nobody holds it now"} {
+		if !strings.Contains(thirdOut.String(), want) {
+			t.Errorf("the displaced up does not say %q:\n%s", want, thirdOut)
+		}
+	}
+	if _, err := e.docker.ContainerInspect(context.Background(), proj+"-after-1"); err == nil {
+		t.Fatalf("the displaced up created %s-after-1 after its lock was broken", proj)
+	}
+	// The next up finishes the job.
+	e.mustRun(dir, "up", "-p", proj)
+	if _, err := e.docker.ContainerInspect(context.Background(), proj+"-after-1"); err != nil {
+		t.Fatalf("the next up did not create after: %v", err)
 	}
 	e.mustRun(dir, "down", "-p", proj)
 	if _, err := e.docker.ContainerInspect(context.Background(), "invdeploy-lock-"+proj); err == nil {

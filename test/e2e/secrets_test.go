@@ -315,3 +315,38 @@ func TestSecretRotate(t *testing.T) {
 	e.assertNoSecret(proj, string(old))
 	e.assertNoSecret(proj, string(now))
 }
+
+// TestSecretFileModeWarnsLocally: issue 25: a secret file at 0664 (as
+// compose samples ship it) deploys on a local engine as with docker
+// compose, with a warning that says how to keep it private; the service
+// reads the value from its own 0400 copy.
+func TestSecretFileModeWarnsLocally(t *testing.T) {
+	t.Parallel() // its own project; nothing shared but the engine
+	e := newLocalEnv(t, "debian:bookworm")
+	proj := fmt.Sprintf("wsec-mode-%d", os.Getpid())
+	const value = "wsec-mode-canary-Rt7yB4"
+	dir := t.TempDir()
+	compose := "services:\n  app:\n    image: debian:bookworm\n    user: \"1000:1000\"\n    command: [\"sleep\", \"infinity\"]\n    stop_grace_period: 1s\n    secrets: [pw]\nsecrets:\n  pw:\n    file: ./pw.txt\n"
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(compose), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pw.txt"), []byte(value), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "pw.txt"), 0o664); err != nil {
+		t.Fatal(err)
+	}
+	e.cleanup(proj)
+	r := e.mustRun(dir, "up", "-p", proj)
+	if !strings.Contains(r.stderr, "warning: secret pw: file "+filepath.Join(dir, "pw.txt")+" is world-readable (mode 0664)") || !strings.Contains(r.stderr, "chmod 600") {
+		t.Fatalf("up does not warn about the 0664 secret file:\n%s", r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, value) {
+		t.Fatal("the secret's value is in up's output")
+	}
+	id := e.containerIDs(proj)[proj+"-app-1"]
+	if out, code := execIn(t, e.docker, id, "1000:1000", "sh", "-c", `test "$(cat /run/secrets/pw)" = "`+value+`" && stat -c '%a' /run/secrets/pw`); code != 0 || strings.TrimSpace(out) != "400" {
+		t.Fatalf("the service does not read its 0400 copy of the secret: exit %d %q", code, out)
+	}
+	e.mustRun(dir, "down", "-p", proj)
+}
