@@ -47,6 +47,7 @@ const (
 	//     rollout: proxy | recreate   # override the rule (see rolloutOf)
 	//     health_path: /readyz         # what the proxy requests before switching (default /)
 	//     drain_timeout: 30s           # how long in-flight requests may take after the switch
+	//     backup: continuous           # PostgreSQL's continuous protection (deployer/backup)
 	ExtService = "x-invdeploy"
 
 	proxyUser      = "65532:65532"
@@ -119,8 +120,10 @@ func parseServiceExt(s types.ServiceConfig) (serviceExt, error) {
 				return e, fmt.Errorf("services.%s.%s.drain_timeout: want a duration such as 30s (at most 1h), not %v", s.Name, ExtService, v)
 			}
 			e.DrainTimeout = d
+		case "backup":
+			// continuous protection: read and checked by deployer/backup
 		default:
-			return e, fmt.Errorf("services.%s.%s: unknown key %q (rollout, health_path, drain_timeout)", s.Name, ExtService, k)
+			return e, fmt.Errorf("services.%s.%s: unknown key %q (rollout, health_path, drain_timeout, backup)", s.Name, ExtService, k)
 		}
 	}
 	return e, nil
