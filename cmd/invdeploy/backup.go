@@ -252,4 +252,3 @@ committed after it are not restored.`,
 	durationFlag(cmd, &o.waitTimeout, "wait-timeout", 3*time.Minute, "how long to wait for the stack's health after the switch")
 	return cmd
 }
-
