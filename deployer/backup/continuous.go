@@ -38,8 +38,8 @@ const (
 	// database keeps WAL until the sidecar has it, so none is lost while
 	// the sidecar is down (alert InvoicingBackupArchiveBehind says when).
 	SlotName = "invdeploy_backup"
-	// archiveMount is where the archive volume is mounted in the sidecar
-	// and the restore helper.
+	// archiveMount is where the restore and list helpers mount the archive
+	// volume (the sidecar mounts it where the image keeps its data).
 	archiveMount = "/backup"
 )
 
@@ -167,6 +167,7 @@ func sidecarService(pg *Postgres, db types.ServiceConfig) types.ServiceConfig {
 		"BACKUP_KEEP":   str(strconv.Itoa(pg.Continuous.Keep)),
 		"BACKUP_SLOT":   str(SlotName),
 		"BACKUP_MAXLAG": str(strconv.Itoa(maxLagBytes)),
+		"ARCHIVE":       str(pg.Mount),
 	}
 	if v := db.Environment["POSTGRES_DB"]; v != nil && *v != "" {
 		env["PGDATABASE"] = str(*v)
@@ -195,7 +196,10 @@ func sidecarService(pg *Postgres, db types.ServiceConfig) types.ServiceConfig {
 	s.Secrets = db.Secrets
 	s.Networks = nets
 	s.Volumes = []types.ServiceVolumeConfig{{
-		Type: types.VolumeTypeVolume, Source: archiveKey(pg.Service), Target: archiveMount,
+		// Where the database's image has its data directory: the empty
+		// volume takes that directory's owner (the database's user), and
+		// the image's VOLUME there gets no anonymous volume.
+		Type: types.VolumeTypeVolume, Source: archiveKey(pg.Service), Target: pg.Mount,
 	}}
 	s.DependsOn = types.DependsOnConfig{pg.Service: {Condition: types.ServiceConditionHealthy, Required: true}}
 	s.HealthCheck = &types.HealthCheckConfig{
@@ -234,7 +238,7 @@ const sidecarHealth = `f=/tmp/archive-ok; [ -f $f ] && [ $(( $(date +%s) - $(sta
 //     (one pg_hba.conf line, added once, then a reload; the official image
 //     allows them from loopback only);
 //   - streams WAL with pg_receivewal through a physical slot into
-//     /backup/<system id>-<timeline>/wal (a restore starts a new timeline,
+//     <archive>/<system id>-<timeline>/wal (a restore starts a new timeline,
 //     so a new directory: WAL of different histories never mix);
 //   - takes a base backup (pg_basebackup -Ft -X none, SHA-256 beside it)
 //     when that directory has none or the newest is older than BACKUP_EVERY,
@@ -272,7 +276,7 @@ start_receiving() {
 	local id
 	id=$(psql -X -Atq "replication=true" -c IDENTIFY_SYSTEM 2>&1) || { log "replication connection refused: $id"; return 1; }
 	IFS='|' read -r sysid tli _ _ <<<"$id"
-	gen=/backup/$sysid-$tli
+	gen=$ARCHIVE/$sysid-$tli
 	mkdir -p "$gen/wal" "$gen/base"
 	pg_receivewal -D "$gen/wal" -S "$slot" --synchronous -n &
 	recv=$!
@@ -295,12 +299,12 @@ base_backup() {
 }
 retain() {
 	local all n d g oldest wal
-	all=$(ls -1d /backup/*/base/*/ 2>/dev/null | grep -v '\.partial/$' | awk -F/ '{print $(NF-1) " " $0}' | sort | cut -d' ' -f2-)
+	all=$(ls -1d "$ARCHIVE"/*/base/*/ 2>/dev/null | grep -v '\.partial/$' | awk -F/ '{print $(NF-1) " " $0}' | sort | cut -d' ' -f2-)
 	n=$(printf '%s\n' "$all" | grep -c . || true)
 	printf '%s\n' "$all" | head -n $(( n > BACKUP_KEEP ? n - BACKUP_KEEP : 0 )) | while read -r d; do
 		[ -n "$d" ] && rm -rf "$d" && log "removed base backup $d (keep $BACKUP_KEEP)"
 	done
-	for g in /backup/*/; do
+	for g in "$ARCHIVE"/*/; do
 		g=${g%/}
 		oldest=$(ls -1 "$g/base" 2>/dev/null | grep -v '\.partial$' | sort | head -n 1)
 		if [ -z "$oldest" ]; then

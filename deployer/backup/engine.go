@@ -129,7 +129,7 @@ func (b *Backups) run(ctx context.Context, project string, h helper) (string, in
 	if err != nil {
 		return "", 0, fmt.Errorf("create %s: %w", h.Name, err)
 	}
-	defer b.Engine.ContainerRemove(context.WithoutCancel(ctx), c.ID, container.RemoveOptions{Force: true})
+	defer b.Engine.ContainerRemove(context.WithoutCancel(ctx), c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	if h.Fill != nil {
 		if err := h.Fill(ctx, c.ID); err != nil {
 			return "", 0, err

@@ -401,6 +401,17 @@ func (b *Backups) stopDatabase(ctx context.Context, pg *Postgres) error {
 		if err := b.Engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{}); err != nil {
 			return fmt.Errorf("remove %s: %w", firstName(c.Names), err)
 		}
+		// Its secret delivery volumes go with it, as with down.
+		name := strings.TrimPrefix(firstName(c.Names), "/")
+		vols, err := b.Engine.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", deployer.LabelDeliveryFor+"="+name))})
+		if err != nil {
+			return fmt.Errorf("list the delivery volumes of %s: %w", name, err)
+		}
+		for _, v := range vols.Volumes {
+			if err := b.Engine.VolumeRemove(ctx, v.Name, false); err != nil {
+				return fmt.Errorf("remove volume %s: %w", v.Name, err)
+			}
+		}
 	}
 	return nil
 }
