@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/go-units"
 	"github.com/spf13/cobra"
 
@@ -251,4 +256,57 @@ committed after it are not restored.`,
 	cmd.Flags().StringVar(&o.id, "backup", "", "restore this encrypted backup (an ID from invdeploy backups) to its end")
 	durationFlag(cmd, &o.waitTimeout, "wait-timeout", 3*time.Minute, "how long to wait for the stack's health after the switch")
 	return cmd
+}
+
+// confirmVolumesDown guards down --volumes of a project that has backups:
+// it says where the last one is and asks for the project name to be typed
+// on a terminal; without one it needs --yes (else exit 2 with the hint).
+// A project without backups goes ahead as before.
+func confirmVolumesDown(cmd *cobra.Command, g *globalOptions, so *stackOptions, project string, yes bool) error {
+	where, err := backupsOf(cmd, g, project)
+	if err != nil || len(where) == 0 {
+		return err
+	}
+	msg := fmt.Sprintf("down --volumes deletes the data of project %s, which has backups:\n  %s", project, strings.Join(where, "\n  "))
+	if yes {
+		if !g.Quiet {
+			fmt.Fprintln(g.stderr, msg)
+		}
+		return nil
+	}
+	if in, ok := g.stdin.(*os.File); ok && isTerminal(in) && isTerminal(os.Stderr) {
+		fmt.Fprintf(g.stderr, "%s\nType the project name to delete its volumes: ", msg)
+		line, _ := bufio.NewReader(in).ReadString('\n')
+		if strings.TrimSpace(line) == project {
+			return nil
+		}
+		return fmt.Errorf("down cancelled: the name typed is not %s; nothing was stopped", project)
+	}
+	return usagef("%s\nno terminal to confirm on: type the project name on a terminal, or run %s --volumes --yes", msg, localHint(g, so, "down"))
+}
+
+// backupsOf names where project's backups are: the newest encrypted one in
+// the default directory, and continuous protection's archive volumes.
+func backupsOf(cmd *cobra.Command, g *globalOptions, project string) ([]string, error) {
+	var where []string
+	if dir, err := backup.DefaultDir(project); err == nil {
+		if list, _, err := (backup.Store{Dir: dir}).List(project); err == nil && len(list) > 0 {
+			m := list[len(list)-1]
+			where = append(where, fmt.Sprintf("last encrypted backup %s (%s), kept: %s", m.ID, m.Finished.Local().Format(time.DateTime), filepath.Join(dir, m.File)))
+		}
+	}
+	c, err := deployer.NewClient(g.Host)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	vols, err := c.VolumeList(cmd.Context(), volume.ListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", deployer.LabelProject+"="+project), filters.Arg("label", backup.LabelArchive))})
+	if err != nil {
+		return nil, fmt.Errorf("list the volumes of %s: %w", project, err)
+	}
+	for _, v := range vols.Volumes {
+		where = append(where, fmt.Sprintf("continuous protection's archive in volume %s, which --volumes deletes too (invdeploy backup -p %s first keeps a copy on this machine)", v.Name, project))
+	}
+	return where, nil
 }

@@ -43,6 +43,10 @@ const (
 	archiveMount = "/backup"
 )
 
+// LabelArchive marks continuous protection's archive volume; its value is
+// the database service.
+const LabelArchive = "io.invdeploy.backup-archive"
+
 // SidecarName is the service continuous protection adds for service.
 func SidecarName(service string) string { return service + "-backup" }
 
@@ -152,7 +156,7 @@ func AddSidecar(p *types.Project) error {
 		if p.Volumes == nil {
 			p.Volumes = types.Volumes{}
 		}
-		p.Volumes[archiveKey(sn)] = types.VolumeConfig{Name: pg.ArchiveVolume()}
+		p.Volumes[archiveKey(sn)] = types.VolumeConfig{Name: pg.ArchiveVolume(), Labels: types.Labels{LabelArchive: sn}}
 		p.Services[side.Name] = side
 	}
 	return nil

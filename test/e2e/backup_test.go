@@ -160,6 +160,7 @@ func TestBackupContinuousProtection(t *testing.T) {
 		t.Fatalf("status has no healthy db-backup: %+v", sts)
 	}
 	c := &http.Client{Timeout: 10 * time.Second}
+	waitBaseBackup(t, e, proj)
 
 	// Point in time.
 	first := map[string]bool{}
@@ -303,6 +304,33 @@ func TestBackupContinuousProtection(t *testing.T) {
 	}
 }
 
+// waitBaseBackup waits until continuous protection's first base backup has
+// finished (a point in time before it has nothing to start from).
+func waitBaseBackup(t *testing.T, e *localEnv, proj string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		r := e.mustRun(localRoot(), "backups", "-p", proj, "-o", "json")
+		var out struct {
+			Archive *struct {
+				Bases []struct {
+					Finished time.Time `json:"finished"`
+				} `json:"base_backups"`
+			} `json:"archive"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+			t.Fatalf("backups -o json: %v\n%s", err, r.stdout)
+		}
+		if out.Archive != nil && len(out.Archive.Bases) > 0 && !out.Archive.Bases[0].Finished.IsZero() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no finished base backup 2 minutes after up:\n%s", r.stdout)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 // TestBackupEncryptedRefusedWhenDamaged: backup writes an encrypted file
 // and a manifest; a flipped byte or a truncated file is refused with exit 3
 // and nothing changes (same database container, same volumes, same data);
@@ -398,5 +426,17 @@ func TestBackupEncryptedRefusedWhenDamaged(t *testing.T) {
 	}
 	if !kept {
 		t.Fatalf("no volume keeps the data from before: %v", volumes())
+	}
+
+	// down --volumes of a project with backups, without a terminal:
+	// refused (exit 2) with where the last backup is and the --yes hint;
+	// nothing stopped.
+	ids := e.containerIDs(proj)
+	r = e.run(localRoot(), "down", "-p", proj, "--volumes")
+	if r.code != 2 || !strings.Contains(r.stderr, path) || !strings.Contains(r.stderr, "--volumes --yes") {
+		t.Fatalf("down --volumes without a terminal: exit %d, want 2 naming %s and --yes:\n%s", r.code, path, r.stderr)
+	}
+	if now := e.containerIDs(proj); fmt.Sprint(now) != fmt.Sprint(ids) {
+		t.Fatalf("the refused down changed the containers: %v -> %v", ids, now)
 	}
 }
