@@ -127,7 +127,13 @@ func (b *Backups) choose(ctx context.Context, pg *Postgres, o RestoreOptions) (*
 			}
 		}
 	}
-	list, bad, err := o.Store.List(pg.Project)
+	// A backup named by id may come from another project (remote backup
+	// of the host's stack, restored into a local one).
+	project := pg.Project
+	if o.BackupID != "" {
+		project = ""
+	}
+	list, bad, err := o.Store.List(project)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +173,7 @@ func (b *Backups) choose(ctx context.Context, pg *Postgres, o RestoreOptions) (*
 		return nil, refuse(m.ID, "%v", err)
 	}
 	if id.Recipient().String() != m.Recipient {
-		return nil, refuse(m.ID, "backup %s is encrypted to %s, the key %s is %s: give the right one with --identity", m.ID, m.Recipient, o.IdentityPath, id.Recipient())
+		return nil, refuse(m.ID, "backup %s is encrypted to %s, the key %s is %s: give the right one with --key", m.ID, m.Recipient, o.IdentityPath, id.Recipient())
 	}
 	if !o.Target.Latest && o.BackupID == "" {
 		b.Out.Event("No WAL archive covers %s: restoring backup %s, which ends at %s (continuous protection restores any second)", o.Target, m.ID, m.Finished.Format(time.RFC3339))
