@@ -440,3 +440,57 @@ func TestBackupEncryptedRefusedWhenDamaged(t *testing.T) {
 		t.Fatalf("the refused down changed the containers: %v -> %v", ids, now)
 	}
 }
+
+// TestRemoteBackupRestoresLocally: the bundled stack on a simulated EC2
+// host; remote backup streams its database over one SSH connection into a
+// directory here (encrypted, checksummed); restore --backup ID brings those
+// invoices into a local stack.
+func TestRemoteBackupRestoresLocally(t *testing.T) {
+	h := startRemoteHost(t, 0)
+	cfg, data := t.TempDir(), t.TempDir()
+	env := []string{"XDG_CONFIG_HOME=" + cfg, "XDG_DATA_HOME=" + data, "INVDEPLOY_PROXY_BINARY=none"}
+	mustCode(t, remoteRun(t, h, env, "up"), 0, "remote up")
+	remoteAPI := invoiceAPI{t: t, base: "http://" + h.Addr + ":8000"}
+	c := &http.Client{Timeout: 10 * time.Second}
+	want := map[string]bool{}
+	for i := 0; i < 7; i++ {
+		inv, err := remoteAPI.create(c, i%2 == 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[inv.ID] = true
+	}
+	r := remoteRun(t, h, env, "backup", "-o", "json")
+	mustCode(t, r, 0, "remote backup")
+	if !strings.Contains(r.Stderr, "1 SSH connection to") {
+		t.Fatalf("remote backup does not report one SSH connection:\n%s", tail(r.Stderr, 5))
+	}
+	var m struct{ ID, Project string }
+	if err := json.Unmarshal([]byte(r.Stdout), &m); err != nil || m.Project != "invoicing" {
+		t.Fatalf("remote backup -o json: %v %+v\n%s", err, m, r.Stdout)
+	}
+	dir := filepath.Join(data, "invdeploy", "invoicing", "backups")
+	if _, err := os.Stat(filepath.Join(dir, m.ID+".tar.age")); err != nil {
+		t.Fatalf("the backup is not on this machine: %v", err)
+	}
+	t.Logf("remote backup: %s", strings.TrimSpace(tail(r.Stderr, 1)))
+
+	e := newLocalEnv(t, "postgres:15", "golang:1.26-bookworm")
+	proj := project(t, "bkr")
+	port := freePort(t)
+	e.xdg = cfg
+	e.extra = []string{"INVOICING_API_PORT=" + strconv.Itoa(port), "XDG_DATA_HOME=" + data}
+	e.cleanup(proj)
+	e.mustRun(localRoot(), "up", "-p", proj)
+	e.mustRun(localRoot(), "restore", "-p", proj, "--backup", m.ID, "--dir", dir, "--key", filepath.Join(cfg, "invdeploy", "invoicing", "backup.agekey"))
+	got := invoiceAPI{t: t, base: "http://127.0.0.1:" + strconv.Itoa(port)}.all()
+	if len(got) != len(want) {
+		t.Fatalf("local stack after restoring the remote backup: %d invoices, want %d", len(got), len(want))
+	}
+	for id := range want {
+		if _, ok := got[id]; !ok {
+			t.Fatalf("invoice %s of the remote stack is missing", id)
+		}
+	}
+	checkIntact(t, got)
+}
