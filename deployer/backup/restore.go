@@ -99,7 +99,14 @@ func (b *Backups) Restore(ctx context.Context, st *deployer.Stack, pg *Postgres,
 	}
 	up := o.Up
 	up.Lock = false
-	if _, err := b.Deployer.Up(ctx, st, up); err != nil {
+	switched := b.now()
+	_, err = b.Deployer.Up(ctx, st, up)
+	if err == nil {
+		// A container up kept (the API) still shows the health it had
+		// before the switch: wait for a check run on the restored data.
+		err = b.waitFreshHealth(ctx, pg.Project, switched, up.WaitTimeout)
+	}
+	if err != nil {
 		b.Out.Event("The stack did not turn healthy on the restored data: putting the data from before back")
 		if berr := b.putBack(ctx, pg, kept, stamp); berr != nil {
 			return res, fmt.Errorf("%w; and putting the data from before back failed: %v (it is in volume %s)", err, berr, kept)
@@ -112,6 +119,54 @@ func (b *Backups) Restore(ctx context.Context, st *deployer.Stack, pg *Postgres,
 	}
 	res.Elapsed = b.now().Sub(start)
 	return res, nil
+}
+
+// waitFreshHealth waits until every running container of project with a
+// healthcheck has passed one that started after since (the switch): the
+// API's readiness on the restored database, not a status from before.
+func (b *Backups) waitFreshHealth(ctx context.Context, project string, since time.Time, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = 3 * time.Minute
+	}
+	deadline := b.now().Add(timeout)
+	cs, err := b.Engine.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", deployer.LabelProject+"="+project))})
+	if err != nil {
+		return fmt.Errorf("list the containers of %s: %w", project, err)
+	}
+	for _, c := range cs {
+		if c.Labels[labelHelper] != "" {
+			continue
+		}
+		for {
+			ins, err := b.Engine.ContainerInspect(ctx, c.ID)
+			if err != nil {
+				return fmt.Errorf("inspect %s: %w", firstName(c.Names), err)
+			}
+			if ins.State == nil || ins.State.Health == nil {
+				break // no healthcheck
+			}
+			passed, last := false, ""
+			for _, l := range ins.State.Health.Log {
+				if l.Start.After(since) {
+					passed = passed || l.ExitCode == 0
+					last = strings.TrimSpace(l.Output)
+				}
+			}
+			if passed {
+				break
+			}
+			if b.now().After(deadline) {
+				return &deployer.UnhealthyError{Container: strings.TrimPrefix(firstName(c.Names), "/"), Service: c.Labels[deployer.LabelService],
+					Reason: fmt.Sprintf("no healthcheck passed on the restored data within %s", timeout), HealthOutput: last}
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 // choose picks the source and checks it; it changes nothing.
@@ -340,20 +395,32 @@ if [ -n "${WAL_DIR:-}" ]; then
 fi
 : > "$PGDATA/recovery.signal"
 args=(-D "$PGDATA" -c listen_addresses= -c "restore_command=bash /tmp/fetch.sh %f %p" -c recovery_target_timeline=current -c recovery_target_action=promote -c archive_mode=off)
-if [ -n "${TARGET_TIME:-}" ]; then args+=(-c "recovery_target_time=$TARGET_TIME"); fi
-postgres "${args[@]}" &
-pid=$!
-r=
-for i in $(seq 1 3000); do
-	if ! kill -0 $pid 2>/dev/null; then
-		set +e; wait $pid; rc=$?
-		log "PostgreSQL stopped during recovery (exit $rc)"; exit 1
+recover() {
+	postgres "$@" 2> >(tee -a /tmp/pg.log >&2) &
+	pid=$!
+	r=
+	for i in $(seq 1 3000); do
+		if ! kill -0 $pid 2>/dev/null; then
+			wait $pid || return 1
+			return 1
+		fi
+		r=$(psql -X -Atq -d postgres -c "SELECT pg_is_in_recovery()" 2>/dev/null || true)
+		[ "$r" = f ] && return 0
+		sleep 0.2
+	done
+	log "recovery did not finish in 10 minutes"; kill -INT $pid; exit 1
+}
+if [ -n "${TARGET_TIME:-}" ]; then
+	if ! recover "${args[@]}" -c "recovery_target_time=$TARGET_TIME"; then
+		# Every transaction the WAL holds committed before TARGET_TIME:
+		# its end is the state at that time.
+		grep -q "recovery ended before configured recovery target was reached" /tmp/pg.log || { log "PostgreSQL stopped during recovery"; exit 1; }
+		log "the WAL ends before $TARGET_TIME: recovering to its end, the state at that time"
+		recover "${args[@]}" || { log "PostgreSQL stopped during recovery"; exit 1; }
 	fi
-	r=$(psql -X -Atq -d postgres -c "SELECT pg_is_in_recovery()" 2>/dev/null || true)
-	[ "$r" = f ] && break
-	sleep 0.2
-done
-if [ "$r" != f ]; then log "recovery did not finish in 10 minutes"; kill -INT $pid; exit 1; fi
+else
+	recover "${args[@]}" || { log "PostgreSQL stopped during recovery"; exit 1; }
+fi
 psql -X -Atq -d postgres -c "CHECKPOINT" -c "SELECT 'RESTORED ' || pg_current_wal_lsn()"
 kill -INT $pid
 wait $pid || true

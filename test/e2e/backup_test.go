@@ -302,6 +302,16 @@ func TestBackupContinuousProtection(t *testing.T) {
 	if rto > 60*time.Second {
 		t.Fatalf("RTO %.1f s, want under 60 s", rto.Seconds())
 	}
+
+	// A time after the last archived transaction is the state at that
+	// time: the end of the WAL.
+	e.statusWhenHealthy(localRoot(), proj)
+	waitBaseBackup(t, e, proj)
+	time.Sleep(2 * time.Second)
+	r = e.mustRun(localRoot(), "restore", "-p", proj, "--to", time.Now().UTC().Format(time.RFC3339Nano))
+	if again := api.all(); len(again) != len(got) {
+		t.Fatalf("restore --to now (idle since the last one): %d invoices, want %d\n%s", len(again), len(got), r.stderr)
+	}
 }
 
 // waitBaseBackup waits until continuous protection's first base backup has
@@ -476,13 +486,43 @@ func TestRemoteBackupRestoresLocally(t *testing.T) {
 	t.Logf("remote backup: %s", strings.TrimSpace(tail(r.Stderr, 1)))
 
 	e := newLocalEnv(t, "postgres:15", "golang:1.26-bookworm")
+	e.xdg = cfg
+	key := filepath.Join(cfg, "invdeploy", "invoicing", "backup.agekey")
+
+	// A physical backup brings the cluster's roles and passwords along: in
+	// a stack with another database password the API cannot connect, its
+	// readiness fails on the restored data, and restore puts the data from
+	// before back (exit 4).
+	other := project(t, "bko")
+	otherPort := freePort(t)
+	e.extra = []string{"INVOICING_API_PORT=" + strconv.Itoa(otherPort), "XDG_DATA_HOME=" + data}
+	e.cleanup(other)
+	e.mustRun(localRoot(), "up", "-p", other)
+	otherAPI := invoiceAPI{t: t, base: "http://127.0.0.1:" + strconv.Itoa(otherPort)}
+	for i := 0; i < 2; i++ {
+		if _, err := otherAPI.create(c, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lr := e.run(localRoot(), "restore", "-p", other, "--backup", m.ID, "--dir", dir, "--key", key, "--wait-timeout", "30s")
+	if lr.code != 4 || !strings.Contains(lr.stderr, "back") {
+		t.Fatalf("restore into a stack with another password: exit %d, want 4 and the data from before back:\n%s", lr.code, tail(lr.stderr, 15))
+	}
+	if n := len(otherAPI.all()); n != 2 {
+		t.Fatalf("after the failed restore: %d invoices, want the 2 from before", n)
+	}
+
+	// With the host's password the restore serves the host's invoices.
+	pw, err := os.ReadFile(filepath.Join(cfg, "invdeploy", "invoicing", "db_password"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	proj := project(t, "bkr")
 	port := freePort(t)
-	e.xdg = cfg
-	e.extra = []string{"INVOICING_API_PORT=" + strconv.Itoa(port), "XDG_DATA_HOME=" + data}
+	e.extra = []string{"INVOICING_API_PORT=" + strconv.Itoa(port), "XDG_DATA_HOME=" + data, "INVOICING_DB_PASSWORD=" + string(pw)}
 	e.cleanup(proj)
 	e.mustRun(localRoot(), "up", "-p", proj)
-	e.mustRun(localRoot(), "restore", "-p", proj, "--backup", m.ID, "--dir", dir, "--key", filepath.Join(cfg, "invdeploy", "invoicing", "backup.agekey"))
+	e.mustRun(localRoot(), "restore", "-p", proj, "--backup", m.ID, "--dir", dir, "--key", key)
 	got := invoiceAPI{t: t, base: "http://127.0.0.1:" + strconv.Itoa(port)}.all()
 	if len(got) != len(want) {
 		t.Fatalf("local stack after restoring the remote backup: %d invoices, want %d", len(got), len(want))
