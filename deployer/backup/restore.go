@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -104,7 +105,8 @@ func (b *Backups) Restore(ctx context.Context, st *deployer.Stack, pg *Postgres,
 	if err == nil {
 		// A container up kept (the API) still shows the health it had
 		// before the switch: wait for a check run on the restored data.
-		err = b.waitFreshHealth(ctx, pg.Project, switched, up.WaitTimeout)
+		b.Out.Event("Stack up on the restored data after %.1fs; waiting for a healthcheck of %s on it", b.now().Sub(start).Seconds(), strings.Join(dependents(st, pg.Service), ", "))
+		err = b.waitFreshHealth(ctx, pg.Project, dependents(st, pg.Service), switched, up.WaitTimeout)
 	}
 	if err != nil {
 		b.Out.Event("The stack did not turn healthy on the restored data: putting the data from before back")
@@ -121,20 +123,21 @@ func (b *Backups) Restore(ctx context.Context, st *deployer.Stack, pg *Postgres,
 	return res, nil
 }
 
-// waitFreshHealth waits until every running container of project with a
-// healthcheck has passed one that started after since (the switch): the
-// API's readiness on the restored database, not a status from before.
-func (b *Backups) waitFreshHealth(ctx context.Context, project string, since time.Time, timeout time.Duration) error {
+// waitFreshHealth waits until every running container of services (not
+// their rollout proxies) with a healthcheck has passed one that started
+// after since (the switch): the API's readiness on the restored database,
+// not a status from before.
+func (b *Backups) waitFreshHealth(ctx context.Context, project string, services []string, since time.Time, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = 3 * time.Minute
 	}
 	deadline := b.now().Add(timeout)
-	cs, err := b.Engine.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", deployer.LabelProject+"="+project))})
+	cs, err := b.serviceContainers(ctx, project, services...)
 	if err != nil {
-		return fmt.Errorf("list the containers of %s: %w", project, err)
+		return err
 	}
 	for _, c := range cs {
-		if c.Labels[labelHelper] != "" {
+		if c.Labels[labelHelper] != "" || c.Labels[deployer.LabelRole] != "" || c.State != "running" {
 			continue
 		}
 		for {
@@ -167,6 +170,33 @@ func (b *Backups) waitFreshHealth(ctx context.Context, project string, since tim
 		}
 	}
 	return nil
+}
+
+// dependents are the services that depend on service, directly or not
+// (its continuous protection sidecar aside: up waited for it).
+func dependents(st *deployer.Stack, service string) []string {
+	in := map[string]bool{service: true}
+	for changed := true; changed; {
+		changed = false
+		for _, sn := range st.Project.ServiceNames() {
+			if in[sn] || sn == SidecarName(service) {
+				continue
+			}
+			for dep := range st.Project.Services[sn].DependsOn {
+				if in[dep] {
+					in[sn], changed = true, true
+					break
+				}
+			}
+		}
+	}
+	delete(in, service)
+	out := make([]string, 0, len(in))
+	for sn := range in {
+		out = append(out, sn)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // choose picks the source and checks it; it changes nothing.
@@ -270,6 +300,7 @@ func (b *Backups) recover(ctx context.Context, pg *Postgres, src *source, t Targ
 		env = append(env, "SYSID="+src.manifest.SystemID)
 	}
 	b.Out.Event("Restoring %s into the fresh volume %s (the current data is not touched)", res.Source, fresh)
+	begin := b.now()
 	out, code, err := b.run(ctx, pg.Project, helper{
 		Name: fmt.Sprintf("%s-restore-%s", pg.Project, strings.ToLower(stamp)), Image: pg.Image, User: pg.User,
 		Env: env, Cmd: []string{"bash", "-c", recoverScript}, Mounts: mounts.mounts(),
@@ -291,7 +322,7 @@ func (b *Backups) recover(ctx context.Context, pg *Postgres, src *source, t Targ
 	if lt := lastTxRE.FindAllStringSubmatch(out, -1); len(lt) > 0 {
 		res.RecoveredTo = lt[len(lt)-1][1]
 	}
-	b.Out.Event("PostgreSQL reached consistency and promoted at %s in %s", res.LSN, fresh)
+	b.Out.Event("PostgreSQL reached consistency and promoted at %s in %s (%.1fs)", res.LSN, fresh, b.now().Sub(begin).Seconds())
 	return res, nil
 }
 
@@ -542,6 +573,7 @@ func (b *Backups) switchTo(ctx context.Context, pg *Postgres, fresh, stamp strin
 	if kept != "" {
 		b.Out.Event("The data from before is kept in volume %s (remove it when you no longer need it)", kept)
 	}
+	b.Out.Event("Switched %s to the restored data", pg.Volume)
 	return kept, nil
 }
 

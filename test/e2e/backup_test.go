@@ -278,6 +278,11 @@ func TestBackupContinuousProtection(t *testing.T) {
 	t.Logf("crash under 16 clients: %d acknowledged writes (invoices) before the SIGKILL, %d failed requests before it, %d after it; restore --to latest: %d acknowledged missing (RPO %.3f s of writes), RTO %.1f s (restore command to the stack healthy)",
 		len(acks), before, after, len(missing), rpo.Seconds(), rto.Seconds())
 	t.Logf("restore: %s", strings.TrimSpace(r.stdout))
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if strings.Contains(l, "promoted") || strings.Contains(l, "Switched") || strings.Contains(l, "Stack up on") {
+			t.Logf("  %s", strings.TrimSpace(l))
+		}
+	}
 	if len(acks) < 100 {
 		t.Fatalf("only %d acknowledged writes under load", len(acks))
 	}
