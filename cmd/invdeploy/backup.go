@@ -48,7 +48,8 @@ func (o *backupOptions) open(cmd *cobra.Command, g *globalOptions) (*deployer.St
 		return nil, nil, nil, backup.Store{}, nil, err
 	}
 	eng := deployer.WithCallTimeout(c, g.EngineTimeout, g.Host)
-	b := &backup.Backups{Engine: c, Deployer: deployer.New(eng, g.progress()), Out: g.progress()}
+	out := g.progress()
+	b := &backup.Backups{Engine: c, Deployer: deployer.New(eng, out), Out: out}
 	return st, pg, b, store, func() { c.Close() }, nil
 }
 
@@ -153,8 +154,8 @@ host). invdeploy restore --backup ID restores it into a local stack.`,
 				return err
 			}
 			defer closeRemote(g, d)
-			c := d.Client()
-			b := &backup.Backups{Engine: c, Deployer: deployer.New(deployer.WithCallTimeout(c, g.EngineTimeout, d.Endpoint().Host), g.progress()), Out: g.progress()}
+			c, out := d.Client(), g.progress()
+			b := &backup.Backups{Engine: c, Deployer: deployer.New(deployer.WithCallTimeout(c, g.EngineTimeout, d.Endpoint().Host), out), Out: out}
 			return takeBackup(cmd, g, o, pg, b, store)
 		},
 	}
