@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/invdeploy/invdeploy/deployer"
 )
 
 func validManifest() *Manifest {
@@ -380,5 +382,23 @@ func TestNumericOwners(t *testing.T) {
 	}
 	if n != 3 {
 		t.Fatalf("%d entries, want 3", n)
+	}
+}
+
+func TestDependents(t *testing.T) {
+	p := dbProject("continuous")
+	api := p.Services["api"]
+	api.DependsOn = types.DependsOnConfig{"db": {Condition: types.ServiceConditionHealthy}}
+	p.Services["api"] = api
+	worker := types.ServiceConfig{Name: "worker"}
+	worker.DependsOn = types.DependsOnConfig{"api": {}}
+	p.Services["worker"] = worker
+	p.Services["other"] = types.ServiceConfig{Name: "other"}
+	if err := AddSidecar(p); err != nil {
+		t.Fatal(err)
+	}
+	got := dependents(&deployer.Stack{Project: p}, "db")
+	if strings.Join(got, ",") != "api,worker" {
+		t.Fatalf("dependents of db: %v, want api and worker (not the sidecar, not other)", got)
 	}
 }
