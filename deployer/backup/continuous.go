@@ -247,7 +247,7 @@ const sidecarHealth = `f=/tmp/archive-ok; [ -f $f ] && [ $(( $(date +%s) - $(sta
 //   - takes a base backup (pg_basebackup -Ft -X none, SHA-256 beside it)
 //     when that directory has none or the newest is older than BACKUP_EVERY,
 //     keeps the newest BACKUP_KEEP and removes WAL older than the oldest kept;
-//   - every 5 s checks the slot: active and behind by less than
+//   - every 2 s checks the slot: active and behind by less than
 //     BACKUP_MAXLAG bytes -> /tmp/archive-ok (the healthcheck).
 const sidecarScript = `set -u
 umask 077
@@ -321,11 +321,12 @@ retain() {
 }
 watch() {
 	local lag
-	while sleep 5; do
+	while :; do
 		lag=$(q -c "SELECT coalesce((SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint FROM pg_replication_slots WHERE slot_name = '$slot' AND active), -1)" 2>/dev/null) || lag=-1
 		if [ "$lag" -ge 0 ] && [ "$lag" -lt "$BACKUP_MAXLAG" ]; then
 			printf '%s\n' "$lag" > /tmp/archive-ok
 		fi
+		sleep 2
 	done
 }
 watch &
