@@ -53,6 +53,7 @@ const (
 	//     idle_timeout: 60s
 	//     write_timeout: 30s
 	//     upstream_timeout: 30s
+	//     backup: continuous           # PostgreSQL's continuous protection (deployer/backup)
 	ExtService = "x-invdeploy"
 
 	proxyUser     = "65532:65532"
@@ -105,7 +106,7 @@ var proxyLimitKeys = map[string]func(*httpguard.Limits) *time.Duration{
 	"upstream_timeout": func(l *httpguard.Limits) *time.Duration { return &l.UpstreamTimeout },
 }
 
-const extKeys = "rollout, health_path, drain_timeout, max_connections, read_timeout, idle_timeout, write_timeout, upstream_timeout"
+const extKeys = "rollout, health_path, drain_timeout, max_connections, read_timeout, idle_timeout, write_timeout, upstream_timeout, backup"
 
 // extInt reads a YAML integer (however the loader typed it).
 func extInt(v any) (int, bool) {
@@ -168,6 +169,8 @@ func parseServiceExt(s types.ServiceConfig) (serviceExt, error) {
 				return e, fmt.Errorf("services.%s.%s.max_connections: want a number of connections from 1 to %d, not %v", s.Name, ExtService, 1<<20, v)
 			}
 			e.Limits.MaxConns = n
+		case "backup":
+			// continuous protection: read and checked by deployer/backup
 		default:
 			field, ok := proxyLimitKeys[k]
 			if !ok {

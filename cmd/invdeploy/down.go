@@ -36,7 +36,8 @@ With a compose file (-f, or one in the working directory), containers of service
 file no longer has (orphans) are kept and named; --remove-orphans removes them too.
 -p NAME alone removes every container of that project. With neither, down targets the
 bundled stack; from a directory that is not the invdeploy repository it asks first on
-a terminal, and needs --yes otherwise.`,
+a terminal, and needs --yes otherwise. --volumes on a project with backups says where
+the last one is and asks for the project name to be typed (or --yes).`,
 		Example: `  invdeploy down                 # keeps the database volume
   invdeploy down -p shop --volumes
   invdeploy down -f compose.yaml --remove-orphans`,
@@ -45,6 +46,11 @@ a terminal, and needs --yes otherwise.`,
 			name, services, err := o.target(cmd, g)
 			if err != nil {
 				return err
+			}
+			if o.volumes {
+				if err := confirmVolumesDown(cmd, g, &o.stack, name, o.yes); err != nil {
+					return err
+				}
 			}
 			d, closeFn, err := g.deployer()
 			if err != nil {
@@ -73,7 +79,7 @@ a terminal, and needs --yes otherwise.`,
 	cmd.Flags().BoolVarP(&o.volumes, "volumes", "v", false, "also remove the project's named volumes (deletes its data)")
 	durationFlag(cmd, &o.timeout, "timeout", 0, "stop grace period per container (default: each service's stop_grace_period)")
 	cmd.Flags().BoolVar(&o.removeOrphans, "remove-orphans", false, "also remove containers of services the compose file no longer has")
-	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "do not ask before stopping the bundled stack from outside the repository")
+	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "do not ask before stopping the bundled stack from outside the repository, or before --volumes deletes a project with backups")
 	return cmd
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/invdeploy/invdeploy/deployer"
+	"github.com/invdeploy/invdeploy/deployer/backup"
 	"github.com/invdeploy/invdeploy/deployer/remote"
 )
 
@@ -112,6 +113,7 @@ key, SSH authentication, or the Docker socket.`,
 	cmd.AddCommand(newRemoteUpCommand(g, o), newRemoteDownCommand(g, o), newRemoteStatusCommand(g, o), newRemoteLogsCommand(g, o))
 	cmd.AddCommand(newRemoteTunnelCommand(g, o))
 	cmd.AddCommand(newRemoteReleasesCommand(g, o), newRemoteRollbackCommand(g, o), newRemoteLockCommand(g, o))
+	cmd.AddCommand(newRemoteBackupCommand(g, o))
 	return cmd
 }
 
@@ -248,7 +250,14 @@ func loadRemoteStack(cmd *cobra.Command, stack *stackOptions, port int) (*deploy
 	if cmd.Flags().Changed("port") || os.Getenv("INVOICING_API_PORT") == "" {
 		env = append(env, fmt.Sprintf("INVOICING_API_PORT=%d", port))
 	}
-	return deployer.Load(cmd.Context(), deployer.LoadOptions{Files: stack.Files, ProjectName: stack.Project, Profiles: stack.Profiles, Env: env})
+	st, err := deployer.Load(cmd.Context(), deployer.LoadOptions{Files: stack.Files, ProjectName: stack.Project, Profiles: stack.Profiles, Env: env})
+	if err != nil {
+		return nil, err
+	}
+	if err := backup.AddSidecar(st.Project); err != nil {
+		return nil, &deployer.InvalidError{Err: err}
+	}
+	return st, nil
 }
 
 // localEngineHost is the engine images are built in and sent from: the

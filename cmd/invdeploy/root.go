@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/invdeploy/invdeploy/deployer"
+	"github.com/invdeploy/invdeploy/deployer/backup"
 	"github.com/invdeploy/invdeploy/internal/version"
 )
 
@@ -48,6 +49,9 @@ var commands = []func(*globalOptions) *cobra.Command{
 	newRollbackCommand,
 	newCompletionCommand,
 	newSwarmCommand,
+	newBackupCommand,
+	newBackupsCommand,
+	newRestoreCommand,
 }
 
 func newRootCommand(g *globalOptions) *cobra.Command {
@@ -188,6 +192,10 @@ func (s *stackOptions) load(ctx context.Context, g *globalOptions) (*deployer.St
 	st, err := deployer.Load(ctx, deployer.LoadOptions{Files: s.Files, ProjectName: s.Project, Profiles: s.Profiles, Services: s.Services})
 	if err != nil {
 		return nil, err
+	}
+	// x-invdeploy backup: continuous protection's sidecar is part of the model.
+	if err := backup.AddSidecar(st.Project); err != nil {
+		return nil, &deployer.InvalidError{Err: err}
 	}
 	return st, nil
 }

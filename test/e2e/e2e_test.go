@@ -150,7 +150,7 @@ func (e *localEnv) mustRun(dir string, args ...string) localResult {
 func (e *localEnv) cleanup(project string) {
 	e.t.Cleanup(func() {
 		// -p alone needs no compose file: run where dir's removal is no matter.
-		r := e.run(os.TempDir(), "down", "-p", project, "--volumes", "-q")
+		r := e.run(os.TempDir(), "down", "-p", project, "--volumes", "--yes", "-q")
 		if r.code != 0 {
 			e.t.Errorf("cleanup down --volumes of %s: exit %d: %s", project, r.code, r.stderr)
 		}
