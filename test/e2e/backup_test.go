@@ -518,7 +518,12 @@ func TestRemoteBackupRestoresLocally(t *testing.T) {
 	}
 
 	// With the host's password the restore serves the host's invoices.
-	pw, err := os.ReadFile(filepath.Join(cfg, "invdeploy", "invoicing", "db_password"))
+	// This machine mirrors the host's generated password per target.
+	mirrors, _ := filepath.Glob(filepath.Join(cfg, "invdeploy", "invoicing", "targets", "*", "db_password"))
+	if len(mirrors) != 1 {
+		t.Fatalf("want one mirror of the host's db_password, got %v", mirrors)
+	}
+	pw, err := os.ReadFile(mirrors[0])
 	if err != nil {
 		t.Fatal(err)
 	}
