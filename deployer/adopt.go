@@ -3,8 +3,6 @@ package deployer
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/docker/docker/api/types/container"
@@ -42,12 +40,9 @@ func (d *Deployer) heldSecret(ctx context.Context, p *types.Project, cs []contai
 }
 
 // storeSecret keeps an adopted secret on this machine like a generated one
-// (mode 0600 in a 0700 directory).
+// (see writeMirror).
 func storeSecret(name, stored string, value []byte) error {
-	if err := os.MkdirAll(filepath.Dir(stored), 0o700); err != nil {
-		return fmt.Errorf("store secret %s: %w", name, err)
-	}
-	if err := os.WriteFile(stored, value, 0o600); err != nil {
+	if err := writeMirror(stored, value); err != nil {
 		return fmt.Errorf("store secret %s: %w", name, err)
 	}
 	return nil

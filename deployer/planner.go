@@ -104,6 +104,7 @@ func (d *Deployer) planSecrets(ctx context.Context, pl *Plan, cs []container.Sum
 		return v, ok, nil
 	}
 	var problems []Problem
+	confirmedIn := map[string]map[string]bool{} // mirror directory -> names, read once
 	for _, name := range usedSecrets(p) {
 		src := srcs[name]
 		if !src.Generate || p.Environment[src.Env] != "" {
@@ -112,7 +113,11 @@ func (d *Deployer) planSecrets(ctx context.Context, pl *Plan, cs []container.Sum
 		mine, err := os.ReadFile(src.Stored)
 		switch {
 		case err == nil:
-			if confirmed(filepath.Dir(src.Stored))[name] {
+			dir := filepath.Dir(src.Stored)
+			if confirmedIn[dir] == nil {
+				confirmedIn[dir] = confirmed(dir)
+			}
+			if confirmedIn[dir][name] {
 				continue
 			}
 			mine = bytes.TrimRight(mine, "\r\n")

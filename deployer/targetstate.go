@@ -172,7 +172,10 @@ func confirm(dir string, names []string) error {
 		all = append(all, n)
 	}
 	sort.Strings(all)
-	return writeMirror(filepath.Join(dir, confirmedFile), []byte(strings.Join(all, "\n")+"\n"))
+	if err := writeMirror(filepath.Join(dir, confirmedFile), []byte(strings.Join(all, "\n")+"\n")); err != nil {
+		return fmt.Errorf("note the secrets the engine keeps: %w", err)
+	}
+	return nil
 }
 
 // forgetConfirmed drops the marker of a project whose engine state is gone
@@ -220,18 +223,19 @@ func (d *Deployer) existingVolumesUsing(ctx context.Context, p *types.Project, n
 	return out, nil
 }
 
-// writeMirror keeps value at path, mode 0600 in a 0700 directory.
+// writeMirror keeps value at path, mode 0600 in a 0700 directory, replaced
+// at once (a reader never sees half a value).
 func writeMirror(path string, value []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("store secret: %w", err)
+		return err
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, value, 0o600); err != nil {
-		return fmt.Errorf("store secret: %w", err)
+		return err
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("store secret: %w", err)
+		return err
 	}
 	return nil
 }
