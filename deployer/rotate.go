@@ -1,7 +1,6 @@
 package deployer
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/pbkdf2"
@@ -10,7 +9,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -23,7 +21,6 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/volume"
-	"github.com/docker/docker/pkg/stdcopy"
 )
 
 // RotateOptions control RotateSecret.
@@ -106,7 +103,8 @@ func (d *Deployer) RotateSecret(ctx context.Context, st *Stack, name string, o R
 		return nil, err
 	}
 	stmt := fmt.Sprintf("ALTER ROLE %s PASSWORD '%s';\n", quoteIdent(role), verifier)
-	if err := d.execStdin(ctx, id, []string{"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "-U", role, "-d", "postgres"}, stmt, verifier); err != nil {
+	if err := RunExec(ctx, d.engine, id, Exec{Cmd: []string{"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "-U", role, "-d", "postgres"},
+		Stdin: strings.NewReader(stmt), Redact: func(s string) string { return strings.ReplaceAll(s, verifier, "<verifier>") }}); err != nil {
 		os.Remove(next)
 		return nil, fmt.Errorf("set the new password of role %s in %s (the password is unchanged): %w", role, db, err)
 	}
@@ -286,40 +284,6 @@ func scramVerifier(password []byte) (string, error) {
 // quoteIdent quotes a PostgreSQL identifier.
 func quoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
-}
-
-// execStdin runs cmd in a running container as the container's user with
-// input on stdin, and fails with its output (hide replaced) unless it exits
-// 0.
-func (d *Deployer) execStdin(ctx context.Context, id string, cmd []string, input, hide string) error {
-	ex, err := d.engine.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: cmd, AttachStdin: true, AttachStdout: true, AttachStderr: true})
-	if err != nil {
-		return fmt.Errorf("exec %s: %w", cmd[0], err)
-	}
-	att, err := d.engine.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
-	if err != nil {
-		return fmt.Errorf("exec %s: %w", cmd[0], err)
-	}
-	defer att.Close()
-	if _, err := io.WriteString(att.Conn, input); err != nil {
-		return fmt.Errorf("exec %s: write stdin: %w", cmd[0], err)
-	}
-	if err := att.CloseWrite(); err != nil {
-		return fmt.Errorf("exec %s: close stdin: %w", cmd[0], err)
-	}
-	var out bytes.Buffer
-	if _, err := stdcopy.StdCopy(&out, &out, att.Reader); err != nil {
-		return fmt.Errorf("exec %s: read output: %w", cmd[0], err)
-	}
-	ins, err := d.engine.ContainerExecInspect(ctx, ex.ID)
-	if err != nil {
-		return fmt.Errorf("exec %s: %w", cmd[0], err)
-	}
-	if ins.ExitCode != 0 {
-		msg := strings.TrimSpace(strings.ReplaceAll(out.String(), hide, "<verifier>"))
-		return fmt.Errorf("%s exited with code %d: %s", cmd[0], ins.ExitCode, msg)
-	}
-	return nil
 }
 
 // redeliver rewrites the delivered secrets and configs of a running

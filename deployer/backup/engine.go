@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -56,54 +54,6 @@ func (b *Backups) running(ctx context.Context, project, service string) (contain
 		}
 	}
 	return container.Summary{}, refuse(service, "service %s of project %s is not running: start it with invdeploy up", service, project)
-}
-
-// execStream runs cmd in container id as user and copies its stdout to
-// stdout; it fails with the end of its stderr unless cmd exits 0.
-func (b *Backups) execStream(ctx context.Context, id, user string, cmd []string, stdout io.Writer) error {
-	ex, err := b.Engine.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: cmd, User: user, AttachStdout: true, AttachStderr: true})
-	if err != nil {
-		return fmt.Errorf("exec %s: %w", cmd[0], err)
-	}
-	att, err := b.Engine.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
-	if err != nil {
-		return fmt.Errorf("exec %s: %w", cmd[0], err)
-	}
-	defer att.Close()
-	stderr := &tailBuffer{max: 4096}
-	if _, err := stdcopy.StdCopy(stdout, stderr, att.Reader); err != nil {
-		return fmt.Errorf("%s: %w", cmd[0], err)
-	}
-	for i := 0; ; i++ {
-		ins, err := b.Engine.ContainerExecInspect(ctx, ex.ID)
-		if err != nil {
-			return fmt.Errorf("exec %s: %w", cmd[0], err)
-		}
-		if !ins.Running {
-			if ins.ExitCode != 0 {
-				return fmt.Errorf("%s exited %d: %s", cmd[0], ins.ExitCode, strings.TrimSpace(stderr.String()))
-			}
-			return nil
-		}
-		if i > 100 {
-			return fmt.Errorf("exec %s: still running after its output ended", cmd[0])
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	bytes.Buffer
-	max int
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	n, _ := t.Buffer.Write(p)
-	if over := t.Len() - t.max; over > 0 {
-		t.Next(over)
-	}
-	return n, nil
 }
 
 // helper is a short-lived container on the database's image.

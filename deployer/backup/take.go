@@ -70,7 +70,7 @@ func (b *Backups) Take(ctx context.Context, pg *Postgres, o TakeOptions) (*Manif
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := b.execStream(ctx, c.ID, pg.User, cmd, pw)
+		err := deployer.RunExec(ctx, b.Engine, c.ID, deployer.Exec{Cmd: cmd, User: pg.User, Stdout: pw})
 		pw.CloseWithError(err)
 		done <- err
 	}()
