@@ -84,11 +84,11 @@ func closeRemote(g *globalOptions, d *remote.Deployer) {
 func newRemoteCommand(g *globalOptions) *cobra.Command {
 	o := &remoteOptions{}
 	cmd := &cobra.Command{
-		Use:   "remote up|down|status|logs|releases|rollback|lock --host URL",
+		Use:   "remote up|down|status|logs|releases|rollback|lock|backup|backups|restore --host URL",
 		Short: "Deploy to a Docker host over one SSH connection (or TLS)",
-		Long: `remote runs up, down, status, logs, releases, rollback and lock against the
-Docker engine of another host, such as an EC2 instance, given by --host (or
-DOCKER_HOST):
+		Long: `remote runs up, down, status, logs, releases, rollback, lock, backup, backups
+and restore against the Docker engine of another host, such as an EC2
+instance, given by --host (or DOCKER_HOST):
 
   ssh://user@host[:port][/path/to/docker.sock]   one SSH connection for the whole
       run; every Engine API request is a stream-local channel to the engine's socket,
@@ -106,14 +106,14 @@ key, SSH authentication, or the Docker socket.`,
   invdeploy remote down --host ssh://admin@203.0.113.7 --volumes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("remote needs a subcommand: up, down, status, logs, releases, rollback, lock or tunnel")
+			return usagef("remote needs a subcommand: up, down, status, logs, releases, rollback, lock, tunnel, backup, backups or restore")
 		},
 	}
 	o.bind(cmd)
 	cmd.AddCommand(newRemoteUpCommand(g, o), newRemoteDownCommand(g, o), newRemoteStatusCommand(g, o), newRemoteLogsCommand(g, o))
 	cmd.AddCommand(newRemoteTunnelCommand(g, o))
 	cmd.AddCommand(newRemoteReleasesCommand(g, o), newRemoteRollbackCommand(g, o), newRemoteLockCommand(g, o))
-	cmd.AddCommand(newRemoteBackupCommand(g, o))
+	cmd.AddCommand(newRemoteBackupCommand(g, o), newRemoteBackupsCommand(g, o), newRemoteRestoreCommand(g, o))
 	return cmd
 }
 

@@ -120,29 +120,14 @@ func (d *Deployer) Up(ctx context.Context, st *deployer.Stack, o UpOptions) (*Up
 }
 
 // Rollback runs an earlier release's images again on the host, as
-// deployer.Rollback does, after the remote-only checks of Up that need no
-// image (a compose file changed since the release must not publish
-// Postgres or the engine's ports to the world). o.Up.Remote is forced on;
-// an empty o.Up.RecordCommand records "remote rollback to N".
+// deployer.Rollback does, after the checks of HostUp. An empty
+// o.Up.RecordCommand records "remote rollback to N".
 func (d *Deployer) Rollback(ctx context.Context, st *deployer.Stack, o deployer.RollbackOptions) (*deployer.Release, *deployer.UpResult, error) {
-	po := PreflightOptions{}
-	if d.conn.Endpoint.Scheme == "ssh" {
-		po.SSHPort = d.conn.Endpoint.Port
-	}
-	// The security-group rules are remote up's to print. Ports no
-	// container holds are not probed for host processes: the probe runs
-	// from a transferred image, and a rollback transfers none.
-	f, err := Preflight(ctx, d.engine, st, po)
+	up, err := d.HostUp(ctx, st, o.Up, "a rollback")
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := f.Err(); err != nil {
-		return nil, nil, err
-	}
-	d.out.Event("Remote engine: %s", f.Engine)
-	if len(f.ToProbe) > 0 {
-		d.out.Event("note: ports %v not probed for host processes (a rollback sends no image to run the probe from)", f.ToProbe)
-	}
+	o.Up = up
 	// Name the target in the record ("remote rollback to N"): resolve the
 	// default (the release before the current) here.
 	if o.To == 0 {
@@ -154,10 +139,6 @@ func (d *Deployer) Rollback(ctx context.Context, st *deployer.Stack, o deployer.
 			o.To = rels[1].Number
 		}
 	}
-	o.Up.Remote = true
-	if err := d.targetConfigDir(st.Project.Name, &o.Up.ConfigDir); err != nil {
-		return nil, nil, err
-	}
 	if o.Up.RecordCommand == "" {
 		o.Up.RecordCommand = "remote rollback"
 		if o.To > 0 {
@@ -166,6 +147,44 @@ func (d *Deployer) Rollback(ctx context.Context, st *deployer.Stack, o deployer.
 	}
 	return d.d.Rollback(ctx, st, o)
 }
+
+// HostUp readies o for an up of st on the host outside remote up, with the
+// images already there (rollback, restore; verb names it in a note): the
+// remote-only checks that need no image (a compose file changed since the
+// last remote up must not publish Postgres or the engine's ports to the
+// world), o.Remote on and o.ConfigDir this host's mirror of the generated
+// secrets. A refusal wraps deployer.ErrPreflight.
+func (d *Deployer) HostUp(ctx context.Context, st *deployer.Stack, o deployer.UpOptions, verb string) (deployer.UpOptions, error) {
+	po := PreflightOptions{}
+	if d.conn.Endpoint.Scheme == "ssh" {
+		po.SSHPort = d.conn.Endpoint.Port
+	}
+	// The security-group rules are remote up's to print. Ports no
+	// container holds are not probed for host processes: the probe runs
+	// from a transferred image, and these verbs transfer none.
+	f, err := Preflight(ctx, d.engine, st, po)
+	if err != nil {
+		return o, err
+	}
+	if err := f.Err(); err != nil {
+		return o, err
+	}
+	d.out.Event("Remote engine: %s", f.Engine)
+	if len(f.ToProbe) > 0 {
+		d.out.Event("note: ports %v not probed for host processes (%s sends no image to run the probe from)", f.ToProbe, verb)
+	}
+	o.Remote = true
+	err = d.targetConfigDir(st.Project.Name, &o.ConfigDir)
+	return o, err
+}
+
+// Engine is the host's engine with its quick calls bounded by the engine
+// timeout, and Local the deployer.Deployer over it: for the verbs that act
+// on the host's engine as on a local one (backup, restore).
+func (d *Deployer) Engine() Engine { return d.engine }
+
+// Local is the deployer.Deployer of the host's engine (see Engine).
+func (d *Deployer) Local() *deployer.Deployer { return d.d }
 
 // Down removes project's containers and networks on the host (volumes
 // with o.Volumes), as deployer.Down does.

@@ -59,11 +59,17 @@ func (a invoiceAPI) create(c *http.Client, finalize bool) (invoice, error) {
 	if !finalize {
 		return inv, nil
 	}
-	resp, err = c.Post(a.base+"/v1/invoices/"+inv.ID+"/finalize", "application/json", nil)
+	return a.finalize(c, inv.ID)
+}
+
+// finalize finalizes invoice id and returns it as acknowledged.
+func (a invoiceAPI) finalize(c *http.Client, id string) (invoice, error) {
+	var inv invoice
+	resp, err := c.Post(a.base+"/v1/invoices/"+id+"/finalize", "application/json", nil)
 	if err != nil {
 		return inv, err
 	}
-	b, _ = io.ReadAll(resp.Body)
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return inv, fmt.Errorf("finalize: %s %s", resp.Status, b)
@@ -323,9 +329,16 @@ func TestBackupContinuousProtection(t *testing.T) {
 // finished (a point in time before it has nothing to start from).
 func waitBaseBackup(t *testing.T, e *localEnv, proj string) {
 	t.Helper()
+	waitBaseBackupIn(t, func() string { return e.mustRun(localRoot(), "backups", "-p", proj, "-o", "json").stdout })
+}
+
+// waitBaseBackupIn waits until list (backups -o json) shows a finished
+// base backup of continuous protection.
+func waitBaseBackupIn(t *testing.T, list func() string) {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		r := e.mustRun(localRoot(), "backups", "-p", proj, "-o", "json")
+		stdout := list()
 		var out struct {
 			Archive *struct {
 				Bases []struct {
@@ -333,14 +346,14 @@ func waitBaseBackup(t *testing.T, e *localEnv, proj string) {
 				} `json:"base_backups"`
 			} `json:"archive"`
 		}
-		if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
-			t.Fatalf("backups -o json: %v\n%s", err, r.stdout)
+		if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+			t.Fatalf("backups -o json: %v\n%s", err, stdout)
 		}
 		if out.Archive != nil && len(out.Archive.Bases) > 0 && !out.Archive.Bases[0].Finished.IsZero() {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no finished base backup 2 minutes after up:\n%s", r.stdout)
+			t.Fatalf("no finished base backup 2 minutes after up:\n%s", stdout)
 		}
 		time.Sleep(time.Second)
 	}
