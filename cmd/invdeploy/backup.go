@@ -138,13 +138,14 @@ elsewhere, a backup cannot be read without it.`,
 	return cmd
 }
 
-// takeBackup takes one backup and prints it.
+// takeBackup takes one backup and prints it, holding the deploy lock when
+// b has a Deployer.
 func takeBackup(cmd *cobra.Command, g *globalOptions, o *backupOptions, pg *backup.Postgres, b *backup.Backups, store backup.Store) error {
 	id, err := backup.LoadIdentity(o.identity, true)
 	if err != nil {
 		return err
 	}
-	m, err := b.Take(cmd.Context(), pg, backup.TakeOptions{Store: store, Identity: id, Lock: true})
+	m, err := b.Take(cmd.Context(), pg, backup.TakeOptions{Store: store, Identity: id, Lock: b.Deployer != nil})
 	if err != nil {
 		return err
 	}

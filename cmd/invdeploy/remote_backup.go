@@ -91,6 +91,10 @@ interfaces of the host, port 8000 unless --port: give the same --port as the up)
 			}
 			defer closeRemote(g, d)
 			announce(g, "Restoring", st)
+			// A database Swarm runs is refused before the host's checks.
+			if err := b.RefuseSwarm(cmd.Context(), pg); err != nil {
+				return err
+			}
 			up, err := d.HostUp(cmd.Context(), st, deployer.UpOptions{}, "a restore")
 			if err != nil {
 				return err

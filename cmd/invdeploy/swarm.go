@@ -39,6 +39,7 @@ ingress routing mesh and VIPs, which need IPVS in the hosts' kernel.`,
 	o.bind(cmd)
 	cmd.AddCommand(newSwarmInitCommand(g, o), newSwarmUpCommand(g, o), newSwarmDownCommand(g, o), newSwarmStatusCommand(g, o), newSwarmRollbackCommand(g, o),
 		newSwarmScaleCommand(g, o), newSwarmLogsCommand(g, o), newSwarmEdgeCommand(g))
+	cmd.AddCommand(newSwarmBackupCommand(g, o))
 	return cmd
 }
 

@@ -75,6 +75,9 @@ type source struct {
 // from before is put back (exit 4).
 func (b *Backups) Restore(ctx context.Context, st *deployer.Stack, pg *Postgres, o RestoreOptions) (*RestoreResult, error) {
 	start := b.now()
+	if err := b.RefuseSwarm(ctx, pg); err != nil {
+		return nil, err
+	}
 	src, err := b.choose(ctx, pg, o)
 	if err != nil {
 		return nil, err
@@ -121,6 +124,25 @@ func (b *Backups) Restore(ctx context.Context, st *deployer.Stack, pg *Postgres,
 	}
 	res.Elapsed = b.now().Sub(start)
 	return res, nil
+}
+
+// labelSwarmTask is the label the engine puts on a Swarm task's container.
+const labelSwarmTask = "com.docker.swarm.task.id"
+
+// RefuseSwarm refuses a restore of a database that runs as a Swarm
+// service: its orchestrator would restart the task the switch stops, and
+// the up after it would start plain containers beside the service.
+func (b *Backups) RefuseSwarm(ctx context.Context, pg *Postgres) error {
+	cs, err := b.serviceContainers(ctx, pg.Project, pg.Service)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if c.Labels[labelSwarmTask] != "" {
+			return refuse(pg.Service, "service %s of project %s runs as a Swarm service on this engine: restore acts on plain containers and would race the orchestrator; see docs/guides/backups.md, \"On Swarm\" (nothing was changed)", pg.Service, pg.Project)
+		}
+	}
+	return nil
 }
 
 // waitFreshHealth waits until every running container of services (not

@@ -141,6 +141,7 @@ func TestSwarm(t *testing.T) {
 	}
 
 	t.Run("up", func(t *testing.T) { testUp(t, w) })
+	t.Run("backup", func(t *testing.T) { testBackup(t, w) })
 	t.Run("rolling", func(t *testing.T) { testRolling(t, w) })
 
 	if got := localSwarmState(t); got != localSwarm {
