@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"filippo.io/age"
+	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/volume"
@@ -82,6 +83,15 @@ func (b *Backups) Restore(ctx context.Context, st *deployer.Stack, pg *Postgres,
 	if err != nil {
 		return nil, err
 	}
+	if err := b.keepRunningImages(ctx, st); err != nil {
+		return nil, err
+	}
+	// The up after the switch checks the stack first: a refusal there
+	// (an image it cannot get, a secret missing) is found now, while
+	// nothing has changed, not after the database was stopped.
+	if _, err := b.Deployer.Check(ctx, st, deployer.CheckOptions{Remote: o.Up.Remote, ConfigDir: o.Up.ConfigDir, Build: o.Up.Build}); err != nil {
+		return nil, err
+	}
 	l, err := b.Deployer.Lock(ctx, pg.Project, deployer.LockOptions{Command: "restore"})
 	if err != nil {
 		return nil, err
@@ -124,6 +134,48 @@ func (b *Backups) Restore(ctx context.Context, st *deployer.Stack, pg *Postgres,
 	}
 	res.Elapsed = b.now().Sub(start)
 	return res, nil
+}
+
+// keepRunningImages pins each service of st whose running container runs
+// an image its compose image reference no longer names (a build or a new
+// tag since the deploy) to the image it runs, without build or pull: a
+// restore brings data back and deploys no new code (nor builds any, on a
+// host that cannot). Services named as they run are left as they are, so
+// up keeps their containers.
+func (b *Backups) keepRunningImages(ctx context.Context, st *deployer.Stack) error {
+	for _, name := range st.Project.ServiceNames() {
+		s := st.Project.Services[name]
+		cs, err := b.serviceContainers(ctx, st.Project.Name, name)
+		if err != nil {
+			return err
+		}
+		running := ""
+		for _, c := range cs {
+			if c.State == "running" && c.Labels[labelHelper] == "" && c.Labels[deployer.LabelRole] == "" {
+				running = c.ImageID
+				break
+			}
+		}
+		if running == "" {
+			continue
+		}
+		ref := deployer.ImageRef(st.Project.Name, s)
+		if ins, err := b.Engine.ImageInspect(ctx, ref); err == nil && ins.ID == running {
+			continue
+		}
+		b.Out.Event("services.%s keeps the image it runs (%s): %s is another image now, and a restore deploys no new code", name, shortID(running), ref)
+		s.Image, s.Build, s.PullPolicy = running, nil, types.PullPolicyNever
+		st.Project.Services[name] = s
+	}
+	return nil
+}
+
+func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
 
 // labelSwarmTask is the label the engine puts on a Swarm task's container.
