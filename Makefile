@@ -67,6 +67,11 @@ bench-remote: deps images
 bench-swarm: deps images
 	set -o pipefail; INVDEPLOY_BENCH_SWARM=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchSwarm$$' -v ./test/swarm | grep -v -e '^=== RUN' -e '^--- ' -e '^PASS' -e '^ok'
 
+## bench-backup: invdeploy backup/restore vs pg_dump -Fc/pg_restore of the same cluster (pgbench scale 20, ~336 MiB; BENCH_SCALE=N) in one run, and the invoice load with continuous protection on vs off (target >= 0.9) (~5 min)
+.PHONY: bench-backup
+bench-backup: deps images
+	set -o pipefail; INVDEPLOY_BENCH_BACKUP=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchBackup$$' -v ./test/e2e | grep -v -e '^=== RUN' -e '^--- ' -e '^PASS' -e '^ok'
+
 ## bench-deploy: time to all-healthy, invdeploy up vs docker-compose up -d + polling, and a no-op up
 bench-deploy: deps build images
 	bash test/e2e/bench-deploy.sh
