@@ -175,19 +175,6 @@ func (d *Deployer) planSecrets(ctx context.Context, pl *Plan, cs []container.Sum
 	return nil
 }
 
-// NeedsBuild is the one rule of when a service with a build section is
-// built before a deploy: its image is missing (present false), a rebuild
-// was asked (force: --build), or pull_policy is build. On a remote engine
-// images are built on this machine and sent, so pull_policy build is
-// honoured by that local build (remote true here means: the engine
-// deployed to never builds it).
-func NeedsBuild(s types.ServiceConfig, present, force, remote bool) bool {
-	if s.Build == nil {
-		return false
-	}
-	return !present || force || (s.PullPolicy == types.PullPolicyBuild && !remote)
-}
-
 // pullsAlways reports whether up pulls a present image again (pull_policy
 // always or refresh).
 func pullsAlways(s types.ServiceConfig) bool {
@@ -207,9 +194,10 @@ func (d *Deployer) planImages(ctx context.Context, pl *Plan, o UpOptions) (map[s
 		s := p.Services[name]
 		ref := ImageRef(p.Name, s)
 		id, seen := ids[ref]
-		if !seen {
+		why := ""
+		if !seen || s.Build != nil {
 			var err error
-			if id, err = d.imageID(ctx, ref); err != nil {
+			if id, why, err = d.serviceBuild(ctx, p, s, o.Build, o.Remote); err != nil {
 				return nil, nil, err
 			}
 			ids[ref] = id
@@ -217,14 +205,7 @@ func (d *Deployer) planImages(ctx context.Context, pl *Plan, o UpOptions) (map[s
 		st := imageState{id: id}
 		switch {
 		case planned[ref] != "":
-		case NeedsBuild(s, id != "", o.Build, o.Remote):
-			why := "not present"
-			switch {
-			case id != "" && o.Build:
-				why = "--build"
-			case id != "":
-				why = "pull_policy is build"
-			}
+		case why != "":
 			planned[ref] = "the build changes the image"
 			builds = append(builds, Op{Kind: OpBuild, Service: name, Target: ref, Reason: why, x: opData{ref: ref}})
 		case s.Build == nil && id == "" && s.PullPolicy != types.PullPolicyNever:
