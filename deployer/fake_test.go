@@ -44,7 +44,7 @@ type fakeEngine struct {
 	images     map[string]string // ref -> id
 	// imageLabels are the labels of built images, by id.
 	imageLabels map[string]map[string]string
-	pullable   map[string]bool
+	pullable    map[string]bool
 	// pullIDs are the ids pulls bring (default: sha256:pulled-<ref>).
 	pullIDs    map[string]string
 	containers map[string]*fakeContainer
