@@ -30,6 +30,9 @@ type UpOptions struct {
 	// RecordCommand, when set, records a successful Up as the project's
 	// next release (see Releases) under that command name ("up").
 	RecordCommand string
+	// recordFrom is the release a rollback runs again (its revision is
+	// recorded); nil for an up.
+	recordFrom *Release
 	// ProxyBinary is the rollout proxy's executable (see EnsureProxyImage);
 	// "" means no proxy: every changed container is recreated in place.
 	ProxyBinary string
@@ -140,7 +143,7 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	if o.RecordCommand != "" && res.Changed() { // a no-op up has nothing new to record
 		ids, err := a.imageIDs(ctx)
 		if err == nil {
-			res.Release, err = d.recordRelease(ctx, p, ids, o.RecordCommand)
+			res.Release, err = d.recordRelease(ctx, p, ids, o.RecordCommand, o.recordFrom)
 		}
 		if err != nil {
 			d.out.Event("warning: the stack is up but its release was not recorded: %v", err)
