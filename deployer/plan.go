@@ -177,6 +177,9 @@ type Plan struct {
 	// confirm are the mirrored secrets (their stored paths) the engine
 	// was found to keep with the same value: noted once applied.
 	confirm []string
+	// mirrored are the generated secrets whose value is this machine's
+	// confirmed mirror, not read from the engine (see verifyMirrors).
+	mirrored []string
 }
 
 // Changes reports whether applying the plan would change anything.

@@ -54,7 +54,7 @@ func (d *Deployer) plan(ctx context.Context, p *types.Project, o UpOptions) (*Pl
 	if pl.values, err = readValues(p, o.ConfigDir, false); err != nil {
 		return pl, err
 	}
-	if err := d.planSecrets(ctx, pl, cs, o.ConfigDir); err != nil {
+	if err := d.planSecrets(ctx, pl, cs, o.ConfigDir, o.readState); err != nil {
 		return pl, err
 	}
 	pl.Ops = append(pl.Ops, builds...)
@@ -73,7 +73,52 @@ func (d *Deployer) plan(ctx context.Context, p *types.Project, o UpOptions) (*Pl
 			return pl, err
 		}
 	}
+	if !o.readState {
+		stale, err := d.staleMirrors(ctx, pl)
+		if err != nil {
+			return pl, err
+		}
+		if stale {
+			o.readState = true
+			return d.plan(ctx, p, o)
+		}
+	}
 	return pl, nil
+}
+
+// staleMirrors reports whether the plan would deliver a generated secret
+// from this machine's confirmed mirror while the engine keeps another value
+// or none: a rotation made from another machine, or a state container
+// removed since (docker container prune). The engine's store is read only
+// then (one archive call), so an up that delivers nothing costs nothing
+// more; the caller plans again reading every value from the engine, which
+// adopts its value (or stores the mirror's there again) before anything is
+// delivered.
+func (d *Deployer) staleMirrors(ctx context.Context, pl *Plan) (bool, error) {
+	if len(pl.mirrored) == 0 {
+		return false, nil
+	}
+	delivers := false
+	for _, op := range pl.Ops {
+		for _, what := range op.Delivers {
+			for _, name := range pl.mirrored {
+				delivers = delivers || what == kindSecret+" "+name
+			}
+		}
+	}
+	if !delivers {
+		return false, nil
+	}
+	onEngine, err := d.readState(ctx, pl.p.Name)
+	if err != nil {
+		return false, err
+	}
+	for _, name := range pl.mirrored {
+		if v, ok := onEngine[name]; !ok || !bytes.Equal(v, pl.values[valueKey(kindSecret, name)]) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // planSecrets plans the generated secrets (see targetstate.go: the engine
@@ -84,10 +129,11 @@ func (d *Deployer) plan(ctx context.Context, p *types.Project, o UpOptions) (*Pl
 // up, unless a volume of a service that uses it already exists: its data
 // was set up with a value nobody has, so the plan is refused (exit 3) with
 // the ways out. One this machine keeps but the engine has not confirmed
-// (the first up after an upgrade) is stored on the engine, or, when the
-// engine keeps another value (rotated from another machine), the engine's
-// is adopted. The values count in the plan.
-func (d *Deployer) planSecrets(ctx context.Context, pl *Plan, cs []container.Summary, configDir string) error {
+// (the first up after an upgrade), or any one with readAll (see
+// staleMirrors), is stored on the engine, or, when the engine keeps another
+// value (rotated from another machine), the engine's is adopted. The values
+// count in the plan.
+func (d *Deployer) planSecrets(ctx context.Context, pl *Plan, cs []container.Summary, configDir string, readAll bool) error {
 	p := pl.p
 	srcs, err := secretSources(p, configDir)
 	if err != nil {
@@ -117,7 +163,8 @@ func (d *Deployer) planSecrets(ctx context.Context, pl *Plan, cs []container.Sum
 			if confirmedIn[dir] == nil {
 				confirmedIn[dir] = confirmed(dir)
 			}
-			if confirmedIn[dir][name] {
+			if confirmedIn[dir][name] && !readAll {
+				pl.mirrored = append(pl.mirrored, name)
 				continue
 			}
 			mine = bytes.TrimRight(mine, "\r\n")

@@ -33,6 +33,10 @@ type UpOptions struct {
 	// recordFrom is the release a rollback runs again (its revision is
 	// recorded); nil for an up.
 	recordFrom *Release
+	// readState makes the planner read every generated secret from the
+	// engine's store, also those this machine's mirror was confirmed to
+	// hold (see verifyMirrors).
+	readState bool
 	// ProxyBinary is the rollout proxy's executable (see EnsureProxyImage);
 	// "" means no proxy: every changed container is recreated in place.
 	ProxyBinary string
