@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +57,13 @@ func (d *Deployer) plan(ctx context.Context, p *types.Project, o UpOptions) (*Pl
 	}
 	if err := d.planSecrets(ctx, pl, cs, o.ConfigDir, o.readState); err != nil {
 		return pl, err
+	}
+	if r := o.rotating; r != nil {
+		// The value secret rotate is about to set, and the database's
+		// copy rewritten in place before any container is changed.
+		pl.values[valueKey(kindSecret, r.name)] = r.next
+		pl.mirrored = slices.DeleteFunc(pl.mirrored, func(n string) bool { return n == r.name })
+		pl.rewritten = r.dbc.ID
 	}
 	pl.Ops = append(pl.Ops, builds...)
 	if err := d.planRollouts(ctx, pl, o.ProxyBinary); err != nil {
@@ -411,7 +419,7 @@ func (d *Deployer) planService(ctx context.Context, pl *Plan, cs []container.Sum
 	}
 	existing := serviceContainers(cs, name)
 	steps := planContainers(p, s, hash, img, existing, ro, gone)
-	if err := d.recreateForDelivery(ctx, s, steps, pl.values, ro); err != nil {
+	if err := d.recreateForDelivery(ctx, s, steps, pl.values, ro, pl.rewritten); err != nil {
 		return err
 	}
 	delivers, err := deliveryNames(s)
@@ -625,15 +633,16 @@ func changedStep(st *Step, ro rollout, why string) {
 
 // recreateForDelivery turns keep and start steps (also conditional ones)
 // into recreates or rolls when the container's delivered secrets or
-// configs changed (see deliveredChange).
-func (d *Deployer) recreateForDelivery(ctx context.Context, s types.ServiceConfig, steps []Step, values map[string][]byte, ro rollout) error {
+// configs changed (see deliveredChange); the rewritten container's copies
+// are made current in place first.
+func (d *Deployer) recreateForDelivery(ctx context.Context, s types.ServiceConfig, steps []Step, values map[string][]byte, ro rollout, rewritten string) error {
 	for i := range steps {
 		st := &steps[i]
 		base := st.Action
 		if st.If != "" {
 			base = st.Else
 		}
-		if st.c == nil || (base != ActionKeep && base != ActionStart && base != ActionRename) {
+		if st.c == nil || st.c.ID == rewritten || (base != ActionKeep && base != ActionStart && base != ActionRename) {
 			continue
 		}
 		why, err := d.deliveredChange(ctx, *st.c, s, values)

@@ -37,6 +37,9 @@ type UpOptions struct {
 	// engine's store, also those this machine's mirror was confirmed to
 	// hold (see verifyMirrors).
 	readState bool
+	// rotating is secret rotate's new value, planned before it exists (see
+	// PlanRotate); nil for an up.
+	rotating *rotation
 	// ProxyBinary is the rollout proxy's executable (see EnsureProxyImage);
 	// "" means no proxy: every changed container is recreated in place.
 	ProxyBinary string

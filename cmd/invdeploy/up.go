@@ -157,6 +157,10 @@ func planLine(op deployer.Op) (group, verb string, ok bool) {
 		return "secret", "generate", true
 	case deployer.OpSecretStore:
 		return "secret", "store", true
+	case deployer.OpSecretRotate:
+		return "secret", "rotate", true
+	case deployer.OpSecretRewrite:
+		return "secret", "rewrite", true
 	case deployer.OpPull:
 		return "image", "pull", true
 	case deployer.OpBuild:
