@@ -105,6 +105,15 @@ func (d *Deployer) serviceBuild(ctx context.Context, p *types.Project, s types.S
 	return img.ID, buildWhy(s, true, stale, force, remote), nil
 }
 
+// LocalBuildReason is why remote up builds service s of p on this machine
+// before sending it ("" when it does not): buildWhy against d's engine,
+// the local one, so an image whose build context changed since it was
+// built is built again there too.
+func (d *Deployer) LocalBuildReason(ctx context.Context, p *types.Project, s types.ServiceConfig, force bool) (string, error) {
+	_, why, err := d.serviceBuild(ctx, p, s, force, false)
+	return why, err
+}
+
 // isRemoteContext reports whether s builds from a context the engine
 // fetches itself (a git or HTTP URL).
 func isRemoteContext(s types.ServiceConfig) bool {
