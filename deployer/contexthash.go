@@ -311,9 +311,19 @@ func (c *contextCache) save() {
 		return
 	}
 	b, err := json.Marshal(c)
+	if err != nil || os.MkdirAll(filepath.Dir(c.path), 0o700) != nil {
+		return
+	}
+	// A temporary file of its own: invdeploy runs at once in several
+	// terminals (a reader sees the old cache or the new one, never half).
+	f, err := os.CreateTemp(filepath.Dir(c.path), "context-digests-*.tmp")
 	if err != nil {
 		return
 	}
-	_ = writeMirror(c.path, b)
+	_, werr := f.Write(b)
+	if cerr := f.Close(); werr != nil || cerr != nil || os.Rename(f.Name(), c.path) != nil {
+		os.Remove(f.Name())
+		return
+	}
 	c.changed = false
 }
