@@ -178,6 +178,14 @@ func (d *Deployer) buildService(ctx context.Context, p *types.Project, s types.S
 	for k, v := range s.Build.Labels {
 		labels[k] = v
 	}
+	if !isRemoteContext(s) {
+		// What the context sent, so the next up sees an edit (buildWhy).
+		digest, err := d.contextDigest(p, s)
+		if err != nil {
+			return nil, fmt.Errorf("build %s: %w", s.Name, err)
+		}
+		labels[LabelBuildContext] = digest
+	}
 
 	if err := checkBuildContext(p, s); err != nil {
 		return nil, fmt.Errorf("build %s: %w", s.Name, err)

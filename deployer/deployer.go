@@ -19,6 +19,8 @@ type Deployer struct {
 	// delivered is this machine's record of delivered values (see
 	// deliveryRecord); nil outside Up and Plan.
 	delivered *deliveryRecord
+	// digests memoises build context digests (see contextDigest).
+	digests map[string]string
 }
 
 // New returns a Deployer over engine that reports progress to out (nil: none).

@@ -28,6 +28,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/errdefs"
 	"github.com/docker/go-connections/nat"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -41,7 +42,9 @@ type fakeEngine struct {
 	reads      int // CopyFromContainer calls
 	apiVersion string
 	images     map[string]string // ref -> id
-	pullable   map[string]bool
+	// imageLabels are the labels of built images, by id.
+	imageLabels map[string]map[string]string
+	pullable    map[string]bool
 	// pullIDs are the ids pulls bring (default: sha256:pulled-<ref>).
 	pullIDs    map[string]string
 	containers map[string]*fakeContainer
@@ -120,6 +123,7 @@ func newFakeEngine() *fakeEngine {
 	return &fakeEngine{
 		apiVersion:   "1.41",
 		images:       map[string]string{},
+		imageLabels:  map[string]map[string]string{},
 		pullable:     map[string]bool{},
 		pullIDs:      map[string]string{},
 		containers:   map[string]*fakeContainer{},
@@ -185,7 +189,7 @@ func (f *fakeEngine) ImageInspect(_ context.Context, ref string, _ ...client.Ima
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if id, ok := f.imageLocked(ref); ok {
-		return image.InspectResponse{ID: id}, nil
+		return image.InspectResponse{ID: id, Config: &dockerspec.DockerOCIImageConfig{ImageConfig: ocispec.ImageConfig{Labels: f.imageLabels[id]}}}, nil
 	}
 	return image.InspectResponse{}, errdefs.NotFound(fmt.Errorf("No such image: %s", ref))
 }
@@ -250,6 +254,7 @@ func (f *fakeEngine) ImageBuild(_ context.Context, r io.Reader, o build.ImageBui
 		f.images[t] = id
 	}
 	f.builds = append(f.builds, o)
+	f.imageLabels[id] = o.Labels
 	f.buildFiles = files
 	f.record("build %s", strings.Join(o.Tags, ","))
 	return build.ImageBuildResponse{Body: io.NopCloser(strings.NewReader(`{"stream":"Step 1/1 : FROM scratch\n"}` + "\n"))}, nil

@@ -78,3 +78,62 @@ func TestBundledStackTaggedWithTree(t *testing.T) {
 		t.Fatalf("reverted checkout: api image %s, want invoicing-api:%s", img, sha)
 	}
 }
+
+// TestReleaseRevisionSaysDirty: a release records whether what it deploys
+// was built from uncommitted changes, in the working directory's checkout
+// or in a build context outside it; a rollback keeps the revision of the
+// release it runs again.
+func TestReleaseRevisionSaysDirty(t *testing.T) {
+	git := testenv.NeedCommand(t, "git")
+	root := t.TempDir()
+	work, other := filepath.Join(root, "work"), filepath.Join(root, "other")
+	writeFiles(t, work, map[string]string{"compose.yaml": "services:\n  app:\n    build: .\n  lib:\n    build: ../other\n", "Dockerfile": "FROM scratch\n"})
+	writeFiles(t, other, map[string]string{"Dockerfile": "FROM scratch\n"})
+	for _, dir := range []string{work, other} {
+		for _, args := range [][]string{{"init", "-q"}, {"add", "."}, {"commit", "-qm", "first"}} {
+			cmd := exec.Command(git, append([]string{"-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"}, args...)...)
+			cmd.Dir = dir
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("git %v: %v %s", args, err, out)
+			}
+		}
+	}
+	load := func() *Stack {
+		t.Helper()
+		st, err := Load(context.Background(), LoadOptions{WorkingDir: work, ProjectName: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	rev, dirty := treeRevision(load().Project)
+	if len(rev) != 12 || dirty {
+		t.Fatalf("clean trees: revision %q dirty %v", rev, dirty)
+	}
+	writeFiles(t, other, map[string]string{"Dockerfile": "FROM scratch\nLABEL edited=1\n"})
+	if rev2, dirty := treeRevision(load().Project); rev2 != rev || !dirty {
+		t.Fatalf("an edited context outside the working directory: revision %q dirty %v, want %q dirty", rev2, dirty, rev)
+	}
+	writeFiles(t, work, map[string]string{"Dockerfile": "FROM scratch\nLABEL edited=1\n"})
+	rev3, dirty := treeRevision(load().Project)
+	if !strings.HasPrefix(rev3, rev+"-dirty-") || !dirty {
+		t.Fatalf("an edited working directory: revision %q dirty %v", rev3, dirty)
+	}
+	// Releases recorded before the field say so by the revision.
+	if !(Release{Revision: rev3}).FromDirtyTree() || (Release{Revision: rev}).FromDirtyTree() {
+		t.Fatal("FromDirtyTree does not read the revision")
+	}
+
+	f := newFakeEngine()
+	d := New(f, nil)
+	p := load().Project
+	r, err := d.recordRelease(context.Background(), p, map[string]string{"app": "sha256:a"}, "up", nil)
+	if err != nil || !r.Dirty || r.Revision != rev3 {
+		t.Fatalf("recorded release %+v (%v), want dirty at %s", r, err, rev3)
+	}
+	back := Release{Number: 7, Revision: rev}
+	r, err = d.recordRelease(context.Background(), p, map[string]string{"app": "sha256:b"}, "rollback to 7", &back)
+	if err != nil || r.Dirty || r.Revision != rev {
+		t.Fatalf("the rollback's release %+v (%v), want release 7's clean revision %s", r, err, rev)
+	}
+}

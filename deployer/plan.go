@@ -25,6 +25,13 @@ const (
 	// OpSecretStore stores on the engine a generated secret this machine
 	// kept before the engine kept one (an older invdeploy).
 	OpSecretStore OpKind = "secret-store"
+	// OpSecretRotate gives a generated PostgreSQL password a new value
+	// (secret rotate): ALTER ROLE in the database container, then the value
+	// is stored on this machine and on the engine.
+	OpSecretRotate OpKind = "secret-rotate"
+	// OpSecretRewrite rewrites a running container's delivered copy of a
+	// secret in place (the database, which is not restarted).
+	OpSecretRewrite OpKind = "secret-rewrite"
 	// OpPull pulls an image (missing, or pull_policy always/refresh).
 	OpPull OpKind = "pull"
 	// OpBuild builds a service's image.
@@ -177,6 +184,13 @@ type Plan struct {
 	// confirm are the mirrored secrets (their stored paths) the engine
 	// was found to keep with the same value: noted once applied.
 	confirm []string
+	// mirrored are the generated secrets whose value is this machine's
+	// confirmed mirror, not read from the engine (see verifyMirrors).
+	mirrored []string
+	// rewritten is a container whose delivered secrets are rewritten in
+	// place before the plan's container operations (secret rotate's
+	// database): it counts as holding the plan's values.
+	rewritten string
 }
 
 // Changes reports whether applying the plan would change anything.

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -54,8 +55,15 @@ func (d *Deployer) plan(ctx context.Context, p *types.Project, o UpOptions) (*Pl
 	if pl.values, err = readValues(p, o.ConfigDir, false); err != nil {
 		return pl, err
 	}
-	if err := d.planSecrets(ctx, pl, cs, o.ConfigDir); err != nil {
+	if err := d.planSecrets(ctx, pl, cs, o.ConfigDir, o.readState); err != nil {
 		return pl, err
+	}
+	if r := o.rotating; r != nil {
+		// The value secret rotate is about to set, and the database's
+		// copy rewritten in place before any container is changed.
+		pl.values[valueKey(kindSecret, r.name)] = r.next
+		pl.mirrored = slices.DeleteFunc(pl.mirrored, func(n string) bool { return n == r.name })
+		pl.rewritten = r.dbc.ID
 	}
 	pl.Ops = append(pl.Ops, builds...)
 	if err := d.planRollouts(ctx, pl, o.ProxyBinary); err != nil {
@@ -73,7 +81,52 @@ func (d *Deployer) plan(ctx context.Context, p *types.Project, o UpOptions) (*Pl
 			return pl, err
 		}
 	}
+	if !o.readState {
+		stale, err := d.staleMirrors(ctx, pl)
+		if err != nil {
+			return pl, err
+		}
+		if stale {
+			o.readState = true
+			return d.plan(ctx, p, o)
+		}
+	}
 	return pl, nil
+}
+
+// staleMirrors reports whether the plan would deliver a generated secret
+// from this machine's confirmed mirror while the engine keeps another value
+// or none: a rotation made from another machine, or a state container
+// removed since (docker container prune). The engine's store is read only
+// then (one archive call), so an up that delivers nothing costs nothing
+// more; the caller plans again reading every value from the engine, which
+// adopts its value (or stores the mirror's there again) before anything is
+// delivered.
+func (d *Deployer) staleMirrors(ctx context.Context, pl *Plan) (bool, error) {
+	if len(pl.mirrored) == 0 {
+		return false, nil
+	}
+	delivers := false
+	for _, op := range pl.Ops {
+		for _, what := range op.Delivers {
+			for _, name := range pl.mirrored {
+				delivers = delivers || what == kindSecret+" "+name
+			}
+		}
+	}
+	if !delivers {
+		return false, nil
+	}
+	onEngine, err := d.readState(ctx, pl.p.Name)
+	if err != nil {
+		return false, err
+	}
+	for _, name := range pl.mirrored {
+		if v, ok := onEngine[name]; !ok || !bytes.Equal(v, pl.values[valueKey(kindSecret, name)]) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // planSecrets plans the generated secrets (see targetstate.go: the engine
@@ -84,10 +137,11 @@ func (d *Deployer) plan(ctx context.Context, p *types.Project, o UpOptions) (*Pl
 // up, unless a volume of a service that uses it already exists: its data
 // was set up with a value nobody has, so the plan is refused (exit 3) with
 // the ways out. One this machine keeps but the engine has not confirmed
-// (the first up after an upgrade) is stored on the engine, or, when the
-// engine keeps another value (rotated from another machine), the engine's
-// is adopted. The values count in the plan.
-func (d *Deployer) planSecrets(ctx context.Context, pl *Plan, cs []container.Summary, configDir string) error {
+// (the first up after an upgrade), or any one with readAll (see
+// staleMirrors), is stored on the engine, or, when the engine keeps another
+// value (rotated from another machine), the engine's is adopted. The values
+// count in the plan.
+func (d *Deployer) planSecrets(ctx context.Context, pl *Plan, cs []container.Summary, configDir string, readAll bool) error {
 	p := pl.p
 	srcs, err := secretSources(p, configDir)
 	if err != nil {
@@ -117,7 +171,8 @@ func (d *Deployer) planSecrets(ctx context.Context, pl *Plan, cs []container.Sum
 			if confirmedIn[dir] == nil {
 				confirmedIn[dir] = confirmed(dir)
 			}
-			if confirmedIn[dir][name] {
+			if confirmedIn[dir][name] && !readAll {
+				pl.mirrored = append(pl.mirrored, name)
 				continue
 			}
 			mine = bytes.TrimRight(mine, "\r\n")
@@ -175,19 +230,6 @@ func (d *Deployer) planSecrets(ctx context.Context, pl *Plan, cs []container.Sum
 	return nil
 }
 
-// NeedsBuild is the one rule of when a service with a build section is
-// built before a deploy: its image is missing (present false), a rebuild
-// was asked (force: --build), or pull_policy is build. On a remote engine
-// images are built on this machine and sent, so pull_policy build is
-// honoured by that local build (remote true here means: the engine
-// deployed to never builds it).
-func NeedsBuild(s types.ServiceConfig, present, force, remote bool) bool {
-	if s.Build == nil {
-		return false
-	}
-	return !present || force || (s.PullPolicy == types.PullPolicyBuild && !remote)
-}
-
 // pullsAlways reports whether up pulls a present image again (pull_policy
 // always or refresh).
 func pullsAlways(s types.ServiceConfig) bool {
@@ -207,9 +249,10 @@ func (d *Deployer) planImages(ctx context.Context, pl *Plan, o UpOptions) (map[s
 		s := p.Services[name]
 		ref := ImageRef(p.Name, s)
 		id, seen := ids[ref]
-		if !seen {
+		why := ""
+		if !seen || s.Build != nil {
 			var err error
-			if id, err = d.imageID(ctx, ref); err != nil {
+			if id, why, err = d.serviceBuild(ctx, p, s, o.Build, o.Remote); err != nil {
 				return nil, nil, err
 			}
 			ids[ref] = id
@@ -217,14 +260,7 @@ func (d *Deployer) planImages(ctx context.Context, pl *Plan, o UpOptions) (map[s
 		st := imageState{id: id}
 		switch {
 		case planned[ref] != "":
-		case NeedsBuild(s, id != "", o.Build, o.Remote):
-			why := "not present"
-			switch {
-			case id != "" && o.Build:
-				why = "--build"
-			case id != "":
-				why = "pull_policy is build"
-			}
+		case why != "":
 			planned[ref] = "the build changes the image"
 			builds = append(builds, Op{Kind: OpBuild, Service: name, Target: ref, Reason: why, x: opData{ref: ref}})
 		case s.Build == nil && id == "" && s.PullPolicy != types.PullPolicyNever:
@@ -383,7 +419,7 @@ func (d *Deployer) planService(ctx context.Context, pl *Plan, cs []container.Sum
 	}
 	existing := serviceContainers(cs, name)
 	steps := planContainers(p, s, hash, img, existing, ro, gone)
-	if err := d.recreateForDelivery(ctx, s, steps, pl.values, ro); err != nil {
+	if err := d.recreateForDelivery(ctx, s, steps, pl.values, ro, pl.rewritten); err != nil {
 		return err
 	}
 	delivers, err := deliveryNames(s)
@@ -597,15 +633,16 @@ func changedStep(st *Step, ro rollout, why string) {
 
 // recreateForDelivery turns keep and start steps (also conditional ones)
 // into recreates or rolls when the container's delivered secrets or
-// configs changed (see deliveredChange).
-func (d *Deployer) recreateForDelivery(ctx context.Context, s types.ServiceConfig, steps []Step, values map[string][]byte, ro rollout) error {
+// configs changed (see deliveredChange); the rewritten container's copies
+// are made current in place first.
+func (d *Deployer) recreateForDelivery(ctx context.Context, s types.ServiceConfig, steps []Step, values map[string][]byte, ro rollout, rewritten string) error {
 	for i := range steps {
 		st := &steps[i]
 		base := st.Action
 		if st.If != "" {
 			base = st.Else
 		}
-		if st.c == nil || (base != ActionKeep && base != ActionStart && base != ActionRename) {
+		if st.c == nil || st.c.ID == rewritten || (base != ActionKeep && base != ActionStart && base != ActionRename) {
 			continue
 		}
 		why, err := d.deliveredChange(ctx, *st.c, s, values)

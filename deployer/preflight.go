@@ -508,13 +508,13 @@ func (d *Deployer) checkImages(ctx context.Context, p *types.Project, o CheckOpt
 	for _, name := range p.ServiceNames() {
 		s := p.Services[name]
 		ref := ImageRef(p.Name, s)
-		id, err := d.imageID(ctx, ref)
+		id, why, err := d.serviceBuild(ctx, p, s, o.Build, o.Remote)
 		if err != nil {
 			return fmt.Errorf("preflight: %w", err)
 		}
 		if s.Build != nil {
 			// On a remote engine images are built here and sent: never there.
-			if !NeedsBuild(s, id != "", o.Build, o.Remote) {
+			if why == "" {
 				continue
 			}
 			dir := buildContextDir(p, s)

@@ -38,9 +38,14 @@ const (
 
 // Release is one recorded successful up.
 type Release struct {
-	Number   int                       `json:"number"`
-	Project  string                    `json:"project"`
-	Revision string                    `json:"revision,omitempty"`
+	Number   int    `json:"number"`
+	Project  string `json:"project"`
+	Revision string `json:"revision,omitempty"`
+	// Dirty says the release ran images built from a tree with uncommitted
+	// changes (remote up --allow-dirty, a local up of edited files): what
+	// ran is not something its commit names. Releases recorded before the
+	// field say so by their revision's -dirty suffix (see FromDirtyTree).
+	Dirty    bool                      `json:"dirty"`
 	User     string                    `json:"user"`
 	Machine  string                    `json:"machine"`
 	Command  string                    `json:"command"`
@@ -65,14 +70,21 @@ func releaseName(project string, n int, service string) string {
 // recordRelease records what is running now as the project's next release
 // and forgets the ones beyond KeepReleases. When nothing differs from the
 // newest release (same image and config per service) it is returned as is.
-func (d *Deployer) recordRelease(ctx context.Context, p *types.Project, imageIDs map[string]string, command string) (*Release, error) {
+// A rollback (from set) runs from's images again, so it keeps from's
+// revision.
+func (d *Deployer) recordRelease(ctx context.Context, p *types.Project, imageIDs map[string]string, command string, from *Release) (*Release, error) {
 	rels, err := d.Releases(ctx, p.Name)
 	if err != nil {
 		return nil, err
 	}
 	h := currentHolder(command, time.Now())
-	r := &Release{Number: 1, Project: p.Name, Revision: gitTreeTag(p.WorkingDir), User: h.User, Machine: h.Machine,
+	r := &Release{Number: 1, Project: p.Name, User: h.User, Machine: h.Machine,
 		Command: command, Created: time.Now().UTC(), Services: map[string]ReleaseService{}}
+	if from != nil {
+		r.Revision, r.Dirty = from.Revision, from.FromDirtyTree()
+	} else {
+		r.Revision, r.Dirty = treeRevision(p)
+	}
 	if len(rels) > 0 {
 		r.Number = rels[0].Number + 1
 	}
@@ -318,8 +330,37 @@ func (d *Deployer) Rollback(ctx context.Context, st *Stack, o RollbackOptions) (
 	if uo.RecordCommand == "" {
 		uo.RecordCommand = "rollback to " + strconv.Itoa(target.Number)
 	}
+	uo.recordFrom = target
 	res, err := d.Up(ctx, st, uo)
 	return target, res, err
+}
+
+// FromDirtyTree reports whether r ran images built from a tree with
+// uncommitted changes.
+func (r Release) FromDirtyTree() bool {
+	return r.Dirty || strings.Contains(r.Revision, "-dirty")
+}
+
+// treeRevision is the revision a release records (the working directory's
+// commit, <commit>-dirty-<hash> with uncommitted changes, see gitTreeTag)
+// and whether what it deploys was built from uncommitted changes: in the
+// working directory's checkout, or in a build context outside it.
+func treeRevision(p *types.Project) (string, bool) {
+	rev := gitTreeTag(p.WorkingDir)
+	if strings.Contains(rev, "-dirty") {
+		return rev, true
+	}
+	for _, name := range p.ServicesWithBuild() {
+		s := p.Services[name]
+		if isRemoteContext(s) {
+			continue
+		}
+		dir := buildContextDir(p, s)
+		if _, inside := within(realPath(p.WorkingDir), realPath(dir)); !inside && gitDirty(dir) {
+			return rev, true
+		}
+	}
+	return rev, false
 }
 
 func releaseNumbers(rels []Release) string {

@@ -81,7 +81,7 @@ func TestReleasesKeepTheLastFive(t *testing.T) {
 	web.Image, db.Image = "shop-web", "postgres:15"
 	p := &types.Project{Name: "shop", Services: types.Services{"web": web, "db": db}}
 	for i := 1; i <= KeepReleases+2; i++ {
-		r, err := d.recordRelease(ctx, p, map[string]string{"web": fmt.Sprintf("sha256:web%d", i), "db": "sha256:pg"}, "up")
+		r, err := d.recordRelease(ctx, p, map[string]string{"web": fmt.Sprintf("sha256:web%d", i), "db": "sha256:pg"}, "up", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,7 +90,7 @@ func TestReleasesKeepTheLastFive(t *testing.T) {
 		}
 	}
 	// The same images and config again: no new release.
-	again, err := d.recordRelease(ctx, p, map[string]string{"web": fmt.Sprintf("sha256:web%d", KeepReleases+2), "db": "sha256:pg"}, "up")
+	again, err := d.recordRelease(ctx, p, map[string]string{"web": fmt.Sprintf("sha256:web%d", KeepReleases+2), "db": "sha256:pg"}, "up", nil)
 	if err != nil || again.Number != KeepReleases+2 {
 		t.Fatalf("an unchanged up recorded release %v (%v), want the newest kept", again, err)
 	}
@@ -117,7 +117,7 @@ func TestReleasesKeepTheLastFive(t *testing.T) {
 	if rels, _ := d.Releases(ctx, "shop"); len(rels) != KeepReleases {
 		t.Fatalf("history after down: %d releases", len(rels))
 	}
-	if _, err := d.recordRelease(ctx, p, map[string]string{"web": fmt.Sprintf("sha256:web%d", KeepReleases+2), "db": "sha256:pg"}, "up"); err != nil || len(eng.byName) != 2*KeepReleases {
+	if _, err := d.recordRelease(ctx, p, map[string]string{"web": fmt.Sprintf("sha256:web%d", KeepReleases+2), "db": "sha256:pg"}, "up", nil); err != nil || len(eng.byName) != 2*KeepReleases {
 		t.Fatalf("re-protect after down: %v, %d containers", err, len(eng.byName))
 	}
 	if n, err := d.removeReleases(ctx, "shop"); err != nil || n != KeepReleases || len(eng.vols) != 0 || len(eng.byName) != 0 {

@@ -60,7 +60,64 @@ func (d *Deployer) RotateSecret(ctx context.Context, st *Stack, name string, o R
 		defer l.Unlock(ctx)
 		d, _ = d.fenced(nil, l)
 	}
-	src, db, role, err := rotateTarget(p, name, o.ConfigDir)
+	r, err := d.prepareRotation(ctx, p, name, o.ConfigDir)
+	if err != nil {
+		return nil, err
+	}
+	// The rotation's own operations (rotationOps), then up's plan.
+	if err := d.setNewPassword(ctx, r); err != nil {
+		return nil, err
+	}
+	d.rewriteDatabaseCopy(ctx, p, r, o.ConfigDir)
+	d.out.Event("Secret %s rotated: role %s has the new password; rolling the services that use it onto it", name, r.role)
+	return d.Up(ctx, st, UpOptions{ConfigDir: o.ConfigDir, WaitTimeout: o.WaitTimeout, ProxyBinary: o.ProxyBinary})
+}
+
+// rotation is one secret rotate: the secret, where this machine keeps it,
+// the database service, its running container and role, and the new value
+// (for a plan, a stand-in that is never shown or stored).
+type rotation struct {
+	project, name, db, role string
+	src                     secretSource
+	dbc                     container.Summary
+	next                    []byte
+}
+
+// PlanRotate is what RotateSecret would do (secret rotate --dry-run): its
+// own operations (the new password set in the database and stored, the
+// database's delivered copy rewritten in place), then the plan of the up
+// that follows, computed with a stand-in for the new value: which
+// consumers are rolled or recreated onto it. It changes nothing.
+func (d *Deployer) PlanRotate(ctx context.Context, st *Stack, name string, o RotateOptions) (*Plan, error) {
+	r, err := d.prepareRotation(ctx, st.Project, name, o.ConfigDir)
+	if err != nil {
+		return nil, err
+	}
+	r.next = []byte(randomHex(24)) // only compared with what containers hold
+	pl, err := d.Plan(ctx, st, UpOptions{ConfigDir: o.ConfigDir, ProxyBinary: o.ProxyBinary, rotating: r})
+	if err != nil {
+		return pl, err
+	}
+	pl.Ops = append(rotationOps(r), pl.Ops...)
+	return pl, nil
+}
+
+// rotationOps are the operations of a rotation before up's: what
+// setNewPassword and rewriteDatabaseCopy do.
+func rotationOps(r *rotation) []Op {
+	return []Op{
+		{Kind: OpSecretRotate, Service: r.db, Target: r.name, Reason: fmt.Sprintf(
+			"a new value: ALTER ROLE %s in %s, then kept on this machine (%s) and on the engine", r.role, containerName(r.dbc), r.src.Stored)},
+		{Kind: OpSecretRewrite, Service: r.db, Target: containerName(r.dbc), Reason: "its copy of " + r.name + " is rewritten in place: the database is not restarted"},
+	}
+}
+
+// prepareRotation checks that secret name can be rotated now and finds
+// what the rotation acts on: the secret is a generated PostgreSQL password
+// not taken from the environment, this machine keeps it, its database runs,
+// and every consumer with containers is enabled.
+func (d *Deployer) prepareRotation(ctx context.Context, p *types.Project, name, configDir string) (*rotation, error) {
+	src, db, role, err := rotateTarget(p, name, configDir)
 	if err != nil {
 		return nil, err
 	}
@@ -74,64 +131,67 @@ func (d *Deployer) RotateSecret(ctx context.Context, st *Stack, name string, o R
 	if err != nil {
 		return nil, err
 	}
-	var id string
+	r := &rotation{project: p.Name, name: name, db: db, role: role, src: src}
 	for _, c := range cs {
 		if c.State == "running" {
-			id = c.ID
+			r.dbc = c
 		}
 	}
-	if id == "" {
+	if r.dbc.ID == "" {
 		return nil, fmt.Errorf("service %s of %s is not running; run up first", db, p.Name)
 	}
 	if err := d.checkConsumersReachable(ctx, p, name); err != nil {
 		return nil, err
 	}
+	return r, nil
+}
 
+// setNewPassword is OpSecretRotate: a new value is generated, set in the
+// database, stored on this machine and on the engine.
+func (d *Deployer) setNewPassword(ctx context.Context, r *rotation) error {
 	// The new value waits next to the stored one until the database has
 	// it, so a failure on either side leaves a consistent pair.
-	next := src.Stored + ".new"
+	next := r.src.Stored + ".new"
 	if err := os.Remove(next); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("remove a stale %s: %w", next, err)
+		return fmt.Errorf("remove a stale %s: %w", next, err)
 	}
 	value, err := generateSecret(next)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	verifier, err := scramVerifier(value)
 	if err != nil {
 		os.Remove(next)
-		return nil, err
+		return err
 	}
-	stmt := fmt.Sprintf("ALTER ROLE %s PASSWORD '%s';\n", quoteIdent(role), verifier)
-	if err := RunExec(ctx, d.engine, id, Exec{Cmd: []string{"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "-U", role, "-d", "postgres"},
+	stmt := fmt.Sprintf("ALTER ROLE %s PASSWORD '%s';\n", quoteIdent(r.role), verifier)
+	if err := RunExec(ctx, d.engine, r.dbc.ID, Exec{Cmd: []string{"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "-U", r.role, "-d", "postgres"},
 		Stdin: strings.NewReader(stmt), Redact: func(s string) string { return strings.ReplaceAll(s, verifier, "<verifier>") }}); err != nil {
 		os.Remove(next)
-		return nil, fmt.Errorf("set the new password of role %s in %s (the password is unchanged): %w", role, db, err)
+		return fmt.Errorf("set the new password of role %s in %s (the password is unchanged): %w", r.role, r.db, err)
 	}
-	if err := os.Rename(next, src.Stored); err != nil {
-		return nil, fmt.Errorf("the database now has the new password, kept in %s: move it to %s, then run up: %w", next, src.Stored, err)
+	if err := os.Rename(next, r.src.Stored); err != nil {
+		return fmt.Errorf("the database now has the new password, kept in %s: move it to %s, then run up: %w", next, r.src.Stored, err)
 	}
 	// The engine keeps the value too, so another machine deploys it.
-	if err := d.writeState(ctx, p.Name, map[string][]byte{name: value}); err != nil {
-		return nil, fmt.Errorf("the database has the new password, kept in %s, but the engine's copy is the old one (another machine would deploy that): run secret rotate %s again: %w", src.Stored, name, err)
+	if err := d.writeState(ctx, r.project, map[string][]byte{r.name: value}); err != nil {
+		return fmt.Errorf("the database has the new password, kept in %s, but the engine's copy is the old one (another machine would deploy that): run secret rotate %s again: %w", r.src.Stored, r.name, err)
 	}
-	// The database keeps its password in its data directory: its copy of
-	// the secret is rewritten in place rather than the database restarted.
-	values, err := deliveryValues(p, o.ConfigDir)
+	return nil
+}
+
+// rewriteDatabaseCopy is OpSecretRewrite: the database keeps its password
+// in its data directory, so its copy of the secret is rewritten in place
+// rather than the database restarted. A failure is a warning: up then
+// recreates it.
+func (d *Deployer) rewriteDatabaseCopy(ctx context.Context, p *types.Project, r *rotation, configDir string) {
+	values, err := deliveryValues(p, configDir)
+	if err == nil {
+		err = d.redeliver(ctx, p, p.Services[r.db], r.dbc, values)
+	}
 	if err != nil {
-		return nil, err
+		d.out.Event("warning: %s keeps the old value of %s in its files (%v): up recreates it", containerName(r.dbc), r.name, err)
 	}
-	var dbc container.Summary
-	for _, c := range cs {
-		if c.ID == id {
-			dbc = c
-		}
-	}
-	if err := d.redeliver(ctx, p, p.Services[db], dbc, values); err != nil {
-		d.out.Event("warning: %s keeps the old value of %s in its files (%v): up recreates it", containerName(dbc), name, err)
-	}
-	d.out.Event("Secret %s rotated: role %s has the new password; rolling the services that use it onto it", name, role)
-	return d.Up(ctx, st, UpOptions{ConfigDir: o.ConfigDir, WaitTimeout: o.WaitTimeout, ProxyBinary: o.ProxyBinary})
 }
 
 // checkConsumersReachable refuses a rotation that would leave a consumer of

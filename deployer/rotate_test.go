@@ -215,3 +215,52 @@ secrets:
 		t.Errorf("CheckRotate(report_pw) with --profile reports: %v", err)
 	}
 }
+
+// TestPlanRotateIsWhatRotateDoes: secret rotate --dry-run changes nothing
+// and lists the rotation's own operations, then up's operations computed
+// with the new value; the rotation then performs those same operations
+// (the database's copy rewritten in place and kept, the API recreated).
+func TestPlanRotateIsWhatRotateDoes(t *testing.T) {
+	ctx := context.Background()
+	st, cfgDir := bundledStack(t, "INVOICING_API_PORT="+strconv.Itoa(freePort(t)))
+	f := fakeWithImages()
+	if _, err := New(f, nil).Up(ctx, st, UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	stored := filepath.Join(cfgDir, "db_password")
+	old, _ := os.ReadFile(stored)
+	before := len(f.mutations())
+	pl, err := New(f, nil).PlanRotate(ctx, st, "db_password", RotateOptions{ConfigDir: cfgDir})
+	if err != nil {
+		t.Fatalf("plan rotate: %v", err)
+	}
+	if now, _ := os.ReadFile(stored); string(now) != string(old) || len(f.mutations()) != before || f.execInput.Len() != 0 {
+		t.Fatalf("the dry run changed something: %v", f.mutations()[before:])
+	}
+	if len(pl.Ops) < 3 || pl.Ops[0].Kind != OpSecretRotate || pl.Ops[1].Kind != OpSecretRewrite || pl.Ops[1].Target != "inv-db-1" {
+		t.Fatalf("the plan does not start with the rotation: %+v", pl.Ops)
+	}
+	kinds := func(ops []Op) []string {
+		var out []string
+		for _, op := range ops {
+			out = append(out, string(op.Kind)+" "+op.Target+": "+op.Reason)
+		}
+		return out
+	}
+	want := kinds(pl.Ops[2:])
+	if len(want) != 1 || !strings.Contains(want[0], "inv-api-1: secret db_password changed") {
+		t.Fatalf("up's part of the plan: %v, want the api alone, for the secret", want)
+	}
+	for _, sp := range pl.Services {
+		if sp.Service == "db" && sp.Action != ActionKeep {
+			t.Fatalf("the database is planned to %s, want keep (rewritten in place)", sp.Action)
+		}
+	}
+	res, err := New(f, nil).RotateSecret(ctx, st, "db_password", RotateOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	if got := kinds(res.Ops); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("rotate performed\n%s\nthe dry run showed\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

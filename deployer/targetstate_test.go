@@ -146,3 +146,97 @@ func TestTargetConfigDir(t *testing.T) {
 		t.Fatal("TargetConfigDir(..) accepted")
 	}
 }
+
+// TestStaleConfirmedMirrorTakesTheEngineValue: this machine's mirror was
+// confirmed, then another machine rotated the secret (the engine keeps the
+// new value, the consumers were recreated with it). The next plan here
+// reads the consumers back, finds the other value, and takes the engine's
+// rather than recreating them with the stale copy; after a down (nothing
+// left to read back), the up that creates the consumers delivers the
+// engine's value too.
+func TestStaleConfirmedMirrorTakesTheEngineValue(t *testing.T) {
+	ctx := context.Background()
+	st, cfgDir := bundledStack(t, "INVOICING_API_PORT="+strconv.Itoa(freePort(t)))
+	f := fakeWithImages()
+	if _, err := New(f, nil).Up(ctx, st, UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	stale, _ := os.ReadFile(filepath.Join(cfgDir, "db_password"))
+	if !confirmed(cfgDir)["db_password"] {
+		t.Fatal("the mirror was not confirmed")
+	}
+	other := t.TempDir()
+	rotate := func(value string) {
+		t.Helper()
+		// Another machine rotates: the engine's store and the running
+		// consumers get the new value.
+		if err := os.WriteFile(filepath.Join(other, "db_password"), []byte(value), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := New(f, nil).writeState(ctx, "inv", map[string][]byte{"db_password": []byte(value)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := New(f, nil).Up(ctx, st, UpOptions{ConfigDir: other, WaitTimeout: 5 * time.Second, readState: true}); err != nil {
+			t.Fatalf("the other machine's up: %v", err)
+		}
+	}
+	check := func(want string) {
+		t.Helper()
+		if got, _ := os.ReadFile(filepath.Join(cfgDir, "db_password")); string(got) != want {
+			t.Fatalf("the mirror keeps another value (%d bytes)", len(got))
+		}
+		n := 0
+		for _, c := range f.containers {
+			if file, ok := f.delivered(c, "/run/secrets/db_password"); ok && c.state == "running" {
+				n++
+				if file.content == string(stale) || file.content != want {
+					t.Fatalf("%s got the stale password", c.name)
+				}
+			}
+		}
+		if n == 0 {
+			t.Fatal("no running container has the secret delivered")
+		}
+	}
+	adopts := func(pl *Plan) bool {
+		for _, op := range pl.Ops {
+			if op.Kind == OpSecretAdopt && op.Target == "db_password" && strings.Contains(op.Reason, "rotated from another machine") {
+				return true
+			}
+		}
+		return false
+	}
+
+	rotate("rotated-from-another-machine-0123456789abcdef")
+	pl, err := New(f, nil).Plan(ctx, st, UpOptions{ConfigDir: cfgDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !adopts(pl) {
+		t.Fatalf("the plan does not take the engine's value: %+v", pl.Ops)
+	}
+	for _, sp := range pl.Services {
+		if sp.Action != ActionKeep {
+			t.Fatalf("services.%s: %s, want keep (they run the engine's value already)", sp.Service, sp.Action)
+		}
+	}
+	if _, err := New(f, nil).Up(ctx, st, UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	check("rotated-from-another-machine-0123456789abcdef")
+
+	// Rotated again elsewhere, then down there: nothing runs to read back.
+	stale, _ = os.ReadFile(filepath.Join(cfgDir, "db_password"))
+	rotate("rotated-again-then-down-0123456789abcdef012")
+	if _, err := New(f, nil).Down(ctx, "inv", DownOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pl, err = New(f, nil).Plan(ctx, st, UpOptions{ConfigDir: cfgDir})
+	if err != nil || !adopts(pl) {
+		t.Fatalf("the plan after a down does not take the engine's value (%v): %+v", err, pl.Ops)
+	}
+	if _, err := New(f, nil).Up(ctx, st, UpOptions{ConfigDir: cfgDir, WaitTimeout: 5 * time.Second}); err != nil {
+		t.Fatalf("up: %v", err)
+	}
+	check("rotated-again-then-down-0123456789abcdef012")
+}

@@ -30,6 +30,16 @@ type UpOptions struct {
 	// RecordCommand, when set, records a successful Up as the project's
 	// next release (see Releases) under that command name ("up").
 	RecordCommand string
+	// recordFrom is the release a rollback runs again (its revision is
+	// recorded); nil for an up.
+	recordFrom *Release
+	// readState makes the planner read every generated secret from the
+	// engine's store, also those this machine's mirror was confirmed to
+	// hold (see verifyMirrors).
+	readState bool
+	// rotating is secret rotate's new value, planned before it exists (see
+	// PlanRotate); nil for an up.
+	rotating *rotation
 	// ProxyBinary is the rollout proxy's executable (see EnsureProxyImage);
 	// "" means no proxy: every changed container is recreated in place.
 	ProxyBinary string
@@ -140,7 +150,7 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	if o.RecordCommand != "" && res.Changed() { // a no-op up has nothing new to record
 		ids, err := a.imageIDs(ctx)
 		if err == nil {
-			res.Release, err = d.recordRelease(ctx, p, ids, o.RecordCommand)
+			res.Release, err = d.recordRelease(ctx, p, ids, o.RecordCommand, o.recordFrom)
 		}
 		if err != nil {
 			d.out.Event("warning: the stack is up but its release was not recorded: %v", err)

@@ -19,8 +19,9 @@ func newReleasesCommand(g *globalOptions) *cobra.Command {
 		Use:   "releases [-p NAME]",
 		Short: "List the project's recorded releases, newest first",
 		Long: `Every successful up records a release on the engine: its number, the git
-revision, the exact image of every service, who deployed it, when and from which
-machine. The images of the last 5 releases are kept on the engine (protected from
+revision ("(uncommitted changes)" after it when the images were built from a
+tree with uncommitted changes, then not something the commit names), the exact
+image of every service, who deployed it, when and from which machine. The images of the last 5 releases are kept on the engine (protected from
 docker image prune) so that rollback needs no build and no registry.`,
 		Example: `  invdeploy releases
   invdeploy releases -p shop -o json`,
@@ -89,6 +90,9 @@ func printReleases(g *globalOptions, rels []deployer.Release) {
 		rev := r.Revision
 		if rev == "" {
 			rev = "-"
+		}
+		if r.FromDirtyTree() {
+			rev += " (uncommitted changes)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s@%s\t%s\t%s\t%s\n", num, r.Created.Local().Format(time.DateTime), r.User, r.Machine, rev, r.Command, strings.Join(imgs, " "))
 	}

@@ -1,7 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
+	"strings"
 	"testing"
+
+	"github.com/invdeploy/invdeploy/deployer"
 )
 
 // TestRemoteRollbackPublishesLikeRemoteUp checks that remote rollback loads
@@ -63,5 +68,31 @@ func TestRemoteRollbackPublishesLikeRemoteUp(t *testing.T) {
 	rb.SetContext(t.Context())
 	if _, err := loadRemoteStack(rb, &stackOptions{}, 0); err == nil {
 		t.Error("port 0 accepted")
+	}
+}
+
+// TestReleasesSayDirty: releases (local and remote print the same table)
+// marks a release built from uncommitted changes, also one recorded before
+// the dirty field (its revision's suffix), and JSON carries the field.
+func TestReleasesSayDirty(t *testing.T) {
+	var out bytes.Buffer
+	g := &globalOptions{stdout: &out}
+	printReleases(g, []deployer.Release{
+		{Number: 3, Revision: "0123456789ab", Dirty: true, Services: map[string]deployer.ReleaseService{}},
+		{Number: 2, Revision: "0123456789ab-dirty-abcdefabcdef", Services: map[string]deployer.ReleaseService{}},
+		{Number: 1, Revision: "0123456789ab", Services: map[string]deployer.ReleaseService{}},
+	})
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("releases table:\n%s", out.String())
+	}
+	for i, want := range []bool{true, true, false} {
+		if got := strings.Contains(lines[i+1], "(uncommitted changes)"); got != want {
+			t.Errorf("release %d: says uncommitted changes %v, want %v\n%s", 3-i, got, want, lines[i+1])
+		}
+	}
+	b, _ := json.Marshal(deployer.Release{Dirty: true})
+	if !strings.Contains(string(b), `"dirty":true`) {
+		t.Errorf("release JSON %s lacks dirty", b)
 	}
 }

@@ -26,7 +26,8 @@ func newUpCommand(g *globalOptions) *cobra.Command {
 		Long: `up deploys a stack. Preflight runs first and refuses (exit 3, nothing created)
 when a port is taken, a secret is missing or weak, a .env or secret file is tracked
 by git or would enter a build context, an image is unavailable, or the engine does
-not answer. Images with a build section are built when missing (or with --build).
+not answer. Images with a build section are built when missing, when their build
+context changed since they were built (what is on disk is deployed), or with --build.
 Services start in dependency order (depends_on conditions are honoured); up returns
 when every container runs and every healthcheck passes, else exits 4 showing the
 failing container's log lines that look like errors, its healthcheck's last results
@@ -41,7 +42,8 @@ services (a named volume, several ports) are recreated in place. --dry-run print
 that plan and changes nothing. Without -f and with no compose file in the working directory it deploys
 the bundled Invoicing stack, whose build context is the working directory; its
 database password is generated on the first up and kept, mode 0600, under
-$XDG_CONFIG_HOME/invdeploy/<project>/ (set INVOICING_DB_PASSWORD to choose one).
+$XDG_CONFIG_HOME/invdeploy/<project>/ and on the engine (set INVOICING_DB_PASSWORD
+to choose one).
 
 Services with profiles: start only when one of their profiles is enabled with
 --profile (repeatable) or COMPOSE_PROFILES. Containers of services the file no
@@ -157,6 +159,10 @@ func planLine(op deployer.Op) (group, verb string, ok bool) {
 		return "secret", "generate", true
 	case deployer.OpSecretStore:
 		return "secret", "store", true
+	case deployer.OpSecretRotate:
+		return "secret", "rotate", true
+	case deployer.OpSecretRewrite:
+		return "secret", "rewrite", true
 	case deployer.OpPull:
 		return "image", "pull", true
 	case deployer.OpBuild:

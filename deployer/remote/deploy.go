@@ -139,13 +139,12 @@ func (d *Deployer) up(ctx context.Context, local *deployer.Deployer, localImages
 			}
 			continue
 		}
-		_, err := localImages.ImageInspect(ctx, ref)
-		missing := cerrdefs.IsNotFound(err)
-		if err != nil && !missing {
-			return res, fmt.Errorf("inspect local image %s: %w", ref, err)
+		why, err := local.LocalBuildReason(ctx, p, s, o.Rebuild) // built here, sent there
+		if err != nil {
+			return res, err
 		}
-		if deployer.NeedsBuild(s, !missing, o.Rebuild, false) { // built here, sent there
-			rep.Event("Building %s locally", ref)
+		if why != "" {
+			rep.Event("Building %s locally (%s)", ref, why)
 			if _, err := local.Build(ctx, st, deployer.BuildOptions{Services: []string{name}}); err != nil {
 				return res, err
 			}

@@ -8,6 +8,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -67,7 +68,12 @@ func TestReleasesAndRollback(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "version"), []byte("two\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.mustRun(dir, "up", "-p", proj, "--build")
+	// What is on disk is deployed: the edited context is rebuilt by a
+	// plain up, and the dry run says why first.
+	if r := e.mustRun(dir, "up", "-p", proj, "--dry-run"); !regexp.MustCompile(`(?m)^  image +build +\S+: context changed$`).MatchString(r.stdout) {
+		t.Fatalf("up --dry-run after an edit does not plan the build:\n%s", r.stdout)
+	}
+	e.mustRun(dir, "up", "-p", proj)
 	rels := e.releases(dir, proj).Releases
 	if len(rels) != 2 || rels[0].Number != 2 || rels[1].Number != 1 || rels[0].Command != "up" || rels[0].User == "" || rels[0].Machine == "" {
 		t.Fatalf("releases after two ups: %+v", rels)

@@ -206,8 +206,13 @@ func appContainers(t *testing.T, c *client.Client, project string) (app []contai
 // invoices and half creating one; onCreated gets each acknowledged
 // create's Location.
 func invoiceLoad(base string, onCreated func(loc string)) *loadGen {
+	return invoiceClients(16, base, onCreated)
+}
+
+// invoiceClients is invoiceLoad with the given number of clients.
+func invoiceClients(clients int, base string, onCreated func(loc string)) *loadGen {
 	var n atomic.Int64
-	return startLoad(16, func(c *http.Client) error {
+	return startLoad(clients, func(c *http.Client) error {
 		if n.Add(1)%2 == 0 {
 			_, err := getOK(c, base+"/v1/invoices?limit=5")
 			return err

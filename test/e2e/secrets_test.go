@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -291,7 +292,23 @@ func TestSecretRotate(t *testing.T) {
 	}
 
 	dbID := e.containerIDs(proj)[proj+"-db-1"]
-	r := e.mustRun(dir, "secret", "rotate", "db_password", "-p", proj)
+	// The dry run shows the rotation's operations, then up's, and changes
+	// nothing.
+	r := e.mustRun(dir, "secret", "rotate", "db_password", "-p", proj, "--dry-run")
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^  secret +rotate +db_password: a new value: ALTER ROLE wsec in ` + proj + `-db-1, then kept on this machine`),
+		regexp.MustCompile(`(?m)^  secret +rewrite +` + proj + `-db-1: its copy of db_password is rewritten in place`),
+		regexp.MustCompile(`(?m)^  client +recreate +` + proj + `-client-1: secret db_password changed`),
+		regexp.MustCompile(`(?m)^  db +keep +` + proj + `-db-1$`),
+	} {
+		if !want.MatchString(r.stdout) {
+			t.Errorf("secret rotate --dry-run lacks %s:\n%s", want, r.stdout)
+		}
+	}
+	if same, _ := os.ReadFile(stored); !bytes.Equal(same, old) {
+		t.Fatal("secret rotate --dry-run changed the stored password")
+	}
+	r = e.mustRun(dir, "secret", "rotate", "db_password", "-p", proj)
 	if got := e.containerIDs(proj)[proj+"-db-1"]; got != dbID {
 		t.Errorf("the database container was replaced by rotate")
 	}
