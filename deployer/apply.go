@@ -251,7 +251,9 @@ func (a *applier) container(ctx context.Context, op Op) (Action, error) {
 // keeps (no release is named: none is recorded for it).
 func (a *applier) relearn(service string, c container.Summary) {
 	ro := a.pl.rollouts[service]
-	if !ro.Proxy || !a.fresh[service] || c.State != "running" {
+	// A container without an alias of its own answers only the service's
+	// name, which the proxy holds now: it is rolled, not relearned.
+	if !ro.Proxy || !a.fresh[service] || c.State != "running" || c.Labels[LabelBackend] == "" {
 		return
 	}
 	ro.Release = 0
@@ -381,7 +383,7 @@ func (d *Deployer) removeContainer(ctx context.Context, id, key string, s types.
 // create delivers the secrets and configs of container n of a service,
 // creates it (under name when set) and joins its further networks; the
 // container is not started. Behind the rollout proxy it publishes no port
-// and gets a unique alias, returned.
+// and answers only invdeploy's names, one of them its own (returned).
 func (d *Deployer) create(ctx context.Context, p *types.Project, s types.ServiceConfig, n int, hash string, secrets map[string][]byte, ro rollout, name string) (id, cname, alias string, err error) {
 	spec, err := convert(p, s, n, hash)
 	if err != nil {
@@ -409,15 +411,21 @@ func (d *Deployer) create(ctx context.Context, p *types.Project, s types.Service
 	if files, err := deliveryFiles(s); err == nil && len(files) > 0 {
 		d.delivered.remember(created.ID, files, secrets)
 	}
-	cleanup := func(cause error) (string, string, string, error) {
+	if err := d.connectNetworks(ctx, created.ID, spec); err != nil {
 		_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{RemoveVolumes: true, Force: true})
 		undo()
-		return "", "", "", cause
-	}
-	for _, nn := range sortedKeys(spec.Connect) {
-		if err := d.engine.NetworkConnect(ctx, nn, created.ID, spec.Connect[nn]); err != nil {
-			return cleanup(fmt.Errorf("connect %s to network %s: %w", spec.Name, nn, err))
-		}
+		return "", "", "", err
 	}
 	return created.ID, spec.Name, alias, nil
+}
+
+// connectNetworks joins a created container to the networks of its spec
+// beyond the first (API 1.41 takes one at create time).
+func (d *Deployer) connectNetworks(ctx context.Context, id string, spec *containerSpec) error {
+	for _, nn := range sortedKeys(spec.Connect) {
+		if err := d.engine.NetworkConnect(ctx, nn, id, spec.Connect[nn]); err != nil {
+			return fmt.Errorf("connect %s to network %s: %w", spec.Name, nn, err)
+		}
+	}
+	return nil
 }

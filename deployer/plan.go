@@ -149,6 +149,8 @@ type ServicePlan struct {
 	// "proxy" only): create, keep, start, or recreate (its published port
 	// changed: the one change that interrupts clients).
 	Proxy Action `json:"proxy,omitempty"`
+	// ProxyReason says why the proxy is created, recreated or started.
+	ProxyReason string `json:"proxy_reason,omitempty"`
 }
 
 // Plan is up's plan for a stack, computed from the compose model and the

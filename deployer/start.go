@@ -138,11 +138,6 @@ func (d *Deployer) roll(ctx context.Context, rd *readiness, project string, ps p
 	if err := d.waitContainers(ctx, rd, project, w.service.Name, []string{ps.id}, condFinal, deadline, ""); err != nil {
 		return fail(err)
 	}
-	if w.alias == "" {
-		// A kept container from before aliases: the proxy finds it by the
-		// service's alias (it is the only one).
-		w.alias = w.service.Name
-	}
 	target := w.alias + ":" + strconv.Itoa(int(w.ro.Port.Target))
 	remaining := max(time.Until(deadline), 5*time.Second)
 	sw, err := d.proxyDeploy(ctx, w.proxyID, w.service.Name, target, w.ro, remaining)

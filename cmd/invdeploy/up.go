@@ -132,13 +132,8 @@ func printPlan(g *globalOptions, p *deployer.Plan) error {
 			fmt.Fprintln(g.stdout, line+build)
 		}
 		fmt.Fprintf(g.stdout, "  %-10s changes:  %s\n", "", s.RolloutReason)
-		switch s.Proxy {
-		case deployer.ActionCreate:
-			fmt.Fprintf(g.stdout, "  %-10s proxy:    created (it takes over the published port)\n", "")
-		case deployer.ActionRecreate:
-			fmt.Fprintf(g.stdout, "  %-10s proxy:    recreated: its published port, health path or limits changed (clients are interrupted once)\n", "")
-		case deployer.ActionStart:
-			fmt.Fprintf(g.stdout, "  %-10s proxy:    started (it was stopped)\n", "")
+		if verb := map[deployer.Action]string{deployer.ActionCreate: "created", deployer.ActionRecreate: "recreated", deployer.ActionStart: "started"}[s.Proxy]; verb != "" {
+			fmt.Fprintf(g.stdout, "  %-10s proxy:    %s (%s)\n", "", verb, s.ProxyReason)
 		}
 	}
 	for _, o := range p.Orphans {
