@@ -203,6 +203,9 @@ func (d *Deployer) planImages(ctx context.Context, pl *Plan, o UpOptions) (map[s
 	ids := map[string]string{}
 	var missing, refresh, builds []Op
 	planned := map[string]string{} // ref -> the condition its pull or build sets
+	for ref, cond := range o.Pending {
+		planned[ref] = cond
+	}
 	for _, name := range pl.order {
 		s := p.Services[name]
 		ref := ImageRef(p.Name, s)

@@ -33,6 +33,10 @@ type UpOptions struct {
 	// ProxyBinary is the rollout proxy's executable (see EnsureProxyImage);
 	// "" means no proxy: every changed container is recreated in place.
 	ProxyBinary string
+	// Pending are images a stage before this up makes (remote up builds
+	// them here and moves them): ref -> the condition, in words, under
+	// which the plan's containers change. Plan only (a dry run).
+	Pending map[string]string
 }
 
 // UpResult is what Up did.

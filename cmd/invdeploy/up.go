@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/invdeploy/invdeploy/deployer"
+	"github.com/invdeploy/invdeploy/deployer/remote"
 )
 
 type upOptions struct {
@@ -156,6 +157,10 @@ func planLine(op deployer.Op) (group, verb string, ok bool) {
 		return "image", "pull", true
 	case deployer.OpBuild:
 		return "image", "build", true
+	case remote.OpLocalBuild:
+		return "image", "build here", true
+	case remote.OpImageSend:
+		return "image", "move", true
 	case deployer.OpProxyImage:
 		return "image", "build", true
 	case deployer.OpNetworkRecreate:
