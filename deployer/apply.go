@@ -35,11 +35,14 @@ type applier struct {
 	starts map[string][]pendingStart
 	// problems are failed pulls: they refuse as preflight does.
 	problems []Problem
+	// early are the services started as soon as their operations were
+	// done (see startEarly).
+	early map[string]bool
 }
 
 func (d *Deployer) newApplier(pl *Plan, o UpOptions) *applier {
 	return &applier{d: d, pl: pl, o: o, done: []Op{}, ids: map[string]string{}, proxies: map[string]string{},
-		fresh: map[string]bool{}, starts: map[string][]pendingStart{}}
+		fresh: map[string]bool{}, starts: map[string][]pendingStart{}, early: map[string]bool{}}
 }
 
 // nameRelease has the rollout proxies name the release this up is about
@@ -66,6 +69,12 @@ func (a *applier) apply(ctx context.Context) error {
 	for k, v := range a.pl.proxyIDs {
 		a.proxies[k] = v
 	}
+	last := map[string]int{} // service -> the index of its last operation
+	for i, op := range a.pl.Ops {
+		if op.Service != "" {
+			last[op.Service] = i
+		}
+	}
 	for i := range a.pl.Ops {
 		op := a.pl.Ops[i]
 		if op.Kind != OpPull && len(a.problems) > 0 {
@@ -77,6 +86,11 @@ func (a *applier) apply(ctx context.Context) error {
 		}
 		op.Result = result
 		a.done = append(a.done, op)
+		if op.Service != "" && last[op.Service] == i && len(a.problems) == 0 {
+			if err := a.startEarly(ctx, op.Service); err != nil {
+				return err
+			}
+		}
 	}
 	if len(a.problems) > 0 {
 		return &PreflightError{Problems: a.problems}
