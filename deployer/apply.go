@@ -62,10 +62,12 @@ func (a *applier) nameRelease(ctx context.Context, command string) {
 	}
 }
 
-// apply performs every operation of the plan in order. Failed pulls are
+// apply performs every operation of the plan in order, and notes the
+// mirrored secrets the engine was found to keep. Failed pulls are
 // collected and refuse (ErrPreflight) before the first operation that is
-// not a pull.
-func (a *applier) apply(ctx context.Context) error {
+// not a pull. serviceDone (nil: none) is told when a service's last
+// operation is done.
+func (a *applier) apply(ctx context.Context, serviceDone func(ctx context.Context, service string) error) error {
 	for k, v := range a.pl.proxyIDs {
 		a.proxies[k] = v
 	}
@@ -86,14 +88,19 @@ func (a *applier) apply(ctx context.Context) error {
 		}
 		op.Result = result
 		a.done = append(a.done, op)
-		if op.Service != "" && last[op.Service] == i && len(a.problems) == 0 {
-			if err := a.startEarly(ctx, op.Service); err != nil {
+		if op.Service != "" && last[op.Service] == i && len(a.problems) == 0 && serviceDone != nil {
+			if err := serviceDone(ctx, op.Service); err != nil {
 				return err
 			}
 		}
 	}
 	if len(a.problems) > 0 {
 		return &PreflightError{Problems: a.problems}
+	}
+	for _, stored := range a.pl.confirm {
+		if err := confirm(filepath.Dir(stored), []string{filepath.Base(stored)}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
