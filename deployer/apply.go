@@ -35,11 +35,14 @@ type applier struct {
 	starts map[string][]pendingStart
 	// problems are failed pulls: they refuse as preflight does.
 	problems []Problem
+	// early are the services started as soon as their operations were
+	// done (see startEarly).
+	early map[string]bool
 }
 
 func (d *Deployer) newApplier(pl *Plan, o UpOptions) *applier {
 	return &applier{d: d, pl: pl, o: o, done: []Op{}, ids: map[string]string{}, proxies: map[string]string{},
-		fresh: map[string]bool{}, starts: map[string][]pendingStart{}}
+		fresh: map[string]bool{}, starts: map[string][]pendingStart{}, early: map[string]bool{}}
 }
 
 // nameRelease has the rollout proxies name the release this up is about
@@ -59,12 +62,20 @@ func (a *applier) nameRelease(ctx context.Context, command string) {
 	}
 }
 
-// apply performs every operation of the plan in order. Failed pulls are
+// apply performs every operation of the plan in order, and notes the
+// mirrored secrets the engine was found to keep. Failed pulls are
 // collected and refuse (ErrPreflight) before the first operation that is
-// not a pull.
-func (a *applier) apply(ctx context.Context) error {
+// not a pull. serviceDone (nil: none) is told when a service's last
+// operation is done.
+func (a *applier) apply(ctx context.Context, serviceDone func(ctx context.Context, service string) error) error {
 	for k, v := range a.pl.proxyIDs {
 		a.proxies[k] = v
+	}
+	last := map[string]int{} // service -> the index of its last operation
+	for i, op := range a.pl.Ops {
+		if op.Service != "" {
+			last[op.Service] = i
+		}
 	}
 	for i := range a.pl.Ops {
 		op := a.pl.Ops[i]
@@ -77,9 +88,19 @@ func (a *applier) apply(ctx context.Context) error {
 		}
 		op.Result = result
 		a.done = append(a.done, op)
+		if op.Service != "" && last[op.Service] == i && len(a.problems) == 0 && serviceDone != nil {
+			if err := serviceDone(ctx, op.Service); err != nil {
+				return err
+			}
+		}
 	}
 	if len(a.problems) > 0 {
 		return &PreflightError{Problems: a.problems}
+	}
+	for _, stored := range a.pl.confirm {
+		if err := confirm(filepath.Dir(stored), []string{filepath.Base(stored)}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -251,7 +272,9 @@ func (a *applier) container(ctx context.Context, op Op) (Action, error) {
 // keeps (no release is named: none is recorded for it).
 func (a *applier) relearn(service string, c container.Summary) {
 	ro := a.pl.rollouts[service]
-	if !ro.Proxy || !a.fresh[service] || c.State != "running" {
+	// A container without an alias of its own answers only the service's
+	// name, which the proxy holds now: it is rolled, not relearned.
+	if !ro.Proxy || !a.fresh[service] || c.State != "running" || c.Labels[LabelBackend] == "" {
 		return
 	}
 	ro.Release = 0
@@ -381,7 +404,7 @@ func (d *Deployer) removeContainer(ctx context.Context, id, key string, s types.
 // create delivers the secrets and configs of container n of a service,
 // creates it (under name when set) and joins its further networks; the
 // container is not started. Behind the rollout proxy it publishes no port
-// and gets a unique alias, returned.
+// and answers only invdeploy's names, one of them its own (returned).
 func (d *Deployer) create(ctx context.Context, p *types.Project, s types.ServiceConfig, n int, hash string, secrets map[string][]byte, ro rollout, name string) (id, cname, alias string, err error) {
 	spec, err := convert(p, s, n, hash)
 	if err != nil {
@@ -409,15 +432,21 @@ func (d *Deployer) create(ctx context.Context, p *types.Project, s types.Service
 	if files, err := deliveryFiles(s); err == nil && len(files) > 0 {
 		d.delivered.remember(created.ID, files, secrets)
 	}
-	cleanup := func(cause error) (string, string, string, error) {
+	if err := d.connectNetworks(ctx, created.ID, spec); err != nil {
 		_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{RemoveVolumes: true, Force: true})
 		undo()
-		return "", "", "", cause
-	}
-	for _, nn := range sortedKeys(spec.Connect) {
-		if err := d.engine.NetworkConnect(ctx, nn, created.ID, spec.Connect[nn]); err != nil {
-			return cleanup(fmt.Errorf("connect %s to network %s: %w", spec.Name, nn, err))
-		}
+		return "", "", "", err
 	}
 	return created.ID, spec.Name, alias, nil
+}
+
+// connectNetworks joins a created container to the networks of its spec
+// beyond the first (API 1.41 takes one at create time).
+func (d *Deployer) connectNetworks(ctx context.Context, id string, spec *containerSpec) error {
+	for _, nn := range sortedKeys(spec.Connect) {
+		if err := d.engine.NetworkConnect(ctx, nn, id, spec.Connect[nn]); err != nil {
+			return fmt.Errorf("connect %s to network %s: %w", spec.Name, nn, err)
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package deployer
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -209,4 +210,39 @@ func (r *deliveryRecord) save(live map[string]bool) error {
 	}
 	r.dirty = false
 	return nil
+}
+
+// loadDeliveryRecord loads this machine's delivery record of a project
+// (see deliveryRecord) for the plan to trust.
+func (d *Deployer) loadDeliveryRecord(project, configDir string) {
+	state, err := StateDir()
+	if err != nil {
+		return
+	}
+	if configDir != "" {
+		d.delivered = loadDeliveryRecord(configDir, state)
+	} else if dir, err := ConfigDir(project); err == nil {
+		d.delivered = loadDeliveryRecord(dir, state)
+	}
+}
+
+// saveDeliveryRecord writes this machine's delivery record, forgetting the
+// containers of the project that are gone; failing to is only a warning (the
+// next up reads the values back instead).
+func (d *Deployer) saveDeliveryRecord(ctx context.Context, project string) {
+	if d.delivered == nil {
+		return
+	}
+	live := map[string]bool{}
+	cs, err := d.projectContainers(context.WithoutCancel(ctx), project)
+	if err != nil {
+		live = nil
+	}
+	for _, c := range cs {
+		live[c.ID] = true
+	}
+	if err := d.delivered.save(live); err != nil {
+		d.out.Event("warning: keep the delivery record: %v", err)
+	}
+	d.delivered = nil
 }

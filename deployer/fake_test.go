@@ -96,6 +96,8 @@ type fakeContainer struct {
 	files map[string]fakeFile
 	// connected are the networks joined with NetworkConnect.
 	connected []string
+	// aliases are the names it answers per network.
+	aliases map[string][]string
 }
 
 type fakeFile struct {
@@ -367,7 +369,7 @@ func (f *fakeEngine) ContainerInspect(_ context.Context, id string) (container.I
 	}, nil
 }
 
-func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, host *container.HostConfig, _ *network.NetworkingConfig, _ *ocispec.Platform, name string) (container.CreateResponse, error) {
+func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, host *container.HostConfig, nc *network.NetworkingConfig, _ *ocispec.Platform, name string) (container.CreateResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range f.containers {
@@ -385,7 +387,13 @@ func (f *fakeEngine) ContainerCreate(_ context.Context, cfg *container.Config, h
 	if host != nil { // the engine's default, as for the lock container
 		hc = *host
 	}
-	f.containers[id] = &fakeContainer{id: id, name: name, cfg: *cfg, host: hc, state: "created", created: time.Now(), imageID: imgID, files: map[string]fakeFile{}}
+	aliases := map[string][]string{}
+	if nc != nil {
+		for n, ep := range nc.EndpointsConfig {
+			aliases[n] = ep.Aliases
+		}
+	}
+	f.containers[id] = &fakeContainer{id: id, name: name, cfg: *cfg, host: hc, state: "created", created: time.Now(), imageID: imgID, files: map[string]fakeFile{}, aliases: aliases}
 	f.recordNamed("create", name)
 	return container.CreateResponse{ID: id}, nil
 }
@@ -609,12 +617,15 @@ func (f *fakeEngine) NetworkCreate(_ context.Context, name string, o network.Cre
 	return network.CreateResponse{ID: "n-" + name}, nil
 }
 
-func (f *fakeEngine) NetworkConnect(_ context.Context, netID, id string, _ *network.EndpointSettings) error {
+func (f *fakeEngine) NetworkConnect(_ context.Context, netID, id string, ep *network.EndpointSettings) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("network-connect %s %s", netID, id)
 	if c, ok := f.containers[id]; ok {
 		c.connected = append(c.connected, netID)
+		if ep != nil && c.aliases != nil {
+			c.aliases[netID] = ep.Aliases
+		}
 	}
 	return nil
 }

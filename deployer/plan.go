@@ -156,6 +156,8 @@ type ServicePlan struct {
 	// "proxy" only): create, keep, start, or recreate (its published port
 	// changed: the one change that interrupts clients).
 	Proxy Action `json:"proxy,omitempty"`
+	// ProxyReason says why the proxy is created, recreated or started.
+	ProxyReason string `json:"proxy_reason,omitempty"`
 }
 
 // Plan is up's plan for a stack, computed from the compose model and the
@@ -213,4 +215,26 @@ func (d *Deployer) Plan(ctx context.Context, st *Stack, o UpOptions) (*Plan, err
 	pl, err := d.plan(ctx, st.Project, o)
 	pl.Report = rep
 	return pl, err
+}
+
+// lockedPlan plans an up. With o.Lock, a held lock refuses at once (exit
+// 5); a plan with operations takes the lock and is computed again under it
+// (another deploy may have changed the stack meanwhile), so an up with
+// nothing to change only reads. The lock it took (nil when none) is the caller's to release.
+func (d *Deployer) lockedPlan(ctx context.Context, p *types.Project, o UpOptions) (pl *Plan, lock *Lock, err error) {
+	if o.Lock {
+		if err := d.lockFree(ctx, p.Name); err != nil {
+			return &Plan{Project: p.Name}, nil, err
+		}
+	}
+	pl, err = d.plan(ctx, p, o)
+	if err != nil || !o.Lock || !pl.Changes() {
+		return pl, nil, err
+	}
+	l, err := d.Lock(ctx, p.Name, LockOptions{Command: "up"})
+	if err != nil {
+		return pl, nil, err
+	}
+	pl, err = d.plan(ctx, p, o)
+	return pl, l, err
 }

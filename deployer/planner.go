@@ -245,6 +245,9 @@ func (d *Deployer) planImages(ctx context.Context, pl *Plan, o UpOptions) (map[s
 	ids := map[string]string{}
 	var missing, refresh, builds []Op
 	planned := map[string]string{} // ref -> the condition its pull or build sets
+	for ref, cond := range o.Pending {
+		planned[ref] = cond
+	}
 	for _, name := range pl.order {
 		s := p.Services[name]
 		ref := ImageRef(p.Name, s)
@@ -436,6 +439,7 @@ func (d *Deployer) planService(ctx context.Context, pl *Plan, cs []container.Sum
 		sp.Proxy = ActionKeep
 		if proxyOp != nil {
 			sp.Proxy = map[OpKind]Action{OpProxyCreate: ActionCreate, OpProxyRecreate: ActionRecreate, OpProxyStart: ActionStart}[proxyOp.Kind]
+			sp.ProxyReason = proxyOp.Reason
 		}
 		for _, st := range steps {
 			if st.c != nil && st.Action == ActionRecreate && st.c.Labels[LabelRollout] != roleProxy && gone[st.c.ID] == "" {
@@ -451,8 +455,10 @@ func (d *Deployer) planService(ctx context.Context, pl *Plan, cs []container.Sum
 		}
 	}
 	if proxyOp != nil && !direct {
+		// A new proxy learns the backends that serve now, also those
+		// about to roll: they serve until the roll switches.
 		for _, st := range steps {
-			if (st.Action == ActionKeep || st.Action == ActionRename) && st.c.State == "running" {
+			if (st.Action == ActionKeep || st.Action == ActionRename || st.Action == ActionRoll) && st.c.State == "running" {
 				proxyOp.x.kept = append(proxyOp.x.kept, *st.c)
 			}
 		}
@@ -506,7 +512,10 @@ func planProxy(pl *Plan, s types.ServiceConfig, ro rollout, cs []container.Summa
 	if err != nil {
 		return nil, err
 	}
-	op := &Op{Kind: OpProxyCreate, Service: s.Name, Target: spec.Name, Reason: "it takes over the published port"}
+	op := &Op{Kind: OpProxyCreate, Service: s.Name, Target: spec.Name, Reason: "it holds the service's name on the stack network"}
+	if ro.Publish {
+		op.Reason = "it takes over the published port and the service's name"
+	}
 	ps, ok := findProxy(cs, s.Name, spec.Config.Labels[LabelProxyHash])
 	if ok && gone[ps.ID] == "" {
 		pl.proxyIDs[s.Name] = ps.ID
@@ -515,8 +524,10 @@ func planProxy(pl *Plan, s types.ServiceConfig, ro rollout, cs []container.Summa
 	case !ok:
 	case gone[ps.ID] != "":
 		op.Reason = gone[ps.ID]
+	case !ps.Naming:
+		op.Kind, op.Reason, op.x.proxy = OpProxyRecreate, "it takes over the service's name from the service's containers: clients are interrupted once", ps.ID
 	case !ps.Current:
-		op.Kind, op.Reason, op.x.proxy = OpProxyRecreate, "its published port changed (clients are interrupted once)", ps.ID
+		op.Kind, op.Reason, op.x.proxy = OpProxyRecreate, "its published port, networks or settings changed: clients are interrupted once", ps.ID
 	case !ps.Running:
 		op.Kind, op.Reason, op.x.proxy = OpProxyStart, "was stopped", ps.ID
 	default:
@@ -584,7 +595,9 @@ func planContainers(p *types.Project, s types.ServiceConfig, hash string, img im
 		case img.unknown == "" && img.id != "" && c.ImageID != img.id:
 			changedStep(&st, ro, "image changed")
 		case ro.Proxy && c.Labels[LabelRollout] != roleProxy:
-			changedStep(&st, ro, "publishes its port itself")
+			changedStep(&st, ro, "serves its port and answers its name itself")
+		case ro.Proxy && holdsServiceName(c):
+			changedStep(&st, ro, "answers the service's name on the stack network itself (made before the rollout proxy held it)")
 		default:
 			st.Action = unchanged(c, name, &st)
 			if img.unknown != "" {
@@ -625,7 +638,7 @@ func changedStep(st *Step, ro rollout, why string) {
 	case ro.Proxy && st.c.Labels[LabelRollout] == roleProxy && st.c.State == "running":
 		st.Action = ActionRoll
 	case ro.Proxy:
-		st.Reason += "; its port moves behind the rollout proxy"
+		st.Reason += "; its port and name move to the rollout proxy"
 	default:
 		st.Reason += "; " + ro.Why
 	}

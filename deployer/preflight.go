@@ -66,6 +66,7 @@ func (d *Deployer) Check(ctx context.Context, st *Stack, o CheckOptions) (*Repor
 
 	r.Warnings = append(r.Warnings, d.checkSecrets(p, o, add)...)
 	d.checkFiles(st, add)
+	checkReservedNames(p, add)
 	for _, name := range p.ServiceNames() {
 		if _, err := rolloutOf(p.Services[name], true); err != nil {
 			add("compose", "services."+name+"."+ExtService, "%v", err)

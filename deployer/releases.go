@@ -381,3 +381,18 @@ func cloneExtensions(e types.Extensions) types.Extensions {
 	}
 	return out
 }
+
+// recordUp records a successful up that changed something as the
+// project's next release (the images its services run now, after the
+// plan's pulls and builds); failing to is a warning, the stack stands.
+func (d *Deployer) recordUp(ctx context.Context, p *types.Project, a *applier, command string, from *Release) *Release {
+	ids, err := a.imageIDs(ctx)
+	var rel *Release
+	if err == nil {
+		rel, err = d.recordRelease(ctx, p, ids, command, from)
+	}
+	if err != nil {
+		d.out.Event("warning: the stack is up but its release was not recorded: %v", err)
+	}
+	return rel
+}

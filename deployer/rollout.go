@@ -76,8 +76,12 @@ type rollout struct {
 	Proxy bool
 	// Why says why in the plan's words.
 	Why string
-	// Port is the published port the proxy owns (Proxy only).
-	Port         types.ServicePortConfig
+	// Port is the port the proxy serves (Proxy only): the service's one
+	// ports entry, or its one exposed port.
+	Port types.ServicePortConfig
+	// Publish: the proxy publishes Port on the host (the service's ports
+	// entry); otherwise the service is reached by name only.
+	Publish      bool
 	HealthPath   string
 	DrainTimeout time.Duration
 	// Release names the release this up records, for the proxy's
@@ -196,13 +200,16 @@ func ProxyLimits(s types.ServiceConfig) (httpguard.Limits, error) {
 }
 
 // rolloutOf decides how a service's changes are applied. A service is
-// rolled behind the proxy when it publishes exactly one TCP port, has no
-// named volume (a service with state is never run twice), runs one
-// container, has neither container_name nor network_mode, and is an HTTP
-// service as far as invdeploy can tell: it builds it, or x-invdeploy names
-// its health_path. x-invdeploy rollout: recreate opts out, rollout: proxy
-// insists (refused when one of the first rules forbids it). Without a proxy
-// image every service is recreated.
+// rolled behind the proxy when it is reached on exactly one TCP port (one
+// ports entry, published or not, or else one expose entry: the port other
+// services reach it on by name), has no named volume (a service with state
+// is never run twice), runs one container, has neither container_name,
+// network_mode nor a fixed address, and is an HTTP service as far as
+// invdeploy can tell: it builds it, or x-invdeploy names its health_path.
+// x-invdeploy rollout: recreate opts out, rollout: proxy insists (refused
+// when one of the first rules forbids it). Without a proxy image every
+// service is recreated. The proxy holds the service's names on the stack
+// networks (naming.go), and publishes its port when the service does.
 func rolloutOf(s types.ServiceConfig, proxyAvailable bool) (rollout, error) {
 	ext, err := parseServiceExt(s)
 	if err != nil {
@@ -215,13 +222,7 @@ func rolloutOf(s types.ServiceConfig, proxyAvailable bool) (rollout, error) {
 	if ro.DrainTimeout == 0 {
 		ro.DrainTimeout = defaultDrain
 	}
-	var blocker string
-	var published []types.ServicePortConfig
-	for _, p := range s.Ports {
-		if p.Published != "" {
-			published = append(published, p)
-		}
-	}
+	port, blocker := servedPort(s)
 	for _, v := range s.Volumes {
 		if v.Type == types.VolumeTypeVolume && v.Source != "" {
 			blocker = "has the named volume " + v.Source + ": a service with state is never run twice, so it is recreated in place"
@@ -230,18 +231,14 @@ func rolloutOf(s types.ServiceConfig, proxyAvailable bool) (rollout, error) {
 	}
 	switch {
 	case blocker != "":
-	case len(published) == 0:
-		blocker = "publishes no port: recreated in place"
-	case len(published) > 1:
-		blocker = fmt.Sprintf("publishes %d ports (the rollout proxy owns one): recreated in place", len(published))
-	case published[0].Protocol != "" && published[0].Protocol != "tcp":
-		blocker = "publishes a " + published[0].Protocol + " port: recreated in place"
 	case s.GetScale() != 1:
 		blocker = fmt.Sprintf("runs %d containers: recreated in place", s.GetScale())
 	case s.ContainerName != "":
 		blocker = "has container_name: recreated in place"
 	case s.NetworkMode != "":
 		blocker = "has network_mode: recreated in place"
+	case fixedAddress(s) != "":
+		blocker = "has a fixed address on network " + fixedAddress(s) + " (two containers cannot hold it): recreated in place"
 	case s.Build == nil && ext.HealthPath == "" && ext.Rollout != "proxy":
 		// An image pulled as is may serve anything (a database, a cache):
 		// only what invdeploy builds, or what says how to probe it over
@@ -262,27 +259,83 @@ func rolloutOf(s types.ServiceConfig, proxyAvailable bool) (rollout, error) {
 		return ro, nil
 	}
 	ro.Proxy = true
-	ro.Port = published[0]
-	ro.Why = fmt.Sprintf("stateless, publishes %s:%d: rolled behind the rollout proxy (zero downtime)", published[0].Published, published[0].Target)
+	ro.Port = port
+	if len(s.Ports) == 1 {
+		ro.Publish = true
+		ro.Why = fmt.Sprintf("stateless, publishes %s:%d: rolled behind the rollout proxy, which holds its port and name (zero downtime)", displayPublished(port), port.Target)
+	} else {
+		ro.Why = fmt.Sprintf("stateless, reached by name on port %d: rolled behind the rollout proxy, which holds its name (zero downtime)", port.Target)
+	}
 	return ro, nil
+}
+
+// servedPort is the one TCP port a service is reached on: its one ports
+// entry, else its one expose entry. Otherwise blocker says why it cannot
+// roll.
+func servedPort(s types.ServiceConfig) (port types.ServicePortConfig, blocker string) {
+	switch {
+	case len(s.Ports) > 1:
+		return port, fmt.Sprintf("publishes %d ports (the rollout proxy serves one): recreated in place", len(s.Ports))
+	case len(s.Ports) == 1 && s.Ports[0].Protocol != "" && s.Ports[0].Protocol != "tcp":
+		return port, "publishes a " + s.Ports[0].Protocol + " port: recreated in place"
+	case len(s.Ports) == 1:
+		port = s.Ports[0]
+	case len(s.Expose) == 0:
+		return port, "publishes no port and exposes none (name the port other services reach it on under expose to roll it): recreated in place"
+	case len(s.Expose) > 1 || strings.Contains(s.Expose[0], "-"):
+		return port, "exposes more than one port (the rollout proxy serves one): recreated in place"
+	case protoOf(s.Expose[0]) != "tcp":
+		return port, "exposes a " + protoOf(s.Expose[0]) + " port: recreated in place"
+	default:
+		n, err := strconv.ParseUint(strings.Split(s.Expose[0], "/")[0], 10, 16)
+		if err != nil || n == 0 {
+			return port, fmt.Sprintf("exposes %q, not a port number: recreated in place", s.Expose[0])
+		}
+		port = types.ServicePortConfig{Target: uint32(n), Protocol: "tcp"}
+	}
+	// Another port exposed besides the one published would reach the proxy
+	// by the service's name, which forwards one.
+	for _, e := range s.Expose {
+		if strings.Split(e, "/")[0] != strconv.Itoa(int(port.Target)) {
+			return types.ServicePortConfig{}, fmt.Sprintf("is reached on port %d and exposes %s (the rollout proxy serves one port): recreated in place", port.Target, e)
+		}
+	}
+	return port, ""
+}
+
+// fixedAddress is the first network a service has a fixed address on.
+func fixedAddress(s types.ServiceConfig) string {
+	for _, key := range sortedKeys(s.Networks) {
+		if sn := s.Networks[key]; sn != nil && (sn.Ipv4Address != "" || sn.Ipv6Address != "") {
+			return key
+		}
+	}
+	return ""
+}
+
+// displayPublished is a published port in the plan's words: the host
+// port, or "an ephemeral port" when the engine picks one.
+func displayPublished(p types.ServicePortConfig) string {
+	if p.Published == "" {
+		return "an ephemeral port"
+	}
+	return p.Published
 }
 
 // ProxyName is the container name of a service's rollout proxy.
 func ProxyName(project, service string) string { return project + "-" + service + "-proxy" }
 
-// proxySpec is the rollout proxy of a service: it publishes the service's
-// port, reaches the backend on the service's first network, and runs
-// non-root, read-only, with no capability. Its fallback target (after a
-// restart of the proxy, before the next deploy tells it the backend) is the
-// service's own network alias.
+// proxySpec is the rollout proxy of a service: it joins every network of
+// the service and answers there the service's name and aliases (see
+// naming.go), publishes the service's port when the service does, reaches
+// the backend by its container alias, and runs non-root, read-only, with
+// no capability. Its fallback target (after a restart of the proxy, before
+// the next deploy tells it the backend) is the alias all the service's
+// containers answer.
 func proxySpec(p *types.Project, s types.ServiceConfig, ro rollout, image string) (*containerSpec, error) {
 	nets := s.NetworksByPriority()
 	if len(nets) == 0 {
 		return nil, fmt.Errorf("services.%s: the rollout proxy needs a network", s.Name)
-	}
-	nc, ok := p.Networks[nets[0]]
-	if !ok {
-		return nil, fmt.Errorf("services.%s.networks: network %q is not defined", s.Name, nets[0])
 	}
 	target := strconv.Itoa(int(ro.Port.Target))
 	metrics := proxyMetrics
@@ -293,29 +346,48 @@ func proxySpec(p *types.Project, s types.ServiceConfig, ro rollout, image string
 	if err != nil {
 		return nil, fmt.Errorf("services.%s.ports: %w", s.Name, err)
 	}
+	spec := &containerSpec{Name: ProxyName(p.Name, s.Name), Network: &network.NetworkingConfig{}}
+	key := []string{ro.Port.HostIP, ro.Port.Published, strconv.FormatBool(ro.Publish), target, ro.HealthPath, strconv.Itoa(metrics)}
+	for i, nk := range nets {
+		nc, ok := p.Networks[nk]
+		if !ok {
+			return nil, fmt.Errorf("services.%s.networks: network %q is not defined", s.Name, nk)
+		}
+		ep := &network.EndpointSettings{Aliases: proxyAliases(s, nk)}
+		key = append(key, nc.Name+"="+strings.Join(ep.Aliases, ","))
+		if i == 0 {
+			spec.Network.EndpointsConfig = map[string]*network.EndpointSettings{nc.Name: ep}
+			continue
+		}
+		if spec.Connect == nil {
+			spec.Connect = map[string]*network.EndpointSettings{}
+		}
+		spec.Connect[nc.Name] = ep
+	}
 	limits := ro.Limits.Args()
-	key := strings.Join(append([]string{ro.Port.HostIP, ro.Port.Published, target, nc.Name, ro.HealthPath, strconv.Itoa(metrics)}, limits...), "|")
 	labels := map[string]string{
 		LabelProject:   p.Name,
 		LabelService:   s.Name,
 		LabelRole:      roleProxy,
-		LabelProxyHash: shortHash(key),
+		LabelNaming:    roleProxy,
+		LabelProxyHash: shortHash(strings.Join(append(key, limits...), "|")),
 		LabelManagedBy: "invdeploy",
 		LabelVersion:   version.Version,
 	}
 	stop := int((ro.DrainTimeout + 5*time.Second).Seconds())
 	mem, pids := int64(proxyMemory), int64(64)
 	health := proxyHealth
-	cfg := &container.Config{
+	spec.Config = &container.Config{
 		Image: image,
 		User:  proxyUser,
 		Cmd: append([]string{"run", "--listen", ":" + target, "--metrics", ":" + strconv.Itoa(metrics),
 			// The kept state (the backend the last deploy switched to)
-			// serves after a restart of the proxy; without one, the
-			// service's alias is the fallback; up names the real one (the
-			// wait keeps the two from racing while up starts it).
+			// serves after a restart of the proxy; without one, the alias
+			// of the service's containers is the fallback; up names the
+			// real one (the wait keeps the two from racing while up
+			// starts it).
 			"--state", proxyStateDir + "/state.json",
-			"--target", s.Name + ":" + target, "--target-delay", "10s", "--health-path", ro.HealthPath}, limits...),
+			"--target", backendAlias(s.Name) + ":" + target, "--target-delay", "10s", "--health-path", ro.HealthPath}, limits...),
 		Env:          []string{"GOMEMLIMIT=" + proxyGoMemLimit},
 		Labels:       labels,
 		ExposedPorts: nat.PortSet{cport: {}, nat.Port(strconv.Itoa(metrics) + "/tcp"): {}},
@@ -325,20 +397,20 @@ func proxySpec(p *types.Project, s types.ServiceConfig, ro rollout, image string
 		// engine's, after a crash or a reboot) and goes with it.
 		Volumes: map[string]struct{}{proxyStateDir: {}},
 	}
-	host := &container.HostConfig{
-		PortBindings:   nat.PortMap{cport: {{HostIP: ro.Port.HostIP, HostPort: ro.Port.Published}}},
+	spec.Host = &container.HostConfig{
+		PortBindings:   nat.PortMap{},
 		ReadonlyRootfs: true,
 		CapDrop:        []string{"ALL"},
 		SecurityOpt:    []string{"no-new-privileges:true"},
 		Tmpfs:          map[string]string{proxyAdminDir: "uid=65532,gid=65532,mode=0700,size=1m"},
 		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
-		NetworkMode:    container.NetworkMode(nc.Name),
+		NetworkMode:    container.NetworkMode(p.Networks[nets[0]].Name),
 		Resources:      container.Resources{Memory: mem, PidsLimit: &pids},
 	}
-	// "proxy": the name Prometheus finds every proxy of the network by.
-	ep := &network.EndpointSettings{Aliases: []string{s.Name + "-proxy", "proxy"}}
-	return &containerSpec{Name: ProxyName(p.Name, s.Name), Config: cfg, Host: host,
-		Network: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{nc.Name: ep}}}, nil
+	if ro.Publish {
+		spec.Host.PortBindings[cport] = []nat.PortBinding{{HostIP: ro.Port.HostIP, HostPort: ro.Port.Published}}
+	}
+	return spec, nil
 }
 
 func shortHash(s string) string {
@@ -347,10 +419,12 @@ func shortHash(s string) string {
 }
 
 // backendSpec adapts a service container's spec for life behind the proxy:
-// the proxy publishes the port, and a unique alias names this container
-// for the proxy.
+// the proxy publishes the port and answers the service's names, so the
+// container answers only invdeploy's: the alias of all the service's
+// containers and one of its own (returned), by which the proxy tells old
+// and new apart during a roll.
 func backendSpec(spec *containerSpec, s types.ServiceConfig, ro rollout) (alias string, err error) {
-	alias = s.Name + "-" + randomHex(4)
+	alias = containerAlias(s.Name)
 	cport, err := nat.NewPort("tcp", strconv.Itoa(int(ro.Port.Target)))
 	if err != nil {
 		return "", err
@@ -359,7 +433,10 @@ func backendSpec(spec *containerSpec, s types.ServiceConfig, ro rollout) (alias 
 	spec.Config.Labels[LabelRollout] = roleProxy
 	spec.Config.Labels[LabelBackend] = alias
 	for _, ep := range spec.Network.EndpointsConfig {
-		ep.Aliases = append(ep.Aliases, alias)
+		ep.Aliases = []string{backendAlias(s.Name), alias}
+	}
+	for _, ep := range spec.Connect {
+		ep.Aliases = []string{backendAlias(s.Name), alias}
 	}
 	return alias, nil
 }
@@ -376,13 +453,14 @@ type proxyState struct {
 	ID      string
 	Running bool
 	Current bool // its published port and settings are what the service wants
+	Naming  bool // it holds the service's in-stack names (LabelNaming)
 }
 
 // findProxy looks for a service's proxy among a project's containers.
 func findProxy(cs []container.Summary, service, hash string) (proxyState, bool) {
 	for _, c := range cs {
 		if c.Labels[LabelRole] == roleProxy && c.Labels[LabelService] == service {
-			return proxyState{ID: c.ID, Running: c.State == "running", Current: c.Labels[LabelProxyHash] == hash}, true
+			return proxyState{ID: c.ID, Running: c.State == "running", Current: c.Labels[LabelProxyHash] == hash, Naming: c.Labels[LabelNaming] == roleProxy}, true
 		}
 	}
 	return proxyState{}, false
@@ -414,19 +492,24 @@ func (d *Deployer) ensureProxy(ctx context.Context, p *types.Project, s types.Se
 	if err != nil {
 		return "", fmt.Errorf("create %s: %w", spec.Name, err)
 	}
-	if err := d.engine.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+	err = d.connectNetworks(ctx, created.ID, spec)
+	if err == nil {
+		if err = d.engine.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+			err = fmt.Errorf("start %s: %w", spec.Name, err)
+		}
+	}
+	if err != nil {
 		_ = d.engine.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-		return "", fmt.Errorf("start %s: %w", spec.Name, err)
+		return "", err
 	}
 	if op.Kind == OpProxyCreate {
-		d.out.Event("Container %s created and started (owns %s:%d)", spec.Name, displayIP(ro.Port.HostIP), publishedPort(ro.Port))
+		owns := "the name " + s.Name + " on the stack network"
+		if ro.Publish {
+			owns = fmt.Sprintf("%s:%s and %s", displayIP(ro.Port.HostIP), displayPublished(ro.Port), owns)
+		}
+		d.out.Event("Container %s created and started (owns %s)", spec.Name, owns)
 	}
 	return created.ID, nil
-}
-
-func publishedPort(p types.ServicePortConfig) int {
-	n, _ := strconv.Atoi(p.Published)
-	return n
 }
 
 // ProxySwitch is what the proxy reported for one switch.

@@ -37,10 +37,23 @@ type proxyWork struct {
 	service   types.ServiceConfig
 }
 
+// startEarly starts a service's containers as soon as its operations are
+// done, while the executor goes on with the next service's, when nothing
+// has to come first: it has no depends_on and is not behind the proxy (a
+// database boots while the app's containers are created, as compose does
+// it). The start stage leaves such a service alone.
+func (a *applier) startEarly(ctx context.Context, service string) error {
+	if len(a.starts[service]) == 0 || len(a.pl.p.Services[service].DependsOn) > 0 || a.pl.rollouts[service].Proxy {
+		return nil
+	}
+	a.early[service] = true
+	return a.startAll(ctx, nil, a.starts[service], time.Time{}, nil)
+}
+
 // start starts what the operations left to start, in dependency order: a
-// service without dependencies (and not behind the proxy) at once, the
-// others once their dependencies meet their depends_on condition. Kept
-// containers are announced as it goes.
+// service without dependencies (and not behind the proxy) at once (unless
+// the executor started it early), the others once their dependencies meet
+// their depends_on condition. Kept containers are announced as it goes.
 func (a *applier) start(ctx context.Context, rd *readiness, deadline time.Time, res *UpResult) error {
 	p := a.pl.p
 	waiting := map[string]bool{}
@@ -51,7 +64,7 @@ func (a *applier) start(ctx context.Context, rd *readiness, deadline time.Time, 
 			}
 		}
 		name := sp.Service
-		if len(a.starts[name]) == 0 {
+		if len(a.starts[name]) == 0 || a.early[name] {
 			continue
 		}
 		if len(p.Services[name].DependsOn) > 0 || a.pl.rollouts[name].Proxy {
@@ -137,11 +150,6 @@ func (d *Deployer) roll(ctx context.Context, rd *readiness, project string, ps p
 	}
 	if err := d.waitContainers(ctx, rd, project, w.service.Name, []string{ps.id}, condFinal, deadline, ""); err != nil {
 		return fail(err)
-	}
-	if w.alias == "" {
-		// A kept container from before aliases: the proxy finds it by the
-		// service's alias (it is the only one).
-		w.alias = w.service.Name
 	}
 	target := w.alias + ":" + strconv.Itoa(int(w.ro.Port.Target))
 	remaining := max(time.Until(deadline), 5*time.Second)

@@ -2,10 +2,7 @@ package deployer
 
 import (
 	"context"
-	"path/filepath"
 	"time"
-
-	"github.com/compose-spec/compose-go/v2/types"
 )
 
 // UpOptions control Up.
@@ -43,6 +40,10 @@ type UpOptions struct {
 	// ProxyBinary is the rollout proxy's executable (see EnsureProxyImage);
 	// "" means no proxy: every changed container is recreated in place.
 	ProxyBinary string
+	// Pending are images a stage before this up makes (remote up builds
+	// them here and moves them): ref -> the condition, in words, under
+	// which the plan's containers change. Plan only (a dry run).
+	Pending map[string]string
 }
 
 // UpResult is what Up did.
@@ -127,15 +128,12 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	}
 	a := d.newApplier(pl, o)
 	a.nameRelease(ctx, o.RecordCommand)
-	err = a.apply(ctx)
+	// A service that needs nothing first starts as soon as its operations
+	// are done (see startEarly); the rest once applied, in order.
+	err = a.apply(ctx, a.startEarly)
 	res.Ops, res.Steps = a.done, a.steps()
 	if err != nil {
 		return res, err
-	}
-	for _, stored := range pl.confirm {
-		if err := confirm(filepath.Dir(stored), []string{filepath.Base(stored)}); err != nil {
-			return res, err
-		}
 	}
 	deadline := time.Now().Add(timeout)
 	rd := newReadiness(ctx, probing(d.engine), start)
@@ -148,71 +146,8 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	}
 	res.Ready = rd.results()
 	if o.RecordCommand != "" && res.Changed() { // a no-op up has nothing new to record
-		ids, err := a.imageIDs(ctx)
-		if err == nil {
-			res.Release, err = d.recordRelease(ctx, p, ids, o.RecordCommand, o.recordFrom)
-		}
-		if err != nil {
-			d.out.Event("warning: the stack is up but its release was not recorded: %v", err)
-		}
+		res.Release = d.recordUp(ctx, p, a, o.RecordCommand, o.recordFrom)
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
-}
-
-// lockedPlan plans an up. With o.Lock, a held lock refuses at once (exit
-// 5); a plan with operations takes the lock and is computed again under it
-// (another deploy may have changed the stack meanwhile), so an up with
-// nothing to change only reads. The lock it took (nil when none) is the caller's to release.
-func (d *Deployer) lockedPlan(ctx context.Context, p *types.Project, o UpOptions) (pl *Plan, lock *Lock, err error) {
-	if o.Lock {
-		if err := d.lockFree(ctx, p.Name); err != nil {
-			return &Plan{Project: p.Name}, nil, err
-		}
-	}
-	pl, err = d.plan(ctx, p, o)
-	if err != nil || !o.Lock || !pl.Changes() {
-		return pl, nil, err
-	}
-	l, err := d.Lock(ctx, p.Name, LockOptions{Command: "up"})
-	if err != nil {
-		return pl, nil, err
-	}
-	pl, err = d.plan(ctx, p, o)
-	return pl, l, err
-}
-
-// loadDeliveryRecord loads this machine's delivery record of a project
-// (see deliveryRecord) for the plan to trust.
-func (d *Deployer) loadDeliveryRecord(project, configDir string) {
-	state, err := StateDir()
-	if err != nil {
-		return
-	}
-	if configDir != "" {
-		d.delivered = loadDeliveryRecord(configDir, state)
-	} else if dir, err := ConfigDir(project); err == nil {
-		d.delivered = loadDeliveryRecord(dir, state)
-	}
-}
-
-// saveDeliveryRecord writes this machine's delivery record, forgetting the
-// containers of the project that are gone; failing to is only a warning (the
-// next up reads the values back instead).
-func (d *Deployer) saveDeliveryRecord(ctx context.Context, project string) {
-	if d.delivered == nil {
-		return
-	}
-	live := map[string]bool{}
-	cs, err := d.projectContainers(context.WithoutCancel(ctx), project)
-	if err != nil {
-		live = nil
-	}
-	for _, c := range cs {
-		live[c.ID] = true
-	}
-	if err := d.delivered.save(live); err != nil {
-		d.out.Event("warning: keep the delivery record: %v", err)
-	}
-	d.delivered = nil
 }

@@ -124,9 +124,9 @@ func newRemoteUpCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 	var via, allowFrom, adminCIDR, service, pullRegistry string
 	var port int
 	var waitTimeout time.Duration
-	var rebuild, allowDirty bool
+	var rebuild, allowDirty, dryRun bool
 	cmd := &cobra.Command{
-		Use:   "up --host URL [--via ssh|registry] [--port N] [--allow-from CIDR]",
+		Use:   "up --host URL [--via ssh|registry] [--port N] [--allow-from CIDR] [--dry-run]",
 		Short: "Move images to the host, preflight there, start the stack and wait until healthy",
 		Long: `remote up deploys the stack to the --host engine with the semantics of up:
 preflight, dependency order, health gating, secrets and configs copied through the
@@ -148,9 +148,15 @@ strong (a weak literal password refuses). It prints the EC2 security-group ingre
 rules the stack needs: the app port from --allow-from, SSH from --admin-cidr.
 
 On the bundled stack the API is published on all interfaces of the host, port 8000
-unless --port; Postgres is never published.`,
+unless --port; Postgres is never published.
+
+--dry-run runs the checks that need no image on the host and prints the plan remote
+up applies: the images it builds here and moves, then the host's operations, each
+with its reason (what depends on a build not yet made is shown as a condition). It
+builds, sends and changes nothing.`,
 		Example: `  invdeploy remote up --host ssh://admin@203.0.113.7 --allow-from 0.0.0.0/0 --admin-cidr 198.51.100.4/32
-  invdeploy remote up --host ssh://admin@ec2.example.com --via registry --registry alice`,
+  invdeploy remote up --host ssh://admin@ec2.example.com --via registry --registry alice
+  invdeploy remote up --host ssh://admin@203.0.113.7 --dry-run     # the plan, nothing changed`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -180,7 +186,9 @@ unless --port; Postgres is never published.`,
 					return err
 				}
 			}
-			announce(g, "Deploying", st)
+			if !dryRun {
+				announce(g, "Deploying", st)
+			}
 			uo := remote.UpOptions{
 				Via:         via,
 				Rebuild:     rebuild,
@@ -209,6 +217,16 @@ unless --port; Postgres is never published.`,
 				return err
 			}
 			defer closeRemote(g, d)
+			if dryRun {
+				plan, f, err := d.Plan(ctx, st, uo)
+				if f != nil {
+					printFindings(g, f)
+				}
+				if err != nil {
+					return err
+				}
+				return printPlan(g, plan)
+			}
 			res, err := d.Up(ctx, st, uo)
 			if res != nil && res.Findings != nil {
 				printFindings(g, res.Findings)
@@ -228,6 +246,7 @@ unless --port; Postgres is never published.`,
 	cmd.Flags().StringVar(&adminCIDR, "admin-cidr", "", "CIDR of the admin machine, for the printed SSH rule")
 	cmd.Flags().StringVar(&pullRegistry, "pull-registry", "", "with --via registry: the same registry as the host reaches it, when its address differs there (e.g. a VPC endpoint)")
 	cmd.Flags().StringVar(&service, "service", "", "with --via registry: the service whose image is pushed (default: the one with a build section)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan (images built here and moved, then the host's operations, each with its reason) and change nothing")
 	cmd.Flags().BoolVar(&rebuild, "build", false, "rebuild images with a build section locally even when present")
 	cmd.Flags().BoolVar(&allowDirty, "allow-dirty", false, "deploy images built from build contexts with uncommitted changes (refused by default: what runs on a host should be something a commit names)")
 	durationFlag(cmd, &waitTimeout, "wait-timeout", 3*time.Minute, "how long to wait for dependencies and health")
@@ -292,6 +311,7 @@ func printRemoteUp(g *globalOptions, ro *remoteOptions, so *stackOptions, d *rem
 	if g.Output == "json" {
 		out := map[string]any{
 			"project": st.Name(), "host": host, "steps": nonNil(res.Up.Steps),
+			"operations":      append(append([]deployer.Op{}, res.Moves...), res.Up.Ops...),
 			"elapsed_seconds": res.Up.Elapsed.Seconds(),
 			"transfer":        map[string]any{"present": res.Transfer.Present, "tagged": res.Transfer.Tagged, "sent": res.Transfer.Sent, "bytes": res.Transfer.Bytes},
 			"connection":      map[string]any{"bytes_sent": stats.BytesSent, "bytes_received": stats.BytesReceived, "streams": stats.Dials},

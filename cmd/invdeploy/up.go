@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/invdeploy/invdeploy/deployer"
+	"github.com/invdeploy/invdeploy/deployer/remote"
 )
 
 type upOptions struct {
@@ -134,13 +135,8 @@ func printPlan(g *globalOptions, p *deployer.Plan) error {
 			fmt.Fprintln(g.stdout, line+build)
 		}
 		fmt.Fprintf(g.stdout, "  %-10s changes:  %s\n", "", s.RolloutReason)
-		switch s.Proxy {
-		case deployer.ActionCreate:
-			fmt.Fprintf(g.stdout, "  %-10s proxy:    created (it takes over the published port)\n", "")
-		case deployer.ActionRecreate:
-			fmt.Fprintf(g.stdout, "  %-10s proxy:    recreated: its published port, health path or limits changed (clients are interrupted once)\n", "")
-		case deployer.ActionStart:
-			fmt.Fprintf(g.stdout, "  %-10s proxy:    started (it was stopped)\n", "")
+		if verb := map[deployer.Action]string{deployer.ActionCreate: "created", deployer.ActionRecreate: "recreated", deployer.ActionStart: "started"}[s.Proxy]; verb != "" {
+			fmt.Fprintf(g.stdout, "  %-10s proxy:    %s (%s)\n", "", verb, s.ProxyReason)
 		}
 	}
 	for _, o := range p.Orphans {
@@ -167,6 +163,10 @@ func planLine(op deployer.Op) (group, verb string, ok bool) {
 		return "image", "pull", true
 	case deployer.OpBuild:
 		return "image", "build", true
+	case remote.OpLocalBuild:
+		return "image", "build here", true
+	case remote.OpImageSend:
+		return "image", "move", true
 	case deployer.OpProxyImage:
 		return "image", "build", true
 	case deployer.OpNetworkRecreate:

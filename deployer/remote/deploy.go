@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/distribution/reference"
 	"github.com/docker/docker/client"
 
@@ -77,6 +75,9 @@ type UpOptions struct {
 // UpReport is what a remote deploy did.
 type UpReport struct {
 	Findings *Findings
+	// Moves are the image operations performed before the host's plan
+	// (OpLocalBuild, OpImageSend; see planMoves), in order.
+	Moves    []deployer.Op
 	Transfer TransferResult
 	// PulledOnHost are images the host pulled from its own registry.
 	PulledOnHost []string
@@ -124,54 +125,41 @@ func (d *Deployer) up(ctx context.Context, local *deployer.Deployer, localImages
 		return res, err
 	}
 
-	p := st.Project
-	names := p.ServiceNames()
-	sort.Strings(names)
-	var built, others []string
-	neverPull := map[string]bool{}
-	for _, name := range names {
-		s := p.Services[name]
-		ref := deployer.ImageRef(p.Name, s)
-		if s.Build == nil {
-			others = append(others, ref)
-			if s.PullPolicy == types.PullPolicyNever {
-				neverPull[ref] = true
-			}
-			continue
-		}
-		why, err := local.LocalBuildReason(ctx, p, s, o.Rebuild) // built here, sent there
-		if err != nil {
-			return res, err
-		}
-		if why != "" {
-			rep.Event("Building %s locally (%s)", ref, why)
-			if _, err := local.Build(ctx, st, deployer.BuildOptions{Services: []string{name}}); err != nil {
+	moves, _, err := planMoves(ctx, localImages, eng, st, buildReason(ctx, local, st, o.Rebuild), via)
+	if err != nil {
+		return res, err
+	}
+	var built []string
+	var others []deployer.Op
+	for _, mv := range moves {
+		switch mv.Kind {
+		case OpLocalBuild:
+			rep.Event("Building %s locally (%s)", mv.Target, mv.Reason)
+			if _, err := local.Build(ctx, st, deployer.BuildOptions{Services: []string{mv.Service}}); err != nil {
 				return res, err
 			}
+		case OpImageSend:
+			if st.Project.Services[mv.Service].Build != nil {
+				built = append(built, mv.Target)
+			} else {
+				others = append(others, mv)
+			}
 		}
-		built = append(built, ref)
+		res.Moves = append(res.Moves, mv)
 	}
-
 	var send []string
-	for _, ref := range uniq(others) {
+	for _, mv := range others {
+		ref := mv.Target
 		li, err := localImages.ImageInspect(ctx, ref)
-		if cerrdefs.IsNotFound(err) {
-			continue // absent here too: the remote engine pulls it during its preflight
-		} else if err != nil {
+		if err != nil {
 			return res, fmt.Errorf("inspect local image %s: %w", ref, err)
-		}
-		ri, err := eng.ImageInspect(ctx, ref)
-		if err == nil && ri.ID == li.ID {
-			continue // the host runs exactly the local image already
-		} else if err != nil && !cerrdefs.IsNotFound(err) {
-			return res, fmt.Errorf("inspect remote image %s: %w", ref, err)
 		}
 		// What was tested here is what runs there. When the local image
 		// came from a registry (it has a digest for this repository), the
 		// host pulls exactly that digest, which beats uploading hundreds of
 		// megabytes from a laptop; otherwise, or when that fails, the local
 		// copy is streamed over the SSH connection.
-		if digest := repoDigest(li.RepoDigests, ref); digest != "" && !neverPull[ref] {
+		if digest := repoDigest(li.RepoDigests, ref); digest != "" && st.Project.Services[mv.Service].PullPolicy != types.PullPolicyNever {
 			perr := PullOnRemote(ctx, eng, digest, registry.Credentials{}, []string{ref}, rep)
 			if perr == nil {
 				if got, ierr := eng.ImageInspect(ctx, ref); ierr == nil && got.ID == li.ID {
@@ -207,10 +195,10 @@ func (d *Deployer) up(ctx context.Context, local *deployer.Deployer, localImages
 	// a stack that builds nothing is probed from any of its images the host
 	// now has, by asking the engine to bind each port.
 	probeImage := ""
-	if len(built) > 0 {
-		probeImage = built[0]
+	if app := builtRefs(st); len(app) > 0 {
+		probeImage = app[0]
 	} else {
-		for _, ref := range uniq(others) {
+		for _, ref := range uniq(imageRefs(st)) {
 			if _, err := eng.ImageInspect(ctx, ref); err == nil {
 				probeImage = ref
 				break

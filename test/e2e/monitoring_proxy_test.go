@@ -52,7 +52,7 @@ func proxyBinary(t *testing.T) string {
 }
 
 // monProxy is a rollout proxy container on a stack's network, answering the
-// network alias "proxy" as the monitoring profile's scrape job expects, with
+// network alias "invdeploy-proxy" as the monitoring profile's scrape job expects, with
 // its client port published on 127.0.0.1.
 type monProxy struct {
 	e   *localEnv
@@ -61,7 +61,7 @@ type monProxy struct {
 }
 
 // startMonProxy runs the invdeploy-proxy binary of this checkout in a
-// container on project's network (alias "proxy", non-root, no capabilities;
+// container on project's network (alias "invdeploy-proxy", non-root, no capabilities;
 // not read-only, as the engine copies no file into a read-only root), in
 // front of nothing until deploy is called. It stands in
 // for the proxy `up` starts for a rolled service, which the lead is wiring
@@ -88,7 +88,7 @@ func startMonProxy(t *testing.T, e *localEnv, project string, port int) *monProx
 		Tmpfs:        map[string]string{"/run/invdeploy-proxy": "size=1m,uid=65532,gid=65532,mode=0700"},
 	}
 	nc := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-		project + "_default": {Aliases: []string{"proxy"}},
+		project + "_default": {Aliases: []string{"invdeploy-proxy"}},
 	}}
 	c, err := e.docker.ContainerCreate(ctx, cfg, hc, nc, nil, name)
 	if err != nil {

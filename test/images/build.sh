@@ -7,11 +7,13 @@
 #   postgres:15 (also postgres:15-bookworm)                  the stack's database
 #   prom/prometheus:v2.42.0                                  the monitoring profile's Prometheus
 #   prometheuscommunity/postgres-exporter:v0.11.1            and its PostgreSQL exporter
+#   nginx:1.22                                               the in-stack rollout test's reverse proxy
 #
 # An image already present is kept. A missing one is pulled when a registry
 # answers; when none does, it is built here from Debian packages: debootstrap
 # for the base, the host's Go for golang, Debian's postgresql-15 for postgres,
-# Debian's prometheus and prometheus-postgres-exporter for the monitoring ones.
+# Debian's prometheus and prometheus-postgres-exporter for the monitoring ones,
+# Debian's nginx for nginx.
 # Locally built images carry the label org.invdeploy.local-recipe (a hash of
 # their recipe) and are rebuilt when the recipe changes; pulled ones have no
 # such label and are never touched. A run with nothing to do takes seconds.
@@ -216,6 +218,7 @@ build_postgres() {
 
 build_prometheus() { build_from_dir "$1" "$2" prometheus; }
 build_postgres_exporter() { build_from_dir "$1" "$2" postgres-exporter; }
+build_nginx() { build_from_dir "$1" "$2" nginx; }
 
 goroot=$(go env GOROOT 2>/dev/null || echo /usr/local/go)
 go_version() { sed -n '1s/^go//p' "$goroot/VERSION"; }
@@ -226,4 +229,5 @@ ensure golang:1.26-bookworm "$(recipe_hash build_golang golang "$base" "$(go_ver
 ensure postgres:15 "$(recipe_hash build_postgres postgres "$base")" build_postgres postgres:15-bookworm
 ensure prom/prometheus:v2.42.0 "$(recipe_hash build_prometheus prometheus "$base" "$(declare -f build_from_dir)")" build_prometheus
 ensure prometheuscommunity/postgres-exporter:v0.11.1 "$(recipe_hash build_postgres_exporter postgres-exporter "$base" "$(declare -f build_from_dir)")" build_postgres_exporter
-log "ready: debian:bookworm golang:1.26-bookworm postgres:15 prom/prometheus:v2.42.0 prometheuscommunity/postgres-exporter:v0.11.1"
+ensure nginx:1.22 "$(recipe_hash build_nginx nginx "$base" "$(declare -f build_from_dir)")" build_nginx
+log "ready: debian:bookworm golang:1.26-bookworm postgres:15 prom/prometheus:v2.42.0 prometheuscommunity/postgres-exporter:v0.11.1 nginx:1.22"
