@@ -340,3 +340,15 @@ func cloneExtensions(e types.Extensions) types.Extensions {
 	}
 	return out
 }
+
+// NewRelease is release n of p recorded by this user on this machine now,
+// with no services yet: for targets that keep their releases themselves
+// (Swarm).
+func NewRelease(p *types.Project, n int, command string) Release {
+	h := currentHolder(command, time.Now())
+	return Release{Number: n, Project: p.Name, Revision: gitTreeTag(p.WorkingDir), User: h.User, Machine: h.Machine,
+		Command: command, Created: time.Now().UTC(), Services: map[string]ReleaseService{}}
+}
+
+// SameServices says whether two releases ran the same images and configs.
+func SameServices(a, b Release) bool { return sameServices(a.Services, b.Services) }

