@@ -235,7 +235,6 @@ func (f *fakeImages) ImageInspect(_ context.Context, ref string, _ ...client.Ima
 	return image.InspectResponse{}, cerrdefs.ErrNotFound
 }
 
-
 // loadSwarmStack loads compose (project "shop") with env.
 func loadSwarmStack(t *testing.T, compose string, env ...string) *deployer.Stack {
 	t.Helper()

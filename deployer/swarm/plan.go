@@ -90,8 +90,16 @@ type serviceStep struct {
 	replicas                      uint64
 }
 
-// Changes says whether the plan changes anything.
-func (p *Plan) Changes() bool { return len(p.Ops) > 0 }
+// Changes says whether the plan changes anything on the swarm besides
+// sending images a node may lack (they change nothing that runs).
+func (p *Plan) Changes() bool {
+	for _, op := range p.Ops {
+		if op.Kind != OpImagesSend {
+			return true
+		}
+	}
+	return false
+}
 
 // planInput is what the planner knows besides the swarm's state.
 type planInput struct {

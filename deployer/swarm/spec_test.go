@@ -169,28 +169,3 @@ func TestSecretNameIsContentAddressed(t *testing.T) {
 		t.Error("the name holds the value")
 	}
 }
-
-func TestLookupPasswd(t *testing.T) {
-	passwd := "root:x:0:0:root:/root:/bin/bash\npostgres:x:999:999::/var/lib/postgresql:/bin/bash\nbad:x:nope:1::/:/\n"
-	uid, gid, err := lookupPasswd(strings.NewReader(passwd), "postgres")
-	if err != nil || uid != "999" || gid != "999" {
-		t.Errorf("postgres = %s:%s, %v", uid, gid, err)
-	}
-	for _, name := range []string{"bad", "nobody", ""} {
-		if _, _, err := lookupPasswd(strings.NewReader(passwd), name); err == nil {
-			t.Errorf("%q resolved", name)
-		}
-	}
-}
-
-// FuzzLookupPasswd: an image's /etc/passwd is outside input.
-func FuzzLookupPasswd(f *testing.F) {
-	f.Add("root:x:0:0:root:/root:/bin/bash\n", "root")
-	f.Add("a:b:c:d\n::::\n", "")
-	f.Fuzz(func(t *testing.T, passwd, name string) {
-		uid, gid, err := lookupPasswd(strings.NewReader(passwd), name)
-		if err == nil && (!isNumber(uid) || !isNumber(gid)) {
-			t.Fatalf("non-numeric ids %q %q", uid, gid)
-		}
-	})
-}

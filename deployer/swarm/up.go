@@ -1,9 +1,9 @@
 package swarm
 
 import (
-	"archive/tar"
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -592,11 +592,11 @@ func taskSpecEqual(a, b swarm.TaskSpec) bool {
 // updateAfter set, it first waits for a rolling update that started after
 // that time to finish, and fails when Swarm paused or rolled it back.
 func waitConverged(ctx context.Context, mgr ManagerEngine, name string, updateAfter *time.Time, timeout time.Duration, rep remote.Reporter) error {
-	deadline := time.Now().Add(timeout)
 	updating := updateAfter != nil
-	for {
-		svc, _, err := mgr.ServiceInspectWithRaw(ctx, name, swarm.ServiceInspectOptions{})
-		if err != nil {
+	var svc swarm.Service
+	err := poll(ctx, timeout, 300*time.Millisecond, func(ctx context.Context) error {
+		var err error
+		if svc, _, err = mgr.ServiceInspectWithRaw(ctx, name, swarm.ServiceInspectOptions{}); err != nil {
 			return fmt.Errorf("inspect service %s: %w", name, err)
 		}
 		if updating {
@@ -612,22 +612,16 @@ func waitConverged(ctx context.Context, mgr ManagerEngine, name string, updateAf
 		}
 		if !updating {
 			ok, err := allRunning(ctx, mgr, svc)
-			if err != nil {
+			if err != nil || ok {
 				return err
 			}
-			if ok {
-				return nil
-			}
 		}
-		if time.Now().After(deadline) {
-			return unhealthy(ctx, mgr, svc, fmt.Sprintf("service %s did not converge within %s", name, timeout))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(300 * time.Millisecond):
-		}
+		return errPending
+	})
+	if errors.Is(err, errPending) {
+		return unhealthy(ctx, mgr, svc, fmt.Sprintf("service %s did not converge within %s", name, timeout))
 	}
+	return err
 }
 
 func describeState(s swarm.UpdateState) string {
@@ -746,9 +740,10 @@ func taskNodes(ctx context.Context, mgr ManagerEngine, name string, hostname map
 }
 
 // numericUser resolves a service's user (its user:, else the image's USER)
-// to "uid:gid" for the ownership of its secret files. A name is looked up
-// in the image's /etc/passwd, read from a created (never started) container
-// in the local engine.
+// to "uid:gid" for the ownership of its secret files, with the one user
+// resolution of every target (deployer.ResolveUser): unless both are
+// numbers, the image's /etc/passwd and /etc/group are read from a created
+// (never started) container in the local engine.
 func numericUser(ctx context.Context, local LocalEngine, ref, user string) (string, error) {
 	if user == "" {
 		ii, err := local.ImageInspect(ctx, ref)
@@ -762,50 +757,19 @@ func numericUser(ctx context.Context, local LocalEngine, ref, user string) (stri
 	if user == "" {
 		return "0:0", nil
 	}
-	name, group, _ := strings.Cut(user, ":")
-	if isNumber(name) && (group == "" || isNumber(group)) {
-		if group == "" {
-			group = name
-		}
-		return name + ":" + group, nil
+	if name, group, ok := strings.Cut(user, ":"); ok && isNumber(name) && isNumber(group) {
+		return user, nil
 	}
 	c, err := local.ContainerCreate(ctx, &container.Config{Image: ref, Entrypoint: []string{"/nonexistent"}, Labels: map[string]string{deployer.LabelManagedBy: "invdeploy"}}, &container.HostConfig{NetworkMode: "none"}, nil, nil, "")
 	if err != nil {
 		return "", fmt.Errorf("resolve user %s of %s: %w", user, ref, err)
 	}
 	defer local.ContainerRemove(context.WithoutCancel(ctx), c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	rc, _, err := local.CopyFromContainer(ctx, c.ID, "/etc/passwd")
+	uid, gid, err := deployer.ContainerUser(ctx, local, c.ID, user)
 	if err != nil {
-		return "", fmt.Errorf("resolve user %s of %s: read /etc/passwd: %w", user, ref, err)
+		return "", fmt.Errorf("resolve the user of %s: %w", ref, err)
 	}
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	if _, err := tr.Next(); err != nil {
-		return "", fmt.Errorf("resolve user %s of %s: read /etc/passwd: %w", user, ref, err)
-	}
-	uid, gid, err := lookupPasswd(io.LimitReader(tr, 1<<20), name)
-	if err != nil {
-		return "", fmt.Errorf("resolve user %s of %s: %w", user, ref, err)
-	}
-	if group != "" && isNumber(group) {
-		gid = group
-	}
-	return uid + ":" + gid, nil
-}
-
-// lookupPasswd finds name in an /etc/passwd and returns its uid and gid.
-func lookupPasswd(r io.Reader, name string) (uid, gid string, err error) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), ":")
-		if len(f) >= 4 && f[0] == name && isNumber(f[2]) && isNumber(f[3]) {
-			return f[2], f[3], nil
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return "", "", err
-	}
-	return "", "", fmt.Errorf("user %q is not in the image's /etc/passwd", name)
+	return strconv.Itoa(uid) + ":" + strconv.Itoa(gid), nil
 }
 
 func contains(list []string, s string) bool {
