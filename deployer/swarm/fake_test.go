@@ -352,3 +352,33 @@ secrets:
 		t.Errorf("releases %+v", rels)
 	}
 }
+
+// TestDryRunBeforeASecretIsGenerated: a secret generated on the first up
+// does not exist before it; the dry run shows its creation instead of
+// failing, and creates nothing.
+func TestDryRunBeforeASecretIsGenerated(t *testing.T) {
+	st := loadSwarmStack(t, `
+services:
+  api:
+    image: shop-api:1
+    user: "1000:1000"
+    secrets: [pw]
+secrets:
+  pw:
+    environment: PW
+    x-invdeploy-generate: true
+`)
+	fs := newFakeSwarm()
+	local := &fakeImages{ids: map[string]string{"shop-api:1": "sha256:aaa"}}
+	pl, err := DryRun(context.Background(), fs, st, UpOptions{Local: local, ConfigDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, op := range pl.Ops {
+		found = found || (op.Kind == OpSecretCreate && op.Target == "shop_pw_<generated>" && op.MayChange)
+	}
+	if !found || len(fs.calls) != 0 {
+		t.Fatalf("plan %v (want the generated secret's creation), engine calls %v (want none)", opLines(pl.Ops), fs.calls)
+	}
+}

@@ -193,6 +193,19 @@ func plan(ctx context.Context, mgr ManagerEngine, st *deployer.Stack, o UpOption
 	if err != nil {
 		return nil, err
 	}
+	// A secret generated on the first up does not exist before it: a dry
+	// run shows its creation with the name it will have once generated.
+	for _, name := range order {
+		for _, ref := range p.Services[name].Secrets {
+			if _, ok := refs[ref.Source]; ok {
+				continue
+			}
+			sn := p.Name + "_" + ref.Source + "_<generated>"
+			refs[ref.Source] = secretRef{Name: sn}
+			secretOps = append(secretOps, Op{Kind: OpSecretCreate, Target: sn, MayChange: true,
+				Reason: "value of " + ref.Source + " generated on the first up, then created"})
+		}
+	}
 	pl.Ops = append(pl.Ops, secretOps...)
 
 	current, err := mgr.ServiceList(ctx, swarm.ServiceListOptions{Filters: projectFilter(p.Name)})

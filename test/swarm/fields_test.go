@@ -16,7 +16,7 @@ import (
 
 // fieldsBase is the stack the field cases are laid over: services that
 // sleep, at 0 replicas unless a field says otherwise.
-const fieldsBase = "name: swfields\nservices:\n  f0:\n    image: debian:bookworm\n    command: [sleep, infinity]\n    deploy: {replicas: 0}\nsecrets:\n  s: {environment: FIELDS_S}\n"
+const fieldsBase = "name: swfields\nsecrets:\n  s: {environment: FIELDS_S}\nservices:\n  f0:\n    image: debian:bookworm\n    command: [sleep, infinity]\n    deploy: {replicas: 0}\n"
 
 // testFields holds the field table (deployer.Fields) to the real swarm,
 // field by field: each service field Swarm honours, set alone on its own
