@@ -358,3 +358,20 @@ func dependsOnLabel(s types.ServiceConfig) string {
 	sort.Strings(parts)
 	return strings.Join(parts, ",")
 }
+
+// Runtime is the one conversion of a compose service to the engine's
+// container config and host config. Targets other than one engine (Swarm)
+// build their specs from it rather than reading compose a second time.
+type Runtime struct {
+	Config *container.Config
+	Host   *container.HostConfig
+}
+
+// ConvertService converts one service (its first container).
+func ConvertService(p *types.Project, s types.ServiceConfig) (Runtime, error) {
+	spec, err := convert(p, s, 1, "")
+	if err != nil {
+		return Runtime{}, err
+	}
+	return Runtime{Config: spec.Config, Host: spec.Host}, nil
+}

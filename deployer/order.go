@@ -64,3 +64,7 @@ func dependencyOrder(p *types.Project) ([]string, error) {
 	})
 	return names, nil
 }
+
+// ServiceOrder is the one dependency order of every target: each service
+// after what it depends on, by level, then in file order.
+func ServiceOrder(p *types.Project) ([]string, error) { return dependencyOrder(p) }

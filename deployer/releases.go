@@ -396,3 +396,16 @@ func (d *Deployer) recordUp(ctx context.Context, p *types.Project, a *applier, c
 	}
 	return rel
 }
+
+// NewRelease is release n of p recorded by this user on this machine now,
+// with no services yet: for targets that keep their releases themselves
+// (Swarm).
+func NewRelease(p *types.Project, n int, command string) Release {
+	h := currentHolder(command, time.Now())
+	rev, dirty := treeRevision(p)
+	return Release{Number: n, Project: p.Name, Revision: rev, Dirty: dirty, User: h.User, Machine: h.Machine,
+		Command: command, Created: time.Now().UTC(), Services: map[string]ReleaseService{}}
+}
+
+// SameServices says whether two releases ran the same images and configs.
+func SameServices(a, b Release) bool { return sameServices(a.Services, b.Services) }

@@ -476,63 +476,7 @@ func (d *Deployer) readDelivered(ctx context.Context, id, target string, limit i
 }
 
 // resolveUser turns a container user spec (name or uid, optionally :group)
-// into numeric ids, reading /etc/passwd and /etc/group from the created
-// container when names need resolving. A numeric uid without a group gets the
-// passwd entry's group, else 0, as the runtime does.
+// into numeric ids with the files of the created container (ContainerUser).
 func (d *Deployer) resolveUser(ctx context.Context, id, spec string) (uid, gid int, err error) {
-	if spec == "" {
-		return 0, 0, nil
-	}
-	userPart, groupPart, hasGroup := strings.Cut(spec, ":")
-	var passwd, group []byte
-	readFile := func(path string) []byte {
-		rc, _, err := d.engine.CopyFromContainer(ctx, id, path)
-		if err != nil {
-			return nil
-		}
-		defer rc.Close()
-		tr := tar.NewReader(rc)
-		if _, err := tr.Next(); err != nil {
-			return nil
-		}
-		b, _ := io.ReadAll(io.LimitReader(tr, 4<<20))
-		return b
-	}
-	uid, uidErr := strconv.Atoi(userPart)
-	passwd = readFile("/etc/passwd")
-	gid = 0
-	found := false
-	for _, line := range strings.Split(string(passwd), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) < 4 {
-			continue
-		}
-		if (uidErr != nil && f[0] == userPart) || (uidErr == nil && f[2] == userPart) {
-			u, err1 := strconv.Atoi(f[2])
-			g, err2 := strconv.Atoi(f[3])
-			if err1 == nil && err2 == nil {
-				uid, gid, found = u, g, true
-				break
-			}
-		}
-	}
-	if uidErr != nil && !found {
-		return 0, 0, fmt.Errorf("user %q is not in the container's /etc/passwd", userPart)
-	}
-	if !hasGroup {
-		return uid, gid, nil
-	}
-	if g, err := strconv.Atoi(groupPart); err == nil {
-		return uid, g, nil
-	}
-	group = readFile("/etc/group")
-	for _, line := range strings.Split(string(group), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) >= 3 && f[0] == groupPart {
-			if g, err := strconv.Atoi(f[2]); err == nil {
-				return uid, g, nil
-			}
-		}
-	}
-	return 0, 0, fmt.Errorf("group %q is not in the container's /etc/group", groupPart)
+	return ContainerUser(ctx, d.engine, id, spec)
 }

@@ -7,3 +7,9 @@ package deployer
 func SecretValues(st *Stack, configDir string) (map[string][]byte, error) {
 	return readSecrets(st.Project, configDir, true)
 }
+
+// PeekSecretValues is SecretValues without generating: a generated secret
+// not made yet is left out (a dry run shows it as new).
+func PeekSecretValues(st *Stack, configDir string) (map[string][]byte, error) {
+	return readSecrets(st.Project, configDir, false)
+}

@@ -258,11 +258,11 @@ builds, sends and changes nothing.`,
 // at --port (INVOICING_API_PORT when set and --port not given). Every
 // command that runs up on a host (remote up, remote rollback) loads it so,
 // so that they publish the same ports.
-func loadRemoteStack(cmd *cobra.Command, stack *stackOptions, port int) (*deployer.Stack, error) {
+func loadRemoteStack(cmd *cobra.Command, stack *stackOptions, port int, extraEnv ...string) (*deployer.Stack, error) {
 	if port < 1 || port > 65535 {
 		return nil, usagef("--port %d: want 1..65535", port)
 	}
-	env := []string{}
+	env := append([]string{}, extraEnv...)
 	if os.Getenv("INVOICING_API_BIND") == "" {
 		env = append(env, "INVOICING_API_BIND=0.0.0.0")
 	}

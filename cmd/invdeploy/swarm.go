@@ -1,14 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/invdeploy/invdeploy/deployer/remote"
 	"github.com/invdeploy/invdeploy/deployer/swarm"
 )
 
@@ -33,21 +30,14 @@ ingress routing mesh and VIPs, which need IPVS in the hosts' kernel.`,
   invdeploy swarm status --host ssh://admin@10.0.1.10`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("swarm needs a subcommand: init, up, down, status, logs, scale or rollback")
+			return usagef("swarm needs a subcommand: init, up, down, status, logs, scale, releases or rollback")
 		},
 	}
 	o.bind(cmd)
 	cmd.AddCommand(newSwarmInitCommand(g, o), newSwarmUpCommand(g, o), newSwarmDownCommand(g, o), newSwarmStatusCommand(g, o), newSwarmRollbackCommand(g, o),
-		newSwarmScaleCommand(g, o), newSwarmLogsCommand(g, o), newSwarmEdgeCommand(g))
+		newSwarmScaleCommand(g, o), newSwarmLogsCommand(g, o), newSwarmReleasesCommand(g, o), newSwarmEdgeCommand(g))
 	cmd.AddCommand(newSwarmBackupCommand(g, o))
 	return cmd
-}
-
-// connectTo opens a session to url (the --host of one swarm node).
-func (o *remoteOptions) connectTo(ctx context.Context, g *globalOptions, url string) (*session, error) {
-	gh := *g
-	gh.Host = url
-	return o.connect(ctx, &gh)
 }
 
 func newSwarmInitCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
@@ -77,39 +67,8 @@ would open the management port, root on every node, to the world.`,
 			if len(managers) == 0 {
 				return usagef("swarm init needs at least one --manager ssh://user@host")
 			}
-			var hosts []swarm.Host
-			var sessions []*session
-			defer func() {
-				for _, s := range sessions {
-					s.close(g)
-				}
-			}()
-			add := func(urls []string, manager bool) error {
-				for _, u := range urls {
-					s, err := ro.connectTo(ctx, g, u)
-					if err != nil {
-						return err
-					}
-					sessions = append(sessions, s)
-					addr, err := advertiseAddr(ctx, s.conn.Endpoint.Host)
-					if err != nil {
-						return err
-					}
-					hosts = append(hosts, swarm.Host{Name: remote.Redact(u), Addr: addr, Manager: manager, Engine: s.client})
-				}
-				return nil
-			}
-			// Refuse what is wrong in the flags alone before connecting.
-			if err := swarm.CheckInit(placeholders(managers, workers), opts); err != nil {
-				return err
-			}
-			if err := add(managers, true); err != nil {
-				return err
-			}
-			if err := add(workers, false); err != nil {
-				return err
-			}
-			rep, err := swarm.Init(ctx, hosts, opts, g.progress())
+			open, closer := ro.opener(g)
+			rep, err := swarm.InitHosts(ctx, managers, workers, open, closer, opts, g.progress())
 			if rep != nil && err == nil {
 				if g.Output == "json" {
 					return writeJSON(g.stdout, rep)
@@ -127,28 +86,6 @@ would open the management port, root on every node, to the world.`,
 	f.StringVar(&opts.AllowFrom, "allow-from", "", "who may reach the --app-port ports (default 0.0.0.0/0)")
 	f.DurationVar(&opts.JoinTimeout, "join-timeout", 60*time.Second, "bound on waiting for joined nodes to be ready")
 	return cmd
-}
-
-// placeholders are hosts with unique names and no engine, for the checks
-// that need only the flags.
-func placeholders(managers, workers []string) []swarm.Host {
-	var hs []swarm.Host
-	for i, u := range append(append([]string{}, managers...), workers...) {
-		hs = append(hs, swarm.Host{Name: remote.Redact(u), Addr: fmt.Sprint(i), Manager: i < len(managers)})
-	}
-	return hs
-}
-
-// advertiseAddr is the IP a node advertises: its URL's host, resolved here.
-func advertiseAddr(ctx context.Context, host string) (string, error) {
-	if ip := net.ParseIP(host); ip != nil {
-		return ip.String(), nil
-	}
-	ips, err := net.DefaultResolver.LookupIP(ctx, "ip4", host)
-	if err != nil || len(ips) == 0 {
-		return "", fmt.Errorf("resolve %s for the swarm's advertise address: %v", host, err)
-	}
-	return ips[0].String(), nil
 }
 
 func printInitReport(g *globalOptions, rep *swarm.InitReport) {

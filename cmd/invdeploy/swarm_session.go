@@ -3,33 +3,27 @@ package main
 import (
 	"context"
 
-	"github.com/docker/docker/client"
-
 	"github.com/invdeploy/invdeploy/deployer/remote"
+	"github.com/invdeploy/invdeploy/deployer/swarm"
 )
 
-// session is one swarm node's connection: the remote deployer's connection
-// and engine client, which deployer/swarm drives.
-type session struct {
-	d      *remote.Deployer
-	client *client.Client
-	conn   struct{ Endpoint remote.Endpoint }
+// opener opens one swarm node's connection with the remote flags, given
+// its URL; closing reports its traffic.
+func (o *remoteOptions) opener(g *globalOptions) (swarm.Opener, func(*remote.Deployer)) {
+	open := func(ctx context.Context, url string) (*remote.Deployer, error) {
+		gh := *g
+		gh.Host = url
+		return o.open(ctx, &gh)
+	}
+	return open, func(d *remote.Deployer) { closeRemote(g, d) }
 }
 
-// connect opens the connection to the --host node.
-func (o *remoteOptions) connect(ctx context.Context, g *globalOptions) (*session, error) {
+// cluster opens the swarm whose manager is --host.
+func (o *remoteOptions) cluster(ctx context.Context, g *globalOptions) (*swarm.Cluster, error) {
 	d, err := o.open(ctx, g)
 	if err != nil {
 		return nil, err
 	}
-	if err := d.Ping(ctx); err != nil { // bounded by --engine-timeout
-		closeRemote(g, d)
-		return nil, err
-	}
-	s := &session{d: d, client: d.Client()}
-	s.conn.Endpoint = d.Endpoint()
-	return s, nil
+	open, closer := o.opener(g)
+	return swarm.NewCluster(ctx, d, open, closer, g.progress())
 }
-
-// close ends the connection and reports its traffic.
-func (s *session) close(g *globalOptions) { closeRemote(g, s.d) }

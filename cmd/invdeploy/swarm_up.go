@@ -3,90 +3,26 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
+	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/invdeploy/invdeploy/deployer"
-	"github.com/invdeploy/invdeploy/deployer/remote"
 	"github.com/invdeploy/invdeploy/deployer/swarm"
 )
-
-// nodeSessions are the SSH connections to a swarm's nodes, opened on first
-// use (one per node, the manager's included) and closed together.
-type nodeSessions struct {
-	g       *globalOptions
-	ro      *remoteOptions
-	manager *session
-	mu      sync.Mutex
-	byAddr  map[string]*session
-}
-
-// dial returns the engine of the node at addr: the manager's own session
-// when addr is the manager, else a new SSH connection with the manager's
-// login and flags.
-func (n *nodeSessions) dial(ctx context.Context, addr string) (remote.ImageEngine, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	ep := n.manager.conn.Endpoint
-	if addr == ep.Host {
-		return n.manager.client, nil
-	}
-	if ips, err := net.DefaultResolver.LookupHost(ctx, ep.Host); err == nil {
-		for _, ip := range ips {
-			if ip == addr {
-				return n.manager.client, nil
-			}
-		}
-	}
-	if s, ok := n.byAddr[addr]; ok {
-		return s.client, nil
-	}
-	u := "ssh://"
-	if ep.User != "" {
-		u += ep.User + "@"
-	}
-	u += net.JoinHostPort(addr, strconv.Itoa(ep.Port)) + ep.Socket
-	s, err := n.ro.connectTo(ctx, n.g, u)
-	if err != nil {
-		return nil, fmt.Errorf("connect to swarm node %s: %w", addr, err)
-	}
-	n.byAddr[addr] = s
-	return s.client, nil
-}
-
-// dialVolumes is dial for removing volumes.
-func (n *nodeSessions) dialVolumes(ctx context.Context, addr string) (swarm.VolumeEngine, error) {
-	if _, err := n.dial(ctx, addr); err != nil {
-		return nil, err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if s, ok := n.byAddr[addr]; ok {
-		return s.client, nil
-	}
-	return n.manager.client, nil
-}
-
-func (n *nodeSessions) close() {
-	for _, s := range n.byAddr {
-		s.close(n.g)
-	}
-}
 
 func newSwarmUpCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 	var stack stackOptions
 	var port int
 	var scale []string
 	var waitTimeout time.Duration
-	var rebuild bool
+	var rebuild, dryRun bool
 	cmd := &cobra.Command{
-		Use:   "up --host URL [-f FILE] [-p NAME] [--scale SERVICE=N]",
+		Use:   "up --host URL [-f FILE] [-p NAME] [--scale SERVICE=N] [--dry-run]",
 		Short: "Run the stack as swarm services, send images to the nodes, wait until it converges",
 		Long: `swarm up deploys the stack to the swarm whose manager is --host, as swarm services
 through the Engine API:
@@ -109,11 +45,24 @@ through the Engine API:
 - published ports are host-mode and endpoint_mode defaults to dnsrr (the ingress
   mesh and VIPs need IPVS in the nodes' kernel).
 
+up is check -> plan -> apply(plan) -> wait, as locally. Preflight refuses (exit 3,
+nothing changed) a compose field Swarm does not honour (docs/guides/fields.md names
+each), an unreadable secret, an image neither here nor buildable. The deploy lock is
+taken on the manager's engine (exit 5 while another deploy holds it). The plan is a
+list of operations (node label, images send, network create, secret create, service
+create/update, secret remove), each with its reason; --dry-run prints it (text, or
+JSON with --output json) and changes nothing; up performs exactly it. A successful up
+is recorded as a release in the swarm itself (a swarm config per release).
+
 It waits until every service converged. When Swarm rolled an update back, or a
 service does not converge within --wait-timeout, it exits 4 and prints the failed
-tasks' errors and last log lines.`,
+tasks' errors and last log lines.
+
+On the bundled stack, swarm up sets INVOICING_NO_NEW_PRIVILEGES=false (when unset):
+Swarm services take no-new-privileges only from engine API 1.46 (Docker 27).`,
 		Example: `  invdeploy swarm up --host ssh://admin@10.0.1.10 --scale api=3
-  invdeploy swarm up --host ssh://admin@10.0.1.10 -f compose.yaml -p shop --wait-timeout 10m`,
+  invdeploy swarm up --host ssh://admin@10.0.1.10 -f compose.yaml -p shop --wait-timeout 10m
+  invdeploy swarm up --host ssh://admin@10.0.1.10 --dry-run --output json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -121,36 +70,47 @@ tasks' errors and last log lines.`,
 			if err != nil {
 				return err
 			}
-			st, err := loadRemoteStack(cmd, &stack, port)
+			var env []string
+			if os.Getenv("INVOICING_NO_NEW_PRIVILEGES") == "" {
+				env = append(env, "INVOICING_NO_NEW_PRIVILEGES=false")
+			}
+			st, err := loadRemoteStack(cmd, &stack, port, env...)
 			if err != nil {
 				return err
 			}
-			announce(g, "Deploying", st)
+			if !dryRun {
+				announce(g, "Deploying", st)
+			}
 			warn(g, st)
 			local, err := deployer.NewLocalClient(localEngineHost())
 			if err != nil {
 				return err
 			}
 			defer local.Close()
-			s, err := ro.connect(ctx, g)
+			cl, err := ro.cluster(ctx, g)
 			if err != nil {
 				return err
 			}
-			defer s.close(g)
-			nodes := &nodeSessions{g: g, ro: ro, manager: s, byAddr: map[string]*session{}}
-			defer nodes.close()
+			defer cl.Close()
 			builder := deployer.New(local, g.progress())
-			rep, err := swarm.Up(ctx, s.client, st, swarm.UpOptions{
+			opts := swarm.UpOptions{
 				Local: local,
 				Build: func(ctx context.Context, svc string) error {
 					_, err := builder.Build(ctx, st, deployer.BuildOptions{Services: []string{svc}})
 					return err
 				},
 				Rebuild:     rebuild,
-				DialNode:    nodes.dial,
 				Scale:       sc,
 				WaitTimeout: waitTimeout,
-			}, g.progress())
+			}
+			if dryRun {
+				pl, err := cl.DryRun(ctx, st, opts)
+				if err != nil {
+					return err
+				}
+				return printSwarmPlan(g, pl)
+			}
+			rep, err := cl.Up(ctx, st, opts)
 			if rep != nil {
 				if !g.Quiet {
 					for _, w := range rep.Warnings {
@@ -173,7 +133,35 @@ tasks' errors and last log lines.`,
 	cmd.Flags().StringArrayVar(&scale, "scale", nil, "SERVICE=N: run N replicas of SERVICE (repeatable; overrides deploy.replicas)")
 	cmd.Flags().DurationVar(&waitTimeout, "wait-timeout", 5*time.Minute, "bound on waiting for each service to converge")
 	cmd.Flags().BoolVar(&rebuild, "build", false, "rebuild images with a build section even when present")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan (each operation and why) and change nothing")
 	return cmd
+}
+
+// printSwarmPlan prints swarm up's plan: its operations in order, each with
+// its reason, then the services kept.
+func printSwarmPlan(g *globalOptions, p *swarm.Plan) error {
+	if g.Output == "json" {
+		return writeJSON(g.stdout, p)
+	}
+	verdict := "nothing to change"
+	if p.Changes() {
+		verdict = "changes below"
+	}
+	fmt.Fprintf(g.stdout, "Plan for project %s on the swarm (--dry-run: nothing was changed; %s)\n", p.Project, verdict)
+	for _, w := range p.Warnings {
+		fmt.Fprintf(g.stdout, "  warning: %s\n", w)
+	}
+	for _, op := range p.Ops {
+		line := fmt.Sprintf("  %-15s %s: %s", op.Kind, op.Target, op.Reason)
+		if op.MayChange {
+			line += " [may change]"
+		}
+		fmt.Fprintln(g.stdout, line)
+	}
+	for _, k := range p.Keep {
+		fmt.Fprintf(g.stdout, "  %-15s %s: spec unchanged\n", "keep", k)
+	}
+	return nil
 }
 
 func parseScale(flags []string) (map[string]uint64, error) {
@@ -200,6 +188,9 @@ func printSwarmUp(g *globalOptions, rep *swarm.UpReport) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", s.Service, s.Action, s.Replicas, nodes, s.Image)
 	}
 	tw.Flush()
+	if rep.Release != nil {
+		fmt.Fprintf(g.stdout, "Release %d recorded in the swarm\n", rep.Release.Number)
+	}
 	if len(rep.SecretsRemoved) > 0 {
 		fmt.Fprintf(g.stdout, "Removed old secret versions: %s\n", strings.Join(rep.SecretsRemoved, ", "))
 	}
@@ -219,10 +210,8 @@ labels: the data is gone.`,
 		Example: `  invdeploy swarm down --host ssh://admin@10.0.1.10`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
-				nodes := &nodeSessions{g: g, ro: ro, manager: s, byAddr: map[string]*session{}}
-				defer nodes.close()
-				rep, err := swarm.Down(ctx, s.client, name, swarm.DownOptions{Volumes: volumes, DialNode: nodes.dialVolumes})
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, cl *swarm.Cluster, name string) error {
+				rep, err := cl.Down(ctx, name, swarm.DownOptions{Volumes: volumes})
 				if rep != nil && g.Output == "json" {
 					return firstErr(err, writeJSON(g.stdout, rep))
 				}
@@ -253,8 +242,8 @@ func newSwarmStatusCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
   invdeploy swarm status --host ssh://admin@10.0.1.10 --output json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
-				sts, err := swarm.Status(ctx, s.client, name)
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, cl *swarm.Cluster, name string) error {
+				sts, err := cl.Status(ctx, name)
 				if err != nil {
 					return err
 				}
@@ -307,8 +296,8 @@ converge). The next swarm up deploys the compose file again.`,
 		Example: `  invdeploy swarm rollback --host ssh://admin@10.0.1.10`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
-				res, err := swarm.Rollback(ctx, s.client, name, waitTimeout, g.progress())
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, cl *swarm.Cluster, name string) error {
+				res, err := cl.Rollback(ctx, name, waitTimeout)
 				return printResults(g, res, err)
 			})
 		},
@@ -334,8 +323,8 @@ runs as exactly 1 replica.`,
 			if err != nil {
 				return err
 			}
-			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
-				res, err := swarm.Scale(ctx, s.client, name, sc, waitTimeout, g.progress())
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, cl *swarm.Cluster, name string) error {
+				res, err := cl.Scale(ctx, name, sc, waitTimeout)
 				return printResults(g, res, err)
 			})
 		},
@@ -354,8 +343,8 @@ func newSwarmLogsCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 		Example: `  invdeploy swarm logs --host ssh://admin@10.0.1.10 api --tail 50 -f`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Services = args
-			return onManager(cmd, g, ro, &stack, func(ctx context.Context, s *session, name string) error {
-				return swarm.Logs(ctx, s.client, name, o, g.stdout, g.stderr)
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, cl *swarm.Cluster, name string) error {
+				return cl.Logs(ctx, name, o, g.stdout, g.stderr)
 			})
 		},
 	}
@@ -366,20 +355,20 @@ func newSwarmLogsCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 	return cmd
 }
 
-// onManager resolves the project and runs fn with a session to the --host
-// manager, closed afterwards.
-func onManager(cmd *cobra.Command, g *globalOptions, ro *remoteOptions, stack *stackOptions, fn func(ctx context.Context, s *session, project string) error) error {
+// onManager resolves the project and runs fn with the swarm whose manager
+// is --host, closed afterwards.
+func onManager(cmd *cobra.Command, g *globalOptions, ro *remoteOptions, stack *stackOptions, fn func(ctx context.Context, cl *swarm.Cluster, project string) error) error {
 	ctx := cmd.Context()
 	_, name, err := stack.resolve(ctx, g)
 	if err != nil {
 		return err
 	}
-	s, err := ro.connect(ctx, g)
+	cl, err := ro.cluster(ctx, g)
 	if err != nil {
 		return err
 	}
-	defer s.close(g)
-	return fn(ctx, s, name)
+	defer cl.Close()
+	return fn(ctx, cl, name)
 }
 
 // printResults prints what rollback or scale did to each service.
@@ -401,4 +390,24 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+func newSwarmReleasesCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
+	var stack stackOptions
+	cmd := &cobra.Command{
+		Use:   "releases --host URL [-p NAME]",
+		Short: "List the project's releases recorded in the swarm, newest first",
+		Long: `swarm releases lists the releases swarm up recorded in the swarm itself (one swarm
+config per release, on every manager), so any machine that reaches a manager sees
+the same list. The last 5 are kept.`,
+		Example: `  invdeploy swarm releases --host ssh://admin@10.0.1.10 -o json`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return onManager(cmd, g, ro, &stack, func(ctx context.Context, cl *swarm.Cluster, name string) error {
+				return listReleases(ctx, g, cl, name, " on the swarm")
+			})
+		},
+	}
+	stack.bind(cmd, true)
+	return cmd
 }

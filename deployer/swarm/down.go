@@ -71,46 +71,40 @@ func Down(ctx context.Context, mgr ManagerEngine, project string, o DownOptions)
 	deadline := time.Now().Add(timeout)
 	// A network is removable once the removed services' tasks are gone.
 	for _, n := range nets {
-		for {
-			err := mgr.NetworkRemove(ctx, n.ID)
-			if err == nil {
-				rep.Networks = append(rep.Networks, n.Name)
-				break
-			}
-			if time.Now().After(deadline) || !strings.Contains(err.Error(), "active endpoints") {
-				return rep, fmt.Errorf("remove network %s: %w", n.Name, err)
-			}
-			select {
-			case <-ctx.Done():
-				return rep, ctx.Err()
-			case <-time.After(300 * time.Millisecond):
-			}
+		if err := removeRetrying(ctx, deadline, func(ctx context.Context) error { return mgr.NetworkRemove(ctx, n.ID) }); err != nil {
+			return rep, fmt.Errorf("remove network %s: %w", n.Name, err)
 		}
+		rep.Networks = append(rep.Networks, n.Name)
 	}
 	// Wait until the swarm no longer lists them, so an up right after
-	// creates them again.
-	for {
+	// creates them again (a wait that runs out is not an error).
+	_ = poll(ctx, max(time.Until(deadline), 0), 200*time.Millisecond, func(ctx context.Context) error {
 		left, err := mgr.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("scope", "swarm"), filters.Arg("label", deployer.LabelProject+"="+project))})
-		if err != nil || len(left) == 0 || time.Now().After(deadline) {
-			break
+		if err != nil || len(left) == 0 {
+			return nil
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return errPending
+	})
 	secrets, err := mgr.SecretList(ctx, swarm.SecretListOptions{Filters: projectFilter(project)})
 	if err != nil {
 		return rep, fmt.Errorf("list secrets: %w", err)
 	}
 	for _, s := range secrets {
-		for {
-			err := mgr.SecretRemove(ctx, s.ID)
-			if err == nil {
-				rep.Secrets = append(rep.Secrets, s.Spec.Name)
-				break
+		if err := removeRetrying(ctx, deadline, func(ctx context.Context) error { return mgr.SecretRemove(ctx, s.ID) }); err != nil {
+			return rep, fmt.Errorf("remove secret %s: %w", s.Spec.Name, err)
+		}
+		rep.Secrets = append(rep.Secrets, s.Spec.Name)
+	}
+	if o.Volumes {
+		// The release history goes with the data, as down --volumes locally.
+		rels, err := Releases(ctx, mgr, project)
+		if err != nil {
+			return rep, err
+		}
+		for _, r := range rels {
+			if err := mgr.ConfigRemove(ctx, releaseConfigName(project, r.Number)); err != nil && !isNotFound(err) {
+				return rep, fmt.Errorf("remove release %d of %s: %w", r.Number, project, err)
 			}
-			if time.Now().After(deadline) || !strings.Contains(err.Error(), "in use") {
-				return rep, fmt.Errorf("remove secret %s: %w", s.Spec.Name, err)
-			}
-			time.Sleep(300 * time.Millisecond)
 		}
 	}
 	nodes, err := mgr.NodeList(ctx, swarm.NodeListOptions{})
@@ -241,17 +235,10 @@ func removeVolumes(ctx context.Context, mgr ManagerEngine, nodes []swarm.Node, p
 			return fmt.Errorf("list volumes on %s: %w", n.Description.Hostname, err)
 		}
 		for _, v := range vols.Volumes {
-			for {
-				err := eng.VolumeRemove(ctx, v.Name, false)
-				if err == nil {
-					rep.Volumes = append(rep.Volumes, n.Description.Hostname+":"+v.Name)
-					break
-				}
-				if time.Now().After(deadline) || !strings.Contains(err.Error(), "in use") {
-					return fmt.Errorf("remove volume %s on %s: %w", v.Name, n.Description.Hostname, err)
-				}
-				time.Sleep(300 * time.Millisecond)
+			if err := removeRetrying(ctx, deadline, func(ctx context.Context) error { return eng.VolumeRemove(ctx, v.Name, false) }); err != nil {
+				return fmt.Errorf("remove volume %s on %s: %w", v.Name, n.Description.Hostname, err)
 			}
+			rep.Volumes = append(rep.Volumes, n.Description.Hostname+":"+v.Name)
 		}
 		prefix := LabelPinPrefix + project + "."
 		labels := map[string]string{}

@@ -48,7 +48,7 @@ func needsEdge(s types.ServiceConfig) bool {
 		}
 	}
 	for _, p := range s.Ports {
-		if p.Protocol != "" && p.Protocol != "tcp" {
+		if (p.Protocol != "" && p.Protocol != "tcp") || p.Published == "" {
 			return false
 		}
 	}

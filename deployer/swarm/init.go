@@ -411,8 +411,8 @@ func managerCount(ctx context.Context, eng NodeEngine) (int, error) {
 
 // waitReady waits until every node of report is ready in the leader's list.
 func waitReady(ctx context.Context, eng NodeEngine, report *InitReport, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	var waiting []string
+	err := poll(ctx, timeout, 200*time.Millisecond, func(ctx context.Context) error {
 		nodes, err := eng.NodeList(ctx, swarm.NodeListOptions{})
 		if err != nil {
 			return fmt.Errorf("swarm init: list nodes: %w", err)
@@ -421,7 +421,7 @@ func waitReady(ctx context.Context, eng NodeEngine, report *InitReport, timeout 
 		for _, n := range nodes {
 			ready[n.ID] = n.Status.State == swarm.NodeStateReady
 		}
-		var waiting []string
+		waiting = nil
 		for _, r := range report.Nodes {
 			if !ready[r.NodeID] {
 				waiting = append(waiting, r.Host)
@@ -430,15 +430,12 @@ func waitReady(ctx context.Context, eng NodeEngine, report *InitReport, timeout 
 		if len(waiting) == 0 {
 			return nil
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("swarm init: nodes not ready after %s: %v (check that the hosts reach each other on 2377/tcp, 7946/tcp+udp and 4789/udp)", timeout, waiting)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+		return errPending
+	})
+	if errors.Is(err, errPending) {
+		return fmt.Errorf("swarm init: nodes not ready after %s: %v (check that the hosts reach each other on 2377/tcp, 7946/tcp+udp and 4789/udp)", timeout, waiting)
 	}
+	return err
 }
 
 // scrub keeps a join token out of an error message, in case an engine

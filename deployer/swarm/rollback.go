@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -86,10 +87,10 @@ func rollbackRank(s swarm.Service) int {
 // waitRolledBack waits for a rollback that started after before to
 // complete, then for every replica to run.
 func waitRolledBack(ctx context.Context, mgr ManagerEngine, name string, before time.Time, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		svc, _, err := mgr.ServiceInspectWithRaw(ctx, name, swarm.ServiceInspectOptions{})
-		if err != nil {
+	var svc swarm.Service
+	err := poll(ctx, timeout, 300*time.Millisecond, func(ctx context.Context) error {
+		var err error
+		if svc, _, err = mgr.ServiceInspectWithRaw(ctx, name, swarm.ServiceInspectOptions{}); err != nil {
 			return fmt.Errorf("inspect service %s: %w", name, err)
 		}
 		if us := svc.UpdateStatus; us != nil && us.StartedAt != nil && us.StartedAt.After(before) {
@@ -102,13 +103,10 @@ func waitRolledBack(ctx context.Context, mgr ManagerEngine, name string, before 
 				return unhealthy(ctx, mgr, svc, fmt.Sprintf("the rollback of %s paused: %s", name, strings.TrimSpace(us.Message)))
 			}
 		}
-		if time.Now().After(deadline) {
-			return unhealthy(ctx, mgr, svc, fmt.Sprintf("the rollback of %s did not finish within %s", name, timeout))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(300 * time.Millisecond):
-		}
+		return errPending
+	})
+	if errors.Is(err, errPending) {
+		return unhealthy(ctx, mgr, svc, fmt.Sprintf("the rollback of %s did not finish within %s", name, timeout))
 	}
+	return err
 }

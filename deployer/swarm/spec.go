@@ -82,14 +82,29 @@ type specInput struct {
 
 type secretRef struct{ Name, ID string }
 
-// serviceSpec converts one compose service to a swarm service spec. It is a
-// pure function of its inputs. Warnings name compose fields Swarm (engine
-// API 1.41) cannot honour.
+// localOnlyLabels are the container labels of one engine's containers
+// that mean nothing on a swarm task (the task has its own number) or would
+// update every service on each invdeploy release.
+var localOnlyLabels = []string{deployer.LabelContainerNumber, deployer.LabelOneOff, deployer.LabelConfigHash,
+	deployer.LabelDependsOn, deployer.LabelManagedBy, deployer.LabelVersion}
+
+// serviceSpec converts one compose service to a swarm service spec. The
+// container part comes from the one compose conversion
+// (deployer.ConvertService); what is Swarm's own (deploy:, ports as an
+// endpoint, networks as attachments, secrets as swarm secrets) is added
+// here. Fields Swarm does not honour were refused by Check (the field
+// table), so none is dropped here. It is a pure function of its inputs.
+// Warnings say what Swarm does differently from one engine.
 func serviceSpec(p *types.Project, s types.ServiceConfig, in specInput) (swarm.ServiceSpec, []string, error) {
 	var warns []string
 	warn := func(f string, a ...any) {
 		warns = append(warns, fmt.Sprintf("services.%s: ", s.Name)+fmt.Sprintf(f, a...))
 	}
+	rt, err := deployer.ConvertService(p, s)
+	if err != nil {
+		return swarm.ServiceSpec{}, nil, err
+	}
+	cfg, host := rt.Config, rt.Host
 	name := ServiceName(p.Name, s.Name)
 	labels := map[string]string{
 		deployer.LabelProject:   p.Name,
@@ -106,114 +121,59 @@ func serviceSpec(p *types.Project, s types.ServiceConfig, in specInput) (swarm.S
 			labels[k] = v
 		}
 	}
-	cLabels := map[string]string{deployer.LabelProject: p.Name, deployer.LabelService: s.Name}
-	for k, v := range s.Labels {
+	cLabels := map[string]string{}
+	for k, v := range cfg.Labels {
 		cLabels[k] = v
+	}
+	for _, k := range localOnlyLabels {
+		delete(cLabels, k)
 	}
 
 	cs := &swarm.ContainerSpec{
 		Image:          in.ImageID,
 		Labels:         cLabels,
-		Args:           s.Command,
-		Command:        s.Entrypoint,
-		Hostname:       s.Hostname,
-		Env:            envList(s.Environment),
-		Dir:            s.WorkingDir,
-		User:           s.User,
-		Groups:         s.GroupAdd,
-		TTY:            s.Tty,
-		OpenStdin:      s.StdinOpen,
-		ReadOnly:       s.ReadOnly,
-		StopSignal:     s.StopSignal,
-		Init:           s.Init,
-		Sysctls:        s.Sysctls,
-		CapabilityAdd:  s.CapAdd,
-		CapabilityDrop: s.CapDrop,
+		Args:           cfg.Cmd,
+		Command:        cfg.Entrypoint,
+		Hostname:       cfg.Hostname,
+		Env:            cfg.Env,
+		Dir:            cfg.WorkingDir,
+		User:           cfg.User,
+		Groups:         host.GroupAdd,
+		TTY:            cfg.Tty,
+		OpenStdin:      cfg.OpenStdin,
+		ReadOnly:       host.ReadonlyRootfs,
+		StopSignal:     cfg.StopSignal,
+		Init:           host.Init,
+		Sysctls:        host.Sysctls,
+		CapabilityAdd:  host.CapAdd,
+		CapabilityDrop: host.CapDrop,
+		Healthcheck:    cfg.Healthcheck,
+		Ulimits:        host.Resources.Ulimits,
 	}
 	if s.StopGracePeriod != nil {
 		d := time.Duration(*s.StopGracePeriod)
 		cs.StopGracePeriod = &d
 	}
-	if hc := s.HealthCheck; hc != nil {
-		h := &container.HealthConfig{Test: hc.Test}
-		if hc.Disable {
-			h.Test = []string{"NONE"}
-		}
-		if hc.Interval != nil {
-			h.Interval = time.Duration(*hc.Interval)
-		}
-		if hc.Timeout != nil {
-			h.Timeout = time.Duration(*hc.Timeout)
-		}
-		if hc.StartPeriod != nil {
-			h.StartPeriod = time.Duration(*hc.StartPeriod)
-		}
-		if hc.Retries != nil {
-			h.Retries = int(*hc.Retries)
-		}
-		cs.Healthcheck = h
+	if len(host.DNS)+len(host.DNSSearch)+len(host.DNSOptions) > 0 {
+		cs.DNSConfig = &swarm.DNSConfig{Nameservers: host.DNS, Search: host.DNSSearch, Options: host.DNSOptions}
 	}
-	for n, u := range s.Ulimits {
-		soft, hard := int64(u.Soft), int64(u.Hard)
-		if u.Single != 0 {
-			soft, hard = int64(u.Single), int64(u.Single)
+	for _, h := range host.ExtraHosts {
+		// The engine's "name:ip" is Swarm's /etc/hosts line "ip name".
+		hn, ip, ok := strings.Cut(h, ":")
+		if !ok {
+			return swarm.ServiceSpec{}, nil, fmt.Errorf("services.%s.extra_hosts %q: want host:ip", s.Name, h)
 		}
-		cs.Ulimits = append(cs.Ulimits, &container.Ulimit{Name: n, Soft: soft, Hard: hard})
+		cs.Hosts = append(cs.Hosts, ip+" "+hn)
 	}
-	sort.Slice(cs.Ulimits, func(i, j int) bool { return cs.Ulimits[i].Name < cs.Ulimits[j].Name })
-	for _, opt := range s.SecurityOpt {
-		switch strings.ReplaceAll(opt, "=", ":") {
-		case "no-new-privileges:true", "no-new-privileges":
-			// Engine API 1.46 has Privileges.NoNewPrivileges; older
-			// engines drop the field silently, so say so.
-			cs.Privileges = &swarm.Privileges{NoNewPrivileges: true}
-			warn("security_opt %s is kept only by engines with API 1.46 or newer (Docker 27+); older swarm engines ignore it", opt)
-		default:
-			warn("security_opt %s is not supported by swarm services: dropped", opt)
-		}
+	mounts, err := swarmMounts(p, s, host)
+	if err != nil {
+		return swarm.ServiceSpec{}, nil, err
 	}
-	for _, t := range s.Tmpfs {
-		m := mount.Mount{Type: mount.TypeTmpfs, TmpfsOptions: &mount.TmpfsOptions{}}
-		target, opts, _ := strings.Cut(t, ":")
-		m.Target = target
-		for _, o := range strings.Split(opts, ",") {
-			if v, ok := strings.CutPrefix(o, "size="); ok {
-				n, err := units.RAMInBytes(v)
-				if err != nil {
-					return swarm.ServiceSpec{}, nil, fmt.Errorf("services.%s.tmpfs %q: size: %w", s.Name, t, err)
-				}
-				m.TmpfsOptions.SizeBytes = n
-			} else if o != "" {
-				warn("tmpfs option %q is not supported by swarm services: dropped", o)
-			}
-		}
-		cs.Mounts = append(cs.Mounts, m)
-	}
-	for i, v := range s.Volumes {
-		m := mount.Mount{Target: v.Target, ReadOnly: v.ReadOnly, Source: v.Source}
-		switch v.Type {
-		case types.VolumeTypeVolume:
-			m.Type = mount.TypeVolume
-			if v.Source != "" {
-				vc, ok := p.Volumes[v.Source]
-				if !ok {
-					return swarm.ServiceSpec{}, nil, fmt.Errorf("services.%s.volumes[%d]: volume %q is not defined under top-level volumes", s.Name, i, v.Source)
-				}
-				m.Source = vc.Name
-				m.VolumeOptions = &mount.VolumeOptions{Labels: map[string]string{deployer.LabelProject: p.Name, deployer.LabelVolume: v.Source}}
-			}
-		case types.VolumeTypeTmpfs:
-			m.Type = mount.TypeTmpfs
-			if v.Tmpfs != nil {
-				m.TmpfsOptions = &mount.TmpfsOptions{SizeBytes: int64(v.Tmpfs.Size)}
-			}
-		case types.VolumeTypeBind:
-			m.Type = mount.TypeBind
+	cs.Mounts = mounts
+	for _, v := range s.Volumes {
+		if v.Type == types.VolumeTypeBind {
 			warn("bind mount %s is a path on whichever node runs the task", v.Source)
-		default:
-			return swarm.ServiceSpec{}, nil, fmt.Errorf("services.%s.volumes[%d].type %q is not supported on swarm", s.Name, i, v.Type)
 		}
-		cs.Mounts = append(cs.Mounts, m)
 	}
 	uid, gid := "0", "0"
 	if u := in.User; u != "" {
@@ -232,12 +192,9 @@ func serviceSpec(p *types.Project, s types.ServiceConfig, in specInput) (swarm.S
 			target = ref.Source
 		}
 		if path.IsAbs(target) && !strings.HasPrefix(target, "/run/secrets/") {
-			warn("secret %s: target %s is outside /run/secrets, which engine API 1.41 swarm secrets do not support; delivered as /run/secrets/%s", ref.Source, target, path.Base(target))
+			return swarm.ServiceSpec{}, nil, fmt.Errorf("services.%s.secrets: %s: target %s is outside /run/secrets, where Swarm (engine API 1.41) delivers secrets; name a file there", s.Name, ref.Source, target)
 		}
 		target = strings.TrimPrefix(target, "/run/secrets/")
-		if path.IsAbs(target) {
-			target = path.Base(target)
-		}
 		mode := uint32(0o400)
 		if ref.Mode != nil {
 			mode = uint32(*ref.Mode)
@@ -254,28 +211,21 @@ func serviceSpec(p *types.Project, s types.ServiceConfig, in specInput) (swarm.S
 			SecretID: sr.ID, SecretName: sr.Name,
 		})
 	}
-	if len(s.Configs) > 0 {
-		warn("configs are not delivered on swarm yet: dropped")
-	}
-	if s.ShmSize != 0 {
-		warn("shm_size is not supported by swarm services on engine API 1.41: dropped (the default 64 MiB applies)")
-	}
-	if s.Privileged {
-		warn("privileged is not supported by swarm services: dropped")
-	}
-	if s.NetworkMode != "" {
-		warn("network_mode %s is not supported on swarm: the service joins the stack's overlay networks", s.NetworkMode)
-	}
 
 	res := &swarm.ResourceRequirements{Limits: &swarm.Limit{}, Reservations: &swarm.Resources{}}
-	res.Limits.MemoryBytes = int64(s.MemLimit)
-	res.Limits.NanoCPUs = int64(s.CPUS * 1e9)
-	res.Limits.Pids = s.PidsLimit
-	res.Reservations.MemoryBytes = int64(s.MemReservation)
+	res.Limits.MemoryBytes = host.Resources.Memory
+	res.Limits.NanoCPUs = host.Resources.NanoCPUs
+	if host.Resources.PidsLimit != nil {
+		res.Limits.Pids = *host.Resources.PidsLimit
+	}
+	res.Reservations.MemoryBytes = host.Resources.MemoryReservation
 
 	spec := swarm.ServiceSpec{
 		Annotations:  swarm.Annotations{Name: name, Labels: labels},
 		TaskTemplate: swarm.TaskSpec{ContainerSpec: cs, Resources: res, Placement: &swarm.Placement{}},
+	}
+	if lc := host.LogConfig; lc.Type != "" || len(lc.Config) > 0 {
+		spec.TaskTemplate.LogDriver = &swarm.Driver{Name: lc.Type, Options: lc.Config}
 	}
 	replicas := uint64(1)
 	if s.Scale != nil {
@@ -292,26 +242,10 @@ func serviceSpec(p *types.Project, s types.ServiceConfig, in specInput) (swarm.S
 	if in.Replicas != nil {
 		replicas = *in.Replicas
 	}
-	if l := d.Resources.Limits; l != nil {
-		if l.MemoryBytes != 0 {
-			res.Limits.MemoryBytes = int64(l.MemoryBytes)
-		}
-		if l.NanoCPUs != 0 {
-			res.Limits.NanoCPUs = int64(l.NanoCPUs.Value() * 1e9)
-		}
-		if l.Pids != 0 {
-			res.Limits.Pids = l.Pids
-		}
-	}
 	if r := d.Resources.Reservations; r != nil {
-		res.Reservations.MemoryBytes = int64(r.MemoryBytes)
 		res.Reservations.NanoCPUs = int64(r.NanoCPUs.Value() * 1e9)
 	}
-	rp, err := restartPolicy(s)
-	if err != nil {
-		return spec, nil, err
-	}
-	spec.TaskTemplate.RestartPolicy = rp
+	spec.TaskTemplate.RestartPolicy = restartPolicy(s, host.RestartPolicy)
 	spec.TaskTemplate.Placement.Constraints = append([]string(nil), d.Placement.Constraints...)
 	for _, pref := range d.Placement.Preferences {
 		spec.TaskTemplate.Placement.Preferences = append(spec.TaskTemplate.Placement.Preferences,
@@ -359,9 +293,6 @@ func serviceSpec(p *types.Project, s types.ServiceConfig, in specInput) (swarm.S
 		mode := swarm.PortConfigPublishModeHost
 		if ep.Mode == swarm.ResolutionModeVIP && port.Mode != "host" {
 			mode = swarm.PortConfigPublishModeIngress
-		}
-		if port.HostIP != "" && port.HostIP != "0.0.0.0" && port.HostIP != "::" {
-			warn("port %s: swarm publishes on every address of the node, not only %s", port.Published, port.HostIP)
 		}
 		ep.Ports = append(ep.Ports, swarm.PortConfig{Protocol: proto, TargetPort: port.Target, PublishedPort: uint32(pp), PublishMode: mode})
 	}
@@ -425,49 +356,102 @@ func updateConfig(u *types.UpdateConfig, order, failure string) *swarm.UpdateCon
 	return c
 }
 
-// restartPolicy maps deploy.restart_policy, else restart:, to Swarm's.
-func restartPolicy(s types.ServiceConfig) (*swarm.RestartPolicy, error) {
+// restartPolicy is Swarm's form of the engine's restart policy (the one
+// conversion of restart: and deploy.restart_policy), plus the delay and
+// window only Swarm has. No policy at all is Swarm's default: any.
+func restartPolicy(s types.ServiceConfig, engine container.RestartPolicy) *swarm.RestartPolicy {
 	rp := &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionAny}
-	if d := s.Deploy; d != nil && d.RestartPolicy != nil {
-		r := d.RestartPolicy
-		switch r.Condition {
-		case "", "any":
-		case "on-failure":
-			rp.Condition = swarm.RestartPolicyConditionOnFailure
-		case "none":
-			rp.Condition = swarm.RestartPolicyConditionNone
-		default:
-			return nil, fmt.Errorf("services.%s.deploy.restart_policy.condition %q: want none, on-failure or any", s.Name, r.Condition)
+	switch engine.Name {
+	case container.RestartPolicyDisabled:
+		rp.Condition = swarm.RestartPolicyConditionNone
+	case container.RestartPolicyOnFailure:
+		rp.Condition = swarm.RestartPolicyConditionOnFailure
+		if engine.MaximumRetryCount > 0 {
+			n := uint64(engine.MaximumRetryCount)
+			rp.MaxAttempts = &n
 		}
-		if r.Delay != nil {
+	}
+	if d := s.Deploy; d != nil && d.RestartPolicy != nil {
+		if r := d.RestartPolicy; r.Delay != nil {
 			v := time.Duration(*r.Delay)
 			rp.Delay = &v
 		}
-		if r.Window != nil {
+		if r := d.RestartPolicy; r.Window != nil {
 			v := time.Duration(*r.Window)
 			rp.Window = &v
 		}
-		rp.MaxAttempts = r.MaxAttempts
-		return rp, nil
-	}
-	name, count, _ := strings.Cut(s.Restart, ":")
-	switch name {
-	case "", "always", "unless-stopped":
-	case "no":
-		rp.Condition = swarm.RestartPolicyConditionNone
-	case "on-failure":
-		rp.Condition = swarm.RestartPolicyConditionOnFailure
-		if count != "" {
-			n, err := strconv.ParseUint(count, 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("services.%s.restart %q: bad retry count", s.Name, s.Restart)
-			}
-			rp.MaxAttempts = &n
+		if r := d.RestartPolicy; r.MaxAttempts != nil && rp.MaxAttempts == nil {
+			rp.MaxAttempts = r.MaxAttempts
 		}
-	default:
-		return nil, fmt.Errorf("services.%s.restart %q: want no, always, unless-stopped or on-failure[:N]", s.Name, s.Restart)
 	}
-	return rp, nil
+	return rp
+}
+
+// swarmMounts are the service's mounts as Swarm takes them, from the one
+// conversion: its mounts (named volumes labelled with the project, so a node
+// that creates one marks it), bind strings, tmpfs entries (size and mode),
+// and shm_size as a tmpfs at /dev/shm.
+func swarmMounts(p *types.Project, s types.ServiceConfig, host *container.HostConfig) ([]mount.Mount, error) {
+	var out []mount.Mount
+	tmpfsPaths := make([]string, 0, len(host.Tmpfs))
+	for t := range host.Tmpfs {
+		tmpfsPaths = append(tmpfsPaths, t)
+	}
+	sort.Strings(tmpfsPaths)
+	for _, target := range tmpfsPaths {
+		m := mount.Mount{Type: mount.TypeTmpfs, Target: target, TmpfsOptions: &mount.TmpfsOptions{}}
+		for _, o := range strings.Split(host.Tmpfs[target], ",") {
+			k, v, _ := strings.Cut(o, "=")
+			switch k {
+			case "":
+			case "size":
+				n, err := units.RAMInBytes(v)
+				if err != nil {
+					return nil, fmt.Errorf("services.%s.tmpfs %s: size: %w", s.Name, target, err)
+				}
+				m.TmpfsOptions.SizeBytes = n
+			case "mode":
+				n, err := strconv.ParseUint(v, 8, 32)
+				if err != nil {
+					return nil, fmt.Errorf("services.%s.tmpfs %s: mode %q: want octal", s.Name, target, v)
+				}
+				m.TmpfsOptions.Mode = fileMode(uint32(n))
+			default:
+				return nil, fmt.Errorf("services.%s.tmpfs %s: option %q is not honoured on swarm (size and mode are)", s.Name, target, o)
+			}
+		}
+		out = append(out, m)
+	}
+	for _, b := range host.Binds {
+		parts := strings.Split(b, ":")
+		if len(parts) < 2 {
+			return nil, fmt.Errorf("services.%s.volumes: bind %q", s.Name, b)
+		}
+		out = append(out, mount.Mount{Type: mount.TypeBind, Source: parts[0], Target: parts[1], ReadOnly: len(parts) > 2 && parts[2] == "ro"})
+	}
+	byName := map[string]string{}
+	for key, vc := range p.Volumes {
+		byName[vc.Name] = key
+	}
+	for _, m := range host.Mounts {
+		if m.Type == mount.TypeVolume && m.Source != "" {
+			key := byName[m.Source]
+			vl := map[string]string{deployer.LabelProject: p.Name, deployer.LabelVolume: key}
+			for k, v := range p.Volumes[key].Labels {
+				vl[k] = v
+			}
+			vo := &mount.VolumeOptions{Labels: vl}
+			if m.VolumeOptions != nil {
+				vo.NoCopy = m.VolumeOptions.NoCopy
+			}
+			m.VolumeOptions = vo
+		}
+		out = append(out, m)
+	}
+	if host.ShmSize > 0 {
+		out = append(out, mount.Mount{Type: mount.TypeTmpfs, Target: "/dev/shm", TmpfsOptions: &mount.TmpfsOptions{SizeBytes: host.ShmSize}})
+	}
+	return out, nil
 }
 
 // dependsOn records depends_on as "db:service_healthy,..." on the service.
@@ -480,26 +464,21 @@ func dependsOn(s types.ServiceConfig) string {
 	return strings.Join(parts, ",")
 }
 
-func envList(m types.MappingWithEquals) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
-		if v := m[k]; v != nil {
-			out = append(out, k+"="+*v)
-		} else {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
 // specHash is the SHA-256 of a spec's JSON, stored as a label: an unchanged
 // service is not updated.
 func specHash(spec swarm.ServiceSpec) string {
+	// Secret IDs are the swarm's, known only once created: the names
+	// (content-addressed) already say which value.
+	if cs := spec.TaskTemplate.ContainerSpec; cs != nil && len(cs.Secrets) > 0 {
+		c := *cs
+		c.Secrets = make([]*swarm.SecretReference, len(cs.Secrets))
+		for i, r := range cs.Secrets {
+			rc := *r
+			rc.SecretID = ""
+			c.Secrets[i] = &rc
+		}
+		spec.TaskTemplate.ContainerSpec = &c
+	}
 	b, _ := json.Marshal(spec)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])

@@ -28,7 +28,6 @@ services:
     read_only: true
     tmpfs: ["/tmp:size=16m"]
     cap_drop: [ALL]
-    security_opt: ["no-new-privileges:true"]
     mem_limit: 256m
     pids_limit: 128
     restart: on-failure:5
@@ -83,7 +82,7 @@ func TestServiceSpecStateless(t *testing.T) {
 	if spec.EndpointSpec.Mode != swarm.ResolutionModeDNSRR || len(spec.EndpointSpec.Ports) != 0 {
 		t.Errorf("endpoint %+v: want dnsrr and no ports (the edge publishes them)", spec.EndpointSpec)
 	}
-	if !cs.ReadOnly || cs.User != "65532:65532" || strings.Join(cs.CapabilityDrop, ",") != "ALL" || cs.Privileges == nil || !cs.Privileges.NoNewPrivileges {
+	if !cs.ReadOnly || cs.User != "65532:65532" || strings.Join(cs.CapabilityDrop, ",") != "ALL" {
 		t.Errorf("hardening lost: %+v", cs)
 	}
 	r := spec.TaskTemplate.Resources.Limits
@@ -106,8 +105,8 @@ func TestServiceSpecStateless(t *testing.T) {
 	if spec.Labels[deployer.LabelDependsOn] != "db:service_healthy" {
 		t.Errorf("depends_on label %q", spec.Labels[deployer.LabelDependsOn])
 	}
-	if len(warns) != 1 || !strings.Contains(warns[0], "no-new-privileges") {
-		t.Errorf("warnings %q: want the one about no-new-privileges on old engines", warns)
+	if len(warns) != 0 {
+		t.Errorf("warnings %q: want none", warns)
 	}
 
 	// Without the edge the service publishes host-mode and stops first.
@@ -141,14 +140,17 @@ func TestServiceSpecStateful(t *testing.T) {
 		t.Errorf("constraints %v", c)
 	}
 	m := spec.TaskTemplate.ContainerSpec.Mounts
-	if len(m) != 1 || m[0].Source != "shop_data" || m[0].Type != "volume" {
+	if len(m) != 2 || m[0].Source != "shop_data" || m[0].Type != "volume" || m[0].VolumeOptions.Labels[deployer.LabelVolume] != "data" {
 		t.Errorf("mounts %+v", m)
+	}
+	if len(m) == 2 && (m[1].Target != "/dev/shm" || m[1].TmpfsOptions.SizeBytes != 128<<20) {
+		t.Errorf("shm_size: mount %+v, want a 128 MiB tmpfs at /dev/shm", m[1])
 	}
 	if f := spec.TaskTemplate.ContainerSpec.Secrets[0].File; f.Name != "pw" || f.Mode != 0o440 || f.UID != "999" {
 		t.Errorf("secret file %+v", f)
 	}
 	joined := strings.Join(warns, "\n")
-	for _, want := range []string{"1 replica", "shm_size", "start-first"} {
+	for _, want := range []string{"1 replica", "start-first"} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("warnings lack %q:\n%s", want, joined)
 		}
@@ -166,29 +168,4 @@ func TestSecretNameIsContentAddressed(t *testing.T) {
 	if strings.Contains(a, "one") {
 		t.Error("the name holds the value")
 	}
-}
-
-func TestLookupPasswd(t *testing.T) {
-	passwd := "root:x:0:0:root:/root:/bin/bash\npostgres:x:999:999::/var/lib/postgresql:/bin/bash\nbad:x:nope:1::/:/\n"
-	uid, gid, err := lookupPasswd(strings.NewReader(passwd), "postgres")
-	if err != nil || uid != "999" || gid != "999" {
-		t.Errorf("postgres = %s:%s, %v", uid, gid, err)
-	}
-	for _, name := range []string{"bad", "nobody", ""} {
-		if _, _, err := lookupPasswd(strings.NewReader(passwd), name); err == nil {
-			t.Errorf("%q resolved", name)
-		}
-	}
-}
-
-// FuzzLookupPasswd: an image's /etc/passwd is outside input.
-func FuzzLookupPasswd(f *testing.F) {
-	f.Add("root:x:0:0:root:/root:/bin/bash\n", "root")
-	f.Add("a:b:c:d\n::::\n", "")
-	f.Fuzz(func(t *testing.T, passwd, name string) {
-		uid, gid, err := lookupPasswd(strings.NewReader(passwd), name)
-		if err == nil && (!isNumber(uid) || !isNumber(gid)) {
-			t.Fatalf("non-numeric ids %q %q", uid, gid)
-		}
-	})
 }

@@ -1,9 +1,9 @@
 package swarm
 
 import (
-	"archive/tar"
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/compose-spec/compose-go/v2/types"
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
@@ -46,6 +45,9 @@ type ManagerEngine interface {
 	TaskList(ctx context.Context, options swarm.TaskListOptions) ([]swarm.Task, error)
 	TaskLogs(ctx context.Context, taskID string, options container.LogsOptions) (io.ReadCloser, error)
 	ServiceLogs(ctx context.Context, serviceID string, options container.LogsOptions) (io.ReadCloser, error)
+	ConfigList(ctx context.Context, options swarm.ConfigListOptions) ([]swarm.Config, error)
+	ConfigCreate(ctx context.Context, config swarm.ConfigSpec) (swarm.ConfigCreateResponse, error)
+	ConfigRemove(ctx context.Context, id string) error
 }
 
 var _ ManagerEngine = (*client.Client)(nil)
@@ -80,6 +82,15 @@ type UpOptions struct {
 	// EdgeExecutable is the static invdeploy binary the edge image is made
 	// of ("" : this executable).
 	EdgeExecutable string
+	// Locker takes the project's deploy lock on the manager (the same lock
+	// as up's, on the manager's engine); nil: no lock (tests).
+	Locker Locker
+}
+
+// Locker takes a project's deploy lock; *deployer.Deployer on the
+// manager's engine is one.
+type Locker interface {
+	Lock(ctx context.Context, project string, o deployer.LockOptions) (*deployer.Lock, error)
 }
 
 // ServiceResult is what Up did with one service.
@@ -109,9 +120,92 @@ type UpReport struct {
 	Warnings  []string        `json:"warnings,omitempty"`
 	// SecretsRemoved are old versions of the stack's secrets removed.
 	SecretsRemoved []string `json:"secrets_removed,omitempty"`
+	// Plan is what was planned; Applied the operations performed, in order
+	// (all of Plan.Ops when the up succeeded).
+	Plan    *Plan `json:"plan,omitempty"`
+	Applied []Op  `json:"applied"`
+	// Release is the release recorded on the swarm.
+	Release *deployer.Release `json:"release,omitempty"`
 }
 
-// Up deploys st to the swarm of mgr: images built locally and sent to every
+// Check is swarm up's preflight: it changes nothing. It refuses (a
+// *deployer.PreflightError, exit 3) a manager that is not one, a --scale of
+// an unknown service, a compose field Swarm does not honour (the field
+// table), a service that cannot be converted, a secret that cannot be read,
+// an image neither here nor buildable here.
+func Check(ctx context.Context, mgr ManagerEngine, st *deployer.Stack, o UpOptions) error {
+	p := st.Project
+	var probs []deployer.Problem
+	add := func(rule, subject, msg string) {
+		probs = append(probs, deployer.Problem{Rule: rule, Subject: subject, Message: msg})
+	}
+	info, err := mgr.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("swarm up: engine info: %w", err)
+	}
+	if !info.Swarm.ControlAvailable {
+		add("swarm", "--host", "is not a swarm manager (node state "+string(info.Swarm.LocalNodeState)+"): give a manager, or run invdeploy swarm init first")
+	}
+	for name := range o.Scale {
+		if _, ok := p.Services[name]; !ok {
+			add("scale", name, "is not a service of "+st.Describe())
+		}
+	}
+	fields, err := deployer.FieldProblems(p, deployer.TargetSwarm)
+	if err != nil {
+		return err
+	}
+	probs = append(probs, fields...)
+	if len(fields) == 0 {
+		any := map[string]secretRef{}
+		for name := range p.Secrets {
+			any[name] = secretRef{Name: name}
+		}
+		for _, name := range p.ServiceNames() {
+			if _, _, err := serviceSpec(p, p.Services[name], specInput{ImageID: "sha256:x", Secrets: any}); err != nil {
+				add("compose", "services."+name, err.Error()+"; fix the compose file")
+			}
+		}
+	}
+	if _, err := deployer.PeekSecretValues(st, o.ConfigDir); err != nil {
+		add("secret", "secrets", err.Error())
+	}
+	if o.Local != nil {
+		for _, name := range p.ServiceNames() {
+			s := p.Services[name]
+			ref := deployer.ImageRef(p.Name, s)
+			_, err := o.Local.ImageInspect(ctx, ref)
+			switch {
+			case err == nil, s.Build != nil && cerrdefs.IsNotFound(err):
+			case cerrdefs.IsNotFound(err):
+				add("image", ref, "is not in the local engine: pull or build it here first (swarm up sends this machine's images to the nodes, so every node runs the same bytes)")
+			default:
+				return fmt.Errorf("inspect local image %s: %w", ref, err)
+			}
+		}
+	}
+	if len(probs) > 0 {
+		return &deployer.PreflightError{Problems: probs}
+	}
+	return nil
+}
+
+// DryRun is swarm up --dry-run: preflight, then the plan swarm up would
+// apply, without building, sending or changing anything. Images still to
+// be built are shown as such (MayChange), never as kept.
+func DryRun(ctx context.Context, mgr ManagerEngine, st *deployer.Stack, o UpOptions) (*Plan, error) {
+	if err := Check(ctx, mgr, st, o); err != nil {
+		return nil, err
+	}
+	in, err := planInputs(ctx, mgr, st, o, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	return plan(ctx, mgr, st, o, in)
+}
+
+// Up deploys st to the swarm of mgr: check -> lock -> build -> plan ->
+// apply(plan) -> wait -> record. Images are built locally and sent to every
 // node that lacks them, referenced by image ID; overlay networks; secrets
 // with content-addressed names; services created or updated in dependency
 // order, each only once what it depends on has converged (all replicas
@@ -125,198 +219,347 @@ func Up(ctx context.Context, mgr ManagerEngine, st *deployer.Stack, o UpOptions,
 	if o.WaitTimeout == 0 {
 		o.WaitTimeout = 5 * time.Minute
 	}
-	p := st.Project
-	report := &UpReport{}
-	info, err := mgr.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("swarm up: engine info: %w", err)
+	if err := Check(ctx, mgr, st, o); err != nil {
+		return nil, err
 	}
-	if !info.Swarm.ControlAvailable {
-		return nil, &deployer.PreflightError{Problems: []deployer.Problem{{Rule: "swarm", Subject: "--host",
-			Message: "is not a swarm manager (node state " + string(info.Swarm.LocalNodeState) + "): give a manager, or run invdeploy swarm init first"}}}
-	}
-	for name := range o.Scale {
-		if _, ok := p.Services[name]; !ok {
-			return nil, &deployer.PreflightError{Problems: []deployer.Problem{{Rule: "scale", Subject: name, Message: "is not a service of " + st.Describe()}}}
+	var fence func(context.Context, string) error
+	if o.Locker != nil {
+		l, err := o.Locker.Lock(ctx, st.Name(), deployer.LockOptions{Command: "swarm up"})
+		if err != nil {
+			return nil, err
 		}
+		defer l.Unlock(context.WithoutCancel(ctx))
+		fence = l.Fence
 	}
-	order, err := levels(p)
+	in, err := planInputs(ctx, mgr, st, o, true, rep)
 	if err != nil {
 		return nil, err
 	}
+	pl, err := plan(ctx, mgr, st, o, in)
+	if err != nil {
+		return nil, err
+	}
+	report, err := applyPlan(ctx, mgr, st, pl, o, fence, rep)
+	if err != nil {
+		return report, err
+	}
+	rel, err := recordRelease(ctx, mgr, st, pl, "swarm up")
+	if err != nil {
+		return report, err
+	}
+	report.Release = rel
+	return report, nil
+}
 
-	// Images: built here, identified by ID.
-	imageIDs := map[string]string{}
+// planInputs gathers what the planner needs besides the swarm: image IDs
+// (building the images that need it when build is true; else they are
+// left unknown), the numeric users of services with secrets, the secret
+// values, the edge image.
+func planInputs(ctx context.Context, mgr ManagerEngine, st *deployer.Stack, o UpOptions, build bool, rep remote.Reporter) (planInput, error) {
+	p := st.Project
+	in := planInput{imageIDs: map[string]string{}, users: map[string]string{}}
+	order, err := deployer.ServiceOrder(p)
+	if err != nil {
+		return in, err
+	}
 	for _, name := range order {
 		s := p.Services[name]
 		ref := deployer.ImageRef(p.Name, s)
-		_, err := o.Local.ImageInspect(ctx, ref)
+		li, err := o.Local.ImageInspect(ctx, ref)
 		missing := cerrdefs.IsNotFound(err)
 		if err != nil && !missing {
-			return nil, fmt.Errorf("inspect local image %s: %w", ref, err)
+			return in, fmt.Errorf("inspect local image %s: %w", ref, err)
 		}
 		if deployer.NeedsBuild(s, !missing, o.Rebuild, false) {
+			if !build {
+				in.builds = append(in.builds, name)
+				continue
+			}
 			rep.Event("Building %s locally", ref)
 			if err := o.Build(ctx, name); err != nil {
-				return nil, err
+				return in, err
 			}
-		} else if missing {
-			return nil, &deployer.PreflightError{Problems: []deployer.Problem{{Rule: "image", Subject: ref,
-				Message: "is not in the local engine: pull or build it here first (swarm up sends this machine's images to the nodes, so every node runs the same bytes)"}}}
+			if li, err = o.Local.ImageInspect(ctx, ref); err != nil {
+				return in, fmt.Errorf("inspect local image %s: %w", ref, err)
+			}
 		}
-		li, err := o.Local.ImageInspect(ctx, ref)
-		if err != nil {
-			return nil, fmt.Errorf("inspect local image %s: %w", ref, err)
+		in.imageIDs[name] = li.ID
+		if len(s.Secrets) > 0 {
+			if in.users[name], err = numericUser(ctx, o.Local, ref, s.User); err != nil {
+				return in, err
+			}
 		}
-		imageIDs[name] = li.ID
 	}
-
-	// The edge: one image, made from this executable, on every node.
-	edges := edgeServices(p, order)
-	edgeRef, edgeID := "", ""
-	if len(edges) > 0 {
+	if build {
+		in.secrets, err = deployer.SecretValues(st, o.ConfigDir)
+	} else {
+		in.secrets, err = deployer.PeekSecretValues(st, o.ConfigDir)
+	}
+	if err != nil {
+		return in, err
+	}
+	if len(edgeServices(p, order)) > 0 {
 		exe := o.EdgeExecutable
 		if exe == "" {
 			if exe, err = os.Executable(); err != nil {
-				return nil, fmt.Errorf("edge image: %w", err)
+				return in, fmt.Errorf("edge image: %w", err)
 			}
 		}
-		if edgeRef, err = edgeImage(ctx, o.Local, exe); err != nil {
-			return nil, err
+		if in.edgeRef, err = edgeImage(ctx, o.Local, exe); err != nil {
+			return in, err
 		}
-		li, err := o.Local.ImageInspect(ctx, edgeRef)
+		li, err := o.Local.ImageInspect(ctx, in.edgeRef)
 		if err != nil {
-			return nil, fmt.Errorf("inspect local image %s: %w", edgeRef, err)
+			return in, fmt.Errorf("inspect local image %s: %w", in.edgeRef, err)
 		}
-		edgeID = li.ID
+		in.edgeID = li.ID
 	}
+	return in, nil
+}
 
+// applyPlan performs the plan's operations, in order and nothing else,
+// waiting for each service (changed or kept) to converge in dependency
+// order; the report lists the operations done.
+func applyPlan(ctx context.Context, mgr ManagerEngine, st *deployer.Stack, pl *Plan, o UpOptions, fence func(context.Context, string) error, rep remote.Reporter) (*UpReport, error) {
+	report := &UpReport{Plan: pl, Warnings: pl.Warnings}
 	nodes, err := mgr.NodeList(ctx, swarm.NodeListOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("swarm up: list nodes: %w", err)
+		return report, fmt.Errorf("swarm up: list nodes: %w", err)
 	}
 	hostname := map[string]string{}
-	var usable []swarm.Node
 	for _, n := range nodes {
 		hostname[n.ID] = n.Description.Hostname
-		if n.Status.State == swarm.NodeStateReady && n.Spec.Availability == swarm.NodeAvailabilityActive {
-			usable = append(usable, n)
-		}
 	}
-
-	// Stateful services are pinned to one node by a node label.
-	pins := map[string]string{} // service -> node ID
-	for _, name := range order {
-		if !Stateful(p.Services[name]) {
+	secretIDs := map[string]string{}
+	done := map[string]Op{}
+	do := func(op Op) error {
+		if fence != nil {
+			if err := fence(ctx, op.String()); err != nil {
+				return err
+			}
+		}
+		if err := applyOp(ctx, mgr, op, secretIDs, rep); err != nil {
+			return err
+		}
+		report.Applied = append(report.Applied, op)
+		return nil
+	}
+	// Everything before the services, in plan order: labels, images (all
+	// nodes at once), networks, secrets.
+	sent := false
+	for _, op := range pl.Ops {
+		switch op.Kind {
+		case OpServiceCreate, OpServiceUpdate, OpSecretRemove, OpBuild:
+			continue
+		case OpImagesSend:
+			if !sent {
+				sent = true
+				if err := sendAll(ctx, pl.Ops, o, fence, report, rep); err != nil {
+					return report, err
+				}
+			}
 			continue
 		}
-		id, err := pin(ctx, mgr, nodes, PinLabel(p.Name, name), info.Swarm.NodeID)
+		if err := do(op); err != nil {
+			return report, err
+		}
+	}
+	for _, op := range pl.Ops {
+		if op.Kind == OpServiceCreate || op.Kind == OpServiceUpdate {
+			done[op.Target] = op
+		}
+	}
+	// Services in dependency order, each waited for before the next.
+	for _, step := range pl.order {
+		res := ServiceResult{Service: step.service, Image: step.image, ImageID: step.imageID, Replicas: step.replicas, Action: ActionUnchanged}
+		var before *time.Time
+		if op, ok := done[step.name]; ok {
+			if op.Kind == OpServiceUpdate {
+				if before, err = updateStartedAt(ctx, mgr, op.x.id); err != nil {
+					return report, err
+				}
+			}
+			if err := do(op); err != nil {
+				return report, err
+			}
+			res.Action = ActionCreated
+			if op.Kind == OpServiceUpdate {
+				res.Action = ActionUpdated
+				if before, err = rollingUpdate(ctx, mgr, op, before); err != nil {
+					return report, err
+				}
+			}
+		}
+		err := waitConverged(ctx, mgr, step.name, before, o.WaitTimeout, rep)
+		if err == nil {
+			res.Nodes, err = taskNodes(ctx, mgr, step.name, hostname)
+		}
+		if step.pinned {
+			res.PinnedTo = pinnedHost(nodes, PinLabel(st.Name(), step.service))
+		}
+		report.Services = append(report.Services, res)
 		if err != nil {
 			return report, err
 		}
-		pins[name] = id
 	}
+	for _, op := range pl.Ops {
+		if op.Kind != OpSecretRemove {
+			continue
+		}
+		if err := do(op); err != nil {
+			return report, err
+		}
+		report.SecretsRemoved = append(report.SecretsRemoved, op.Target)
+	}
+	return report, nil
+}
 
-	// Every usable node gets the images of the services that may run on it.
+// pinnedHost is the hostname of the node labelled key=true.
+func pinnedHost(nodes []swarm.Node, key string) string {
+	for _, n := range nodes {
+		if n.Spec.Labels[key] == "true" {
+			return n.Description.Hostname
+		}
+	}
+	return ""
+}
+
+// sendAll performs the plan's images-send operations, every node at once,
+// and records them in plan order.
+func sendAll(ctx context.Context, all []Op, o UpOptions, fence func(context.Context, string) error, report *UpReport, rep remote.Reporter) error {
+	var ops []Op
+	for _, op := range all {
+		if op.Kind == OpImagesSend {
+			ops = append(ops, op)
+		}
+	}
+	if fence != nil {
+		if err := fence(ctx, "send images"); err != nil {
+			return err
+		}
+	}
+	results := make([]remote.TransferResult, len(ops))
+	errs := make([]error, len(ops))
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for _, n := range usable {
-		var refs []string
-		for _, name := range order {
-			if id, pinned := pins[name]; pinned && id != n.ID {
-				continue
-			}
-			refs = append(refs, deployer.ImageRef(p.Name, p.Services[name]))
-		}
-		if edgeRef != "" {
-			refs = append(refs, edgeRef)
-		}
-		n := n
+	for i, op := range ops {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := sendImages(ctx, o, n.Status.Addr, refs, rep)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if firstErr == nil {
-					firstErr = fmt.Errorf("images to node %s (%s): %w", n.Description.Hostname, n.Status.Addr, err)
-				}
-				return
-			}
-			report.Transfers = append(report.Transfers, NodeTransfer{Node: n.Description.Hostname, Addr: n.Status.Addr, Transfer: res})
+			results[i], errs[i] = sendImages(ctx, o, op.x.addr, op.x.refs, rep)
 		}()
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return report, firstErr
-	}
-	sort.Slice(report.Transfers, func(i, j int) bool { return report.Transfers[i].Node < report.Transfers[j].Node })
-	for _, t := range report.Transfers {
-		rep.Event("Node %s: %s", t.Node, t.Transfer.Summary())
-	}
-
-	if err := ensureNetworks(ctx, mgr, p, rep); err != nil {
-		return report, err
-	}
-	secrets, err := ensureSecrets(ctx, mgr, st, o.ConfigDir, rep)
-	if err != nil {
-		return report, err
-	}
-
-	for _, name := range order {
-		s := p.Services[name]
-		in := specInput{ImageID: imageIDs[name], Secrets: secrets}
-		if v, ok := o.Scale[name]; ok {
-			in.Replicas = &v
+	for i, op := range ops {
+		if errs[i] != nil {
+			return fmt.Errorf("images to node %s (%s): %w", op.Target, op.x.addr, errs[i])
 		}
-		if _, ok := pins[name]; ok {
-			in.PinTo = PinLabel(p.Name, name)
+		report.Transfers = append(report.Transfers, NodeTransfer{Node: op.Target, Addr: op.x.addr, Transfer: results[i]})
+		report.Applied = append(report.Applied, op)
+		rep.Event("Node %s: %s", op.Target, results[i].Summary())
+	}
+	return nil
+}
+
+// applyOp performs one operation other than sending images: one engine call.
+func applyOp(ctx context.Context, mgr ManagerEngine, op Op, secretIDs map[string]string, rep remote.Reporter) error {
+	switch op.Kind {
+	case OpNodeLabel:
+		n := op.x.node
+		spec := n.Spec
+		labels := map[string]string{}
+		for k, v := range spec.Labels {
+			labels[k] = v
 		}
-		in.Edge = contains(edges, name)
-		if len(s.Secrets) > 0 {
-			if in.User, err = numericUser(ctx, o.Local, deployer.ImageRef(p.Name, s), s.User); err != nil {
-				return report, err
+		labels[op.x.id] = "true"
+		spec.Labels = labels
+		if err := mgr.NodeUpdate(ctx, n.ID, n.Version, spec); err != nil {
+			return fmt.Errorf("label node %s %s=true: %w", n.Description.Hostname, op.x.id, err)
+		}
+	case OpNetworkCreate:
+		rep.Event("Creating overlay network %s", op.Target)
+		if _, err := mgr.NetworkCreate(ctx, op.Target, op.x.network); err != nil {
+			return fmt.Errorf("create network %s: %w", op.Target, err)
+		}
+	case OpSecretCreate:
+		rep.Event("Creating swarm secret %s", op.Target)
+		resp, err := mgr.SecretCreate(ctx, op.x.secret)
+		if err != nil {
+			return fmt.Errorf("create swarm secret %s: %w", op.Target, err)
+		}
+		secretIDs[op.Target] = resp.ID
+	case OpServiceCreate, OpServiceUpdate:
+		spec := withSecretIDs(op.x.spec, secretIDs)
+		if op.Kind == OpServiceCreate {
+			rep.Event("Creating service %s", op.Target)
+			if _, err := mgr.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{}); err != nil {
+				return fmt.Errorf("create service %s: %w", op.Target, err)
 			}
+			return nil
 		}
-		spec, warns, err := serviceSpec(p, s, in)
+		rep.Event("Updating service %s (%s)", op.Target, op.Reason)
+		resp, err := mgr.ServiceUpdate(ctx, op.x.id, op.x.version, spec, swarm.ServiceUpdateOptions{})
 		if err != nil {
-			return report, err
+			return fmt.Errorf("update service %s: %w", op.Target, err)
 		}
-		report.Warnings = append(report.Warnings, warns...)
-		res, err := apply(ctx, mgr, spec, o.WaitTimeout, rep)
-		res.Service, res.Image, res.ImageID = name, deployer.ImageRef(p.Name, s), in.ImageID
-		if id, ok := pins[name]; ok {
-			res.PinnedTo = hostname[id]
+		for _, w := range resp.Warnings {
+			rep.Event("warning: %s", w)
 		}
-		if err == nil {
-			res.Nodes, err = taskNodes(ctx, mgr, spec.Name, hostname)
+	case OpSecretRemove:
+		if err := mgr.SecretRemove(ctx, op.x.id); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("remove swarm secret %s: %w", op.Target, err)
 		}
-		report.Services = append(report.Services, res)
-		if err != nil {
-			return report, err
-		}
-		if !in.Edge {
-			continue
-		}
-		es, err := edgeSpec(p, s, edgeID)
-		if err != nil {
-			return report, err
-		}
-		res, err = apply(ctx, mgr, es, o.WaitTimeout, rep)
-		res.Service, res.Image, res.ImageID = s.Name+"-edge", edgeRef, edgeID
-		if err == nil {
-			res.Nodes, err = taskNodes(ctx, mgr, es.Name, hostname)
-		}
-		report.Services = append(report.Services, res)
-		if err != nil {
-			return report, err
-		}
+	default:
+		return fmt.Errorf("swarm up: cannot apply a %s operation", op.Kind)
 	}
+	return nil
+}
 
-	report.SecretsRemoved = removeStaleSecrets(ctx, mgr, p.Name)
-	return report, nil
+// withSecretIDs fills the IDs of the secrets created by this apply into a
+// spec's references (the plan knows only their names).
+func withSecretIDs(spec swarm.ServiceSpec, ids map[string]string) swarm.ServiceSpec {
+	cs := spec.TaskTemplate.ContainerSpec
+	if cs == nil || len(cs.Secrets) == 0 {
+		return spec
+	}
+	c := *cs
+	c.Secrets = make([]*swarm.SecretReference, len(cs.Secrets))
+	for i, r := range cs.Secrets {
+		rc := *r
+		if rc.SecretID == "" {
+			rc.SecretID = ids[rc.SecretName]
+		}
+		c.Secrets[i] = &rc
+	}
+	spec.TaskTemplate.ContainerSpec = &c
+	return spec
+}
+
+// updateStartedAt is when the service's last rolling update started (zero
+// when it never had one).
+func updateStartedAt(ctx context.Context, mgr ManagerEngine, id string) (*time.Time, error) {
+	cur, _, err := mgr.ServiceInspectWithRaw(ctx, id, swarm.ServiceInspectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("inspect service %s: %w", id, err)
+	}
+	t := time.Time{}
+	if cur.UpdateStatus != nil && cur.UpdateStatus.StartedAt != nil {
+		t = *cur.UpdateStatus.StartedAt
+	}
+	return &t, nil
+}
+
+// rollingUpdate says whether an update started a rolling update to wait
+// for: a change of the service's own fields (labels, replicas) starts none,
+// so the task templates are compared as the manager stores them.
+func rollingUpdate(ctx context.Context, mgr ManagerEngine, op Op, before *time.Time) (*time.Time, error) {
+	now, _, err := mgr.ServiceInspectWithRaw(ctx, op.x.id, swarm.ServiceInspectOptions{})
+	if err != nil {
+		return before, nil
+	}
+	if now.PreviousSpec != nil && taskSpecEqual(now.PreviousSpec.TaskTemplate, now.Spec.TaskTemplate) {
+		return nil, nil
+	}
+	return before, nil
 }
 
 // sendImages streams to the node at addr the images it lacks.
@@ -328,199 +571,8 @@ func sendImages(ctx context.Context, o UpOptions, addr string, refs []string, re
 	return remote.TransferSSH(ctx, o.Local, eng, refs, nopReporter{})
 }
 
-// levels orders the services so that each comes after what it depends on
-// (by dependency level, then name).
-func levels(p *types.Project) ([]string, error) {
-	level := map[string]int{}
-	var visit func(name string, path []string) (int, error)
-	visit = func(name string, path []string) (int, error) {
-		if l, ok := level[name]; ok {
-			return l, nil
-		}
-		for _, q := range path {
-			if q == name {
-				return 0, fmt.Errorf("depends_on cycle: %s", strings.Join(append(path, name), " -> "))
-			}
-		}
-		s, ok := p.Services[name]
-		if !ok {
-			return 0, fmt.Errorf("depends_on: service %s is not enabled", name)
-		}
-		l := 0
-		for dep := range s.DependsOn {
-			dl, err := visit(dep, append(path, name))
-			if err != nil {
-				return 0, err
-			}
-			if dl+1 > l {
-				l = dl + 1
-			}
-		}
-		level[name] = l
-		return l, nil
-	}
-	names := p.ServiceNames()
-	for _, n := range names {
-		if _, err := visit(n, nil); err != nil {
-			return nil, err
-		}
-	}
-	sort.Slice(names, func(i, j int) bool {
-		if level[names[i]] != level[names[j]] {
-			return level[names[i]] < level[names[j]]
-		}
-		return names[i] < names[j]
-	})
-	return names, nil
-}
-
-// pin returns the node labelled key=true, labelling fallback when none is.
-func pin(ctx context.Context, mgr ManagerEngine, nodes []swarm.Node, key, fallback string) (string, error) {
-	for _, n := range nodes {
-		if n.Spec.Labels[key] == "true" {
-			return n.ID, nil
-		}
-	}
-	for _, n := range nodes {
-		if n.ID != fallback {
-			continue
-		}
-		spec := n.Spec
-		labels := map[string]string{}
-		for k, v := range spec.Labels {
-			labels[k] = v
-		}
-		labels[key] = "true"
-		spec.Labels = labels
-		if err := mgr.NodeUpdate(ctx, n.ID, n.Version, spec); err != nil {
-			return "", fmt.Errorf("label node %s %s=true: %w", n.Description.Hostname, key, err)
-		}
-		return n.ID, nil
-	}
-	return "", fmt.Errorf("swarm up: node %s is not in the node list", fallback)
-}
-
 func projectFilter(project string) filters.Args {
 	return filters.NewArgs(filters.Arg("label", deployer.LabelProject+"="+project))
-}
-
-func ensureNetworks(ctx context.Context, mgr ManagerEngine, p *types.Project, rep remote.Reporter) error {
-	keys := make([]string, 0, len(p.Networks))
-	for k := range p.Networks {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	// Swarm-scoped only: a node may still list a network removed from the
-	// swarm a moment ago.
-	existing, err := mgr.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("scope", "swarm"))})
-	if err != nil {
-		return fmt.Errorf("list networks: %w", err)
-	}
-	have := map[string]bool{}
-	for _, n := range existing {
-		have[n.Name] = true
-	}
-	for _, k := range keys {
-		nc := p.Networks[k]
-		if bool(nc.External) || have[nc.Name] {
-			continue
-		}
-		driver := nc.Driver
-		if driver == "" || driver == "bridge" {
-			driver = "overlay"
-		}
-		labels := map[string]string{deployer.LabelProject: p.Name, deployer.LabelNetwork: k, deployer.LabelManagedBy: "invdeploy"}
-		for lk, lv := range nc.Labels {
-			labels[lk] = lv
-		}
-		rep.Event("Creating overlay network %s", nc.Name)
-		if _, err := mgr.NetworkCreate(ctx, nc.Name, network.CreateOptions{
-			Driver: driver, Attachable: true, Internal: nc.Internal, Labels: labels, Options: nc.DriverOpts,
-		}); err != nil {
-			return fmt.Errorf("create network %s: %w", nc.Name, err)
-		}
-	}
-	return nil
-}
-
-// ensureSecrets creates the swarm secret of every used secret's current
-// value (content-addressed) and returns them by compose name.
-func ensureSecrets(ctx context.Context, mgr ManagerEngine, st *deployer.Stack, configDir string, rep remote.Reporter) (map[string]secretRef, error) {
-	values, err := deployer.SecretValues(st, configDir)
-	if err != nil {
-		return nil, err
-	}
-	p := st.Project
-	existing, err := mgr.SecretList(ctx, swarm.SecretListOptions{Filters: projectFilter(p.Name)})
-	if err != nil {
-		return nil, fmt.Errorf("list secrets: %w", err)
-	}
-	byName := map[string]string{}
-	for _, s := range existing {
-		byName[s.Spec.Name] = s.ID
-	}
-	out := map[string]secretRef{}
-	names := make([]string, 0, len(values))
-	for n := range values {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		sn := SecretName(p.Name, n, values[n])
-		id, ok := byName[sn]
-		if !ok {
-			rep.Event("Creating swarm secret %s", sn)
-			resp, err := mgr.SecretCreate(ctx, swarm.SecretSpec{
-				Annotations: swarm.Annotations{Name: sn, Labels: map[string]string{
-					deployer.LabelProject: p.Name, LabelSecretName: n, deployer.LabelManagedBy: "invdeploy"}},
-				Data: values[n],
-			})
-			if err != nil {
-				return nil, fmt.Errorf("create swarm secret %s: %w", sn, err)
-			}
-			id = resp.ID
-		}
-		out[n] = secretRef{Name: sn, ID: id}
-	}
-	return out, nil
-}
-
-// removeStaleSecrets removes the project's secrets no service uses any more
-// (old versions); a secret still in use is kept.
-func removeStaleSecrets(ctx context.Context, mgr ManagerEngine, project string) []string {
-	secrets, err := mgr.SecretList(ctx, swarm.SecretListOptions{Filters: projectFilter(project)})
-	if err != nil {
-		return nil
-	}
-	services, err := mgr.ServiceList(ctx, swarm.ServiceListOptions{})
-	if err != nil {
-		return nil
-	}
-	used := map[string]bool{}
-	for _, svc := range services {
-		if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {
-			for _, r := range cs.Secrets {
-				used[r.SecretID] = true
-			}
-		}
-		if svc.PreviousSpec != nil && svc.PreviousSpec.TaskTemplate.ContainerSpec != nil {
-			// Kept for a rollback to the previous spec.
-			for _, r := range svc.PreviousSpec.TaskTemplate.ContainerSpec.Secrets {
-				used[r.SecretID] = true
-			}
-		}
-	}
-	var removed []string
-	for _, s := range secrets {
-		if used[s.ID] {
-			continue
-		}
-		if err := mgr.SecretRemove(ctx, s.ID); err == nil {
-			removed = append(removed, s.Spec.Name)
-		}
-	}
-	sort.Strings(removed)
-	return removed
 }
 
 // Actions of ServiceResult.
@@ -529,56 +581,6 @@ const (
 	ActionUpdated   = "updated"
 	ActionUnchanged = "unchanged"
 )
-
-// apply creates or updates one service and waits until it converges.
-func apply(ctx context.Context, mgr ManagerEngine, spec swarm.ServiceSpec, timeout time.Duration, rep remote.Reporter) (ServiceResult, error) {
-	hash := specHash(spec)
-	spec.Labels[deployer.LabelConfigHash] = hash
-	res := ServiceResult{}
-	if spec.Mode.Replicated != nil {
-		res.Replicas = *spec.Mode.Replicated.Replicas
-	}
-	cur, _, err := mgr.ServiceInspectWithRaw(ctx, spec.Name, swarm.ServiceInspectOptions{})
-	switch {
-	case cerrdefs.IsNotFound(err):
-		rep.Event("Creating service %s", spec.Name)
-		if _, err := mgr.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{}); err != nil {
-			return res, fmt.Errorf("create service %s: %w", spec.Name, err)
-		}
-		res.Action = ActionCreated
-		return res, waitConverged(ctx, mgr, spec.Name, nil, timeout, rep)
-	case err != nil:
-		return res, fmt.Errorf("inspect service %s: %w", spec.Name, err)
-	}
-	if cur.Spec.Labels[deployer.LabelConfigHash] == hash {
-		res.Action = ActionUnchanged
-		return res, waitConverged(ctx, mgr, spec.Name, nil, timeout, rep)
-	}
-	rep.Event("Updating service %s", spec.Name)
-	var before *time.Time
-	if cur.UpdateStatus != nil && cur.UpdateStatus.StartedAt != nil {
-		t := *cur.UpdateStatus.StartedAt
-		before = &t
-	} else {
-		zero := time.Time{}
-		before = &zero
-	}
-	resp, err := mgr.ServiceUpdate(ctx, cur.ID, cur.Version, spec, swarm.ServiceUpdateOptions{})
-	if err != nil {
-		return res, fmt.Errorf("update service %s: %w", spec.Name, err)
-	}
-	for _, w := range resp.Warnings {
-		rep.Event("warning: %s", w)
-	}
-	res.Action = ActionUpdated
-	// A change of the service's own fields (labels, replicas) starts no
-	// rolling update: compare the task templates as the manager stores them.
-	if now, _, err := mgr.ServiceInspectWithRaw(ctx, cur.ID, swarm.ServiceInspectOptions{}); err == nil &&
-		taskSpecEqual(cur.Spec.TaskTemplate, now.Spec.TaskTemplate) {
-		before = nil
-	}
-	return res, waitConverged(ctx, mgr, spec.Name, before, timeout, rep)
-}
 
 func taskSpecEqual(a, b swarm.TaskSpec) bool {
 	a.ForceUpdate, b.ForceUpdate = 0, 0
@@ -590,11 +592,11 @@ func taskSpecEqual(a, b swarm.TaskSpec) bool {
 // updateAfter set, it first waits for a rolling update that started after
 // that time to finish, and fails when Swarm paused or rolled it back.
 func waitConverged(ctx context.Context, mgr ManagerEngine, name string, updateAfter *time.Time, timeout time.Duration, rep remote.Reporter) error {
-	deadline := time.Now().Add(timeout)
 	updating := updateAfter != nil
-	for {
-		svc, _, err := mgr.ServiceInspectWithRaw(ctx, name, swarm.ServiceInspectOptions{})
-		if err != nil {
+	var svc swarm.Service
+	err := poll(ctx, timeout, 300*time.Millisecond, func(ctx context.Context) error {
+		var err error
+		if svc, _, err = mgr.ServiceInspectWithRaw(ctx, name, swarm.ServiceInspectOptions{}); err != nil {
 			return fmt.Errorf("inspect service %s: %w", name, err)
 		}
 		if updating {
@@ -610,22 +612,16 @@ func waitConverged(ctx context.Context, mgr ManagerEngine, name string, updateAf
 		}
 		if !updating {
 			ok, err := allRunning(ctx, mgr, svc)
-			if err != nil {
+			if err != nil || ok {
 				return err
 			}
-			if ok {
-				return nil
-			}
 		}
-		if time.Now().After(deadline) {
-			return unhealthy(ctx, mgr, svc, fmt.Sprintf("service %s did not converge within %s", name, timeout))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(300 * time.Millisecond):
-		}
+		return errPending
+	})
+	if errors.Is(err, errPending) {
+		return unhealthy(ctx, mgr, svc, fmt.Sprintf("service %s did not converge within %s", name, timeout))
 	}
+	return err
 }
 
 func describeState(s swarm.UpdateState) string {
@@ -744,9 +740,10 @@ func taskNodes(ctx context.Context, mgr ManagerEngine, name string, hostname map
 }
 
 // numericUser resolves a service's user (its user:, else the image's USER)
-// to "uid:gid" for the ownership of its secret files. A name is looked up
-// in the image's /etc/passwd, read from a created (never started) container
-// in the local engine.
+// to "uid:gid" for the ownership of its secret files, with the one user
+// resolution of every target (deployer.ResolveUser): unless both are
+// numbers, the image's /etc/passwd and /etc/group are read from a created
+// (never started) container in the local engine.
 func numericUser(ctx context.Context, local LocalEngine, ref, user string) (string, error) {
 	if user == "" {
 		ii, err := local.ImageInspect(ctx, ref)
@@ -760,50 +757,19 @@ func numericUser(ctx context.Context, local LocalEngine, ref, user string) (stri
 	if user == "" {
 		return "0:0", nil
 	}
-	name, group, _ := strings.Cut(user, ":")
-	if isNumber(name) && (group == "" || isNumber(group)) {
-		if group == "" {
-			group = name
-		}
-		return name + ":" + group, nil
+	if name, group, ok := strings.Cut(user, ":"); ok && isNumber(name) && isNumber(group) {
+		return user, nil
 	}
 	c, err := local.ContainerCreate(ctx, &container.Config{Image: ref, Entrypoint: []string{"/nonexistent"}, Labels: map[string]string{deployer.LabelManagedBy: "invdeploy"}}, &container.HostConfig{NetworkMode: "none"}, nil, nil, "")
 	if err != nil {
 		return "", fmt.Errorf("resolve user %s of %s: %w", user, ref, err)
 	}
 	defer local.ContainerRemove(context.WithoutCancel(ctx), c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	rc, _, err := local.CopyFromContainer(ctx, c.ID, "/etc/passwd")
+	uid, gid, err := deployer.ContainerUser(ctx, local, c.ID, user)
 	if err != nil {
-		return "", fmt.Errorf("resolve user %s of %s: read /etc/passwd: %w", user, ref, err)
+		return "", fmt.Errorf("resolve the user of %s: %w", ref, err)
 	}
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	if _, err := tr.Next(); err != nil {
-		return "", fmt.Errorf("resolve user %s of %s: read /etc/passwd: %w", user, ref, err)
-	}
-	uid, gid, err := lookupPasswd(io.LimitReader(tr, 1<<20), name)
-	if err != nil {
-		return "", fmt.Errorf("resolve user %s of %s: %w", user, ref, err)
-	}
-	if group != "" && isNumber(group) {
-		gid = group
-	}
-	return uid + ":" + gid, nil
-}
-
-// lookupPasswd finds name in an /etc/passwd and returns its uid and gid.
-func lookupPasswd(r io.Reader, name string) (uid, gid string, err error) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), ":")
-		if len(f) >= 4 && f[0] == name && isNumber(f[2]) && isNumber(f[3]) {
-			return f[2], f[3], nil
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return "", "", err
-	}
-	return "", "", fmt.Errorf("user %q is not in the image's /etc/passwd", name)
+	return strconv.Itoa(uid) + ":" + strconv.Itoa(gid), nil
 }
 
 func contains(list []string, s string) bool {

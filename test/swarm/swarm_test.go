@@ -142,6 +142,7 @@ func TestSwarm(t *testing.T) {
 
 	t.Run("up", func(t *testing.T) { testUp(t, w) })
 	t.Run("backup", func(t *testing.T) { testBackup(t, w) })
+	t.Run("fields", func(t *testing.T) { testFields(t, w) })
 	t.Run("rolling", func(t *testing.T) { testRolling(t, w) })
 
 	if got := localSwarmState(t); got != localSwarm {
@@ -297,6 +298,27 @@ func testUp(t *testing.T, w *world) {
 	}
 	t.Cleanup(func() { w.run(t, nil, "swarm", "down", "--host", mgr, "-p", project) })
 
+	// The dry run shows the plan and changes nothing.
+	r := w.must(t, 0, nil, "swarm", "up", "--host", mgr, "-p", project, "--port", fmt.Sprint(port), "--scale", "api=3", "--dry-run", "-o", "json")
+	var plan struct {
+		Ops []struct{ Kind, Target, Reason string }
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &plan); err != nil {
+		t.Fatalf("dry run json: %v\n%s", err, r.stdout)
+	}
+	kinds := map[string]bool{}
+	for _, op := range plan.Ops {
+		kinds[op.Kind+" "+op.Target] = true
+	}
+	for _, want := range []string{"service create " + project + "_api", "service create " + project + "_db", "network create " + project + "_default"} {
+		if !kinds[want] {
+			t.Errorf("the dry run lacks %q: %v", want, plan.Ops)
+		}
+	}
+	if st := w.status(t, project); len(st) != 0 {
+		t.Fatalf("the dry run changed the swarm: %v", st)
+	}
+
 	start := time.Now()
 	up(nil)
 	t.Logf("cold swarm up: %s", time.Since(start).Round(time.Millisecond))
@@ -318,7 +340,7 @@ func testUp(t *testing.T, w *world) {
 	checkSecretHidden(t, w, project)
 
 	// scale and logs.
-	r := w.must(t, 0, nil, "swarm", "scale", "--host", mgr, "-p", project, "api=2", "-q")
+	r = w.must(t, 0, nil, "swarm", "scale", "--host", mgr, "-p", project, "api=2", "-q")
 	if !regexp.MustCompile(`(?m)^api\s+scaled`).MatchString(r.stdout) {
 		t.Errorf("swarm scale api=2:\n%s", r.stdout)
 	}
@@ -337,6 +359,14 @@ func testUp(t *testing.T, w *world) {
 	t.Logf("warm no-op swarm up: %s", time.Since(start).Round(time.Millisecond))
 	if strings.Contains(r.stdout, "updated") || strings.Contains(r.stdout, "created") || strings.Contains(r.stderr, "Creating") {
 		t.Errorf("a second up changed something:\n%s\n%s", r.stdout, r.stderr)
+	}
+	r = w.must(t, 0, nil, "swarm", "up", "--host", mgr, "-p", project, "--port", fmt.Sprint(port), "--scale", "api=3", "--dry-run")
+	if !strings.Contains(r.stdout, "nothing to change") {
+		t.Errorf("the dry run after a no-op up plans changes:\n%s", r.stdout)
+	}
+	r = w.must(t, 0, nil, "swarm", "releases", "--host", mgr, "-p", project)
+	if !regexp.MustCompile(`(?m)^1\s`).MatchString(r.stdout) {
+		t.Errorf("swarm releases lacks release 1:\n%s", r.stdout)
 	}
 
 	// A new API image (another VERSION baked in): api is updated, db is not.
