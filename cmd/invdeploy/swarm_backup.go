@@ -1,13 +1,10 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 
 	"github.com/invdeploy/invdeploy/deployer"
 	"github.com/invdeploy/invdeploy/deployer/backup"
-	"github.com/invdeploy/invdeploy/deployer/swarm"
 )
 
 // newSwarmBackupCommand is swarm backup: the backup streamed from the
@@ -40,26 +37,16 @@ in docs/guides/backups.md.`,
 			if err != nil {
 				return err
 			}
-			s, err := ro.connect(ctx, g)
+			c, err := ro.cluster(ctx, g)
 			if err != nil {
 				return err
 			}
-			defer s.close(g)
-			addr, err := swarm.TaskNode(ctx, s.client, pg.Project, pg.Service)
+			defer c.Close()
+			node, addr, err := c.TaskEngine(ctx, pg.Project, pg.Service)
 			if err != nil {
 				return err
 			}
-			nodes := &nodeSessions{g: g, ro: ro, manager: s, byAddr: map[string]*session{}}
-			defer nodes.close()
-			eng, err := nodes.dial(ctx, addr)
-			if err != nil {
-				return err
-			}
-			node, ok := eng.(deployer.Engine)
-			if !ok {
-				return fmt.Errorf("the engine of node %s cannot run a backup", addr)
-			}
-			// Swarm has no deploy lock to hold (swarm up takes none).
+			// Swarm's deploy lock is held on the manager; a backup on a node takes none.
 			b := &backup.Backups{Engine: deployer.WithCallTimeout(node, g.EngineTimeout, addr), Out: g.progress()}
 			return takeBackup(cmd, g, o, pg, b, store)
 		},

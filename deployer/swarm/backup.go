@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"fmt"
+	"github.com/invdeploy/invdeploy/deployer"
 
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/swarm"
@@ -41,4 +42,19 @@ func TaskNode(ctx context.Context, mgr TaskNodeEngine, project, service string) 
 		return n.Status.Addr, nil
 	}
 	return "", fmt.Errorf("service %s of project %s has no running task on the swarm: run invdeploy swarm up first", service, project)
+}
+
+// TaskEngine is the engine of the node that runs service's task of
+// project (opened with the manager's login on first use) and that node's
+// address: a backup runs in the task's container there.
+func (c *Cluster) TaskEngine(ctx context.Context, project, service string) (deployer.Engine, string, error) {
+	addr, err := TaskNode(ctx, c.client(), project, service)
+	if err != nil {
+		return nil, "", err
+	}
+	eng, err := c.node(ctx, addr)
+	if err != nil {
+		return nil, "", err
+	}
+	return eng, addr, nil
 }
