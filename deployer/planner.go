@@ -73,6 +73,9 @@ func (d *Deployer) plan(ctx context.Context, p *types.Project, o UpOptions) (*Pl
 			return pl, err
 		}
 	}
+	if err := d.planEdge(ctx, pl, o); err != nil {
+		return pl, err
+	}
 	return pl, nil
 }
 

@@ -34,6 +34,8 @@ type CheckOptions struct {
 	// SkipImages leaves out the image rule: a remote deploy checks
 	// everything else before it builds or sends a single image.
 	SkipImages bool
+	// Edge are the HTTPS edge's settings (its ports).
+	Edge EdgeOptions
 }
 
 // Report is the outcome of preflight.
@@ -71,6 +73,7 @@ func (d *Deployer) Check(ctx context.Context, st *Stack, o CheckOptions) (*Repor
 			add("compose", "services."+name+"."+ExtService, "%v", err)
 		}
 	}
+	checkEdgeKeys(p, add)
 	r.Warnings = append(r.Warnings, checkLiteralPasswords(p, o.Remote, add)...)
 
 	// A ping answers whether the engine is there and, in its API-Version
@@ -101,6 +104,9 @@ func (d *Deployer) Check(ctx context.Context, st *Stack, o CheckOptions) (*Repor
 			return r, err
 		}
 		if err := d.checkNetworks(ctx, p, add); err != nil {
+			return r, err
+		}
+		if err := d.checkEdge(ctx, p, o, add); err != nil {
 			return r, err
 		}
 		if !o.SkipImages {

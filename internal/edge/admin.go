@@ -118,7 +118,9 @@ func (a *AdminClient) do(ctx context.Context, method, path string, body any, out
 }
 
 // Health fails unless the edge serves.
-func (a *AdminClient) Health(ctx context.Context) error { return a.do(ctx, "GET", "/healthz", nil, nil) }
+func (a *AdminClient) Health(ctx context.Context) error {
+	return a.do(ctx, "GET", "/healthz", nil, nil)
+}
 
 // Routes is the edge's table.
 func (a *AdminClient) Routes(ctx context.Context) (Table, error) {
