@@ -577,7 +577,7 @@ func (d *Deployer) planEdge(ctx context.Context, pl *Plan, o UpOptions) error {
 		}
 		pl.Ops = append(pl.Ops, Op{Kind: OpEdgeRoute, Service: name, Target: strings.Join(se.Hosts, ","),
 			Reason: fmt.Sprintf("https://%s -> %s (the service's published port; %s)", se.Hosts[0], se.Upstream, how),
-			x:      opData{edge: &edgeWork{name: name, route: r, cert: cert, key: key}}})
+			x:      opData{edge: &edgeWork{name: w.name, route: r, cert: cert, key: key}}})
 		delete(have, name)
 	}
 	for name, r := range have {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/volume"
+	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/invdeploy/invdeploy/internal/testacme"
 )
@@ -50,9 +51,10 @@ func newEdgeBed(t *testing.T, e *localEnv) *edgeBed {
 		ctx := context.Background()
 		if t.Failed() {
 			if logs, err := e.docker.ContainerLogs(ctx, b.name, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: "40"}); err == nil {
-				out, _ := io.ReadAll(logs)
+				var out strings.Builder
+				_, _ = stdcopy.StdCopy(&out, &out, logs)
 				logs.Close()
-				t.Logf("edge logs:\n%s", out)
+				t.Logf("edge logs:\n%s", out.String())
 			}
 		}
 		for _, n := range []string{b.name, b.name + "-next"} {
@@ -150,7 +152,7 @@ func TestEdgeTwoProjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ins.HostConfig.ReadonlyRootfs || ins.HostConfig.NetworkMode != "host" || len(ins.HostConfig.CapAdd) != 1 || ins.HostConfig.CapAdd[0] != "NET_BIND_SERVICE" {
+	if !ins.HostConfig.ReadonlyRootfs || ins.HostConfig.NetworkMode != "host" || len(ins.HostConfig.CapAdd) != 1 || strings.TrimPrefix(ins.HostConfig.CapAdd[0], "CAP_") != "NET_BIND_SERVICE" {
 		t.Fatalf("edge container: read-only %v network %s cap_add %v", ins.HostConfig.ReadonlyRootfs, ins.HostConfig.NetworkMode, ins.HostConfig.CapAdd)
 	}
 
