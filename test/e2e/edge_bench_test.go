@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/invdeploy/invdeploy/internal/testacme"
+)
+
+// TestBenchEdge is make bench-edge: one service (rollapp, GET /version)
+// behind its rollout proxy and the engine's edge; requests/s and p99 over
+// HTTPS through the edge against plain HTTP through the rollout proxy
+// alone (its published port), in the same run, 16 keep-alive clients,
+// interleaved twice, 10 s each; and the time from the first up to the
+// first HTTPS answer (the first certificate, from pebble).
+func TestBenchEdge(t *testing.T) {
+	if os.Getenv("INVDEPLOY_BENCH_EDGE") == "" {
+		t.Skip("make bench-edge runs this (INVDEPLOY_BENCH_EDGE=1)")
+	}
+	e := newLocalEnv(t)
+	rollappImages(t, e.docker)
+	bed := newEdgeBed(t, e)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "compose.yaml"), []byte(edgeStack), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proj := project(t, "edgebench")
+	e.cleanup(proj)
+	port := freePort(t)
+	host := "bench.edge-e2e.test"
+	e.extra = append(e.extra, "APP_IMAGE=rollapp:e2e-v1", "APP_PORT="+strconv.Itoa(port), "APP_HOST="+host)
+	start := time.Now()
+	e.mustRun(dir, "up", "-p", proj, "--wait-timeout", "60s")
+	upDone := time.Since(start)
+	c := bed.client(true)
+	if !testacme.WaitFor(context.Background(), 60*time.Second, func() bool { _, err := getOK(c, bed.url(host, "/version")); return err == nil }) {
+		t.Fatal("no HTTPS answer within 60s")
+	}
+	fmt.Printf("edge: time to first certificate: %.2f s from the start of the first up (the up itself: %.2f s, edge created and started within it)\n",
+		time.Since(start).Seconds(), upDone.Seconds())
+
+	plain := "http://127.0.0.1:" + strconv.Itoa(port) + "/version"
+	secure := bed.url(host, "/version")
+	type result struct{ rps, p99 float64 }
+	measure := func(url string, h2 bool) result {
+		var mu sync.Mutex
+		var lat []time.Duration
+		var failed int
+		stop := time.Now().Add(10 * time.Second)
+		var wg sync.WaitGroup
+		for i := 0; i < 16; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+					_, p, _ := net.SplitHostPort(addr)
+					var d net.Dialer
+					return d.DialContext(ctx, network, "127.0.0.1:"+p)
+				}
+				tr := &http.Transport{DialContext: dial, TLSClientConfig: &tls.Config{RootCAs: bed.roots}, MaxIdleConnsPerHost: 1, ForceAttemptHTTP2: h2}
+				if !h2 {
+					tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+				}
+				cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+				defer tr.CloseIdleConnections()
+				var mine []time.Duration
+				bad := 0
+				for time.Now().Before(stop) {
+					t0 := time.Now()
+					if _, err := getOK(cl, url); err != nil {
+						bad++
+						continue
+					}
+					mine = append(mine, time.Since(t0))
+				}
+				mu.Lock()
+				lat = append(lat, mine...)
+				failed += bad
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		if failed > 0 {
+			t.Errorf("%s: %d requests failed", url, failed)
+		}
+		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+		p99 := lat[len(lat)*99/100]
+		return result{rps: float64(len(lat)) / 10, p99: float64(p99.Microseconds()) / 1000}
+	}
+	var plainR, httpsR, h2R result
+	for i := 0; i < 2; i++ {
+		for _, m := range []struct {
+			r   *result
+			url string
+			h2  bool
+		}{{&plainR, plain, false}, {&httpsR, secure, false}, {&h2R, secure, true}} {
+			got := measure(m.url, m.h2)
+			m.r.rps += got.rps / 2
+			m.r.p99 += got.p99 / 2
+		}
+	}
+	fmt.Printf("edge: plain HTTP/1.1 through the rollout proxy: %7.0f req/s, p99 %6.2f ms (16 keep-alive clients, 2 x 10 s interleaved)\n", plainR.rps, plainR.p99)
+	fmt.Printf("edge: HTTPS HTTP/1.1 through edge + proxy:      %7.0f req/s, p99 %6.2f ms, ratio %.2f (target >= 0.8)\n", httpsR.rps, httpsR.p99, httpsR.rps/plainR.rps)
+	fmt.Printf("edge: HTTPS HTTP/2 through edge + proxy:        %7.0f req/s, p99 %6.2f ms, ratio %.2f\n", h2R.rps, h2R.p99, h2R.rps/plainR.rps)
+}
