@@ -413,7 +413,8 @@ func (e *Edge) tlsConfig() *tls.Config {
 // CertificateInfo is what the edge serves for one host.
 type CertificateInfo struct {
 	Host     string    `json:"host"`
-	NotAfter time.Time `json:"not_after"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
 	Issuer   string    `json:"issuer"`
 	Serial   string    `json:"serial"`
 	Own      bool      `json:"own"`
@@ -437,7 +438,7 @@ func (e *Edge) Certificates() []CertificateInfo {
 		if best == nil {
 			continue
 		}
-		out = append(out, CertificateInfo{Host: h, NotAfter: best.NotAfter, Issuer: best.Issuer.CommonName, Serial: best.SerialNumber.Text(16), Own: own[h]})
+		out = append(out, CertificateInfo{Host: h, NotBefore: best.NotBefore, NotAfter: best.NotAfter, Issuer: best.Issuer.CommonName, Serial: best.SerialNumber.Text(16), Own: own[h]})
 	}
 	return out
 }

@@ -33,14 +33,21 @@ func newMetrics(reg prometheus.Registerer, e *Edge) *metrics {
 	return m
 }
 
-var expiryDesc = prometheus.NewDesc("invdeploy_edge_certificate_expiry_timestamp_seconds",
-	"When the certificate served for the host expires (Unix time).", []string{"host", "own"}, nil)
+var (
+	expiryDesc = prometheus.NewDesc("invdeploy_edge_certificate_expiry_timestamp_seconds",
+		"When the certificate served for the host expires (Unix time).", []string{"host", "own"}, nil)
+	notBeforeDesc = prometheus.NewDesc("invdeploy_edge_certificate_not_before_timestamp_seconds",
+		"When the certificate served for the host became valid (Unix time): with the expiry, its lifetime.", []string{"host", "own"}, nil)
+)
 
 // expiryCollector reports the expiry of each host's certificate at scrape
 // time.
 type expiryCollector struct{ e *Edge }
 
-func (c expiryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- expiryDesc }
+func (c expiryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- expiryDesc
+	ch <- notBeforeDesc
+}
 
 func (c expiryCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, ci := range c.e.Certificates() {
@@ -49,5 +56,6 @@ func (c expiryCollector) Collect(ch chan<- prometheus.Metric) {
 			own = "true"
 		}
 		ch <- prometheus.MustNewConstMetric(expiryDesc, prometheus.GaugeValue, float64(ci.NotAfter.Unix()), ci.Host, own)
+		ch <- prometheus.MustNewConstMetric(notBeforeDesc, prometheus.GaugeValue, float64(ci.NotBefore.Unix()), ci.Host, own)
 	}
 }
