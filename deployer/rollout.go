@@ -196,8 +196,21 @@ func parseServiceExt(s types.ServiceConfig) (serviceExt, error) {
 // (the rollout proxy, or the Swarm edge): httpguard's defaults changed by
 // max_connections, read_timeout, idle_timeout, write_timeout and
 // upstream_timeout.
+//
+// The HTTPS edge's keys (hosts, hsts, tls_certificate, tls_key) are
+// refused: the Swarm edge serves plain HTTP (docs/guides/https.md, "On
+// Swarm"), and a host name must not be dropped silently.
 func ProxyLimits(s types.ServiceConfig) (httpguard.Limits, error) {
 	e, err := parseServiceExt(s)
+	if err == nil {
+		if m, _ := s.Extensions[ExtService].(map[string]any); m != nil {
+			for _, k := range []string{"hosts", "hsts", "tls_certificate", "tls_key"} {
+				if _, ok := m[k]; ok {
+					return e.Limits, fmt.Errorf("services.%s.%s.%s: the HTTPS edge is not available on Swarm (its edge serves plain HTTP): remove the key, or terminate TLS in front of the swarm (docs/guides/https.md)", s.Name, ExtService, k)
+				}
+			}
+		}
+	}
 	return e.Limits, err
 }
 

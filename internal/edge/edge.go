@@ -412,12 +412,12 @@ func (e *Edge) tlsConfig() *tls.Config {
 
 // CertificateInfo is what the edge serves for one host.
 type CertificateInfo struct {
-	Host     string    `json:"host"`
+	Host      string    `json:"host"`
 	NotBefore time.Time `json:"not_before"`
 	NotAfter  time.Time `json:"not_after"`
-	Issuer   string    `json:"issuer"`
-	Serial   string    `json:"serial"`
-	Own      bool      `json:"own"`
+	Issuer    string    `json:"issuer"`
+	Serial    string    `json:"serial"`
+	Own       bool      `json:"own"`
 }
 
 // Certificates lists the certificate the edge holds for each routed host
