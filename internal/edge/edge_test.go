@@ -2,8 +2,14 @@ package edge
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"fmt"
 	"io"
 	"log/slog"
@@ -311,4 +317,56 @@ func TestRenewal(t *testing.T) {
 	if n := testutil.ToFloat64(te.e.m.failures.WithLabelValues("r.edge.test", "true")); n < 1 {
 		t.Errorf("renewal failures counted: %v", n)
 	}
+}
+
+// TestOwnCertificate: a route that brings its certificate and key is
+// served with them, and no order is made for its host.
+func TestOwnCertificate(t *testing.T) {
+	httpPort, httpsPort := testacme.FreePort(t, portLo, portHi), testacme.FreePort(t, portLo, portHi)
+	data := t.TempDir()
+	certPEM, keyPEM, pool := selfSigned(t, "own.edge.test")
+	if err := os.WriteFile(filepath.Join(data, "own.crt"), certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "own.key"), keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{HTTPAddr: ":" + strconv.Itoa(httpPort), HTTPSAddr: ":" + strconv.Itoa(httpsPort), DataDir: data,
+		AdminSocket: filepath.Join(t.TempDir(), "admin.sock"), ACMEDirectory: "https://127.0.0.1:1/dir", Limits: httpguard.Defaults()}
+	te := startEdge(t, cfg)
+	if _, err := NewAdminClient(cfg.AdminSocket).SetRoute(context.Background(), Route{Project: "p", Service: "s", Hosts: []string{"own.edge.test"},
+		Upstream: backend(t, "own"), CertFile: "own.crt", KeyFile: "own.key", HSTS: 60}); err != nil {
+		t.Fatal(err)
+	}
+	resp := waitServed(t, client(pool, httpsPort), "https://own.edge.test:"+strconv.Itoa(httpsPort)+"/", "own")
+	if resp.Header.Get("Strict-Transport-Security") != "max-age=60" {
+		t.Errorf("HSTS %q", resp.Header.Get("Strict-Transport-Security"))
+	}
+	if n := testutil.CollectAndCount(te.e.m.orders); n != 0 {
+		t.Errorf("%d orders for a host with its own certificate", n)
+	}
+	if cs := te.e.Certificates(); len(cs) != 1 || !cs[0].Own {
+		t.Errorf("certificates %+v", cs)
+	}
+}
+
+func selfSigned(t *testing.T, host string) (certPEM, keyPEM []byte, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	kb, _ := x509.MarshalECPrivateKey(key)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), pool
 }

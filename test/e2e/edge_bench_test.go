@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/invdeploy/invdeploy/deployer"
 	"github.com/invdeploy/invdeploy/internal/testacme"
 )
 
@@ -49,10 +51,38 @@ func TestBenchEdge(t *testing.T) {
 	fmt.Printf("edge: time to first certificate: %.2f s from the start of the first up (the up itself: %.2f s, edge created and started within it)\n",
 		time.Since(start).Seconds(), upDone.Seconds())
 
+	// CPU time of the containers per request: independent of what else
+	// the machine runs (the wall-clock rates are not, on a shared one).
+	cpu := func(name string) float64 {
+		st, err := e.docker.ContainerStatsOneShot(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Body.Close()
+		var v struct {
+			CPU struct {
+				Usage struct {
+					Total uint64 `json:"total_usage"`
+				} `json:"cpu_usage"`
+			} `json:"cpu_stats"`
+		}
+		if err := json.NewDecoder(st.Body).Decode(&v); err != nil {
+			t.Fatal(err)
+		}
+		return float64(v.CPU.Usage.Total)
+	}
+	parts := []string{proj + "-app-1", deployer.ProxyName(proj, "app"), bed.name}
 	plain := "http://127.0.0.1:" + strconv.Itoa(port) + "/version"
 	secure := bed.url(host, "/version")
-	type result struct{ rps, p99 float64 }
+	type result struct {
+		rps, p99 float64
+		cpu      [3]float64 // µs of CPU per request: app, rollout proxy, edge
+	}
 	measure := func(url string, h2 bool) result {
+		var before [3]float64
+		for i, n := range parts {
+			before[i] = cpu(n)
+		}
 		var mu sync.Mutex
 		var lat []time.Duration
 		var failed int
@@ -95,7 +125,11 @@ func TestBenchEdge(t *testing.T) {
 		}
 		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 		p99 := lat[len(lat)*99/100]
-		return result{rps: float64(len(lat)) / 10, p99: float64(p99.Microseconds()) / 1000}
+		r := result{rps: float64(len(lat)) / 10, p99: float64(p99.Microseconds()) / 1000}
+		for i, n := range parts {
+			r.cpu[i] = (cpu(n) - before[i]) / 1000 / float64(len(lat))
+		}
+		return r
 	}
 	var plainR, httpsR, h2R result
 	for i := 0; i < 2; i++ {
@@ -107,9 +141,22 @@ func TestBenchEdge(t *testing.T) {
 			got := measure(m.url, m.h2)
 			m.r.rps += got.rps / 2
 			m.r.p99 += got.p99 / 2
+			for k := range got.cpu {
+				m.r.cpu[k] += got.cpu[k] / 2
+			}
 		}
 	}
 	fmt.Printf("edge: plain HTTP/1.1 through the rollout proxy: %7.0f req/s, p99 %6.2f ms (16 keep-alive clients, 2 x 10 s interleaved)\n", plainR.rps, plainR.p99)
 	fmt.Printf("edge: HTTPS HTTP/1.1 through edge + proxy:      %7.0f req/s, p99 %6.2f ms, ratio %.2f (target >= 0.8)\n", httpsR.rps, httpsR.p99, httpsR.rps/plainR.rps)
 	fmt.Printf("edge: HTTPS HTTP/2 through edge + proxy:        %7.0f req/s, p99 %6.2f ms, ratio %.2f\n", h2R.rps, h2R.p99, h2R.rps/plainR.rps)
+	for _, m := range []struct {
+		name string
+		r    result
+	}{{"plain HTTP/1.1", plainR}, {"HTTPS HTTP/1.1", httpsR}, {"HTTPS HTTP/2  ", h2R}} {
+		fmt.Printf("edge: CPU per request, %s: app %5.0f µs, rollout proxy %5.0f µs, edge %5.0f µs (server side %5.0f µs)\n",
+			m.name, m.r.cpu[0], m.r.cpu[1], m.r.cpu[2], m.r.cpu[0]+m.r.cpu[1]+m.r.cpu[2])
+	}
+	if out, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Printf("edge: load average during the run: %s", out)
+	}
 }

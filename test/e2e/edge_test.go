@@ -36,6 +36,8 @@ type edgeBed struct {
 	httpPort, httpsPort int
 	pebble              *testacme.Pebble
 	roots               *x509.CertPool
+	// addr is where the edge listens ("": 127.0.0.1, the local engine).
+	addr string
 }
 
 func newEdgeBed(t *testing.T, e *localEnv) *edgeBed {
@@ -65,12 +67,17 @@ func newEdgeBed(t *testing.T, e *localEnv) *edgeBed {
 	return b
 }
 
-// client reaches every host name at 127.0.0.1, trusting pebble's root only.
+// client reaches every host name at the edge's address, trusting pebble's
+// root only.
 func (b *edgeBed) client(keepAlive bool) *http.Client {
+	ip := b.addr
+	if ip == "" {
+		ip = "127.0.0.1"
+	}
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		_, port, _ := net.SplitHostPort(addr)
 		var d net.Dialer
-		return d.DialContext(ctx, network, "127.0.0.1:"+port)
+		return d.DialContext(ctx, network, net.JoinHostPort(ip, port))
 	}
 	return &http.Client{
 		Transport: &http.Transport{DialContext: dial, TLSClientConfig: &tls.Config{RootCAs: b.roots}, ForceAttemptHTTP2: true,
