@@ -7,10 +7,11 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/invdeploy/invdeploy/internal/rollproxy"
 )
 
 // Route sends the requests for Hosts to Upstream, the published port of a
@@ -213,21 +214,5 @@ func saveTable(path string, t Table) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".routes-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	return rollproxy.WriteFileAtomic(path, append(b, '\n'))
 }

@@ -175,7 +175,7 @@ func Start(t testing.TB, o Options, lo, hi int) *Pebble {
 	pb.Stdout, pb.Stderr = p.log, p.log
 	start(t, pb)
 	p.cmd = pb
-	waitTCP(t, "127.0.0.1:"+strconv.Itoa(port))
+	waitTCP(t, net.JoinHostPort(o.ListenIP, strconv.Itoa(port)))
 	p.Directory = "https://" + net.JoinHostPort(o.ListenIP, strconv.Itoa(port)) + "/dir"
 	p.mgmt = "https://127.0.0.1:" + strconv.Itoa(mgmt)
 	t.Cleanup(func() {

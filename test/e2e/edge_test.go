@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -288,36 +290,17 @@ func TestEdgePreflight(t *testing.T) {
 // startHTTPSLoad runs clients on host through the edge (half keep their
 // connections alive); want, when set, is the body each must answer.
 func startHTTPSLoad(b *edgeBed, clients int, host, want string) *loadGen {
-	g := &loadGen{stop: make(chan struct{})}
-	for i := 0; i < clients; i++ {
-		c := b.client(i%2 == 0)
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			defer c.CloseIdleConnections()
-			for {
-				select {
-				case <-g.stop:
-					return
-				default:
-				}
-				v, err := getOK(c, b.url(host, "/version"))
-				if err == nil && want != "" && v != want {
-					err = fmt.Errorf("version %q, want %q", v, want)
-				}
-				if err != nil {
-					g.failed.Add(1)
-					g.mu.Lock()
-					if len(g.failures) < 10 {
-						g.failures = append(g.failures, err.Error())
-					}
-					g.mu.Unlock()
-					time.Sleep(10 * time.Millisecond)
-					continue
-				}
-				g.ok.Add(1)
-			}
-		}()
-	}
-	return g
+	var mine sync.Map // startLoad's client -> one of this bed's
+	var n atomic.Int64
+	return startLoad(clients, func(c *http.Client) error {
+		v, ok := mine.Load(c)
+		if !ok {
+			v, _ = mine.LoadOrStore(c, b.client(n.Add(1)%2 == 0))
+		}
+		got, err := getOK(v.(*http.Client), b.url(host, "/version"))
+		if err == nil && want != "" && got != want {
+			err = fmt.Errorf("version %q, want %q", got, want)
+		}
+		return err
+	})
 }
