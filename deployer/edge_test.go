@@ -99,3 +99,17 @@ func FuzzEdgeOf(f *testing.F) {
 		}
 	})
 }
+
+// TestSwarmRefusesEdgeKeys: the Swarm edge serves plain HTTP, so the keys
+// of the HTTPS edge refuse there instead of being dropped.
+func TestSwarmRefusesEdgeKeys(t *testing.T) {
+	for _, k := range []string{"hosts", "hsts", "tls_certificate", "tls_key"} {
+		_, err := ProxyLimits(edgeService(map[string]any{k: "x"}))
+		if err == nil || !strings.Contains(err.Error(), "not available on Swarm") {
+			t.Errorf("%s: %v", k, err)
+		}
+	}
+	if _, err := ProxyLimits(edgeService(map[string]any{"max_connections": 10})); err != nil {
+		t.Fatal(err)
+	}
+}
