@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,8 +20,10 @@ import (
 	"github.com/invdeploy/invdeploy/internal/testacme"
 )
 
-// TestBenchEdge is make bench-edge: one service (rollapp, GET /version)
-// behind its rollout proxy and the engine's edge; requests/s and p99 over
+// TestBenchEdge is make bench-edge: a trivial service (rollapp, GET
+// /version: the worst case for the edge's share) and the bundled Invoicing
+// API (GET of an invoice), each behind its rollout proxy and the engine's
+// edge; requests/s, p99 and CPU per request over
 // HTTPS through the edge against plain HTTP through the rollout proxy
 // alone (its published port), in the same run, 16 keep-alive clients,
 // interleaved twice, 10 s each; and the time from the first up to the
@@ -71,14 +74,11 @@ func TestBenchEdge(t *testing.T) {
 		}
 		return float64(v.CPU.Usage.Total)
 	}
-	parts := []string{proj + "-app-1", deployer.ProxyName(proj, "app"), bed.name}
-	plain := "http://127.0.0.1:" + strconv.Itoa(port) + "/version"
-	secure := bed.url(host, "/version")
 	type result struct {
 		rps, p99 float64
 		cpu      [3]float64 // µs of CPU per request: app, rollout proxy, edge
 	}
-	measure := func(url string, h2 bool) result {
+	measure := func(url string, h2 bool, parts []string) result {
 		var before [3]float64
 		for i, n := range parts {
 			before[i] = cpu(n)
@@ -131,31 +131,59 @@ func TestBenchEdge(t *testing.T) {
 		}
 		return r
 	}
-	var plainR, httpsR, h2R result
-	for i := 0; i < 2; i++ {
-		for _, m := range []struct {
-			r   *result
-			url string
-			h2  bool
-		}{{&plainR, plain, false}, {&httpsR, secure, false}, {&h2R, secure, true}} {
-			got := measure(m.url, m.h2)
-			m.r.rps += got.rps / 2
-			m.r.p99 += got.p99 / 2
-			for k := range got.cpu {
-				m.r.cpu[k] += got.cpu[k] / 2
+	compare := func(label, plain, secure string, parts []string) {
+		var plainR, httpsR, h2R result
+		for i := 0; i < 2; i++ {
+			for _, m := range []struct {
+				r   *result
+				url string
+				h2  bool
+			}{{&plainR, plain, false}, {&httpsR, secure, false}, {&h2R, secure, true}} {
+				got := measure(m.url, m.h2, parts)
+				m.r.rps += got.rps / 2
+				m.r.p99 += got.p99 / 2
+				for k := range got.cpu {
+					m.r.cpu[k] += got.cpu[k] / 2
+				}
 			}
 		}
+		fmt.Printf("edge: %s: plain HTTP/1.1 through the rollout proxy: %7.0f req/s, p99 %6.2f ms (16 keep-alive clients, 2 x 10 s interleaved)\n", label, plainR.rps, plainR.p99)
+		fmt.Printf("edge: %s: HTTPS HTTP/1.1 through edge + proxy:      %7.0f req/s, p99 %6.2f ms, ratio %.2f (target >= 0.8)\n", label, httpsR.rps, httpsR.p99, httpsR.rps/plainR.rps)
+		fmt.Printf("edge: %s: HTTPS HTTP/2 through edge + proxy:        %7.0f req/s, p99 %6.2f ms, ratio %.2f\n", label, h2R.rps, h2R.p99, h2R.rps/plainR.rps)
+		for _, m := range []struct {
+			name string
+			r    result
+		}{{"plain HTTP/1.1", plainR}, {"HTTPS HTTP/1.1", httpsR}, {"HTTPS HTTP/2  ", h2R}} {
+			fmt.Printf("edge: %s: CPU per request, %s: app %5.0f µs, rollout proxy %5.0f µs, edge %5.0f µs (server side %5.0f µs)\n",
+				label, m.name, m.r.cpu[0], m.r.cpu[1], m.r.cpu[2], m.r.cpu[0]+m.r.cpu[1]+m.r.cpu[2])
+		}
 	}
-	fmt.Printf("edge: plain HTTP/1.1 through the rollout proxy: %7.0f req/s, p99 %6.2f ms (16 keep-alive clients, 2 x 10 s interleaved)\n", plainR.rps, plainR.p99)
-	fmt.Printf("edge: HTTPS HTTP/1.1 through edge + proxy:      %7.0f req/s, p99 %6.2f ms, ratio %.2f (target >= 0.8)\n", httpsR.rps, httpsR.p99, httpsR.rps/plainR.rps)
-	fmt.Printf("edge: HTTPS HTTP/2 through edge + proxy:        %7.0f req/s, p99 %6.2f ms, ratio %.2f\n", h2R.rps, h2R.p99, h2R.rps/plainR.rps)
-	for _, m := range []struct {
-		name string
-		r    result
-	}{{"plain HTTP/1.1", plainR}, {"HTTPS HTTP/1.1", httpsR}, {"HTTPS HTTP/2  ", h2R}} {
-		fmt.Printf("edge: CPU per request, %s: app %5.0f µs, rollout proxy %5.0f µs, edge %5.0f µs (server side %5.0f µs)\n",
-			m.name, m.r.cpu[0], m.r.cpu[1], m.r.cpu[2], m.r.cpu[0]+m.r.cpu[1]+m.r.cpu[2])
+	compare("rollapp GET /version", "http://127.0.0.1:"+strconv.Itoa(port)+"/version", bed.url(host, "/version"),
+		[]string{proj + "-app-1", deployer.ProxyName(proj, "app"), bed.name})
+
+	// The bundled Invoicing API (GET of one invoice from PostgreSQL), made
+	// an edge service by a second compose file.
+	apiProj := project(t, "edgebenchapi")
+	e.cleanup(apiProj)
+	apiPort, apiHost := freePort(t), "api.edge-e2e.test"
+	override := filepath.Join(t.TempDir(), "https.yaml")
+	if err := os.WriteFile(override, []byte("services:\n  api:\n    x-invdeploy:\n      health_path: /readyz\n      hosts: [\""+apiHost+"\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
+	e.extra = append(e.extra, "INVOICING_API_PORT="+strconv.Itoa(apiPort))
+	e.mustRun(localRoot(), "up", "-f", "stacks/invoicing/compose.yaml", "-f", override, "-p", apiProj, "--wait-timeout", "5m")
+	body := `{"currency":"EUR","customer":{"name":"Bench"},"line_items":[{"description":"x","quantity":1,"unit_amount":100}]}`
+	resp, err := http.Post("http://127.0.0.1:"+strconv.Itoa(apiPort)+"/v1/invoices", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := resp.Header.Get("Location")
+	resp.Body.Close()
+	if !testacme.WaitFor(context.Background(), 60*time.Second, func() bool { _, err := getOK(c, bed.url(apiHost, loc)); return err == nil }) {
+		t.Fatal("the API answers no HTTPS within 60s")
+	}
+	compare("Invoicing API GET invoice", "http://127.0.0.1:"+strconv.Itoa(apiPort)+loc, bed.url(apiHost, loc),
+		[]string{apiProj + "-api-1", deployer.ProxyName(apiProj, "api"), bed.name})
 	if out, err := os.ReadFile("/proc/loadavg"); err == nil {
 		fmt.Printf("edge: load average during the run: %s", out)
 	}
