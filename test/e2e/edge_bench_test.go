@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+
 	"github.com/invdeploy/invdeploy/deployer"
 	"github.com/invdeploy/invdeploy/internal/testacme"
 )
@@ -167,10 +170,22 @@ func TestBenchEdge(t *testing.T) {
 	e.cleanup(apiProj)
 	apiPort, apiHost := freePort(t), "api.edge-e2e.test"
 	override := filepath.Join(t.TempDir(), "https.yaml")
-	if err := os.WriteFile(override, []byte("services:\n  api:\n    x-invdeploy:\n      health_path: /readyz\n      hosts: [\""+apiHost+"\"]\n"), 0o644); err != nil {
+	// Its build context is the repository (the first file's directory is
+	// stacks/invoicing); an API image already here is used as it is.
+	tag := "edge-bench"
+	if imgs, err := e.docker.ImageList(context.Background(), image.ListOptions{Filters: filters.NewArgs(filters.Arg("reference", "invoicing-api:*"))}); err == nil {
+		for _, im := range imgs {
+			for _, rt := range im.RepoTags {
+				if _, tg, ok := strings.Cut(rt, ":"); ok && tag == "edge-bench" {
+					tag = tg
+				}
+			}
+		}
+	}
+	if err := os.WriteFile(override, []byte("services:\n  api:\n    build:\n      context: "+localRoot()+"\n    x-invdeploy:\n      health_path: /readyz\n      hosts: [\""+apiHost+"\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e.extra = append(e.extra, "INVOICING_API_PORT="+strconv.Itoa(apiPort))
+	e.extra = append(e.extra, "INVOICING_API_PORT="+strconv.Itoa(apiPort), "INVOICING_API_TAG="+tag)
 	e.mustRun(localRoot(), "up", "-f", "stacks/invoicing/compose.yaml", "-f", override, "-p", apiProj, "--wait-timeout", "5m")
 	body := `{"currency":"EUR","customer":{"name":"Bench"},"line_items":[{"description":"x","quantity":1,"unit_amount":100}]}`
 	resp, err := http.Post("http://127.0.0.1:"+strconv.Itoa(apiPort)+"/v1/invoices", "application/json", strings.NewReader(body))
