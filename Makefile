@@ -81,6 +81,11 @@ bench-deploy: deps build images
 bench-rollout: deps images
 	set -o pipefail; INVDEPLOY_BENCH_ROLLOUT=$${BENCH:-1} $(GO) test -count=1 -timeout 30m -run 'TestBenchRollout$$' -v ./test/e2e | grep -v -e '^=== RUN' -e '^--- ' -e '^PASS' -e '^ok'
 
+## bench-edge: HTTPS req/s and p99 through the edge vs plain HTTP through the rollout proxy, same run (target >= 0.8), CPU per request, on a trivial service and on the bundled API, and the time to the first certificate from pebble (~6 min)
+.PHONY: bench-edge
+bench-edge: deps images
+	set -o pipefail; INVDEPLOY_BENCH_EDGE=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchEdge$$' -v ./test/e2e | grep -v -e '^=== RUN' -e '^--- ' -e '^PASS' -e '^ok'
+
 ## bench-inner-loop: one-line change in api/ to healthy, BuildKit + cache mounts vs classic builder, and remote bytes (~5-20 min: one cold classic build)
 bench-inner-loop: build images
 	bash test/e2e/bench-inner-loop.sh

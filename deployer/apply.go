@@ -186,6 +186,8 @@ func (a *applier) do(ctx context.Context, op Op) (Action, error) {
 		return ActionRemove, nil
 	case OpProxyCreate, OpProxyRecreate, OpProxyStart:
 		return "", a.proxy(ctx, op)
+	case OpEdgeCreate, OpEdgeUpgrade, OpEdgeStart, OpEdgeRoute, OpEdgeUnroute:
+		return "", d.applyEdge(ctx, p.Name, op)
 	default:
 		return a.container(ctx, op)
 	}

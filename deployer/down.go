@@ -34,6 +34,9 @@ type DownOptions struct {
 	// secrets on this engine ("" means ConfigDir(project)): with Volumes,
 	// the engine's copy goes with the data, and the mirror notes it.
 	ConfigDir string
+	// Edge names the engine's HTTPS edge (its Name), which stops routing
+	// the project's host names.
+	Edge EdgeOptions
 }
 
 // DownResult counts what Down removed.
@@ -59,6 +62,13 @@ func (d *Deployer) Down(ctx context.Context, project string, o DownOptions) (*Do
 	cs, err := d.projectContainers(ctx, project)
 	if err != nil {
 		return res, err
+	}
+	// The engine's edge stops routing the project's host names first (the
+	// edge itself stays for the other projects).
+	if removed, err := d.EdgeRoutesRemove(ctx, project, o.Edge); err != nil {
+		return res, err
+	} else if removed {
+		d.out.Event("Edge routes of %s removed", project)
 	}
 	cs, orphans := splitOrphans(cs, o.Services)
 	if o.RemoveOrphans {

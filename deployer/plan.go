@@ -60,6 +60,14 @@ const (
 	OpRoll     OpKind = "container-roll"
 	OpRecreate OpKind = "container-recreate"
 	OpRename   OpKind = "container-rename"
+	// Edge operations (deployer/edge.go): the engine's HTTPS edge is
+	// created, upgraded (a hand-off: no connection lost) or started, and
+	// routes a service's host names (or no longer does).
+	OpEdgeCreate  OpKind = "edge-create"
+	OpEdgeUpgrade OpKind = "edge-upgrade"
+	OpEdgeStart   OpKind = "edge-start"
+	OpEdgeRoute   OpKind = "edge-route"
+	OpEdgeUnroute OpKind = "edge-unroute"
 )
 
 // Op is one operation of a plan: one change, on what, and why.
@@ -103,6 +111,7 @@ type opData struct {
 	proxy   string // proxy ops: the existing proxy container's id
 	kept    []container.Summary
 	ofStack bool // OpRemove: a container of a service the stack has
+	edge    *edgeWork
 }
 
 // Action is what Up did to one container.
@@ -206,7 +215,7 @@ var actionWeight = map[Action]int{ActionKeep: 0, ActionRename: 1, ActionStart: 1
 // and creates nothing; what it cannot know (whether a pull or build brings
 // another image) is said as a condition.
 func (d *Deployer) Plan(ctx context.Context, st *Stack, o UpOptions) (*Plan, error) {
-	rep, err := d.Check(ctx, st, CheckOptions{Remote: o.Remote, ConfigDir: o.ConfigDir, Build: o.Build})
+	rep, err := d.Check(ctx, st, CheckOptions{Remote: o.Remote, ConfigDir: o.ConfigDir, Build: o.Build, Edge: o.Edge})
 	if err != nil {
 		return &Plan{Project: st.Project.Name, Report: rep}, err
 	}

@@ -91,6 +91,9 @@ func (d *Deployer) plan(ctx context.Context, p *types.Project, o UpOptions) (*Pl
 			return d.plan(ctx, p, o)
 		}
 	}
+	if err := d.planEdge(ctx, pl, o); err != nil {
+		return pl, err
+	}
 	return pl, nil
 }
 

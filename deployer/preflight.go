@@ -37,6 +37,8 @@ type CheckOptions struct {
 	// Target is what the stack is checked for: which compose fields are
 	// honoured (the field table); "" is TargetLocal.
 	Target Target
+	// Edge are the HTTPS edge's settings (its ports).
+	Edge EdgeOptions
 }
 
 // Report is the outcome of preflight.
@@ -84,6 +86,7 @@ func (d *Deployer) Check(ctx context.Context, st *Stack, o CheckOptions) (*Repor
 			add("compose", "services."+name+"."+ExtService, "%v", err)
 		}
 	}
+	checkEdgeKeys(p, add)
 	r.Warnings = append(r.Warnings, checkLiteralPasswords(p, o.Remote, add)...)
 
 	// A ping answers whether the engine is there and, in its API-Version
@@ -114,6 +117,9 @@ func (d *Deployer) Check(ctx context.Context, st *Stack, o CheckOptions) (*Repor
 			return r, err
 		}
 		if err := d.checkNetworks(ctx, p, add); err != nil {
+			return r, err
+		}
+		if err := d.checkEdge(ctx, p, o, add); err != nil {
 			return r, err
 		}
 		if !o.SkipImages {

@@ -54,6 +54,10 @@ const (
 	//     write_timeout: 30s
 	//     upstream_timeout: 30s
 	//     backup: continuous           # PostgreSQL's continuous protection (deployer/backup)
+	//     hosts: [api.example.com]     # the HTTPS edge routes these host names here (edge.go)
+	//     hsts: true                   # or a max-age such as 8760h
+	//     tls_certificate: SECRET      # own certificate chain and key instead of ACME
+	//     tls_key: SECRET
 	ExtService = "x-invdeploy"
 
 	proxyUser     = "65532:65532"
@@ -110,7 +114,7 @@ var proxyLimitKeys = map[string]func(*httpguard.Limits) *time.Duration{
 	"upstream_timeout": func(l *httpguard.Limits) *time.Duration { return &l.UpstreamTimeout },
 }
 
-const extKeys = "rollout, health_path, drain_timeout, max_connections, read_timeout, idle_timeout, write_timeout, upstream_timeout, backup"
+const extKeys = "rollout, health_path, drain_timeout, max_connections, read_timeout, idle_timeout, write_timeout, upstream_timeout, backup, " + edgeKeys
 
 // extInt reads a YAML integer (however the loader typed it).
 func extInt(v any) (int, bool) {
@@ -175,6 +179,8 @@ func parseServiceExt(s types.ServiceConfig) (serviceExt, error) {
 			e.Limits.MaxConns = n
 		case "backup":
 			// continuous protection: read and checked by deployer/backup
+		case "hosts", "hsts", "tls_certificate", "tls_key":
+			// the HTTPS edge's: read and checked by edgeOf (edge.go)
 		default:
 			field, ok := proxyLimitKeys[k]
 			if !ok {
@@ -194,8 +200,21 @@ func parseServiceExt(s types.ServiceConfig) (serviceExt, error) {
 // (the rollout proxy, or the Swarm edge): httpguard's defaults changed by
 // max_connections, read_timeout, idle_timeout, write_timeout and
 // upstream_timeout.
+//
+// The HTTPS edge's keys (hosts, hsts, tls_certificate, tls_key) are
+// refused: the Swarm edge serves plain HTTP (docs/guides/https.md, "On
+// Swarm"), and a host name must not be dropped silently.
 func ProxyLimits(s types.ServiceConfig) (httpguard.Limits, error) {
 	e, err := parseServiceExt(s)
+	if err == nil {
+		if m, _ := s.Extensions[ExtService].(map[string]any); m != nil {
+			for _, k := range []string{"hosts", "hsts", "tls_certificate", "tls_key"} {
+				if _, ok := m[k]; ok {
+					return e.Limits, fmt.Errorf("services.%s.%s.%s: the HTTPS edge is not available on Swarm (its edge serves plain HTTP): remove the key, or terminate TLS in front of the swarm (docs/guides/https.md)", s.Name, ExtService, k)
+				}
+			}
+		}
+	}
 	return e.Limits, err
 }
 

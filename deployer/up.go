@@ -44,6 +44,9 @@ type UpOptions struct {
 	// them here and moves them): ref -> the condition, in words, under
 	// which the plan's containers change. Plan only (a dry run).
 	Pending map[string]string
+	// Edge are the settings of the engine's HTTPS edge (services with
+	// x-invdeploy hosts; see edge.go).
+	Edge EdgeOptions
 }
 
 // UpResult is what Up did.
@@ -98,7 +101,7 @@ func (d *Deployer) Up(ctx context.Context, st *Stack, o UpOptions) (*UpResult, e
 	for _, w := range st.Warnings {
 		d.out.Event("warning: %s", w)
 	}
-	rep, err := d.Check(ctx, st, CheckOptions{Remote: o.Remote, ConfigDir: o.ConfigDir, Build: o.Build})
+	rep, err := d.Check(ctx, st, CheckOptions{Remote: o.Remote, ConfigDir: o.ConfigDir, Build: o.Build, Edge: o.Edge})
 	res.Report = rep
 	for _, w := range rep.Warnings[len(st.Warnings):] {
 		d.out.Event("warning: %s", w)

@@ -57,7 +57,7 @@ the last one is and asks for the project name to be typed (or --yes).`,
 				return err
 			}
 			defer closeFn()
-			res, err := d.Down(cmd.Context(), name, deployer.DownOptions{Volumes: o.volumes, Timeout: o.timeout, Services: services, RemoveOrphans: o.removeOrphans, Lock: true})
+			res, err := d.Down(cmd.Context(), name, deployer.DownOptions{Volumes: o.volumes, Timeout: o.timeout, Services: services, RemoveOrphans: o.removeOrphans, Lock: true, Edge: deployer.EdgeOptions{Name: edgeName()}})
 			if err != nil {
 				return err
 			}

@@ -122,6 +122,7 @@ func newRemoteUpCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 	var login loginOptions
 	var pull pullLoginOptions
 	var via, allowFrom, adminCIDR, service, pullRegistry string
+	var edgeOpts edgeFlags
 	var port int
 	var waitTimeout time.Duration
 	var rebuild, allowDirty, dryRun bool
@@ -145,7 +146,10 @@ engine version; that no port 2375, 2376 or 5432 (or Postgres at all) would be
 published to the world; that no process on the host holds a published port (probed
 from a short-lived container in the host's network namespace); secrets present and
 strong (a weak literal password refuses). It prints the EC2 security-group ingress
-rules the stack needs: the app port from --allow-from, SSH from --admin-cidr.
+rules the stack needs: the app port from --allow-from, SSH from --admin-cidr. With
+services that name x-invdeploy hosts, the rules are the HTTPS edge's instead of their
+ports: 443 from --allow-from and 80 from anywhere (the CA validates certificates
+over it); ports 80 and 443 held by a process on the host refuse.
 
 On the bundled stack the API is published on all interfaces of the host, port 8000
 unless --port; Postgres is never published.
@@ -172,6 +176,9 @@ builds, sends and changes nothing.`,
 			if registryGiven && via == remote.ViaSSH {
 				return usagef("--registry, --pull-registry and --pull-username/--pull-password-stdin apply to --via registry, not --via ssh")
 			}
+			if err := edgeOpts.check(); err != nil {
+				return err
+			}
 			for flag, v := range map[string]string{"--allow-from": allowFrom, "--admin-cidr": adminCIDR} {
 				if err := remote.CheckCIDR(v, flag); err != nil {
 					return usageError{err}
@@ -192,8 +199,8 @@ builds, sends and changes nothing.`,
 			uo := remote.UpOptions{
 				Via:         via,
 				Rebuild:     rebuild,
-				Preflight:   remote.PreflightOptions{AppCIDR: allowFrom, AdminCIDR: adminCIDR},
-				Deploy:      deployer.UpOptions{WaitTimeout: waitTimeout, Lock: true, RecordCommand: "remote up", ProxyBinary: proxyBinary()},
+				Preflight:   remote.PreflightOptions{AppCIDR: allowFrom, AdminCIDR: adminCIDR, Edge: edgeOpts.o},
+				Deploy:      deployer.UpOptions{WaitTimeout: waitTimeout, Lock: true, RecordCommand: "remote up", ProxyBinary: proxyBinary(), Edge: edgeOpts.o},
 				LocalEngine: localEngineHost(),
 			}
 			if via == remote.ViaRegistry {
@@ -250,6 +257,7 @@ builds, sends and changes nothing.`,
 	cmd.Flags().BoolVar(&rebuild, "build", false, "rebuild images with a build section locally even when present")
 	cmd.Flags().BoolVar(&allowDirty, "allow-dirty", false, "deploy images built from build contexts with uncommitted changes (refused by default: what runs on a host should be something a commit names)")
 	durationFlag(cmd, &waitTimeout, "wait-timeout", 3*time.Minute, "how long to wait for dependencies and health")
+	edgeOpts.bind(cmd)
 	return cmd
 }
 
@@ -357,7 +365,7 @@ func newRemoteDownCommand(g *globalOptions, ro *remoteOptions) *cobra.Command {
 				return err
 			}
 			defer closeRemote(g, d)
-			res, err := d.Down(cmd.Context(), name, deployer.DownOptions{Volumes: volumes, Timeout: timeout, Lock: true})
+			res, err := d.Down(cmd.Context(), name, deployer.DownOptions{Volumes: volumes, Timeout: timeout, Lock: true, Edge: deployer.EdgeOptions{Name: edgeName()}})
 			if err != nil {
 				return err
 			}

@@ -17,6 +17,7 @@ type upOptions struct {
 	// removeOrphans removes containers of services the file no longer has.
 	removeOrphans bool
 	dryRun        bool
+	edge          edgeFlags
 }
 
 func newUpCommand(g *globalOptions) *cobra.Command {
@@ -48,16 +49,30 @@ to choose one).
 
 Services with profiles: start only when one of their profiles is enabled with
 --profile (repeatable) or COMPOSE_PROFILES. Containers of services the file no
-longer has (orphans) are named in a warning; --remove-orphans removes them.`,
+longer has (orphans) are named in a warning; --remove-orphans removes them.
+
+HTTPS: a service whose x-invdeploy names hosts (hosts: [api.example.com]) is
+served over HTTPS by the engine's edge, one container (invdeploy-edge) owning
+ports 80 and 443 for every project on the engine. It orders certificates by ACME
+(Let's Encrypt unless --acme-directory), keeps them in the volume
+invdeploy-edge-data, redirects HTTP to HTTPS and forwards to the service's
+published port, so a roll stays zero-downtime. Preflight refuses a host name that
+does not look like one and ports 80/443 held by something else (exit 3). The
+--edge-* and --acme-* settings are the engine's: an up that gives none keeps
+what the edge runs with. See docs/guides/https.md.`,
 		Example: `  invdeploy up                                   # bundled stack, API on 127.0.0.1:8000
   INVOICING_API_PORT=8080 invdeploy up
   invdeploy up -f docker-compose.yml -p shop --wait-timeout 5m
   invdeploy up --profile monitoring --remove-orphans
-  invdeploy up --dry-run -o json                 # the plan, nothing changed`,
+  invdeploy up --dry-run -o json                 # the plan, nothing changed
+  invdeploy up -f compose.yaml --acme-email ops@example.com   # services with x-invdeploy hosts get HTTPS`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.waitTimeout <= 0 {
 				return usagef("--wait-timeout must be positive")
+			}
+			if err := o.edge.check(); err != nil {
+				return err
 			}
 			st, err := o.stack.load(cmd.Context(), g)
 			if err != nil {
@@ -68,7 +83,7 @@ longer has (orphans) are named in a warning; --remove-orphans removes them.`,
 				return err
 			}
 			defer closeFn()
-			uo := deployer.UpOptions{Build: o.build, WaitTimeout: o.waitTimeout, RemoveOrphans: o.removeOrphans, ProxyBinary: proxyBinary()}
+			uo := deployer.UpOptions{Build: o.build, WaitTimeout: o.waitTimeout, RemoveOrphans: o.removeOrphans, ProxyBinary: proxyBinary(), Edge: o.edge.o}
 			if o.dryRun {
 				plan, err := d.Plan(cmd.Context(), st, uo)
 				if err != nil {
@@ -90,6 +105,7 @@ longer has (orphans) are named in a warning; --remove-orphans removes them.`,
 	cmd.Flags().BoolVar(&o.build, "build", false, "rebuild images that have a build section even when present")
 	cmd.Flags().BoolVar(&o.removeOrphans, "remove-orphans", false, "remove containers of services the compose file no longer has")
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "print the plan (per service: keep, create, roll, recreate, and why) and change nothing")
+	o.edge.bind(cmd)
 	return cmd
 }
 
@@ -179,6 +195,16 @@ func planLine(op deployer.Op) (group, verb string, ok bool) {
 		if op.Reason == deployer.ReasonOrphan {
 			return "orphan", "remove", true
 		}
+	case deployer.OpEdgeCreate:
+		return "edge", "create", true
+	case deployer.OpEdgeUpgrade:
+		return "edge", "upgrade", true
+	case deployer.OpEdgeStart:
+		return "edge", "start", true
+	case deployer.OpEdgeRoute:
+		return "edge", "route", true
+	case deployer.OpEdgeUnroute:
+		return "edge", "unroute", true
 	}
 	return "", "", false
 }

@@ -53,6 +53,9 @@ type PreflightOptions struct {
 	AdminCIDR string
 	// SSHPort is the host's SSH port, for the SSH ingress rule (0: none, e.g. tcp://).
 	SSHPort int
+	// Edge are the HTTPS edge's settings: with services that name hosts,
+	// its ports are the ones to open, not theirs.
+	Edge deployer.EdgeOptions
 }
 
 // IngressRule is one EC2 security-group ingress rule the stack needs.
@@ -80,6 +83,8 @@ type Findings struct {
 	Rules []IngressRule
 	// Notes are hints for the user (no refusal).
 	Notes []string
+	// edgePorts are the HTTPS edge's ports among ToProbe.
+	edgePorts map[int]bool
 }
 
 // Err is a *deployer.PreflightError when there are problems, else nil.
@@ -107,6 +112,10 @@ func Preflight(ctx context.Context, eng PreflightEngine, st *deployer.Stack, o P
 	f.Engine = fmt.Sprintf("Docker %s (API %s) %s/%s", v.Version, v.APIVersion, v.Os, v.Arch)
 
 	p := st.Project
+	edgePorts, fronted, err := deployer.EdgePorts(st, o.Edge)
+	if err != nil {
+		return f, &deployer.PreflightError{Problems: []deployer.Problem{{Rule: "compose", Subject: deployer.ExtService + ".hosts", Message: err.Error()}}}
+	}
 	var want []int
 	for _, name := range p.ServiceNames() {
 		s := p.Services[name]
@@ -136,7 +145,9 @@ func Preflight(ctx context.Context, eng PreflightEngine, st *deployer.Stack, o P
 			if proto != "tcp" {
 				continue
 			}
-			if world {
+			if world && fronted[name] {
+				f.Notes = append(f.Notes, fmt.Sprintf("services.%s is reached through the HTTPS edge: keep its port %d closed in the security group (or publish it on 127.0.0.1)", name, n))
+			} else if world {
 				cidr := o.AppCIDR
 				if cidr == "" {
 					cidr = "<CIDR>"
@@ -146,6 +157,16 @@ func Preflight(ctx context.Context, eng PreflightEngine, st *deployer.Stack, o P
 			want = append(want, n)
 		}
 	}
+	if len(edgePorts) == 2 {
+		cidr := o.AppCIDR
+		if cidr == "" {
+			cidr = "<CIDR>"
+		}
+		// The CA validates HTTP-01 from addresses it does not publish:
+		// port 80 must be open to all, or certificates are not renewed.
+		f.Rules = append(f.Rules, IngressRule{Port: edgePorts[0], CIDR: "0.0.0.0/0", Purpose: "HTTPS edge: ACME HTTP-01 challenges (from anywhere) and redirects to HTTPS"},
+			IngressRule{Port: edgePorts[1], CIDR: cidr, Purpose: "HTTPS edge"})
+	}
 	if o.SSHPort > 0 {
 		cidr := o.AdminCIDR
 		if cidr == "" {
@@ -153,7 +174,7 @@ func Preflight(ctx context.Context, eng PreflightEngine, st *deployer.Stack, o P
 		}
 		f.Rules = append(f.Rules, IngressRule{Port: o.SSHPort, CIDR: cidr, Purpose: "SSH for invdeploy (admin only)"})
 	}
-	if o.AppCIDR == "" && len(f.Rules) > 0 && f.Rules[0].CIDR == "<CIDR>" {
+	if o.AppCIDR == "" && hasPlaceholder(f.Rules) {
 		f.Notes = append(f.Notes, "give --allow-from CIDR to fill in who may reach the app port")
 	}
 	if err := CheckCIDR(o.AppCIDR, "--allow-from"); err != nil {
@@ -182,7 +203,40 @@ func Preflight(ctx context.Context, eng PreflightEngine, st *deployer.Stack, o P
 			f.ToProbe = append(f.ToProbe, n)
 		}
 	}
+	if len(edgePorts) == 2 && !edgeRuns(running, edgePorts) {
+		f.edgePorts = map[int]bool{}
+		for _, n := range edgePorts {
+			if published[n] {
+				f.Problems = append(f.Problems, deployer.Problem{Rule: "port", Subject: strconv.Itoa(n),
+					Message: "is held by a container on the remote host; the HTTPS edge needs it: stop that container, or give the edge other ports (--edge-http-port/--edge-https-port)"})
+				continue
+			}
+			f.edgePorts[n] = true
+			f.ToProbe = append(f.ToProbe, n)
+		}
+		f.ToProbe = uniqInts(f.ToProbe)
+	}
 	return f, nil
+}
+
+// edgeRuns reports whether the engine's HTTPS edge runs on ports.
+func edgeRuns(running []container.Summary, ports []int) bool {
+	want := strconv.Itoa(ports[0]) + "," + strconv.Itoa(ports[1])
+	for _, c := range running {
+		if c.Labels["io.invdeploy.role"] == "edge" && c.Labels[deployer.LabelEdgePorts] == want {
+			return true
+		}
+	}
+	return false
+}
+
+func hasPlaceholder(rules []IngressRule) bool {
+	for _, r := range rules {
+		if r.CIDR == "<CIDR>" {
+			return true
+		}
+	}
+	return false
 }
 
 // Probe checks the ports in ToProbe with the probe command run from img
@@ -202,8 +256,11 @@ func (f *Findings) Probe(ctx context.Context, eng PreflightEngine, img string, c
 		return fmt.Errorf("remote preflight: %w", err)
 	}
 	for _, n := range held {
-		f.Problems = append(f.Problems, deployer.Problem{Rule: "port", Subject: strconv.Itoa(n),
-			Message: "is held by a process on the remote host (not a container); stop it there, or publish the app on another port (--port)"})
+		msg := "is held by a process on the remote host (not a container); stop it there, or publish the app on another port (--port)"
+		if f.edgePorts[n] {
+			msg = "is held by a process on the remote host (not a container); the HTTPS edge needs it: stop it there, or give the edge other ports (--edge-http-port/--edge-https-port)"
+		}
+		f.Problems = append(f.Problems, deployer.Problem{Rule: "port", Subject: strconv.Itoa(n), Message: msg})
 	}
 	return nil
 }

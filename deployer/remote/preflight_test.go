@@ -3,6 +3,7 @@ package remote
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -175,4 +176,52 @@ func FuzzParseProbeOutput(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPreflightEdgeRules: a service the HTTPS edge fronts asks for 80 from
+// anywhere (the CA validates over it) and 443 from --allow-from instead of
+// its own port; the edge's ports are probed on the host, and a process
+// holding one refuses naming the edge.
+func TestPreflightEdgeRules(t *testing.T) {
+	api := svc("api", "invoicing-api:latest", port("0.0.0.0", "8000", 8000))
+	api.Extensions = types.Extensions{deployer.ExtService: map[string]any{"hosts": []any{"api.example.com"}}}
+	st := stackWith(api)
+	host := &fakeHost{heldPorts: map[string]bool{"443": true}}
+	f, err := Preflight(context.Background(), host, st, PreflightOptions{AdminCIDR: "198.51.100.4/32", SSHPort: 22})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules []string
+	for _, r := range f.Rules {
+		rules = append(rules, fmt.Sprintf("%d %s", r.Port, r.CIDR))
+	}
+	if got := strings.Join(rules, ", "); got != "80 0.0.0.0/0, 443 <CIDR>, 22 198.51.100.4/32" {
+		t.Errorf("rules: %s", got)
+	}
+	if len(f.Notes) == 0 || !strings.Contains(strings.Join(f.Notes, "\n"), "services.api is reached through the HTTPS edge: keep its port 8000 closed") {
+		t.Errorf("notes: %v", f.Notes)
+	}
+	if err := f.Probe(context.Background(), host, "invoicing-api:latest", nil); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(host.cfg.Cmd, " ") != "probe-ports 80 443 8000" {
+		t.Errorf("probe command %v", host.cfg.Cmd)
+	}
+	if len(f.Problems) != 1 || f.Problems[0].Subject != "443" || !strings.Contains(f.Problems[0].Message, "the HTTPS edge needs it") {
+		t.Errorf("problems %v", f.Problems)
+	}
+	// An edge that runs on those ports is not probed again.
+	host = &fakeHost{running: []container.Summary{{Labels: map[string]string{"io.invdeploy.role": "edge", deployer.LabelEdgePorts: "80,443"}}}}
+	f, err = Preflight(context.Background(), host, st, PreflightOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(fmt.Sprint(f.ToProbe), "443") {
+		t.Errorf("the running edge's ports probed: %v", f.ToProbe)
+	}
+	// A bad host name refuses.
+	api.Extensions = types.Extensions{deployer.ExtService: map[string]any{"hosts": "not a host"}}
+	if _, err := Preflight(context.Background(), &fakeHost{}, stackWith(api), PreflightOptions{}); !deployer.IsPreflight(err) {
+		t.Errorf("bad host name: %v", err)
+	}
 }

@@ -8,6 +8,7 @@
 //	invdeploy-proxy deploy --target host:port [--health-path /readyz] [--health-timeout 60s] [--drain-timeout 30s] [RELEASE FLAGS]
 //	invdeploy-proxy target
 //	invdeploy-proxy healthcheck
+//	invdeploy-proxy edge run|route|routes|certificates|healthcheck   (the HTTPS edge, see internal/edge)
 //
 // RELEASE FLAGS, all optional, name what the target runs for the
 // invdeploy_release_info{project,release,revision,service} series on
@@ -52,6 +53,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/invdeploy/invdeploy/internal/edge"
 	"github.com/invdeploy/invdeploy/internal/httpguard"
 	"github.com/invdeploy/invdeploy/internal/rollproxy"
 )
@@ -90,6 +92,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, args[1:], getenv, stderr)
 	case "deploy":
 		return deploy(ctx, args[1:], stdout, stderr)
+	case "edge":
+		// The per-engine HTTPS edge runs from the same image.
+		err := edge.Command(ctx, args[1:], getenv, stdout, stderr)
+		var ue edge.UsageError
+		if errors.As(err, &ue) {
+			return usageError{err}
+		}
+		return err
 	case "healthcheck":
 		// The container's HEALTHCHECK: the proxy answers on its admin socket.
 		fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
@@ -116,7 +126,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stdout, t)
 		return nil
 	default:
-		return usageError{fmt.Errorf("unknown command %q (run, deploy, target, healthcheck)", args[0])}
+		return usageError{fmt.Errorf("unknown command %q (run, deploy, target, healthcheck, edge)", args[0])}
 	}
 }
 

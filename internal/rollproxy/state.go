@@ -100,14 +100,17 @@ func (p *Proxy) saveState(target string, rel Release) {
 	}
 	b, err := json.Marshal(State{Target: target, Release: rel})
 	if err == nil {
-		err = writeAtomic(p.state.path, b)
+		err = WriteFileAtomic(p.state.path, b)
 	}
 	if err != nil {
 		p.state.onErr(fmt.Errorf("keep state in %s: %w", p.state.path, err))
 	}
 }
 
-func writeAtomic(path string, b []byte) error {
+// WriteFileAtomic writes b to path through a synced temporary file in the
+// same directory and a rename (mode 0600): a crash leaves the old file or
+// the new one, never half of one. The HTTPS edge keeps its routes so.
+func WriteFileAtomic(path string, b []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), ".state-*")
 	if err != nil {
 		return err
