@@ -338,17 +338,22 @@ func (a *applier) steps() []Step {
 
 // createVolume creates volumes.KEY of the plan's project.
 func (d *Deployer) createVolume(ctx context.Context, pl *Plan, key string) error {
-	p := pl.p
+	o := volumeCreateOptions(pl.p, key)
+	if _, err := d.engine.VolumeCreate(ctx, o); err != nil {
+		return fmt.Errorf("create volume %s: %w", o.Name, err)
+	}
+	d.out.Event("Volume %s created", o.Name)
+	return nil
+}
+
+// volumeCreateOptions is the engine's request for volumes.KEY of p.
+func volumeCreateOptions(p *types.Project, key string) volume.CreateOptions {
 	vc := p.Volumes[key]
 	labels := map[string]string{LabelProject: p.Name, LabelVolume: key, LabelManagedBy: "invdeploy", LabelVersion: version.Version}
 	for k, v := range vc.Labels {
 		labels[k] = v
 	}
-	if _, err := d.engine.VolumeCreate(ctx, volume.CreateOptions{Name: vc.Name, Driver: vc.Driver, DriverOpts: vc.DriverOpts, Labels: labels}); err != nil {
-		return fmt.Errorf("create volume %s: %w", vc.Name, err)
-	}
-	d.out.Event("Volume %s created", vc.Name)
-	return nil
+	return volume.CreateOptions{Name: vc.Name, Driver: vc.Driver, DriverOpts: vc.DriverOpts, Labels: labels}
 }
 
 // deliveryKey names the secret-delivery volumes of a container.

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"sort"
 	"strings"
@@ -196,10 +197,14 @@ func TestUnsupportedFieldsAreNamed(t *testing.T) {
       placement:
         constraints: ["node.role==manager"]
 `, nil)
-	got := strings.Join(st.Warnings, "\n")
-	for _, want := range []string{"services.web.ipc", "services.web.devices", "services.web.deploy.placement"} {
+	probs, err := FieldProblems(st.Project, TargetLocal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(probs)
+	for _, want := range []string{"services.web.ipc", "services.web.devices", "services.web.deploy.placement.constraints"} {
 		if !strings.Contains(got, want) {
-			t.Errorf("no warning names %s; warnings:\n%s", want, got)
+			t.Errorf("no refusal names %s; refusals:\n%s", want, got)
 		}
 	}
 	dir := t.TempDir()

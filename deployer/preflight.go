@@ -34,6 +34,9 @@ type CheckOptions struct {
 	// SkipImages leaves out the image rule: a remote deploy checks
 	// everything else before it builds or sends a single image.
 	SkipImages bool
+	// Target is what the stack is checked for: which compose fields are
+	// honoured (the field table); "" is TargetLocal.
+	Target Target
 }
 
 // Report is the outcome of preflight.
@@ -64,6 +67,15 @@ func (d *Deployer) Check(ctx context.Context, st *Stack, o CheckOptions) (*Repor
 	}
 	p := st.Project
 
+	target := o.Target
+	if target == "" {
+		target = TargetLocal
+	}
+	fields, err := FieldProblems(p, target)
+	if err != nil {
+		return r, err
+	}
+	r.Problems = append(r.Problems, fields...)
 	r.Warnings = append(r.Warnings, d.checkSecrets(p, o, add)...)
 	d.checkFiles(st, add)
 	for _, name := range p.ServiceNames() {

@@ -2,7 +2,6 @@ package deployer
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -367,82 +366,20 @@ func newStack(p *types.Project, bundled bool, source string) (*Stack, error) {
 	return s, nil
 }
 
-// Supported compose keys. Anything else set in a stack is named in a warning.
-var (
-	supportedServiceKeys = keySet("build", "image", "command", "entrypoint", "environment", "env_file",
-		"labels", "label_file", "user", "working_dir", "hostname", "domainname", "ports", "expose", "volumes",
-		"tmpfs", "read_only", "cap_add", "cap_drop", "security_opt", "privileged", "mem_limit",
-		"mem_reservation", "memswap_limit", "pids_limit", "cpus", "cpu_shares", "ulimits", "restart", "deploy",
-		"healthcheck", "depends_on", "networks", "secrets", "stop_grace_period", "stop_signal", "init",
-		"extra_hosts", "dns", "dns_search", "dns_opt", "shm_size", "sysctls", "logging", "tty", "stdin_open",
-		"container_name", "scale", "profiles", "pull_policy", "group_add", "network_mode", "oom_score_adj", "configs")
-	supportedDeployKeys    = keySet("resources", "restart_policy", "replicas")
-	supportedResourceKeys  = keySet("cpus", "memory", "pids")
-	supportedBuildKeys     = keySet("context", "dockerfile", "args", "target", "labels", "no_cache", "pull", "tags", "shm_size", "extra_hosts", "network", "cache_from")
-	supportedNetworkKeys   = keySet("name", "driver", "driver_opts", "internal", "labels", "external", "attachable", "ipam")
-	supportedVolumeKeys    = keySet("name", "driver", "driver_opts", "labels", "external")
-	supportedSecretKeys    = keySet("name", "file", "environment")
-	supportedSvcSecretKeys = keySet("source", "target", "mode", "uid", "gid")
-	supportedConfigKeys    = keySet("name", "file", "environment", "content")
-)
-
-func keySet(keys ...string) map[string]bool {
-	m := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		m[k] = true
-	}
-	return m
-}
-
-// unsupported lists, by compose path, every field set in p that invdeploy
-// does not implement. Fields whose absence would make the stack unsafe or
-// wrong (external or swarm-only secrets, ...) are errors instead.
+// unsupported refuses values invdeploy cannot run on any target (external
+// or swarm-only secrets, network_mode service:, port ranges, ...) and warns
+// about values it reads differently (pull_policy daily). Which fields each
+// target honours is the field table (fields.go), checked by preflight.
 func unsupported(p *types.Project) ([]string, error) {
 	var warns []string
-	extra := func(path string, v any, ok map[string]bool) {
-		b, err := json.Marshal(v)
-		if err != nil {
-			warns = append(warns, fmt.Sprintf("%s: cannot inspect (%v)", path, err))
-			return
-		}
-		var m map[string]json.RawMessage
-		if json.Unmarshal(b, &m) != nil {
-			return
-		}
-		for k, raw := range m {
-			if ok[k] || string(raw) == "null" || string(raw) == "false" || string(raw) == "{}" || string(raw) == "[]" || string(raw) == `""` || string(raw) == "0" {
-				continue
-			}
-			warns = append(warns, fmt.Sprintf("%s.%s is not supported by invdeploy and is ignored", path, k))
-		}
-	}
 	for _, name := range p.ServiceNames() {
 		s := p.Services[name]
 		path := "services." + name
-		extra(path, s, supportedServiceKeys)
 		switch s.PullPolicy {
 		case "", types.PullPolicyAlways, types.PullPolicyNever, types.PullPolicyMissing,
 			types.PullPolicyIfNotPresent, types.PullPolicyBuild, types.PullPolicyRefresh:
 		default: // daily, weekly, every_<duration>
 			warns = append(warns, fmt.Sprintf("%s.pull_policy %q is not supported by invdeploy and is treated as missing", path, s.PullPolicy))
-		}
-		if s.Build != nil {
-			extra(path+".build", s.Build, supportedBuildKeys)
-		}
-		if s.Deploy != nil {
-			extra(path+".deploy", s.Deploy, supportedDeployKeys)
-			if s.Deploy.Resources.Limits != nil {
-				extra(path+".deploy.resources.limits", s.Deploy.Resources.Limits, supportedResourceKeys)
-			}
-			if s.Deploy.Resources.Reservations != nil {
-				extra(path+".deploy.resources.reservations", s.Deploy.Resources.Reservations, keySet("memory"))
-			}
-		}
-		for i, sec := range s.Secrets {
-			extra(fmt.Sprintf("%s.secrets[%d]", path, i), sec, supportedSvcSecretKeys)
-		}
-		for i, c := range s.Configs {
-			extra(fmt.Sprintf("%s.configs[%d]", path, i), c, supportedSvcSecretKeys)
 		}
 		if nm := s.NetworkMode; strings.HasPrefix(nm, "service:") || strings.HasPrefix(nm, "container:") {
 			return nil, fmt.Errorf("%s.network_mode %q is not supported by invdeploy", path, nm)
@@ -463,26 +400,13 @@ func unsupported(p *types.Project) ([]string, error) {
 			}
 		}
 	}
-	for name, n := range p.Networks {
-		extra("networks."+name, n, supportedNetworkKeys)
-	}
-	for name, v := range p.Volumes {
-		extra("volumes."+name, v, supportedVolumeKeys)
-	}
 	for name, sec := range p.Secrets {
 		if sec.External {
 			return nil, fmt.Errorf("secrets.%s.external: external (swarm) secrets are not supported by invdeploy; use file: or environment:", name)
 		}
-		extra("secrets."+name, sec, supportedSecretKeys)
-	}
-	for name, c := range p.Configs {
-		extra("configs."+name, c, supportedConfigKeys)
 	}
 	if err := checkDelivery(p); err != nil {
 		return nil, err
-	}
-	if len(p.Models) > 0 {
-		warns = append(warns, "models is not supported by invdeploy and is ignored")
 	}
 	sort.Strings(warns)
 	return warns, nil

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra/doc"
+
+	"github.com/invdeploy/invdeploy/deployer"
 )
 
 // update rewrites what the golden tests compare with: docs/reference from
@@ -36,6 +38,7 @@ func generateReference(dir string) error {
 // be there. Run with -update (make docs) after changing a command's help
 // or flags.
 func TestReference(t *testing.T) {
+	checkFieldsGuide(t)
 	got := t.TempDir()
 	if err := generateReference(got); err != nil {
 		t.Fatal(err)
@@ -84,5 +87,50 @@ func TestReference(t *testing.T) {
 		if !bytes.Equal(g, w) {
 			t.Errorf("docs/reference/%s differs from the command's help: run make docs", name)
 		}
+	}
+}
+
+// fieldsGuide is the page that shows the field table.
+const fieldsGuide = "../../docs/guides/fields.md"
+
+// fieldsGuideText is docs/guides/fields.md: its prose and the table
+// rendered from deployer.Fields.
+func fieldsGuideText() string {
+	return `<!-- Generated from deployer/fields.go by ` + "`make docs`" + `. Do not edit. -->
+
+# Compose fields per target
+
+One compose file runs on every target, but not every target can honour every field.
+For each field and each target the table says: **yes** (honoured, with a note where how
+is not obvious) or **refused**. ` + "`check`" + ` and every ` + "`up`" + ` refuse (exit 3, nothing
+changed) a stack that sets a field its target does not honour, naming the field, the
+service and the target, e.g.:
+
+` + "```" + `
+preflight refused (nothing was created or changed):
+  - field services.web.dns: service web: dns is not honoured on kubernetes: not yet supported; remove it from the compose file or deploy to a target that honours it
+` + "```" + `
+
+Nothing is dropped quietly: a field missing from this table is refused on every target.
+"local" is one Docker engine: ` + "`up`" + ` on this machine and ` + "`remote up`" + `. The table is
+deployer/fields.go (each row has an example there); TestFieldTable holds it to the
+converters: setting a field marked yes changes the target's runtime spec, setting one
+marked refused fails preflight.
+
+` + deployer.FieldTableMarkdown()
+}
+
+func checkFieldsGuide(t *testing.T) {
+	t.Helper()
+	want := fieldsGuideText()
+	if *update {
+		if err := os.WriteFile(fieldsGuide, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	got, err := os.ReadFile(fieldsGuide)
+	if err != nil || string(got) != want {
+		t.Errorf("docs/guides/fields.md does not match deployer/fields.go: run make docs")
 	}
 }
