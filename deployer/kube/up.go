@@ -115,10 +115,10 @@ func Check(ctx context.Context, c *Cluster, st *deployer.Stack, o UpOptions) (*P
 	return u.info, err
 }
 
-// Plan runs preflight and computes what Up would do (up --dry-run);
+// DryRun runs preflight and computes what Up would do (up --dry-run);
 // validate also sends every object to the API server as a server-side dry
 // run, so what the cluster would refuse is said now.
-func Plan(ctx context.Context, c *Cluster, st *deployer.Stack, o UpOptions, validate bool) (*Plan, error) {
+func DryRun(ctx context.Context, c *Cluster, st *deployer.Stack, o UpOptions, validate bool) (*Plan, error) {
 	u := newUpper(c, st, o)
 	if err := u.check(ctx); err != nil {
 		return &Plan{Project: st.Project.Name, Namespace: c.Namespace, Report: u.info}, err
@@ -315,7 +315,7 @@ func (u *upper) secretValue(ctx context.Context, name string, def types.SecretCo
 		if !generated(def) {
 			return nil, fmt.Errorf("its environment variable %s is not set: export it, or mark the secret x-invdeploy-generate: true", def.Environment)
 		}
-	case def.External:
+	case bool(def.External):
 		return nil, fmt.Errorf("external secrets are refused on kubernetes: give file, environment or x-invdeploy-generate")
 	case !generated(def):
 		return nil, fmt.Errorf("it has no file, environment or content")
