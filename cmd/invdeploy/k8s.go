@@ -471,4 +471,3 @@ port, the pod's port to its target port.`,
 	cmd.Flags().IntVar(&remotePort, "remote-port", 0, "the pod's port (default the service's first target port)")
 	return cmd
 }
-

@@ -73,4 +73,3 @@ func Tunnel(ctx context.Context, c *Cluster, project string, o TunnelOptions, er
 		return err
 	}
 }
-
