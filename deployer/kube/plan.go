@@ -197,11 +197,14 @@ func (u *upper) plan(ctx context.Context) (*Plan, error) {
 			pl.builds[name] = true
 			pl.Ops = append(pl.Ops, deployer.Op{Kind: OpBuild, Service: name, Target: s.Image, Reason: buildReason(present, u.o.Build)})
 		}
-		pl.Ops = append(pl.Ops, deployer.Op{Kind: OpPush, Service: name, Target: repo, Reason: "pods run the image by digest from the registry"})
-		in.Images[name] = ref
-		if ref == "" {
-			in.Images[name] = repo + "@<digest of the push>"
+		if ref != "" && !pl.builds[name] {
+			// The local image is in that registry already: pods run it
+			// by that digest, nothing to push.
+			in.Images[name] = ref
+			continue
 		}
+		pl.Ops = append(pl.Ops, deployer.Op{Kind: OpPush, Service: name, Target: repo, Reason: "pods run the image by digest from the registry"})
+		in.Images[name] = repo + "@<digest of the push>"
 	}
 	if u.pullSecret != nil {
 		in.PullSecret = u.pullSecret.Name
@@ -254,13 +257,15 @@ func (u *upper) plan(ctx context.Context) (*Plan, error) {
 			if !sameData(lo.data, it.Object) {
 				reason = "its value changed"
 			}
+		case lo.hash != it.Hash && strings.Contains(in.Images[it.Service], "<digest") && sameBut(p, c.Namespace, order, u, in, it, lo):
+			// Only the image may differ: the push decides.
 		case lo.hash != it.Hash:
 			reason = changeReason(it, lo, in)
 		}
 		svc := it.Service
 		if it.Kind == "Deployment" || it.Kind == "StatefulSet" {
 			pl.changed[svc] = reason
-			if reason == "" && strings.Contains(in.Images[svc], "<digest") {
+			if exists && reason == "" && strings.Contains(in.Images[svc], "<digest") {
 				// The push decides: the op is applied only if the digest differs.
 				pl.Ops = append(pl.Ops, deployer.Op{Kind: OpApply, Service: svc, Target: key(it.Kind, it.Name),
 					If: "the pushed image differs from the one running", Else: deployer.ActionKeep})
@@ -371,4 +376,25 @@ func inputsOf(s types.ServiceConfig, project string, rv func(kind, name string) 
 	}
 	sort.Strings(parts)
 	return strings.Join(parts, ",")
+}
+
+// sameBut reports whether workload it, rendered with the image the live
+// object runs, is the live object (only a pushed digest could change it).
+func sameBut(p *types.Project, ns string, order []string, u *upper, in Inputs, it *Manifest, lo liveObject) bool {
+	alt := in
+	alt.Images = map[string]string{}
+	for k, v := range in.Images {
+		alt.Images[k] = v
+	}
+	alt.Images[it.Service] = lo.image
+	m, err := Convert(p, ns, order, u.secrets, u.configs, alt)
+	if err != nil {
+		return false
+	}
+	for _, a := range m.Items {
+		if a.Kind == it.Kind && a.Name == it.Name {
+			return a.Hash == lo.hash
+		}
+	}
+	return false
 }
