@@ -319,7 +319,7 @@ func newK8sLogsCommand(g *globalOptions, ko *k8sOptions) *cobra.Command {
 			return kube.Logs(cmd.Context(), c, name, lo, g.stdout)
 		},
 	}
-	stack.bind(cmd, true)
+	stack.bind(cmd, false)
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming")
 	cmd.Flags().Int64Var(&tail, "tail", 100, "lines of each pod to start with")
 	return cmd
