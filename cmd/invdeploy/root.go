@@ -75,7 +75,7 @@ Exit codes: 0 ok; 1 failure; 2 usage; 3 preflight refused (nothing changed);
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			g.cmd = cmd
 			if g.Output == "yaml" && cmd.Annotations[outputYAML] == "" {
-				return usagef("--output yaml: only k8s up --dry-run renders yaml; want text or json")
+				return usagef("--output \"yaml\": want text or json (only k8s up --dry-run renders yaml)")
 			}
 			if g.Output != "text" && g.Output != "json" && g.Output != "yaml" {
 				return usagef("--output %q: want text or json", g.Output)
