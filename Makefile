@@ -72,6 +72,11 @@ bench-remote: deps images
 bench-swarm: deps images
 	set -o pipefail; INVDEPLOY_BENCH_SWARM=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchSwarm$$' -v ./test/swarm | grep -v -e '^=== RUN' -e '^--- ' -e '^PASS' -e '^ok'
 
+## bench-k8s: on the Kubernetes bed, up to ready and an image rollout: invdeploy k8s up vs kubectl apply + rollout status of the same rendered manifests (~5 min warm)
+.PHONY: bench-k8s
+bench-k8s: deps images k8sbed
+	set -o pipefail; INVDEPLOY_BENCH_K8S=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchK8s$$' -v ./test/k8s | grep -v -e '^=== RUN' -e '^--- ' -e '^PASS' -e '^ok'
+
 ## bench-deploy: time to all-healthy, invdeploy up vs docker-compose up -d + polling, and a no-op up
 bench-deploy: deps build images
 	bash test/e2e/bench-deploy.sh
