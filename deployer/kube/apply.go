@@ -301,7 +301,7 @@ func restore(ctx context.Context, c *Cluster, items, failed []Manifest, timeout 
 	}
 	for _, m := range items {
 		if m.Kind == "Deployment" || m.Kind == "StatefulSet" {
-			if err := waitReady(ctx, c, m.Kind, m.Name, m.Service, time.Now().Add(timeout)); err != nil {
+			if err := waitRollout(ctx, c, m.Kind, m.Name, m.Service, time.Now().Add(timeout), false); err != nil {
 				return err
 			}
 			out.Event("%s restored", m.Service)

@@ -83,6 +83,12 @@ func (e *UnhealthyError) Unwrap() error { return deployer.ErrUnhealthy }
 // old ones are gone. A pod of it that cannot start (image pull, crash
 // loop) or a progress deadline ends it at once; deadline ends it too.
 func waitReady(ctx context.Context, c *Cluster, kind, name, service string, deadline time.Time) error {
+	return waitRollout(ctx, c, kind, name, service, deadline, true)
+}
+
+// waitRollout is waitReady; failFast false waits out pods that cannot
+// start (a rollback: the failed revision's pods are on their way out).
+func waitRollout(ctx context.Context, c *Cluster, kind, name, service string, deadline time.Time, failFast bool) error {
 	fail := func(reason string) error {
 		return &RolloutError{Service: service, Kind: kind, Name: name, Reason: reason, Pods: podReports(context.WithoutCancel(ctx), c, service)}
 	}
@@ -97,7 +103,7 @@ func waitReady(ctx context.Context, c *Cluster, kind, name, service string, dead
 		if reason != "" {
 			return fail(reason)
 		}
-		if r := stuckPod(ctx, c, service); r != "" {
+		if r := stuckPod(ctx, c, service); failFast && r != "" {
 			return fail(r)
 		}
 		if time.Now().After(deadline) {

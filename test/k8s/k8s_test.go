@@ -327,6 +327,9 @@ func startLoad(base, invoice string, clients int) *load {
 					body := `{"currency":"EUR","customer":{"name":"Load"},"line_items":[{"description":"x","quantity":1,"unit_amount":1}]}`
 					req, _ = http.NewRequest(http.MethodPost, base+"/v1/invoices", strings.NewReader(body))
 					req.Header.Set("Content-Type", "application/json")
+					// A retry key makes the client's transport replay a POST
+					// on a keep-alive connection the server closed meanwhile.
+					req.Header.Set("Idempotency-Key", fmt.Sprintf("load-%d-%d-%d", c, i, time.Now().UnixNano()))
 				} else {
 					req, _ = http.NewRequest(http.MethodGet, base+invoice, nil)
 				}
