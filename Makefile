@@ -34,8 +34,13 @@ up: build images
 down: build
 	./bin/invdeploy down
 
-## test: unit + integration + end-to-end, against the real engine, PostgreSQL and test bed
-test: deps images
+## k8sbed: the Kubernetes test bed's binaries, built once per machine from the Go module proxy and cached by version outside the repository (~6-15 min cold, seconds warm)
+.PHONY: k8sbed
+k8sbed: deps
+	bash test/k8sbed/k8sbed.sh build
+
+## test: unit + integration + end-to-end, against the real engine, PostgreSQL, test bed and Kubernetes bed
+test: deps images k8sbed
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 ## unit: the fast tests only (no Docker, no test bed)
@@ -43,7 +48,7 @@ unit:
 	$(GO) test -count=1 -short ./...
 
 ## e2e: only the end-to-end tests
-e2e: deps images
+e2e: deps images k8sbed
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./test/...
 
 ## lint: gofmt + go vet + go.mod tidy (requirements must match the imports) + docs/reference matches the commands
@@ -71,6 +76,11 @@ bench-swarm: deps images
 .PHONY: bench-backup
 bench-backup: deps images
 	set -o pipefail; INVDEPLOY_BENCH_BACKUP=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchBackup$$' -v ./test/e2e | grep -v -e '^=== RUN' -e '^--- ' -e '^PASS' -e '^ok'
+
+## bench-k8s: on the Kubernetes bed, up to ready and an image rollout: invdeploy k8s up vs kubectl apply + rollout status of the same rendered manifests (~5 min warm)
+.PHONY: bench-k8s
+bench-k8s: deps images k8sbed
+	set -o pipefail; INVDEPLOY_BENCH_K8S=1 $(GO) test -count=1 -timeout 30m -run 'TestBenchK8s$$' -v ./test/k8s | grep -v -e '^=== RUN' -e '^--- ' -e '^PASS' -e '^ok'
 
 ## bench-deploy: time to all-healthy, invdeploy up vs docker-compose up -d + polling, and a no-op up
 bench-deploy: deps build images

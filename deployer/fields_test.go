@@ -195,3 +195,13 @@ func TestBundledStackHonouredLocally(t *testing.T) {
 		t.Fatalf("bundled stack refused locally: %v %v", probs, err)
 	}
 }
+
+// TestKubernetesColumnRows: every row the kubernetes column names exists in
+// the table (a typo would leave a field refused without anyone noticing).
+func TestKubernetesColumnRows(t *testing.T) {
+	for path := range kubernetesColumn {
+		if _, ok := fieldIndex[path]; !ok {
+			t.Errorf("kubernetes column names %s, which is not a row of Fields", path)
+		}
+	}
+}

@@ -19,6 +19,9 @@ PKGS=(
   ca-certificates
   git
   curl
+  containerd           # the Kubernetes bed's private containerd (its own root and socket; Debian's has the CRI plugin)
+  runc
+  openssl              # the Kubernetes bed's certificates
   jq                   # the API examples in README.md and docs/guides/api.md (run by TestDocExamples)
 )
 

@@ -74,7 +74,10 @@ Exit codes: 0 ok; 1 failure; 2 usage; 3 preflight refused (nothing changed);
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			g.cmd = cmd
-			if g.Output != "text" && g.Output != "json" {
+			if g.Output == "yaml" && cmd.Annotations[outputYAML] == "" {
+				return usagef("--output \"yaml\": want text or json (only k8s up --dry-run renders yaml)")
+			}
+			if g.Output != "text" && g.Output != "json" && g.Output != "yaml" {
 				return usagef("--output %q: want text or json", g.Output)
 			}
 			return nil

@@ -1,0 +1,83 @@
+package deployer
+
+// The kubernetes column of the field table (Fields): what `k8s up`
+// honours (deployer/kube converts it). A row not named here stays refused
+// on Kubernetes at preflight (exit 3).
+var kubernetesColumn = map[string]Support{
+	"configs.*.content":                               yesBut("a ConfigMap, mounted as a file"),
+	"configs.*.environment":                           yesBut("a ConfigMap, mounted as a file"),
+	"configs.*.file":                                  yesBut("a ConfigMap, mounted as a file"),
+	"networks.*.name":                                 yesBut("pods share the namespace's one network: the network's name has no object"),
+	"secrets.*.name":                                  yesBut("the Secret is named <project>-secret-<name>"),
+	"volumes.*.name":                                  yesBut("the claim is named after the volume"),
+	"secrets.*.environment":                           yesBut("a Secret, mounted as a file (never env)"),
+	"secrets.*.file":                                  yesBut("a Secret, mounted as a file (never env)"),
+	"services.*.build.args":                           yes,
+	"services.*.build.cache_from":                     yes,
+	"services.*.build.context":                        yesBut("built on this machine and pushed to --registry; pods run it by digest"),
+	"services.*.build.dockerfile":                     yes,
+	"services.*.build.extra_hosts":                    yes,
+	"services.*.build.labels":                         yes,
+	"services.*.build.network":                        yes,
+	"services.*.build.no_cache":                       yes,
+	"services.*.build.pull":                           yes,
+	"services.*.build.shm_size":                       yes,
+	"services.*.build.tags":                           yes,
+	"services.*.build.target":                         yes,
+	"services.*.cap_add":                              yes,
+	"services.*.cap_drop":                             yes,
+	"services.*.command":                              yesBut("the container's args"),
+	"services.*.configs[].source":                     yes,
+	"services.*.configs[].target":                     yes,
+	"services.*.cpus":                                 yesBut("a CPU limit; the request is deploy.resources.reservations.cpus, else 10m"),
+	"services.*.depends_on":                           yesBut("apply order: a service is applied once what it depends on is ready"),
+	"services.*.deploy.replicas":                      yes,
+	"services.*.deploy.resources.limits.cpus":         yes,
+	"services.*.deploy.resources.limits.memory":       yesBut("the memory limit and, without a reservation, the request"),
+	"services.*.deploy.resources.reservations.cpus":   yes,
+	"services.*.deploy.resources.reservations.memory": yes,
+	"services.*.entrypoint":                           yesBut("the container's command"),
+	"services.*.env_file":                             yesBut("read when the stack is loaded"),
+	"services.*.environment":                          yes,
+	"services.*.expose":                               yesBut("ports of the service's Service"),
+	"services.*.healthcheck.disable":                  yes,
+	"services.*.healthcheck.interval":                 yes,
+	"services.*.healthcheck.retries":                  yes,
+	"services.*.healthcheck.start_period":             yesBut("a startup probe"),
+	"services.*.healthcheck.test":                     yesBut("liveness; readiness too unless x-invdeploy health_path names an HTTP path"),
+	"services.*.healthcheck.timeout":                  yes,
+	"services.*.image":                                yes,
+	"services.*.label_file":                           yesBut("read when the stack is loaded"),
+	"services.*.mem_limit":                            yes,
+	"services.*.mem_reservation":                      yes,
+	"services.*.pids_limit":                           yesBut("not per pod: Kubernetes bounds pids per node (the kubelet's podPidsLimit); up warns"),
+	"services.*.ports[].host_ip":                      yesBut("ports are a ClusterIP Service, published on no node: reach them with k8s tunnel"),
+	"services.*.ports[].mode":                         yes,
+	"services.*.ports[].protocol":                     yes,
+	"services.*.ports[].published":                    yesBut("the local port of k8s tunnel"),
+	"services.*.ports[].target":                       yes,
+	"services.*.profiles":                             yesBut("applied when the stack is loaded"),
+	"services.*.read_only":                            yes,
+	"services.*.restart":                              yesBut("pods always restart, with the kubelet's back-off and no retry cap; up warns"),
+	"services.*.scale":                                yes,
+	"services.*.secrets[].source":                     yes,
+	"services.*.secrets[].target":                     yesBut("a file name under /run/secrets or an absolute path"),
+	"services.*.security_opt":                         yesBut("no-new-privileges only (allowPrivilegeEscalation: false)"),
+	"services.*.shm_size":                             yesBut("a memory-backed emptyDir at /dev/shm"),
+	"services.*.stop_grace_period":                    yesBut("terminationGracePeriodSeconds, plus the 5 s preStop delay"),
+	"services.*.tmpfs":                                yesBut("a memory-backed emptyDir; option size only"),
+	"services.*.user":                                 yesBut("numeric ids; a name is resolved through the image's /etc/passwd on this machine"),
+	"services.*.volumes[].read_only":                  yes,
+	"services.*.volumes[].source":                     yesBut("a named volume: the service runs as a StatefulSet with a PersistentVolumeClaim"),
+	"services.*.volumes[].target":                     yes,
+	"services.*.volumes[].type":                       yesBut("volume only (bind mounts are refused)"),
+	"services.*.working_dir":                          yes,
+}
+
+func init() {
+	for i := range Fields {
+		if s, ok := kubernetesColumn[Fields[i].Path]; ok {
+			Fields[i].On[TargetKubernetes] = s
+		}
+	}
+}
