@@ -392,6 +392,12 @@ func (d *Deployer) bridgeGateway(ctx context.Context) string {
 			if ip := net.ParseIP(c.Gateway); ip != nil && ip.To4() != nil {
 				return c.Gateway
 			}
+			// The engine may list the subnet only: its gateway is the
+			// subnet's first address (docker0's).
+			if _, sub, err := net.ParseCIDR(c.Subnet); err == nil && sub.IP.To4() != nil {
+				ip := sub.IP.To4()
+				return net.IPv4(ip[0], ip[1], ip[2], ip[3]+1).String()
+			}
 		}
 	}
 	return ""

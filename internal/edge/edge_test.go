@@ -43,7 +43,7 @@ type testEdge struct {
 }
 
 // startEdge runs an edge in this process against pebble.
-func startEdge(t *testing.T, cfg Config) *testEdge {
+func startEdge(t *testing.T, cfg Config, metricsAddr ...string) *testEdge {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -56,7 +56,7 @@ func startEdge(t *testing.T, cfg Config) *testEdge {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	te := &testEdge{e: e, reg: reg, cancel: cancel, done: make(chan error, 1)}
-	go func() { te.done <- e.Serve(ctx, "", reg, 10*time.Second) }()
+	go func() { te.done <- e.Serve(ctx, strings.Join(metricsAddr, ""), reg, 10*time.Second) }()
 	t.Cleanup(te.stop)
 	admin := NewAdminClient(cfg.AdminSocket)
 	if !testacme.WaitFor(context.Background(), 10*time.Second, func() bool { return admin.Health(context.Background()) == nil }) {
@@ -209,7 +209,8 @@ func TestEdgeAgainstPebble(t *testing.T) {
 
 	// A restart serves the kept certificates: no new order.
 	first.stop()
-	second := startEdge(t, cfg)
+	metrics := "127.0.0.1:" + strconv.Itoa(testacme.FreePort(t, portLo, portHi))
+	second := startEdge(t, cfg, metrics)
 	waitServed(t, c, base("one.edge.test")+"/", "one")
 	waitServed(t, c, base("two.edge.test")+"/", "two")
 	if got := p.Orders(); got != orders {
@@ -247,7 +248,7 @@ func TestEdgeAgainstPebble(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	cfg3 := cfg
 	cfg3.AdminSocket = filepath.Join(t.TempDir(), "admin.sock")
-	third := startEdge(t, cfg3)
+	third := startEdge(t, cfg3, metrics) // takes the metrics listener over too
 	time.Sleep(500 * time.Millisecond)
 	second.stop()
 	time.Sleep(time.Second)
@@ -262,6 +263,10 @@ func TestEdgeAgainstPebble(t *testing.T) {
 	}
 	if len(third.e.Table().Routes) != 2 {
 		t.Errorf("the new edge serves %d routes", len(third.e.Table().Routes))
+	}
+	_, body, err := get(c, "http://"+metrics+"/metrics")
+	if err != nil || !strings.Contains(body, `invdeploy_edge_certificate_expiry_timestamp_seconds{host="one.edge.test",own="false"}`) {
+		t.Errorf("the new edge's metrics: %v\n%.500s", err, body)
 	}
 }
 

@@ -56,8 +56,19 @@ func (e *Edge) Serve(ctx context.Context, metricsAddr string, gatherer prometheu
 		httpLn.Close()
 		return err
 	}
-	files := make([]*os.File, 0, 2)
-	for _, ln := range []net.Listener{httpLn, httpsLn} {
+	names, handed := []string{"http", "https"}, []net.Listener{httpLn, httpsLn}
+	// The metrics listener is handed over too (the old edge holds its
+	// address until it stops); one that cannot be had is not fatal.
+	var metricsLn net.Listener
+	if metricsAddr != "" {
+		if metricsLn, err = listen("metrics", metricsAddr); err != nil {
+			e.log.Error("no metrics", "addr", metricsAddr, "err", err)
+		} else {
+			names, handed = append(names, "metrics"), append(handed, metricsLn)
+		}
+	}
+	files := make([]*os.File, 0, len(handed))
+	for _, ln := range handed {
 		f, err := listenerFile(ln)
 		if err != nil {
 			return err
@@ -88,13 +99,9 @@ func (e *Edge) Serve(ctx context.Context, metricsAddr string, gatherer prometheu
 	}
 	servers := []*http.Server{plain, secure, {Handler: e.adminHandler(), ReadHeaderTimeout: 10 * time.Second}}
 	listeners := []net.Listener{plainCapped, tls.NewListener(secureCapped, tc), adminLn}
-	if metricsAddr != "" {
-		ml, err := net.Listen("tcp", metricsAddr)
-		if err != nil {
-			return fmt.Errorf("listen %s: %w", metricsAddr, err)
-		}
+	if metricsLn != nil {
 		servers = append(servers, &http.Server{Handler: promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second})
-		listeners = append(listeners, httpguard.NewListener(ml, 64))
+		listeners = append(listeners, httpguard.NewListener(metricsLn, 64))
 	}
 	errc := make(chan error, len(servers))
 	for i, s := range servers {
@@ -110,7 +117,7 @@ func (e *Edge) Serve(ctx context.Context, metricsAddr string, gatherer prometheu
 	// The next edge replaces the socket file: closing ours must not
 	// remove its.
 	hl.SetUnlinkOnClose(false)
-	go serveHandoff(hl, []string{"http", "https"}, files)
+	go serveHandoff(hl, names, files)
 	e.ready.Store(true)
 	e.log.Info("edge listening", "http", httpLn.Addr().String(), "https", httpsLn.Addr().String(),
 		"acme_directory", e.cfg.ACMEDirectory, "hosts", e.Table().Hosts())

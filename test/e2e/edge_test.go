@@ -161,6 +161,17 @@ func TestEdgeTwoProjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Its metrics, on the default bridge's gateway (where Prometheus of
+	// the monitoring profile finds them as host.docker.internal).
+	metricsAddr := ""
+	for i, a := range ins.Config.Cmd {
+		if a == "--metrics" && i+1 < len(ins.Config.Cmd) {
+			metricsAddr = ins.Config.Cmd[i+1]
+		}
+	}
+	if m, err := getOK(http.DefaultClient, "http://"+metricsAddr+"/metrics"); err != nil || !strings.Contains(m, `invdeploy_edge_certificates_obtained_total{host="`+hosts[0]+`",renewal="false"} 1`) {
+		t.Fatalf("the edge's metrics at %q: %v\n%.300s", metricsAddr, err, m)
+	}
 	if !ins.HostConfig.ReadonlyRootfs || ins.HostConfig.NetworkMode != "host" || len(ins.HostConfig.CapAdd) != 1 || strings.TrimPrefix(ins.HostConfig.CapAdd[0], "CAP_") != "NET_BIND_SERVICE" {
 		t.Fatalf("edge container: read-only %v network %s cap_add %v", ins.HostConfig.ReadonlyRootfs, ins.HostConfig.NetworkMode, ins.HostConfig.CapAdd)
 	}

@@ -385,7 +385,7 @@ func TestMonitoringProfile(t *testing.T) {
 		}
 	}
 	sort.Strings(names)
-	if got := strings.Join(names, " "); got != "InvoicingAPIDown InvoicingAPIHighErrorRatio InvoicingAPIHighLatencyP99 InvoicingAPIRestarting InvoicingBackupArchiveBehind InvoicingDatabaseNotReady InvoicingDatabaseRestarting InvoicingProxyDown" {
+	if got := strings.Join(names, " "); got != "EdgeCertificateExpiresSoon EdgeCertificateRenewalFailing InvoicingAPIDown InvoicingAPIHighErrorRatio InvoicingAPIHighLatencyP99 InvoicingAPIRestarting InvoicingBackupArchiveBehind InvoicingDatabaseNotReady InvoicingDatabaseRestarting InvoicingProxyDown" {
 		t.Fatalf("Prometheus loaded alert rules %s", got)
 	}
 
