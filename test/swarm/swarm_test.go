@@ -524,7 +524,14 @@ func testRolling(t *testing.T, w *world) {
 	}
 
 	// swarm rollback returns to the first image, under the same load.
-	r = w.must(t, 0, nil, "swarm", "rollback", "--host", mgr, "-p", project, "-q")
+	r = w.run(t, nil, "swarm", "rollback", "--host", mgr, "-p", project, "-q")
+	if r.code != 0 {
+		// What the tasks saw: the database's log and the api's networks.
+		logs := w.run(t, nil, "swarm", "logs", "--host", mgr, "-p", project, "db", "--tail", "30")
+		svc, _, _ := w.node(t, 0).ServiceInspectWithRaw(context.Background(), project+"_api", dswarm.ServiceInspectOptions{})
+		nets, _ := json.Marshal(map[string]any{"spec": svc.Spec.TaskTemplate.Networks, "previous": svc.PreviousSpec})
+		t.Fatalf("swarm rollback: exit %d\n%s\n%s\ndb log:\n%s%s\napi: %s", r.code, r.stdout, r.stderr, logs.stdout, logs.stderr, nets)
+	}
 	if !regexp.MustCompile(`(?m)^api\s+rolled back`).MatchString(r.stdout) {
 		t.Errorf("swarm rollback did not roll api back:\n%s", r.stdout)
 	}
