@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -183,11 +184,22 @@ func (d *Deployer) up(ctx context.Context, local *deployer.Deployer, localImages
 			res.Pushed = pushed
 		}
 	}
+	// The built images the host has already: no move, but the summary
+	// counts them.
+	var onHost []string
+	for _, ref := range builtRefs(st) {
+		if via == ViaSSH && !slices.Contains(built, ref) {
+			onHost = append(onHost, ref)
+		}
+	}
 	if len(send) > 0 {
 		res.Transfer, err = TransferSSH(ctx, localImages, eng, send, rep)
 		if err != nil {
 			return res, err
 		}
+	}
+	res.Transfer.Present = append(res.Transfer.Present, onHost...)
+	if len(send)+len(onHost) > 0 {
 		rep.Event("%s", res.Transfer.Summary())
 	}
 
