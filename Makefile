@@ -18,9 +18,10 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/invoicing-api ./cmd/invoicing-api
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/invdeploy-proxy ./cmd/invdeploy-proxy
 
-## deps: Debian packages the tests and the test bed need (idempotent, quick when present)
+## deps: Debian packages the tests and the test bed need, and the S3-compatible server of the backup tests (idempotent, quick when present)
 deps:
 	bash scripts/deps.sh
+	bash scripts/s3bed.sh
 
 ## images: every image the bundled stack, the Dockerfile and the tests need, in the local engine
 images: deps

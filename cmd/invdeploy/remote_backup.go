@@ -49,7 +49,7 @@ func newRemoteBackupsCommand(g *globalOptions, ro *remoteOptions) *cobra.Command
 				return err
 			}
 			defer closeRemote(g, d)
-			return listBackups(cmd, g, pg, b, store)
+			return listBackups(cmd, g, o, pg, b, store)
 		},
 	}
 	o.bind(cmd)
@@ -91,6 +91,9 @@ interfaces of the host, port 8000 unless --port: give the same --port as the up)
 			}
 			defer closeRemote(g, d)
 			announce(g, "Restoring", st)
+			if err := o.fetch(cmd, g, store); err != nil {
+				return err
+			}
 			// A database Swarm runs is refused before the host's checks.
 			if err := b.RefuseSwarm(cmd.Context(), pg); err != nil {
 				return err
