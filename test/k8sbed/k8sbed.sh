@@ -223,7 +223,7 @@ remove_chains() {
 			$ipt -t $table -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j (KUBE|CNI)-' | while read -r rule; do
 				# shellcheck disable=SC2086
 				$ipt -t $table ${rule/-A/-D} 2>/dev/null || true
-			done
+			done || true
 			for chain in $($ipt -t $table -S 2>/dev/null | awk '$1 == "-N" && ($2 ~ /^KUBE-/ || $2 ~ /^CNI-/) {print $2}'); do
 				$ipt -t $table -F "$chain" 2>/dev/null || true
 			done
