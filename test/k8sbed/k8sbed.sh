@@ -137,7 +137,7 @@ wait_for() {
 }
 
 # render FILE: a configuration of the bed with $BED replaced by its directory.
-render() { sed "s#\$BED#$bed#g" "$here/$1"; }
+render() { sed "s#\$BED/root#$cache/root#g; s#\$BED#$bed#g" "$here/$1"; }
 
 kubectl_bed() { "$cache/bin/kubectl" --kubeconfig "$bed/kubeconfig" "$@"; }
 
