@@ -328,7 +328,6 @@ up() {
 		--authorization-mode=Node,RBAC --kubelet-preferred-address-types=InternalIP \
 		--client-ca-file="$p/ca.crt" --tls-cert-file="$p/apiserver.crt" --tls-private-key-file="$p/apiserver.key" \
 		--kubelet-client-certificate="$p/kubelet-client.crt" --kubelet-client-key="$p/kubelet-client.key" \
-		--kubelet-certificate-authority="$p/ca.crt" \
 		--service-account-key-file="$p/sa.pub" --service-account-signing-key-file="$p/sa.key" \
 		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
 		--allow-privileged=true --profiling=false --enable-priority-and-fairness=false
