@@ -480,6 +480,30 @@ func podTemplate(p *types.Project, s types.ServiceConfig, in Inputs) (corev1.Pod
 			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: ResourceName(v.Source), MountPath: v.Target, ReadOnly: v.ReadOnly})
 		}
 	}
+	if ids, ok := in.Users[s.Name]; ok && s.User != "" && ids[0] != 0 && Stateful(s) {
+		// A fresh volume's root belongs to root (fsGroup gives the group
+		// only): a non-root service that must own its data directory
+		// (initdb chmods it) gets it chowned first, by an init container
+		// of the same image with CAP_CHOWN alone.
+		var dirs []string
+		var mounts []corev1.VolumeMount
+		for _, v := range s.Volumes {
+			if v.Type == types.VolumeTypeVolume && v.Source != "" && !v.ReadOnly {
+				dirs = append(dirs, v.Target)
+				mounts = append(mounts, corev1.VolumeMount{Name: ResourceName(v.Source), MountPath: v.Target})
+			}
+		}
+		if len(dirs) > 0 {
+			root := int64(0)
+			pod.InitContainers = []corev1.Container{{
+				Name: "volume-owner", Image: c.Image, ImagePullPolicy: c.ImagePullPolicy,
+				Command:      append([]string{"chown", fmt.Sprintf("%d:%d", ids[0], ids[1])}, dirs...),
+				VolumeMounts: mounts,
+				SecurityContext: &corev1.SecurityContext{RunAsUser: &root, RunAsNonRoot: boolPtr(false), ReadOnlyRootFilesystem: boolPtr(true),
+					AllowPrivilegeEscalation: boolPtr(false), Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"CHOWN"}}},
+			}}
+		}
+	}
 	c.Resources = resources(s)
 	if err := probes(&c, s, ports); err != nil {
 		return corev1.PodTemplateSpec{}, err

@@ -42,7 +42,7 @@ func TestBenchK8s(t *testing.T) {
 	compose, _ := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "test/k8s/testdata/compose.yaml"))
 	os.WriteFile(filepath.Join(dir, "compose.yaml"), compose, 0o644)
 	dockerfile := func(line string) {
-		os.WriteFile(filepath.Join(dir, "Dockerfile.api"), []byte("FROM invoicing-api:latest\n"+line+"\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "Dockerfile.api"), []byte("FROM k8sroll-base:latest\n"+line+"\n"), 0o644)
 	}
 	env := func(tag string) []string { return []string{"API_CONTEXT=" + dir, "API_TAG=" + tag} }
 	t.Cleanup(func() {

@@ -375,8 +375,14 @@ func testRollouts(t *testing.T, w *world) {
 	}
 	os.WriteFile(filepath.Join(dir, "compose.yaml"), compose, 0o644)
 	dockerfile := func(line string) {
-		os.WriteFile(filepath.Join(dir, "Dockerfile.api"), []byte("FROM invoicing-api:latest\n"+line+"\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "Dockerfile.api"), []byte("FROM k8sroll-base:latest\n"+line+"\n"), 0o644)
 	}
+	// The base: the API image the bundled case pushed, under a name of
+	// this test's own.
+	if out, err := exec.Command("docker", "tag", w.registry+"/invoicing-api:latest", "k8sroll-base:latest").CombinedOutput(); err != nil {
+		t.Fatalf("docker tag: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("docker", "rmi", "k8sroll-base:latest").Run() })
 	env := func(tag string, extra ...string) []string {
 		return append([]string{"API_CONTEXT=" + dir, "API_TAG=" + tag}, extra...)
 	}

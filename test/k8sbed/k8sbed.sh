@@ -137,7 +137,7 @@ wait_for() {
 }
 
 # render FILE: a configuration of the bed with $BED replaced by its directory.
-render() { sed "s#\$BED#$bed#g" "$here/$1"; }
+render() { sed "s#\$BED/root#$cache/root#g; s#\$BED#$bed#g" "$here/$1"; }
 
 kubectl_bed() { "$cache/bin/kubectl" --kubeconfig "$bed/kubeconfig" "$@"; }
 
@@ -223,7 +223,7 @@ remove_chains() {
 			$ipt -t $table -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j (KUBE|CNI)-' | while read -r rule; do
 				# shellcheck disable=SC2086
 				$ipt -t $table ${rule/-A/-D} 2>/dev/null || true
-			done
+			done || true
 			for chain in $($ipt -t $table -S 2>/dev/null | awk '$1 == "-N" && ($2 ~ /^KUBE-/ || $2 ~ /^CNI-/) {print $2}'); do
 				$ipt -t $table -F "$chain" 2>/dev/null || true
 			done
@@ -328,7 +328,6 @@ up() {
 		--authorization-mode=Node,RBAC --kubelet-preferred-address-types=InternalIP \
 		--client-ca-file="$p/ca.crt" --tls-cert-file="$p/apiserver.crt" --tls-private-key-file="$p/apiserver.key" \
 		--kubelet-client-certificate="$p/kubelet-client.crt" --kubelet-client-key="$p/kubelet-client.key" \
-		--kubelet-certificate-authority="$p/ca.crt" \
 		--service-account-key-file="$p/sa.pub" --service-account-signing-key-file="$p/sa.key" \
 		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
 		--allow-privileged=true --profiling=false --enable-priority-and-fairness=false
