@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -91,10 +92,16 @@ func TestRemoteDryRunIsWhatUpDoes(t *testing.T) {
 	}
 	for i, appImage := range []string{"rollapp:e2e-v1", "rollapp:e2e-v2"} {
 		env := append(append([]string{}, base...), "APP_IMAGE="+appImage)
-		hostBefore := h.Docker(t, "ps", "-a", "-q") + h.Docker(t, "images", "-q")
+		// Sorted: the engine lists images created in the same second in any order.
+		hostState := func() string {
+			ids := strings.Fields(h.Docker(t, "ps", "-a", "-q") + h.Docker(t, "images", "-q"))
+			sort.Strings(ids)
+			return strings.Join(ids, "\n")
+		}
+		hostBefore := hostState()
 		dry := remoteRun(t, h, env, "up", "-f", file, "-p", "remoteplan", "--dry-run", "-o", "json")
 		mustCode(t, dry, 0, "remote up --dry-run")
-		if after := h.Docker(t, "ps", "-a", "-q") + h.Docker(t, "images", "-q"); after != hostBefore {
+		if after := hostState(); after != hostBefore {
 			t.Fatalf("the dry run changed the host:\nbefore %q\nafter %q", hostBefore, after)
 		}
 		plan := ops("dry run", dry.Stdout, "operations")

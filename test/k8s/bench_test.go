@@ -1,3 +1,5 @@
+//go:build k8sbed
+
 package k8s_test
 
 import (

@@ -1,3 +1,5 @@
+//go:build k8sbed
+
 // Package k8s_test runs `invdeploy k8s` against a real one-node Kubernetes
 // (test/k8sbed) and the test bed's authenticated registry: one bed for the
 // package, the cases as subtests of one test, in order.
