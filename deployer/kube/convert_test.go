@@ -154,7 +154,7 @@ func TestFieldsKubernetes(t *testing.T) {
 	if len(warns) == 0 {
 		t.Errorf("pids_limit and restart on-failure are not warned about")
 	}
-	st2, err := deployer.Load(context.Background(), deployer.LoadOptions{Files: []string{writeCompose(t, "services:\n  web:\n    image: x\n    ipc: host\n    volumes: [./d:/d]\n    security_opt: [seccomp=unconfined]\n")}})
+	st2, err := deployer.Load(context.Background(), deployer.LoadOptions{Files: []string{writeCompose(t, "services:\n  web:\n    image: x\n    ipc: host\n    volumes: [./d:/d]\n    security_opt: [seccomp=unconfined]\n    x-invdeploy: {health_path: /healthz, backup: off, hosts: [a.example.com], rollout: recreate}\n")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,9 +166,14 @@ func TestFieldsKubernetes(t *testing.T) {
 			t.Errorf("refusal does not name the target: %s", p)
 		}
 	}
-	for _, want := range []string{"services.web.ipc", "services.web.volumes[0]", "services.web.security_opt"} {
+	for _, want := range []string{"services.web.ipc", "services.web.volumes[0]", "services.web.security_opt", "services.web.x-invdeploy.hosts", "services.web.x-invdeploy.rollout"} {
 		if !strings.Contains(strings.Join(got, " "), want) {
 			t.Errorf("%s not refused: %v", want, got)
+		}
+	}
+	for _, honoured := range []string{"x-invdeploy.health_path", "x-invdeploy.backup"} {
+		if strings.Contains(strings.Join(got, " "), honoured) {
+			t.Errorf("%s refused: %v", honoured, got)
 		}
 	}
 }

@@ -47,6 +47,7 @@ func fieldProblems(p *types.Project) ([]deployer.Problem, []string) {
 				}
 			}
 		}
+		probs = append(probs, extProblems(s)...)
 		if s.PidsLimit != 0 {
 			warns = append(warns, fmt.Sprintf("services.%s.pids_limit: Kubernetes has no per-pod pids limit; the nodes' kubelet podPidsLimit bounds it", name))
 		}
@@ -55,6 +56,29 @@ func fieldProblems(p *types.Project) ([]deployer.Problem, []string) {
 		}
 	}
 	return probs, warns
+}
+
+// extProblems refuses the x-invdeploy keys of a service that Kubernetes
+// does not honour: the HTTPS edge's (hosts, hsts, tls_*), the rollout
+// proxy's (rollout, drain_timeout and its limits) and continuous backups;
+// health_path is honoured (the readiness probe), backup: off says nothing.
+func extProblems(s types.ServiceConfig) []deployer.Problem {
+	m, _ := s.Extensions[deployer.ExtService].(map[string]any)
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var probs []deployer.Problem
+	for _, k := range keys {
+		switch v := m[k]; {
+		case k == "health_path", k == "backup" && (v == nil || fmt.Sprint(v) == "off" || fmt.Sprint(v) == ""):
+			continue
+		}
+		probs = append(probs, deployer.Problem{Rule: "field", Subject: fmt.Sprintf("services.%s.%s.%s", s.Name, deployer.ExtService, k),
+			Message: fmt.Sprintf("service %s: %s.%s is not honoured on kubernetes (only health_path is): remove it, or deploy to one engine", s.Name, deployer.ExtService, k)})
+	}
+	return probs
 }
 
 // permission is one thing up does in the namespace.
