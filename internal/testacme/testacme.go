@@ -100,12 +100,26 @@ func Binaries(t testing.TB) string {
 	return dir
 }
 
-// FreePort is a free TCP port in [lo, hi] (the tests' own range).
+// handedOut are the ports FreePort returned in this process: a port is
+// only bound later (the edge's by its container, pebble's by pebble), so a
+// second call must not find the first one's port free again.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// FreePort is a free TCP port in [lo, hi] (the tests' own range), never
+// one it returned before in this process.
 func FreePort(t testing.TB, lo, hi int) int {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	start := lo + int(time.Now().UnixNano()%int64(hi-lo+1))
 	for i := 0; i <= hi-lo; i++ {
 		p := lo + (start-lo+i)%(hi-lo+1)
+		if handedOut.ports[p] {
+			continue
+		}
 		ln, err := net.Listen("tcp", ":"+strconv.Itoa(p))
 		if err != nil {
 			continue
@@ -113,6 +127,7 @@ func FreePort(t testing.TB, lo, hi int) int {
 		ln.Close()
 		if u, err := net.ListenPacket("udp", ":"+strconv.Itoa(p)); err == nil {
 			u.Close()
+			handedOut.ports[p] = true
 			return p
 		}
 	}
