@@ -231,6 +231,19 @@ func logWarnings(t *testing.T, w *world, ns string) {
 	for _, e := range evs.Items {
 		t.Logf("event %s %s/%s %s x%d: %s", e.LastTimestamp.UTC().Format("15:04:05"), e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Count, e.Message)
 	}
+	// The API's lines about readiness and its 503s.
+	pods, _ := w.kc.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+	for _, p := range pods.Items {
+		out, err := w.kc.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: p.Spec.Containers[0].Name}).DoRaw(context.Background())
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, "readiness") || strings.Contains(l, `"status":503`) || strings.Contains(l, "FATAL") || strings.Contains(l, "shut") {
+				t.Logf("%s: %s", p.Name, l)
+			}
+		}
+	}
 }
 
 func opList(ops []struct{ Op, Target string }) []string {
