@@ -195,6 +195,12 @@ func testBundled(t *testing.T, w *world) {
 		}
 		return false
 	})
+	// The API is not ready while its database is away (its /readyz asks
+	// the database): the tunnel wants a ready pod.
+	waitFor(t, time.Minute, "the API ready again", func() bool {
+		d, err := w.kc.AppsV1().Deployments(ns).Get(ctx, "api", metav1.GetOptions{})
+		return err == nil && d.Status.ReadyReplicas > 0
+	})
 	base, stop = w.tunnel(t, root, ns, "api")
 	waitFor(t, time.Minute, "the invoice read back after the database pod was replaced", func() bool {
 		resp, err := httpClient.Get(base + inv)
