@@ -226,7 +226,8 @@ func newK8sDownCommand(g *globalOptions, ko *k8sOptions) *cobra.Command {
 		Long: `k8s down deletes exactly what up applied in the namespace: the objects labelled
 invdeploy.io/project=<project> (Deployments, StatefulSets, Services, ConfigMaps,
 Secrets, the release history). The PersistentVolumeClaims (the data) stay, and so do
-the generated Secrets the data was set up with; --volumes deletes both.`,
+the generated Secrets the data was set up with; --volumes deletes both, and returns
+once the claims are gone (their pods terminated).`,
 		Example: `  invdeploy k8s down -n shop
   invdeploy k8s down --volumes`,
 		Args: noArgs,

@@ -44,6 +44,9 @@ const (
 	// FieldManager is invdeploy's field manager for server-side apply.
 	FieldManager = "invdeploy"
 	managedBy    = "invdeploy"
+	// DataSubPath is the subdirectory of a claim a non-root stateful
+	// service's volume is mounted from (see podTemplate).
+	DataSubPath = "data"
 	// preStopSeconds is how long a terminating pod keeps serving while its
 	// endpoint is removed from the Services (endpoints lag the pod's
 	// termination; without the delay a rolling update drops requests).
@@ -401,8 +404,11 @@ func podTemplate(p *types.Project, s types.ServiceConfig, in Inputs) (corev1.Pod
 		if uid != 0 {
 			sc.RunAsNonRoot = boolPtr(true)
 		}
-		// The volumes and the secret files belong to the service's group.
+		// The volumes and the secret files belong to the service's group;
+		// a volume whose root has it already is not walked again.
 		psc.FSGroup = &gid
+		policy := corev1.FSGroupChangeOnRootMismatch
+		psc.FSGroupChangePolicy = &policy
 	}
 	if s.ReadOnly {
 		sc.ReadOnlyRootFilesystem = boolPtr(true)
@@ -475,22 +481,32 @@ func podTemplate(p *types.Project, s types.ServiceConfig, in Inputs) (corev1.Pod
 		pod.Volumes = append(pod.Volumes, corev1.Volume{Name: "shm", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory, SizeLimit: &q}}})
 		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "shm", MountPath: "/dev/shm"})
 	}
+	ids, hasUser := in.Users[s.Name]
+	ownData := hasUser && s.User != "" && ids[0] != 0 && Stateful(s)
 	for _, v := range s.Volumes {
 		if v.Type == types.VolumeTypeVolume && v.Source != "" {
-			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: ResourceName(v.Source), MountPath: v.Target, ReadOnly: v.ReadOnly})
+			m := corev1.VolumeMount{Name: ResourceName(v.Source), MountPath: v.Target, ReadOnly: v.ReadOnly}
+			if ownData {
+				m.SubPath = DataSubPath
+			}
+			c.VolumeMounts = append(c.VolumeMounts, m)
 		}
 	}
-	if ids, ok := in.Users[s.Name]; ok && s.User != "" && ids[0] != 0 && Stateful(s) {
-		// A fresh volume's root belongs to root (fsGroup gives the group
-		// only): a non-root service that must own its data directory
-		// (initdb chmods it) gets it chowned first, by an init container
-		// of the same image with CAP_CHOWN alone.
+	if ownData {
+		// A non-root service that must own its data directory (initdb
+		// chowns and chmods it 0700) keeps it in a subdirectory of the
+		// claim: the kubelet gives the claim's root to fsGroup (group
+		// rwx, setgid), recursively at every mount unless that root
+		// already matches (OnRootMismatch), which would undo the
+		// directory's mode (postgres then refuses to start). The
+		// subdirectory, made by the kubelet as root, is chowned first by
+		// an init container of the same image with CAP_CHOWN alone.
 		var dirs []string
 		var mounts []corev1.VolumeMount
 		for _, v := range s.Volumes {
 			if v.Type == types.VolumeTypeVolume && v.Source != "" && !v.ReadOnly {
 				dirs = append(dirs, v.Target)
-				mounts = append(mounts, corev1.VolumeMount{Name: ResourceName(v.Source), MountPath: v.Target})
+				mounts = append(mounts, corev1.VolumeMount{Name: ResourceName(v.Source), MountPath: v.Target, SubPath: DataSubPath})
 			}
 		}
 		if len(dirs) > 0 {

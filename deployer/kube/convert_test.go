@@ -112,6 +112,26 @@ func TestConvertBundled(t *testing.T) {
 	if *db.Spec.Template.Spec.Containers[0].SecurityContext.RunAsUser != 100 {
 		t.Errorf("db user not the resolved uid")
 	}
+	// Its data lives in a subdirectory of the claim, whose root alone the
+	// kubelet's fsGroup handling owns (and walks only on a mismatch).
+	dbPod := db.Spec.Template.Spec
+	if p := dbPod.SecurityContext.FSGroupChangePolicy; p == nil || *p != corev1.FSGroupChangeOnRootMismatch {
+		t.Errorf("db fsGroupChangePolicy %v", p)
+	}
+	for _, cs := range [][]corev1.Container{dbPod.Containers, dbPod.InitContainers} {
+		if len(cs) != 1 {
+			t.Fatalf("db containers %d (init %d)", len(dbPod.Containers), len(dbPod.InitContainers))
+		}
+		var data *corev1.VolumeMount
+		for i := range cs[0].VolumeMounts {
+			if cs[0].VolumeMounts[i].Name == "db-data" {
+				data = &cs[0].VolumeMounts[i]
+			}
+		}
+		if data == nil || data.SubPath != DataSubPath || data.MountPath != "/var/lib/postgresql/data" {
+			t.Errorf("%s: db data mount %+v", cs[0].Name, data)
+		}
+	}
 	svc, ok := by["Service/db"].Object.(*corev1.Service)
 	if !ok || svc.Spec.Ports[0].Port != 5432 {
 		t.Errorf("db Service %+v", by["Service/db"])

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -100,6 +102,40 @@ func Down(ctx context.Context, c *Cluster, project string, o DownOptions) (*Down
 		}
 		res.Deleted = append(res.Deleted, key(ob[0], ob[1]))
 	}
+	// A claim stays (Terminating) while a pod of the deleted workloads
+	// still uses it: down returns once the data is gone, so an up right
+	// after starts on a fresh claim, not on the one going away.
+	for _, ob := range objs {
+		if ob[0] == "PersistentVolumeClaim" {
+			if err := waitGone(ctx, c, ob[1], time.Now().Add(claimGoneTimeout)); err != nil {
+				return res, err
+			}
+		}
+	}
 	sort.Strings(res.Kept)
 	return res, nil
+}
+
+// claimGoneTimeout bounds down's wait for a deleted claim to go (its pod's
+// termination: the grace period and a little).
+const claimGoneTimeout = 2 * time.Minute
+
+func waitGone(ctx context.Context, c *Cluster, claim string, deadline time.Time) error {
+	for {
+		_, err := c.Client.CoreV1().PersistentVolumeClaims(c.Namespace).Get(ctx, claim, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read PersistentVolumeClaim/%s: %s", claim, oneLine(err))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("PersistentVolumeClaim/%s is deleted but still there after %s: a pod still uses it", claim, claimGoneTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
 }

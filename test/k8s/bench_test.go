@@ -43,6 +43,12 @@ func TestBenchK8s(t *testing.T) {
 	dir := t.TempDir()
 	compose, _ := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "test/k8s/testdata/compose.yaml"))
 	os.WriteFile(filepath.Join(dir, "compose.yaml"), compose, 0o644)
+	// The base: the API image built from the repository, under a name of
+	// the bench's own (the suite tags the one its bundled case pushed).
+	if out, err := exec.Command("docker", "build", "-q", "-t", "k8sroll-base:latest", testenv.RepoRoot(t)).CombinedOutput(); err != nil {
+		t.Fatalf("docker build of the API image: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("docker", "rmi", "k8sroll-base:latest").Run() })
 	dockerfile := func(line string) {
 		os.WriteFile(filepath.Join(dir, "Dockerfile.api"), []byte("FROM k8sroll-base:latest\n"+line+"\n"), 0o644)
 	}

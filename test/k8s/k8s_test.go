@@ -182,9 +182,26 @@ func testBundled(t *testing.T, w *world) {
 	if err := w.kc.CoreV1().Pods(ns).Delete(ctx, "db-0", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	logged := false
 	waitFor(t, 3*time.Minute, "db-0 ready again", func() bool {
 		p, err := w.kc.CoreV1().Pods(ns).Get(ctx, "db-0", metav1.GetOptions{})
-		return err == nil && p.DeletionTimestamp == nil && ready(*p)
+		if err == nil && p.DeletionTimestamp == nil && ready(*p) {
+			return true
+		}
+		if err == nil && !logged && time.Since(p.CreationTimestamp.Time) > 150*time.Second {
+			logged = true
+			logWarnings(t, w, ns)
+			if out, err := w.kc.CoreV1().Pods(ns).GetLogs("db-0", &corev1.PodLogOptions{Container: "db"}).DoRaw(ctx); err == nil {
+				t.Logf("db-0 log:\n%s", out)
+			}
+		}
+		return false
+	})
+	// The API is not ready while its database is away (its /readyz asks
+	// the database): the tunnel wants a ready pod.
+	waitFor(t, time.Minute, "the API ready again", func() bool {
+		d, err := w.kc.AppsV1().Deployments(ns).Get(ctx, "api", metav1.GetOptions{})
+		return err == nil && d.Status.ReadyReplicas > 0
 	})
 	base, stop = w.tunnel(t, root, ns, "api")
 	waitFor(t, time.Minute, "the invoice read back after the database pod was replaced", func() bool {
@@ -208,6 +225,32 @@ func testBundled(t *testing.T, w *world) {
 	w.must(t, 0, root, nil, "k8s", "down", "-n", ns, "--volumes")
 	if pvcs, _ := w.kc.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{}); len(pvcs.Items) != 0 {
 		t.Errorf("down --volumes: %d claims left", len(pvcs.Items))
+	}
+}
+
+// logWarnings logs the namespace's warning events (probe failures, back-offs).
+func logWarnings(t *testing.T, w *world, ns string) {
+	t.Helper()
+	evs, err := w.kc.CoreV1().Events(ns).List(context.Background(), metav1.ListOptions{FieldSelector: "type=Warning"})
+	if err != nil {
+		t.Logf("events: %v", err)
+		return
+	}
+	for _, e := range evs.Items {
+		t.Logf("event %s %s/%s %s x%d: %s", e.LastTimestamp.UTC().Format("15:04:05"), e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Count, e.Message)
+	}
+	// The API's lines about readiness and its 503s.
+	pods, _ := w.kc.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+	for _, p := range pods.Items {
+		out, err := w.kc.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: p.Spec.Containers[0].Name}).DoRaw(context.Background())
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, "readiness") || strings.Contains(l, `"status":503`) || strings.Contains(l, "FATAL") || strings.Contains(l, "shut") {
+				t.Logf("%s: %s", p.Name, l)
+			}
+		}
 	}
 }
 
@@ -337,13 +380,16 @@ func startLoad(base, invoice string, clients int) *load {
 				}
 				resp, err := client.Do(req)
 				if err == nil {
+					body, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
 					if resp.StatusCode < 300 {
 						l.ok.Add(1)
 						continue
 					}
-					err = fmt.Errorf("%s: %s", req.Method, resp.Status)
+					err = fmt.Errorf("%s %s: %s %s", time.Now().UTC().Format("15:04:05.000"), req.Method, resp.Status, body)
+				} else {
+					err = fmt.Errorf("%s %w", time.Now().UTC().Format("15:04:05.000"), err)
 				}
 				l.failed.Add(1)
 				l.mu.Lock()
@@ -423,6 +469,7 @@ func testRollouts(t *testing.T, w *world) {
 		t.Logf("%s: %d requests ok, %d failed", what, ok, failed)
 		if failed != 0 || ok == 0 {
 			t.Errorf("%s: %d requests failed (ok %d): %v", what, failed, ok, errs)
+			logWarnings(t, w, ns)
 		}
 	}
 	underLoad("image change", func() {
